@@ -1,0 +1,161 @@
+"""Command line: ``sim validate``, ``sim run`` (and the experiment commands).
+
+Bad input never shows a traceback: it prints one message naming the file,
+the line, the key path and the problem, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.loader import ScenarioError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Agent-based simulation of civilian allegiance under air strikes (Idlib, 2017-2018).",
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit with status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def load(path: Path, overrides: list[str] | None = None):
+    """Load and validate a scenario (geography included), or fail with one message."""
+    from sim.geography import GeographyError, build_geography
+    from sim.loader import load_scenario
+
+    try:
+        loaded = load_scenario(path, overrides)
+    except ScenarioError as e:
+        fail(str(e))
+    try:
+        build_geography(loaded.scenario)
+    except GeographyError as e:
+        fail(f"{path}: {'.'.join(map(str, e.loc))}: {e.message}")
+    return loaded
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a parameter: key.path=value (repeatable); list items by index or name."),
+]
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Check a scenario file and print what it resolves to."""
+    loaded = load(file, set_)
+    sc = loaded.scenario
+    persons = sum(t.persons for t in sc.towns)
+    typer.echo(
+        f"ok: {file} -> scenario {sc.name!r}: {len(sc.towns)} towns, {persons:,} persons, "
+        f"{sc.days} days, policy {sc.air_campaign.policy!r}, seed {sc.seed}, "
+        f"config {loaded.config_hash[:12]}"
+    )
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    seed: Annotated[int | None, typer.Option(help="Root seed (default: the scenario's).")] = None,
+    days: Annotated[int | None, typer.Option(help="Days to simulate (default: the scenario's).")] = None,
+    out: Annotated[Path, typer.Option(help="Results root; the run goes to OUT/<scenario>/<run-id>/.")] = Path("results"),
+    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: time and seed).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
+    from sim.runner import simulate, write_run
+
+    overrides = list(set_ or [])
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if days is not None:
+        overrides.append(f"days={days}")
+    loaded = load(file, overrides)
+    if run_id is not None and (not run_id or "/" in run_id or run_id.startswith(".")):
+        fail(f"--run-id {run_id!r}: must be a plain folder name")
+    target = out / loaded.scenario.name / (run_id or "")
+    if run_id is not None and target.exists():
+        fail(f"--run-id {run_id!r}: {target} already exists")
+    result = simulate(loaded, progress=True)
+    folder = write_run(result, out, run_id)
+    typer.echo(summary_text(result, folder))
+
+
+def summary_text(result, folder: Path) -> str:
+    """A few lines on what the run found, for the terminal."""
+    ts = result.timeseries
+    first, last = ts.iloc[0], ts.iloc[-1]
+    when = f"{ts['date'].iloc[-1]:%Y-%m-%d}" if "date" in ts.columns else f"day {int(last['day'])}"
+    lines = [
+        f"run: {result.scenario.name} seed {result.seed}, {result.manifest['agents']:,} agents, "
+        f"{result.scenario.days} days in {result.manifest['wall_time_s']:.1f} s",
+        f"  cooperation with HTS, resisting towns: {first['coop_share_resisting']:.3f} -> "
+        f"{last['coop_share_resisting']:.3f} (by home town {last['coop_share_resisting_home']:.3f}) at {when}",
+        f"  cooperation with HTS, all towns:       {first['coop_share']:.3f} -> {last['coop_share']:.3f}",
+        f"  protest participation, resisting towns: {first['protest_share_resisting']:.3f} -> "
+        f"{last['protest_share_resisting']:.3f}",
+        f"  strikes {int(last['strikes_cum'])}, killed {last['killed_cum']:,.0f}, displaced now "
+        f"{last['displaced_persons']:,.0f}, displacements {last['displacement_moves_cum']:,.0f}",
+    ]
+    observed = folder / "observed.csv"
+    if observed.exists():
+        import pandas as pd
+
+        obs = pd.read_csv(observed)
+        lines.append("  observed vs simulated:")
+        for _, row in obs.iterrows():
+            lines.append(
+                f"    {row['figure']}: model {row['simulated']:,.3g} vs recorded {row['observed']:,.3g} "
+                f"(ratio {row['ratio']:.2f}; {row['source']})"
+            )
+    lines.append(f"results: {folder}")
+    return "\n".join(lines)
+
+
+# Commands owned by other modules register themselves here (each module has ``register(app)``).
+COMMAND_MODULES = ("sim.experiments.cli", "sim.app", "sim.results")
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app, turning input errors into one line and exit status 2."""
+    _register_commands()
+    try:
+        app()
+    except ScenarioError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,658 @@
+"""Scenario schema: every parameter with its unit, range, default and source.
+
+The same field metadata feeds validation, error messages and the parameter
+tables in ``docs/ODD.md`` (see :func:`parameter_table`). Mechanism strengths are
+dimensionless multipliers (or, for the pretext, a share): at zero the
+mechanism is off and leaves no trace in the outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ASSUMED = "assumed"
+
+
+def param(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    unit: str = "-",
+    source: str = ASSUMED,
+    doc: str,
+) -> Any:
+    """A scenario parameter: default, allowed range, unit, source and meaning."""
+    return Field(
+        default,
+        ge=lo,
+        le=hi,
+        description=doc,
+        json_schema_extra={"unit": unit, "source": source},
+    )
+
+
+class Strict(BaseModel):
+    """Base for every schema block: unknown keys are errors, values validated on set."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------- mechanisms
+
+
+class Mechanisms(Strict):
+    """Strengths of the competing mechanisms (MODEL.md table). Zero switches one off."""
+
+    rally: float = param(
+        1.0, 0, 10, unit="multiplier", source="Haid 2018; Mironova et al. 2014",
+        doc="Rally / protection: regime threat raises the value of HTS as armed protector. "
+        "Multiplies choice.protection_weight (protection includes HTS retaliation).",
+    )
+    regime_blame: float = param(
+        1.0, 0, 10, unit="multiplier", source="Lyall, Blair & Imai 2013",
+        doc="Asymmetric blame: harm from regime strikes becomes grievance against the regime "
+        "(HTS coercion never lowers it). Multiplies grievance.regime_rate.",
+    )
+    institutions: float = param(
+        1.0, 0, 10, unit="multiplier", source="Haid 2018; Dell & Querubin 2018",
+        doc="Institutions hollowed out: strikes damage councils and markets and HTS services "
+        "fill the gap. Multiplies air_campaign.council_damage and choice.service_gap_weight.",
+    )
+    suppression: float = param(
+        1.0, 0, 10, unit="multiplier", source="Lyall 2009",
+        doc="Suppression / deterrence: fear makes gatherings and public allegiance dangerous. "
+        "Multiplies protest.fear_risk_weight (kappa) and choice.fear_withdrawal.",
+    )
+    pretext_blame: float = param(
+        0.2, 0, 1, unit="share", source="Condra & Shapiro 2012",
+        doc="Blame on the pretext (lambda): share of strike harm blamed on HTS for drawing "
+        "the strikes; 1 - lambda is blamed on the regime.",
+    )
+    exit: float = param(
+        1.0, 0, 10, unit="multiplier", source="Fabbe, Hazlett & Sinmazdemir 2019",
+        doc="Exit: exposure makes households flee, and the displaced disengage from armed "
+        "actors. Multiplies flight.exposure_rate and choice.displaced_disengagement.",
+    )
+    control: float = param(
+        1.0, 0, 10, unit="multiplier", source="Kalyvas 2006",
+        doc="Control drives collaboration. Multiplies choice.control_weight.",
+    )
+
+
+MECHANISM_NAMES: tuple[str, ...] = tuple(Mechanisms.model_fields)
+
+
+# --------------------------------------------------------------------------- households
+
+
+class StanceShares(Strict):
+    """Initial shares of households resisting / neutral / cooperating with HTS."""
+
+    resist: float = Field(ge=0, le=1, description="share resisting HTS")
+    neutral: float = Field(ge=0, le=1, description="share neutral")
+    cooperate: float = Field(ge=0, le=1, description="share cooperating with HTS")
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> StanceShares:
+        total = self.resist + self.neutral + self.cooperate
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"resist + neutral + cooperate must sum to 1 (got {total:.4g})")
+        return self
+
+
+def _shares(r: float, n: float, c: float) -> StanceShares:
+    return StanceShares(resist=r, neutral=n, cooperate=c)
+
+
+class InitialHouseholds(Strict):
+    """How households start, by their town's initial stance label."""
+
+    stance: dict[str, StanceShares] = Field(
+        default_factory=lambda: {
+            "resisting": _shares(0.45, 0.40, 0.15),
+            "hts": _shares(0.10, 0.45, 0.45),
+            "rival": _shares(0.30, 0.50, 0.20),
+            "mixed": _shares(0.25, 0.50, 0.25),
+            "unknown": _shares(0.20, 0.55, 0.25),
+        },
+        description="initial stance shares per town stance label (assumed)",
+    )
+    grievance_regime: float = param(
+        0.55, 0, 1, unit="0-1",
+        source="assumed; the regime is the 'number one enemy' (Haid 2018)",
+        doc="Mean initial grievance against the regime (Beta distributed).",
+    )
+    grievance_hts_resisting: float = param(
+        0.45, 0, 1, unit="0-1", doc="Mean initial grievance against HTS in resisting towns."
+    )
+    grievance_hts_other: float = param(
+        0.20, 0, 1, unit="0-1", doc="Mean initial grievance against HTS elsewhere."
+    )
+    concentration: float = param(
+        8.0, 0.5, 1000, unit="-",
+        doc="Beta concentration (a + b) of initial grievances: higher is less spread.",
+    )
+
+
+class Households(Strict):
+    """Agent resolution and population scaling."""
+
+    unit: Literal["household", "person"] = Field(
+        "household",
+        description="One agent per household, or one per person (person-level option).",
+    )
+    size: int = param(
+        6, 1, 20, unit="persons/household", source="MODEL.md (about six persons)",
+        doc="Persons per household agent when unit is 'household'.",
+    )
+    sample_fraction: float = param(
+        1.0, 1e-4, 1.0, unit="share",
+        doc="Share of households represented by agents; each agent stands for "
+        "1/sample_fraction real ones and reported counts are scaled back up.",
+    )
+    initial: InitialHouseholds = Field(default_factory=InitialHouseholds)
+
+
+# --------------------------------------------------------------------------- household rules
+
+
+class Exposure(Strict):
+    """Recent harm E_t: a decaying memory of casualties and strikes in and near a town."""
+
+    half_life_days: float = param(
+        30.0, 0.5, 730, unit="days", source="Condra et al. 2010 (weeks to months)",
+        doc="Half-life of the harm memory.",
+    )
+    casualty_weight: float = param(
+        1.0, 0, 100, unit="per (killed per 1,000 residents)",
+        doc="Harm per civilian killed per 1,000 residents.",
+    )
+    strike_weight: float = param(
+        0.05, 0, 10, unit="per strike", doc="Harm per strike landing in the town."
+    )
+    neighbour_weight: float = param(
+        0.3, 0, 1, unit="-", doc="Weight of a neighbouring town's harm at zero distance."
+    )
+    neighbour_range_km: float = param(
+        10.0, 0.1, 200, unit="km", doc="e-folding distance of neighbouring towns' harm."
+    )
+    personal_weight: float = param(
+        2.0, 0, 100, unit="per person killed",
+        doc="Harm felt by a household per member killed (decays like E_t).",
+    )
+
+
+class Grievance(Strict):
+    """Grievances against the regime (G_R) and HTS (G_H)."""
+
+    regime_rate: float = param(
+        0.05, 0, 20, unit="1/(harm*day)", doc="a_R: growth of G_R per unit exposure."
+    )
+    hts_rate: float = param(
+        0.05, 0, 20, unit="1/(harm*day)", doc="a_H: growth of G_H per unit of HTS-attributed harm."
+    )
+    regime_decay: float = param(0.01, 0, 1, unit="1/day", doc="Daily relaxation of G_R toward the household's standing grievance.")
+    hts_decay: float = param(0.01, 0, 1, unit="1/day", doc="Daily relaxation of G_H toward the household's standing grievance.")
+    repression_weight: float = param(
+        0.2, 0, 100, unit="per (arrest per household)",
+        doc="HTS-attributed harm per recent arrest per household in town.",
+    )
+    takeover_weight: float = param(
+        0.05, 0, 10, unit="per takeover", doc="HTS-attributed harm of a recent council takeover."
+    )
+    tax_weight: float = param(
+        0.004, 0, 1, unit="per (control*day)", doc="Daily HTS-attributed harm of taxes per unit control."
+    )
+
+
+class Fear(Strict):
+    """Fear F (Bennett 2008 style)."""
+
+    rate: float = param(0.2, 0, 50, unit="1/(harm*day)", doc="phi: growth of fear per unit exposure.")
+    decay: float = param(0.03, 0, 1, unit="1/day", doc="Daily decay of fear.")
+
+
+class Choice(Strict):
+    """Logit choice among resist / neutral / cooperate (utilities relative to neutral)."""
+
+    calibrate_constants: bool = Field(
+        True,
+        description="Set each town's constants for resisting and cooperating so that its initial "
+        "stance shares are the equilibrium of the choice model in the initial state (the "
+        "intercepts below are then ignored).",
+    )
+    revision_rate: float = param(
+        0.05, 0, 1, unit="1/day", doc="Daily probability that a household reconsiders its stance."
+    )
+    cooperate_intercept: float = param(0.0, -10, 10, doc="b0 for cooperating (without calibrated constants).")
+    resist_intercept: float = param(0.0, -10, 10, doc="b0 for resisting (without calibrated constants).")
+    protection_weight: float = param(
+        1.5, 0, 50, source="assumed (rally mechanism)", doc="b_P: weight of protection_t * G_R."
+    )
+    regime_grievance_weight: float = param(
+        1.0, 0, 50, doc="b_R: weight of G_R on cooperating (the regime as first enemy)."
+    )
+    services_weight: float = param(1.5, 0, 50, doc="b_S: weight of HTS services.")
+    service_gap_weight: float = param(
+        2.0, 0, 50, doc="Extra service value where strike damage hollowed out the town."
+    )
+    control_weight: float = param(1.5, 0, 50, doc="b_C: weight of HTS control.")
+    peer_weight: float = param(1.0, 0, 50, doc="b_peer: weight of the town's share of the same stance.")
+    hts_grievance_weight: float = param(3.0, 0, 50, doc="b_H: weight of G_H (against cooperating, for resisting).")
+    council_weight: float = param(1.5, 0, 50, doc="b_L: weight of independent council legitimacy on resisting.")
+    fear_withdrawal: float = param(
+        1.0, 0, 50, doc="Fear's push toward neutral (withdrawal from public allegiance)."
+    )
+    displaced_disengagement: float = param(
+        1.0, 0, 50, doc="Displaced households' extra utility of neutrality (exit)."
+    )
+
+
+class Protest(Strict):
+    """Protest against HTS: Epstein (2002) Model I with HTS in the role of the police."""
+
+    threshold_mean: float = param(0.2, 0, 1, source="Epstein 2002", doc="Mean protest threshold T_i.")
+    threshold_sd: float = param(0.05, 0, 1, doc="Spread of T_i (normal, clipped at 0).")
+    arrest_constant: float = param(
+        2.3, 0, 50, source="Epstein 2002", doc="k in P_arrest = 1 - exp(-k * security / (1 + crowd))."
+    )
+    crowd_scale: float = param(
+        20.0, 0, 1000, doc="Crowd size in P_arrest: protest share of town times this."
+    )
+    fear_risk_weight: float = param(
+        1.0, 0, 50, source="Lyall 2009", doc="kappa: fear adds to the perceived risk of gathering."
+    )
+    peer_weight: float = param(0.3, 0, 10, doc="Town protest share's push to protest.")
+    jail_days: int = param(30, 0, 3650, unit="days", doc="Days an arrested household cannot protest.")
+    arrest_grievance: float = param(
+        0.1, 0, 1, unit="0-1", doc="Jump of G_H toward 1 for an arrested household."
+    )
+
+
+class Flight(Strict):
+    """Flight and return. P(flee) = 1 - exp(-(f_E * F * E_t + f_front * front_proximity_t))."""
+
+    exposure_rate: float = param(0.002, 0, 10, unit="1/(harm*day)", doc="f_E.")
+    front_rate: float = param(0.004, 0, 10, unit="1/day", doc="f_front.")
+    distance_exponent: float = param(
+        1.5, 0, 5, unit="-", doc="gamma in destination weight capacity*safety/distance^gamma."
+    )
+    return_rate: float = param(0.005, 0, 1, unit="1/day", doc="Daily return home probability when home is safe.")
+    safety_harm_scale: float = param(1.0, 0.01, 100, unit="harm", doc="Exposure at which safety falls by 1/e.")
+    border_safety: float = param(2.0, 1, 20, unit="multiplier", doc="Safety bonus of border towns.")
+
+
+class Recruitment(Strict):
+    """Fighters from households."""
+
+    hts_rate: float = param(
+        0.0005, 0, 1, unit="1/day", doc="Daily recruitment probability of cooperating households at G_R = 1."
+    )
+    rival_rate: float = param(
+        0.0003, 0, 1, unit="1/day", doc="Daily recruitment probability of resisting households into a rival group present."
+    )
+
+
+# --------------------------------------------------------------------------- actors
+
+
+class DatedSwitch(Strict):
+    """A date (or day index) from which something applies."""
+
+    date: dt.date | None = None
+    day: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DatedSwitch:
+        if (self.date is None) == (self.day is None):
+            raise ValueError("give exactly one of 'date' or 'day'")
+        return self
+
+
+class GovernanceBody(DatedSwitch):
+    """An HTS-affiliated governing body (the Salvation Government) that presses councils."""
+
+    takeover_multiplier: float = param(
+        2.0, 0, 100, unit="multiplier", source="assumed; founded 2 Nov 2017 (MODEL.md)",
+        doc="Factor on council takeover rates from its founding.",
+    )
+
+
+class HTSConfig(Strict):
+    """Hay'at Tahrir al-Sham: fighters, resources, legitimacy and policies."""
+
+    fighters: float = param(10000, 0, 1e6, unit="fighters", doc="Initial fighters.")
+    resources: float = param(100.0, 0, 1e9, unit="resource units", doc="Initial resources.")
+    legitimacy: float = param(0.3, 0, 1, unit="0-1", doc="Initial legitimacy L (Epstein).")
+    legitimacy_adjust: float = param(
+        0.02, 0, 1, unit="1/day", doc="Daily adjustment of legitimacy toward the cooperating share."
+    )
+    income_per_control: float = param(
+        0.02, 0, 100, unit="resources/(1,000 persons*day)", doc="Tax and trade income per 1,000 persons under full control."
+    )
+    service_rate: float = param(0.02, 0, 1, unit="1/day", doc="Growth of services where HTS controls and is funded.")
+    service_decay: float = param(0.005, 0, 1, unit="1/day", doc="Decay of services.")
+    service_cost: float = param(
+        0.01, 0, 100, unit="resources/(1,000 persons*day)", doc="Cost of services per 1,000 persons at full service."
+    )
+    funding_half: float = param(50.0, 0.001, 1e9, unit="resource units", doc="Resources at which services are half funded.")
+    security_per_control: float = param(1.0, 0, 100, unit="-", doc="Security presence per unit control and relative fighters.")
+    repression: float = param(0.5, 0, 1, unit="probability", doc="Probability that a feasible arrest is made.")
+    takeover_rate: float = param(0.01, 0, 1, unit="1/day", doc="Base daily council takeover probability.")
+    takeover_control_gain: float = param(0.3, 0, 1, unit="share", doc="Control gained on a takeover (toward 1).")
+    takeover_council_loss: float = param(0.6, 0, 1, unit="share", doc="Council legitimacy lost on a takeover.")
+    protest_shield: float = param(3.0, 0, 100, unit="-", doc="How strongly protest protects a council from takeover.")
+    consolidation_rate: float = param(0.01, 0, 1, unit="1/day", doc="Growth of control with the cooperating share.")
+    protest_erosion: float = param(0.05, 0, 1, unit="1/day", doc="Erosion of control per unit protest share.")
+    retaliation_rate: float = param(0.05, 0, 10, unit="per strike", doc="Retaliation activity per regime strike.")
+    retaliation_half_life_days: float = param(14.0, 0.5, 365, unit="days", doc="Half-life of retaliation memory.")
+    rally_protection_boost: float = param(1.0, 0, 20, unit="-", doc="Protection value gained per unit retaliation memory.")
+    attack_rivals_rate: float = param(0.0, 0, 1, unit="1/day", doc="Daily probability of an HTS attack on a rival group.")
+    fighters_lost_per_strike: float = param(2.0, 0, 1000, unit="fighters", doc="Fighters killed per strike at full control.")
+    governance_body: GovernanceBody | None = Field(None, description="Salvation-Government-style body.")
+
+
+class RivalGroup(Strict):
+    """A rival rebel group (Ahrar al-Sham, Nour al-Din al-Zenki, FSA factions)."""
+
+    name: str
+    fighters: float = param(2000, 0, 1e6, unit="fighters", doc="Initial fighters.")
+    alignment: float = param(-0.3, -1, 1, unit="-1..1", doc="Initial alignment with HTS.")
+    towns: dict[str, float] = Field(
+        default_factory=dict, description="presence (0-1) of the group in each named town"
+    )
+
+    @model_validator(mode="after")
+    def _presence_range(self) -> RivalGroup:
+        for town, presence in self.towns.items():
+            if not 0 <= presence <= 1:
+                raise ValueError(f"presence in {town!r} must be in [0, 1] (got {presence})")
+        return self
+
+
+class Rivals(Strict):
+    """Alignment dynamics shared by rival groups."""
+
+    pressure_rate: float = param(0.01, 0, 1, unit="1/day", doc="Alignment gain toward HTS per unit regime pressure.")
+    attack_penalty: float = param(0.3, 0, 2, unit="-", doc="Alignment lost per HTS attack on the group.")
+    council_shield: float = param(0.8, 0, 1, unit="share", doc="How much a distanced rival shields councils from takeover.")
+    groups: list[RivalGroup] = Field(default_factory=list)
+
+
+class CalendarStrike(DatedSwitch):
+    """A dated strike on a named town (historical record)."""
+
+    town: str
+    strikes: int = Field(1, ge=1, le=1000)
+    killed: int | None = Field(None, ge=0, description="civilians killed, if recorded")
+    source: str = ASSUMED
+
+
+Policy = Literal["none", "random", "hts_strongholds", "resisting_towns", "frontline", "calendar"]
+POLICIES: tuple[str, ...] = ("none", "random", "hts_strongholds", "resisting_towns", "frontline", "calendar")
+
+
+class AirCampaign(Strict):
+    """Regime and Russian air campaign: the treatment."""
+
+    policy: Policy = Field("resisting_towns", description="Targeting policy of the background sorties.")
+    sorties_per_day: float = param(3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson), the same for every policy.")
+    start: DatedSwitch | None = Field(None, description="first day of the background campaign")
+    end: DatedSwitch | None = Field(None, description="last day of the background campaign")
+    accuracy: float = param(0.8, 0, 1, unit="probability", doc="Probability a strike lands on its target town.")
+    miss_neighbour_share: float = param(0.5, 0, 1, unit="share", doc="Share of misses landing on the nearest town.")
+    casualties_per_strike: float = param(2.0, 0, 500, unit="persons", doc="Mean civilians killed per strike at full population.")
+    damage_per_strike: float = param(0.05, 0, 1, unit="share", doc="Physical damage per strike (toward 1).")
+    damage_repair_rate: float = param(0.01, 0, 1, unit="1/day", doc="Daily repair of damage.")
+    council_damage: float = param(0.03, 0, 1, unit="share", doc="Council legitimacy lost per strike (institutions).")
+    targeting_sharpness: float = param(2.0, 0, 10, unit="exponent", doc="Exponent on the policy's target weights.")
+    reputation_half_life_days: float = param(60.0, 1, 3650, unit="days", doc="Half-life of a town's resisting reputation.")
+    reputation_protest_share: float = param(
+        0.05, 1e-4, 1, unit="share", doc="Protest share at which a town's daily reputation signal is full (1)."
+    )
+    calendar: list[CalendarStrike] = Field(default_factory=list)
+
+
+class FrontEvent(DatedSwitch):
+    """A dated change of a town's front status."""
+
+    town: str
+    status: Literal["contested", "regime"]
+    source: str = ASSUMED
+
+
+class Front(Strict):
+    """Regime ground front."""
+
+    enabled: bool = True
+    range_km: float = param(15.0, 0.1, 500, unit="km", doc="e-folding distance of front proximity.")
+    fall_rate: float = param(0.0, 0, 1, unit="1/day", doc="Daily probability a contested town falls (generic advance).")
+    events: list[FrontEvent] = Field(default_factory=list)
+
+
+class CivilSociety(Strict):
+    """Civil society investment in independent councils."""
+
+    council_rate: float = param(0.02, 0, 1, unit="1/day", doc="Council legitimacy gain per unit investment.")
+    council_decay: float = param(0.002, 0, 1, unit="1/day", doc="Decay of council legitimacy.")
+    strike_loss: float = param(0.05, 0, 1, unit="share", doc="Investment lost per strike (scaled by institutions).")
+    takeover_loss: float = param(0.5, 0, 1, unit="share", doc="Investment lost when HTS takes the council.")
+
+
+# --------------------------------------------------------------------------- geography
+
+
+TownStance = Literal["resisting", "hts", "rival", "mixed", "unknown"]
+
+
+class TownSpec(Strict):
+    """A town: location, population, initial stance and institutions."""
+
+    name: str
+    x: int | None = Field(None, ge=0, description="grid column (if no coordinates)")
+    y: int | None = Field(None, ge=0, description="grid row (if no coordinates)")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    persons: int = Field(ge=1, le=10_000_000, description="persons at the start")
+    stance: TownStance = "unknown"
+    council: float = Field(0.5, ge=0, le=1, description="independent council legitimacy")
+    council_independent: bool = True
+    hts_control: float = Field(0.3, ge=0, le=1)
+    hts_services: float = Field(0.1, ge=0, le=1)
+    civil_society: float = Field(0.3, ge=0, le=1, description="civil society investment")
+    reputation: float | None = Field(
+        None, ge=0, le=10, description="initial resisting reputation (default 1 if resisting, else 0)"
+    )
+    front: Literal["opposition", "contested", "regime"] = "opposition"
+    host_capacity: float = Field(0.5, ge=0, le=20, description="displaced it can host, per resident")
+    border: bool = False
+    source: str = ASSUMED
+
+    @model_validator(mode="after")
+    def _location(self) -> TownSpec:
+        grid = self.x is not None and self.y is not None
+        geo = self.lat is not None and self.lon is not None
+        if not (grid or geo):
+            raise ValueError("give either x and y (grid cell) or lat and lon")
+        return self
+
+
+class Grid(Strict):
+    """The grid of cells that towns sit on."""
+
+    width: int | None = Field(None, ge=1, le=2000, description="cells (derived from coordinates if omitted)")
+    height: int | None = Field(None, ge=1, le=2000)
+    cell_km: float = param(2.0, 0.1, 100, unit="km", doc="Cell size.")
+
+
+class Output(Strict):
+    """What a run stores besides the daily town and governorate tables."""
+
+    household_snapshot_days: list[int] = Field(
+        default_factory=list, description="days at which to store every household's state"
+    )
+    summary_window_days: int = param(30, 1, 3650, unit="days", doc="Window for window-averaged outcomes.")
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Scenario(Strict):
+    """A complete, validated scenario."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="scenario name (folder name of results)")
+    description: str = ""
+    seed: int = Field(12345, ge=0, le=2**63 - 1)
+    days: int = Field(120, ge=1, le=3650)
+    start_date: dt.date | None = None
+    grid: Grid = Field(default_factory=Grid)
+    towns: list[TownSpec] = Field(min_length=1)
+    households: Households = Field(default_factory=Households)
+    mechanisms: Mechanisms = Field(default_factory=Mechanisms)
+    exposure: Exposure = Field(default_factory=Exposure)
+    grievance: Grievance = Field(default_factory=Grievance)
+    fear: Fear = Field(default_factory=Fear)
+    choice: Choice = Field(default_factory=Choice)
+    protest: Protest = Field(default_factory=Protest)
+    flight: Flight = Field(default_factory=Flight)
+    recruitment: Recruitment = Field(default_factory=Recruitment)
+    hts: HTSConfig = Field(default_factory=HTSConfig)
+    rivals: Rivals = Field(default_factory=Rivals)
+    air_campaign: AirCampaign = Field(default_factory=AirCampaign)
+    front: Front = Field(default_factory=Front)
+    civil_society: CivilSociety = Field(default_factory=CivilSociety)
+    output: Output = Field(default_factory=Output)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Scenario:
+        names = [t.name for t in self.towns]
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                raise ScenarioRefError(("towns", i, "name"), f"duplicate town name {n!r}")
+            seen.add(n)
+        geo = [t.lat is not None for t in self.towns]
+        if any(geo) and not all(geo):
+            i = geo.index(False) if any(geo) else 0
+            raise ScenarioRefError(("towns", i), "all towns need lat/lon once one town has them")
+        valid = set(names)
+
+        def check(name: str, loc: tuple[Any, ...]) -> None:
+            if name not in valid:
+                hint = difflib.get_close_matches(name, names, n=1)
+                tip = f"; did you mean {hint[0]!r}?" if hint else ""
+                raise ScenarioRefError(loc, f"unknown town {name!r}{tip}")
+
+        for i, s in enumerate(self.air_campaign.calendar):
+            check(s.town, ("air_campaign", "calendar", i, "town"))
+        for i, e in enumerate(self.front.events):
+            check(e.town, ("front", "events", i, "town"))
+        for gi, g in enumerate(self.rivals.groups):
+            for t in g.towns:
+                check(t, ("rivals", "groups", gi, "towns", t))
+        gnames = [g.name for g in self.rivals.groups]
+        if len(set(gnames)) != len(gnames):
+            raise ScenarioRefError(("rivals", "groups"), "duplicate rival group names")
+        for key in {t.stance for t in self.towns} - set(self.households.initial.stance):
+            raise ScenarioRefError(
+                ("households", "initial", "stance"), f"no initial stance shares for town stance {key!r}"
+            )
+        for loc, item in self._dated_items():
+            if item.date is not None:
+                if self.start_date is None:
+                    raise ScenarioRefError(loc, "a 'date' needs the scenario's start_date")
+                if item.date < self.start_date:
+                    raise ScenarioRefError(loc, f"date {item.date} is before start_date {self.start_date}")
+        for d in self.output.household_snapshot_days:
+            if not 0 <= d < self.days:
+                raise ScenarioRefError(
+                    ("output", "household_snapshot_days"), f"day {d} is outside 0..{self.days - 1}"
+                )
+        return self
+
+    def _dated_items(self) -> list[tuple[tuple[Any, ...], DatedSwitch]]:
+        items: list[tuple[tuple[Any, ...], DatedSwitch]] = []
+        items += [(("air_campaign", "calendar", i), s) for i, s in enumerate(self.air_campaign.calendar)]
+        items += [(("front", "events", i), e) for i, e in enumerate(self.front.events)]
+        for key in ("start", "end"):
+            v = getattr(self.air_campaign, key)
+            if v is not None:
+                items.append((("air_campaign", key), v))
+        if self.hts.governance_body is not None:
+            items.append((("hts", "governance_body"), self.hts.governance_body))
+        return items
+
+    # ----------------------------------------------------------------- calendar helpers
+
+    def day_of(self, item: DatedSwitch) -> int:
+        """Day index (0-based) of a dated item: the day whose step simulates that date."""
+        if item.day is not None:
+            return item.day
+        assert self.start_date is not None and item.date is not None
+        return (item.date - self.start_date).days
+
+    def date_of(self, day: int) -> dt.date | None:
+        """Calendar date simulated by day index ``day`` (None without start_date)."""
+        if self.start_date is None:
+            return None
+        return self.start_date + dt.timedelta(days=day)
+
+    @property
+    def town_names(self) -> list[str]:
+        """Town names in scenario order (the town index used everywhere)."""
+        return [t.name for t in self.towns]
+
+    @property
+    def resisting_towns(self) -> list[str]:
+        """Towns whose initial stance label is 'resisting'."""
+        return [t.name for t in self.towns if t.stance == "resisting"]
+
+
+class ScenarioRefError(ValueError):
+    """A cross-reference problem, carrying the key path where it was found."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def parameter_table(model: type[BaseModel] = Scenario, prefix: str = "") -> list[dict[str, Any]]:
+    """Flatten the schema into rows: key path, default, range, unit, source, meaning.
+
+    Used to write the parameter tables of ``docs/ODD.md`` so that the docs and the
+    validation cannot drift apart.
+    """
+    rows: list[dict[str, Any]] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        ann = field.annotation
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if sub is not None and sub not in (StanceShares,):
+            rows += parameter_table(sub, path + ".")
+            continue
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        lo = hi = None
+        for m in field.metadata:
+            lo = getattr(m, "ge", lo)
+            hi = getattr(m, "le", hi)
+        default = field.get_default(call_default_factory=True) if not field.is_required() else None
+        if isinstance(default, BaseModel) or (isinstance(default, (list, dict)) and default):
+            default = "(see text)"
+        rows.append(
+            {
+                "key": path,
+                "default": default,
+                "min": lo,
+                "max": hi,
+                "unit": extra.get("unit", "-"),
+                "source": extra.get("source", ASSUMED),
+                "meaning": field.description or "",
+            }
+        )
+    return rows

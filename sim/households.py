@@ -1,0 +1,243 @@
+"""Households: structure-of-arrays state and the vectorized daily household step.
+
+Every household is also a Mesa agent (:class:`sim.agents.Household`), a thin
+view onto one row of these arrays, so Mesa tools and the app can inspect any
+household; but the daily rules run once over whole arrays, never in a Python
+loop over agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sim import rules
+from sim.rules import COOPERATE, F32, NEUTRAL, RESIST
+
+if TYPE_CHECKING:
+    from sim.model import AllegianceModel
+
+NOT_RECRUITED, RECRUITED_HTS, RECRUITED_RIVAL = 0, 1, 2
+
+
+@dataclass
+class HouseholdArrays:
+    """Per-household state, one entry per agent (structure of arrays)."""
+
+    home: np.ndarray  # int16 town index where the household lived at the start
+    town: np.ndarray  # int16 town index where it is now
+    persons: np.ndarray  # float32 living members (float for fast weighting)
+    stance: np.ndarray  # int8 RESIST / NEUTRAL / COOPERATE
+    g_regime: np.ndarray  # float32 grievance against the regime, 0-1
+    g_hts: np.ndarray  # float32 grievance against HTS, 0-1
+    g_regime0: np.ndarray  # float32 standing (baseline) grievance against the regime
+    g_hts0: np.ndarray  # float32 standing grievance against HTS
+    fear: np.ndarray  # float32 0-1
+    harm: np.ndarray  # float32 personal harm memory (members killed, weighted, decaying)
+    risk_aversion: np.ndarray  # float32 R_i, U(0, 1)
+    threshold: np.ndarray  # float32 T_i
+    displaced: np.ndarray  # bool: away from home
+    protesting: np.ndarray  # bool
+    recruited: np.ndarray  # int8 NOT_RECRUITED / RECRUITED_HTS / RECRUITED_RIVAL
+    rival_group: np.ndarray  # int8 group joined (-1 none)
+    jailed_until: np.ndarray  # int32 day until which the household cannot protest
+
+    def __len__(self) -> int:
+        return len(self.home)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """A copy of every array (for sparse household snapshots)."""
+        return {f.name: getattr(self, f.name).copy() for f in fields(self)}
+
+
+def create_households(model: AllegianceModel, rng: np.random.Generator) -> HouseholdArrays:
+    """Draw the initial households of every town from the scenario."""
+    sc = model.scenario
+    hcfg = sc.households
+    size = 1 if hcfg.unit == "person" else hcfg.size
+    counts = []
+    for t in sc.towns:
+        n = t.persons * hcfg.sample_fraction / size
+        counts.append(max(1, int(n) + int(rng.random() < n - int(n))))
+    counts_arr = np.array(counts)
+    n_total = int(counts_arr.sum())
+    home = np.repeat(np.arange(len(sc.towns), dtype=np.int16), counts_arr)
+    init = hcfg.initial
+    stance = np.empty(n_total, dtype=np.int8)
+    g_hts = np.empty(n_total, dtype=F32)
+    c = init.concentration
+    start = 0
+    for t, n in zip(sc.towns, counts, strict=True):
+        shares = init.stance[t.stance]
+        p = [shares.resist, shares.neutral, shares.cooperate]
+        stance[start : start + n] = rng.choice(np.array([RESIST, NEUTRAL, COOPERATE], dtype=np.int8), size=n, p=p)
+        m = init.grievance_hts_resisting if t.stance == "resisting" else init.grievance_hts_other
+        g_hts[start : start + n] = _beta(rng, m, c, n)
+        start += n
+    g_regime = _beta(rng, init.grievance_regime, c, n_total)
+    return HouseholdArrays(
+        home=home,
+        town=home.copy(),
+        persons=np.full(n_total, size, dtype=F32),
+        stance=stance,
+        g_regime=g_regime,
+        g_hts=g_hts,
+        g_regime0=g_regime.copy(),
+        g_hts0=g_hts.copy(),
+        fear=np.zeros(n_total, dtype=F32),
+        harm=np.zeros(n_total, dtype=F32),
+        risk_aversion=rng.random(n_total, dtype=F32),
+        threshold=np.maximum(
+            0, rng.normal(sc.protest.threshold_mean, sc.protest.threshold_sd, n_total)
+        ).astype(F32),
+        displaced=np.zeros(n_total, dtype=bool),
+        protesting=np.zeros(n_total, dtype=bool),
+        recruited=np.zeros(n_total, dtype=np.int8),
+        rival_group=np.full(n_total, -1, dtype=np.int8),
+        jailed_until=np.zeros(n_total, dtype=np.int32),
+    )
+
+
+def _beta(rng: np.random.Generator, mean: float, concentration: float, n: int) -> np.ndarray:
+    """Beta draws with a given mean; degenerate means give constants."""
+    if mean <= 0 or mean >= 1:
+        return np.full(n, min(max(mean, 0.0), 1.0), dtype=F32)
+    return rng.beta(mean * concentration, (1 - mean) * concentration, n).astype(F32)
+
+
+def step_households(model: AllegianceModel) -> None:
+    """Step 5 of the schedule: grievances, fear, then stance, protest, flight, return, recruitment.
+
+    All households at once. The four uniform draws per household per day have a
+    fixed shape whatever the state, so paired runs under different targeting
+    policies share their household random numbers (common random numbers).
+    """
+    sc = model.scenario
+    hh = model.hh
+    ts = model.ts
+    mech = sc.mechanisms
+    rng = model.rng_households
+    day = model.day
+    n = len(hh)
+    alive = hh.persons > 0
+    town = hh.town
+
+    # --- grievances and fear ------------------------------------------------------
+    exposure = ts.exposure_eff.astype(F32)[town] + hh.harm
+    lam = mech.pretext_blame
+    g = sc.grievance
+    rules.saturating_update(
+        hh.g_regime,
+        rules.regime_grievance_rate(exposure, g.regime_rate, mech.regime_blame, lam),
+        g.regime_decay,
+        hh.g_regime0,
+    )
+    hts_harm_town = (
+        g.repression_weight * ts.repression + g.takeover_weight * ts.takeover_memory + g.tax_weight * ts.control * ts.open
+    ).astype(F32)
+    rules.saturating_update(
+        hh.g_hts, rules.hts_grievance_rate(exposure, hts_harm_town[town], g.hts_rate, lam), g.hts_decay,
+        hh.g_hts0,
+    )
+    rules.saturating_update(hh.fear, exposure * F32(sc.fear.rate), sc.fear.decay)
+
+    # --- stance: a share of households reconsider each day --------------------------
+    ch = sc.choice
+    u_rev = rng.random(n, dtype=F32)
+    revising = np.flatnonzero((u_rev < ch.revision_rate) & alive)
+    if len(revising):
+        t_rev = town[revising]
+        u_r, u_n, u_c = rules.stance_utilities(
+            hh.g_regime[revising], hh.g_hts[revising], hh.fear[revising], hh.displaced[revising],
+            ts.coop_base.astype(F32)[t_rev], ts.resist_base.astype(F32)[t_rev], ts.protection.astype(F32)[t_rev],
+            protection_weight=ch.protection_weight * mech.rally,
+            regime_grievance_weight=ch.regime_grievance_weight,
+            hts_grievance_weight=ch.hts_grievance_weight,
+            fear_withdrawal=ch.fear_withdrawal * mech.suppression,
+            disengagement=ch.displaced_disengagement * mech.exit,
+        )
+        hh.stance[revising] = rules.choose_stance(u_r, u_n, u_c, u_rev[revising] / F32(ch.revision_rate))
+
+    # --- protest against HTS ---------------------------------------------------------
+    pr = sc.protest
+    eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & ts.open[town]
+    hh.protesting = rules.protest_decision(
+        hh.g_hts, model.hts.legitimacy, hh.risk_aversion, ts.p_arrest.astype(F32)[town], hh.fear,
+        hh.threshold, (pr.peer_weight * ts.protest_share).astype(F32)[town], eligible,
+        fear_risk_weight=pr.fear_risk_weight * mech.suppression,
+    )
+
+    # --- flight ----------------------------------------------------------------------
+    fl = sc.flight
+    u_flee = rng.random(n, dtype=F32)
+    p_flee = rules.flee_probability(
+        hh.fear, exposure, (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[town],
+        exposure_rate=fl.exposure_rate * mech.exit,
+    )
+    fleeing = np.flatnonzero((u_flee < p_flee) & alive)
+    if len(fleeing):
+        model.move_households(fleeing, u_flee[fleeing] / p_flee[fleeing], reason="flight")
+
+    # --- return home -------------------------------------------------------------------
+    u_ret = rng.random(n, dtype=F32)
+    p_ret_home = (fl.return_rate * np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity) * ts.open).astype(F32)
+    returning = np.flatnonzero(hh.displaced & alive & (u_ret < p_ret_home[hh.home]) & (hh.town != hh.home))
+    if len(returning):
+        model.return_households(returning)
+
+    # --- recruitment ---------------------------------------------------------------------
+    rc = sc.recruitment
+    rate_table = np.zeros((len(ts.names), 3), dtype=F32)
+    rate_table[:, COOPERATE] = rc.hts_rate * ts.open
+    rate_table[:, RESIST] = rc.rival_rate * ts.rival_presence_total * ts.open
+    u_rec = rng.random(n, dtype=F32)
+    p_rec = rules.recruit_probability(hh.g_regime, rate_table.ravel()[town.astype(np.int32) * 3 + hh.stance])
+    recruits = np.flatnonzero((u_rec < p_rec) & (hh.recruited == NOT_RECRUITED) & alive)
+    model.enlist(recruits)
+
+
+def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Alternative-specific constants per town so that the initial shares are the no-shock equilibrium.
+
+    Discrete-choice practice: the town's constants for resisting and cooperating
+    (relative to neutral) are set so that the mean choice probabilities of its
+    households, in the initial state, equal the town's initial stance shares.
+    Whatever then moves allegiance is a change in grievances, fear, services,
+    control, councils, protection or peers: a mechanism, not a drifting baseline.
+    """
+    sc = model.scenario
+    ts = model.ts
+    hh = model.hh
+    ch = sc.choice
+    mech = sc.mechanisms
+    n_towns = ts.n
+    target = np.array([[getattr(sc.households.initial.stance[t.stance], k) for k in ("resist", "neutral", "cooperate")]
+                       for t in sc.towns])
+    target = np.clip(target, 1e-3, None)
+    target /= target.sum(axis=1, keepdims=True)
+    town = hh.home
+    u_r, u_n, u_c = rules.stance_utilities(
+        hh.g_regime, hh.g_hts, hh.fear, hh.displaced,
+        ts.coop_base.astype(F32)[town], ts.resist_base.astype(F32)[town], ts.protection.astype(F32)[town],
+        protection_weight=ch.protection_weight * mech.rally,
+        regime_grievance_weight=ch.regime_grievance_weight,
+        hts_grievance_weight=ch.hts_grievance_weight,
+        fear_withdrawal=ch.fear_withdrawal * mech.suppression,
+        disengagement=ch.displaced_disengagement * mech.exit,
+    )
+    alpha_r = np.zeros(n_towns)
+    alpha_c = np.zeros(n_towns)
+    weights = hh.persons.astype(float)
+    total = np.maximum(np.bincount(town, weights=weights, minlength=n_towns), 1e-12)
+    for _ in range(iterations):
+        e_r = np.exp(u_r + alpha_r.astype(F32)[town] - u_n)
+        e_c = np.exp(u_c + alpha_c.astype(F32)[town] - u_n)
+        denom = 1 + e_r + e_c
+        p_r = np.bincount(town, weights=weights * e_r / denom, minlength=n_towns) / total
+        p_c = np.bincount(town, weights=weights * e_c / denom, minlength=n_towns) / total
+        p_n = np.maximum(1 - p_r - p_c, 1e-9)
+        alpha_r += np.log(target[:, 0] / target[:, 1]) - np.log(np.maximum(p_r, 1e-9) / p_n)
+        alpha_c += np.log(target[:, 2] / target[:, 1]) - np.log(np.maximum(p_c, 1e-9) / p_n)
+    return alpha_r, alpha_c

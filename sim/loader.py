@@ -1,0 +1,327 @@
+"""Scenario file -> validated :class:`~sim.config.Scenario`, with precise errors.
+
+A scenario file may ``extends: other.yaml`` (a path relative to itself) and
+override any keys: mappings merge key by key, everything else (lists included)
+replaces. ``--set key.path=value`` overrides are applied last. Every problem is
+raised as one :class:`ScenarioError` naming the file, the line where the YAML
+parser knows it, the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from sim.config import Scenario, ScenarioRefError
+
+
+class ScenarioError(Exception):
+    """Bad input: one clear message, no traceback needed."""
+
+    def __init__(self, file: str | Path | None, message: str, *, key: str = "", line: int | None = None):
+        self.file = str(file) if file is not None else None
+        self.key = key
+        self.line = line
+        self.message = message
+        where = self.file or "<input>"
+        if line is not None:
+            where += f":{line}"
+        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+
+class _Located:
+    """Line numbers of every key path in one YAML document."""
+
+    def __init__(self, node: yaml.Node | None):
+        self.lines: dict[tuple[Any, ...], int] = {}
+        if node is not None:
+            self._walk(node, ())
+
+    def _walk(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value
+                self.lines[(*path, key)] = k.start_mark.line + 1
+                self._walk(v, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._walk(v, (*path, i))
+
+    def line_of(self, path: tuple[Any, ...]) -> int | None:
+        """Line of the deepest known prefix of ``path``."""
+        for n in range(len(path), -1, -1):
+            hit = self.lines.get(tuple(path[:n]))
+            if hit is not None:
+                return hit
+        return None
+
+
+@dataclass
+class _Doc:
+    path: Path
+    data: dict[str, Any]
+    located: _Located
+    sha256: str
+
+
+def _read_yaml(path: Path) -> _Doc:
+    if not path.exists():
+        raise ScenarioError(path, "file not found")
+    if path.is_dir():
+        raise ScenarioError(path, "is a folder, not a scenario file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        msg = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
+        raise ScenarioError(path, msg, line=line) from None
+    if data is None:
+        raise ScenarioError(path, "empty scenario file")
+    if not isinstance(data, dict):
+        raise ScenarioError(path, f"a scenario must be a mapping of keys, not a {type(data).__name__}", line=1)
+    return _Doc(path, data, _Located(node), hashlib.sha256(raw).hexdigest())
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``over`` into a copy of ``base``: mappings key by key, the rest replaced."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+@dataclass
+class LoadedScenario:
+    """A validated scenario with its provenance."""
+
+    scenario: Scenario
+    files: list[Path]
+    file_hashes: dict[str, str]
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        """The file the user named."""
+        return self.files[0]
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the fully resolved configuration (canonical JSON)."""
+        return config_hash(self.scenario)
+
+    @property
+    def scenario_hash(self) -> str:
+        """sha256 over the scenario file and everything it extends, plus overrides."""
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(self.file_hashes[str(f)].encode())
+        for o in self.overrides:
+            h.update(o.encode())
+        return h.hexdigest()
+
+
+def config_hash(scenario: Scenario) -> str:
+    """sha256 of a scenario's canonical JSON form."""
+    blob = json.dumps(scenario.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _resolve(path: Path, chain: list[Path]) -> tuple[dict[str, Any], list[_Doc]]:
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in [*chain, path])
+        raise ScenarioError(chain[-1], f"'extends' cycle: {cycle}", key="extends")
+    doc = _read_yaml(path)
+    data = dict(doc.data)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, [doc]
+    if not isinstance(parent, str):
+        raise ScenarioError(path, "'extends' must be a file path", key="extends", line=doc.located.line_of(("extends",)))
+    parent_path = (path.parent / parent)
+    if not parent_path.exists():
+        raise ScenarioError(
+            path, f"extended file {parent!r} not found (looked at {parent_path})", key="extends",
+            line=doc.located.line_of(("extends",)),
+        )
+    base, docs = _resolve(parent_path, [*chain, path])
+    return deep_merge(base, data), [doc, *docs]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value`` (value as a YAML scalar or flow collection)."""
+    if "=" not in text:
+        raise ScenarioError(None, f"--set {text!r}: expected key.path=value")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ScenarioError(None, f"--set {text!r}: empty key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set ``data[k1][k2]... = value``, indexing lists by integer and list items by name."""
+    cur: Any = data
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(cur, list):
+            idx = _list_index(cur, k, keys[: i + 1])
+            if last:
+                cur[idx] = value
+            else:
+                cur = cur[idx]
+            continue
+        if not isinstance(cur, dict):
+            raise ScenarioError(None, f"cannot set inside a {type(cur).__name__}", key=".".join(keys[:i]))
+        if last:
+            cur[k] = value
+        else:
+            cur = cur.setdefault(k, {})
+
+
+def _list_index(items: list[Any], key: str, path: list[str]) -> int:
+    if key.lstrip("-").isdigit():
+        idx = int(key)
+        if not -len(items) <= idx < len(items):
+            raise ScenarioError(None, f"index {idx} out of range (list has {len(items)})", key=".".join(path))
+        return idx
+    names = [it.get("name") for it in items if isinstance(it, dict)]
+    if key in names:
+        return names.index(key)
+    hint = difflib.get_close_matches(key, [n for n in names if n], n=1)
+    tip = f"; did you mean {hint[0]!r}?" if hint else ""
+    raise ScenarioError(None, f"no list item named {key!r}{tip}", key=".".join(path))
+
+
+def _schema_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that holds the last key of ``loc``."""
+    model: Any = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        f = model.model_fields.get(part)
+        if f is None:
+            return None
+        model = _inner_model(f.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()) or ():
+        m = _inner_model(a)
+        if m is not None:
+            return m
+    return None
+
+
+def _explain(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    etype = err["type"]
+    ctx = err.get("ctx") or {}
+    cause = ctx.get("error")
+    if isinstance(cause, ScenarioRefError):
+        return tuple(loc) + tuple(cause.loc), cause.message
+    if etype == "extra_forbidden":
+        model = _schema_at(loc)
+        msg = f"unknown key {loc[-1]!r}"
+        if model is not None:
+            hint = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+            if hint:
+                msg += f"; did you mean {hint[0]!r}?"
+            else:
+                msg += f" (allowed: {', '.join(model.model_fields)})"
+        return loc, msg
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if etype not in ("missing",) and "input" in err and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return loc, msg
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> LoadedScenario:
+    """Read, merge, override and validate a scenario file.
+
+    Raises:
+        ScenarioError: for any problem with the file, its extends chain,
+            the overrides, or the values.
+    """
+    path = Path(path)
+    data, docs = _resolve(path, [])
+    overrides = list(overrides or [])
+    for text in overrides:
+        keys, value = parse_override(text)
+        try:
+            set_path(data, keys, value)
+        except ScenarioError as e:
+            raise ScenarioError(path, f"--set {text!r}: {e.message}", key=e.key) from None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        loc, msg = _explain(exc.errors()[0])
+        more = len(exc.errors()) - 1
+        if more:
+            msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+        key = ".".join(str(p) for p in loc)
+        # Blame the override if it set this key, else the most specific file that has it.
+        for text in overrides:
+            if key and (key.startswith(text.partition("=")[0].strip()) or text.partition("=")[0].strip().startswith(key)):
+                raise ScenarioError(path, f"{msg} (from --set {text})", key=key) from None
+        file, line = path, None
+        for doc in docs:
+            if _has_path(doc.data, loc):
+                file, line = doc.path, doc.located.line_of(loc)
+                break
+        else:
+            line = docs[0].located.line_of(loc)
+        raise ScenarioError(file, msg, key=key, line=line) from None
+    return LoadedScenario(
+        scenario=scenario,
+        files=[d.path for d in docs],
+        file_hashes={str(d.path): d.sha256 for d in docs},
+        overrides=overrides,
+    )
+
+
+def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
+    cur = data
+    for part in loc[:-1] if loc else ():
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            return False
+    return True if not loc else (isinstance(cur, dict) and loc[-1] in cur) or isinstance(cur, list)

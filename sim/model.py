@@ -1,0 +1,394 @@
+"""The allegiance model: one step is one day, in the order of MODEL.md.
+
+``AllegianceModel.step`` reads as the schedule:
+
+1. the air campaign picks targets and resolves strikes;
+2. the front line moves; towns taken by the regime are emptied;
+3. HTS acts (finance, services, control, council takeovers, repression,
+   retaliation), then civil society invests in councils;
+4. rival groups update their alignment with HTS;
+5. households update grievances and fear, then choose stance, protest,
+   flight, return and recruitment (vectorized, :mod:`sim.households`);
+6. towns aggregate their households and the day is collected.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mesa import Model
+from mesa.discrete_space import OrthogonalMooreGrid
+
+from sim import rules
+from sim.agents import (
+    CONTESTED,
+    FRONT_STATUS,
+    HTS,
+    OPPOSITION,
+    REGIME,
+    AirCampaign,
+    CivilSociety,
+    Household,
+    RegimeFront,
+    RivalGroup,
+    Town,
+    TownState,
+)
+from sim.collect import Collector
+from sim.config import Scenario
+from sim.geography import Geography, build_geography
+from sim.households import (
+    NOT_RECRUITED,
+    RECRUITED_HTS,
+    RECRUITED_RIVAL,
+    HouseholdArrays,
+    calibrate_constants,
+    create_households,
+    step_households,
+)
+from sim.rules import COOPERATE, NEUTRAL, RESIST
+
+STREAMS = ("init", "households", "air", "front", "hts", "repression")
+
+
+class AllegianceModel(Model):
+    """Civilian allegiance under air strikes.
+
+    Args:
+        scenario: a validated :class:`~sim.config.Scenario` (every parameter is there,
+            with its unit, range and source).
+        seed: root seed; defaults to ``scenario.seed``. Independent random streams for
+            initialisation, households, the air campaign, the front, HTS and
+            repression are spawned from it with ``numpy.random.SeedSequence``, so a
+            change in one actor's draws never shifts another's (common random numbers
+            across paired runs).
+        household_agents: create a Mesa ``Household`` agent (a view onto the arrays)
+            for every household. Turn off only for benchmarks of the bare arrays.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int | None = None, *, household_agents: bool = True,
+                 geography: Geography | None = None):
+        seed = scenario.seed if seed is None else int(seed)
+        super().__init__(rng=seed)
+        self.seed = seed
+        self.scenario = scenario
+        self.day = 0
+        streams = np.random.SeedSequence(seed).spawn(len(STREAMS))
+        gens = {name: np.random.Generator(np.random.PCG64(s)) for name, s in zip(STREAMS, streams, strict=True)}
+        self.rng_households = gens["households"]
+        self.rng_air = gens["air"]
+        self.rng_front = gens["front"]
+        self.rng_hts = gens["hts"]
+        self.rng_repression = gens["repression"]
+
+        hc = scenario.households
+        self.unit_size = 1 if hc.unit == "person" else hc.size
+        self.weight = 1.0 / hc.sample_fraction  # real households (or persons) per agent
+        self.geo = geography or build_geography(scenario)
+        self.grid = OrthogonalMooreGrid((self.geo.width, self.geo.height), torus=False, random=self.random)
+        self.ts = self._init_towns()
+        self.hh: HouseholdArrays = create_households(self, gens["init"])
+        self.ts.persons0 = np.bincount(self.hh.home, weights=self.hh.persons, minlength=self.ts.n)
+        self.ts.capacity = self.ts.persons0 * np.array([t.host_capacity for t in scenario.towns])
+        self.towns = [
+            Town(self, i, self.grid[self.geo.cells[i]], t.stance) for i, t in enumerate(scenario.towns)
+        ]
+        if household_agents:
+            for i in range(len(self.hh)):
+                Household(self, i)
+        self.hts = HTS(self)
+        self.rival_groups = [RivalGroup(self, i, g) for i, g in enumerate(scenario.rivals.groups)]
+        self.air = AirCampaign(self)
+        self.front = RegimeFront(self)
+        self.civil_society = CivilSociety(self)
+        self._near = self._nearest_matrix()
+        self._dest_probs: np.ndarray | None = None
+        self.events: list[tuple] = []
+        self.moves_today = 0.0
+        self.moves_cum = 0.0
+        self.returns_today = 0.0
+        self.resisting = np.array([t.stance == "resisting" for t in scenario.towns])
+        self.update_front_proximity()
+        self.after_strikes()
+        self.aggregate()
+        self.alpha_resist = np.zeros(self.ts.n)
+        self.alpha_coop = np.zeros(self.ts.n)
+        self.prepare_household_terms()
+        if scenario.choice.calibrate_constants:
+            self.alpha_resist, self.alpha_coop = calibrate_constants(self)
+            self.prepare_household_terms()
+        self.collector = Collector(self)
+        self.snapshots: dict[int, dict[str, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ schedule
+
+    def step(self) -> None:
+        """One day."""
+        self.moves_today = 0.0
+        self.returns_today = 0.0
+        self.air.step()  # 1
+        self.front.step()  # 2
+        self.hts.step()  # 3
+        self.civil_society.step()  # 3b
+        for group in self.rival_groups:  # 4
+            group.step()
+        self.prepare_household_terms()
+        step_households(self)  # 5
+        self.aggregate()  # 6
+        self.collector.collect(self.day)
+        if self.day in self.scenario.output.household_snapshot_days:
+            self.snapshots[self.day] = self.hh.snapshot()
+        self.day += 1
+        if self.day >= self.scenario.days:
+            self.running = False
+
+    def run(self, days: int | None = None, progress=None) -> None:
+        """Run ``days`` steps (default: the scenario's ``days``)."""
+        for _ in range(self.scenario.days if days is None else days):
+            self.step()
+            if progress is not None:
+                progress.update(1)
+
+    # ------------------------------------------------------------------ setup
+
+    def _init_towns(self) -> TownState:
+        sc = self.scenario
+        towns = sc.towns
+        n = len(towns)
+        g = len(sc.rivals.groups)
+        presence = np.zeros((n, g))
+        names = [t.name for t in towns]
+        for j, grp in enumerate(sc.rivals.groups):
+            for town, p in grp.towns.items():
+                presence[names.index(town), j] = p
+        arr = lambda attr: np.array([float(getattr(t, attr)) for t in towns])  # noqa: E731
+        front = np.array([FRONT_STATUS.index(t.front) for t in towns], dtype=np.int8)
+        rep = np.array([t.reputation if t.reputation is not None else float(t.stance == "resisting") for t in towns])
+        z = lambda: np.zeros(n)  # noqa: E731
+        ts = TownState(
+            names=names, persons0=z(), council=arr("council"),
+            independent=np.array([t.council_independent for t in towns]) & (front != REGIME),
+            control=arr("hts_control"), services=arr("hts_services"), damage=z(),
+            civil_society=arr("civil_society"), reputation=rep, exposure=z(), exposure_eff=z(),
+            repression=z(), takeover_memory=z(), front=front, front_proximity=z(), capacity=z(),
+            border=np.array([t.border for t in towns]), rival_presence=presence,
+            open=front != REGIME, present=z(), hosted=z(), coop_share=z(), resist_share=z(),
+            protest_share=z(), security=z(), p_arrest=z(), threat=z(), protection=z(),
+            coop_base=z(), resist_base=z(), rival_presence_total=np.clip(presence.sum(axis=1), 0, 1),
+            rival_guard=z(), strikes_today=z(), killed_today=z(), strikes_cum=z(),
+            killed_home_cum=z(), arrests_today=z(),
+        )
+        ex = sc.exposure
+        w = ex.neighbour_weight * np.exp(-self.geo.distance_km / ex.neighbour_range_km)
+        np.fill_diagonal(w, 0.0)
+        self._neighbour = w
+        self._exp_decay = 0.5 ** (1 / ex.half_life_days)
+        return ts
+
+    def _nearest_matrix(self) -> np.ndarray:
+        d = self.geo.distance_km.copy()
+        np.fill_diagonal(d, np.inf)
+        return np.argsort(d, axis=1)
+
+    # ------------------------------------------------------------------ town-level updates
+
+    def update_front_proximity(self) -> None:
+        """Front proximity: 1 in contested or regime-held towns, decaying with distance."""
+        ts = self.ts
+        ts.open = ts.front != REGIME
+        front = ts.front != OPPOSITION
+        if not front.any() or not self.scenario.front.enabled:
+            ts.front_proximity[:] = 0.0
+            return
+        d = self.geo.distance_km[:, front].min(axis=1)
+        ts.front_proximity = np.exp(-d / self.scenario.front.range_km)
+
+    def after_strikes(self) -> None:
+        """Update harm memories and the regime threat after the day's strikes."""
+        ts = self.ts
+        ex = self.scenario.exposure
+        present = np.maximum(ts.present, 1e-9)
+        harm = ex.casualty_weight * ts.killed_today / present * 1000.0 + ex.strike_weight * ts.strikes_today
+        ts.exposure = ts.exposure * self._exp_decay + harm
+        ts.exposure_eff = ts.exposure + self._neighbour @ ts.exposure
+        self.hh.harm *= np.float32(self._exp_decay)
+        ts.threat = -np.expm1(-(ts.exposure_eff / self.scenario.flight.safety_harm_scale + ts.front_proximity))
+        ts.repression *= self._exp_decay
+        ts.takeover_memory *= self._exp_decay
+
+    def prepare_household_terms(self) -> None:
+        """Town-level parts of the household utilities, computed once per town per day."""
+        ts = self.ts
+        sc = self.scenario
+        ch = sc.choice
+        mech = sc.mechanisms
+        align = np.array([g.alignment for g in self.rival_groups])
+        rel = np.array([g.fighters for g in self.rival_groups]) / self.hts.fighters0
+        rival_support = ts.rival_presence @ (np.maximum(align, 0) * rel) if len(align) else 0.0
+        strength = np.minimum(ts.control * self.hts.strength + rival_support, 2.0)
+        ts.protection = ts.threat * strength * (1 + sc.hts.rally_protection_boost * self.hts.retaliation) * ts.open
+        calibrated = sc.choice.calibrate_constants
+        ts.coop_base = (
+            (self.alpha_coop if calibrated else ch.cooperate_intercept)
+            + ch.services_weight * ts.services
+            + mech.institutions * ch.service_gap_weight * ts.services * ts.damage
+            + mech.control * ch.control_weight * ts.control
+            + ch.peer_weight * ts.coop_share
+        )
+        ts.resist_base = (self.alpha_resist if calibrated else ch.resist_intercept) + ch.council_weight * ts.council * ts.independent + ch.peer_weight * ts.resist_share
+        guard = ts.rival_presence @ (1 - np.maximum(align, 0)) if len(align) else np.zeros(ts.n)
+        ts.rival_guard = sc.rivals.council_shield * np.clip(guard, 0, 1)
+
+    def aggregate(self) -> None:
+        """Step 6: town aggregates of the households (np.bincount, persons-weighted)."""
+        ts = self.ts
+        hh = self.hh
+        n = ts.n
+        by = np.bincount(hh.town.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
+        present = by.sum(axis=1)
+        ts.present = present
+        safe = np.maximum(present, 1e-12)
+        ts.coop_share = by[:, COOPERATE] / safe
+        ts.resist_share = by[:, RESIST] / safe
+        self._by_stance = by
+        protest = np.bincount(hh.town, weights=hh.persons * hh.protesting, minlength=n)
+        self._protest_persons = protest
+        ts.protest_share = protest / safe
+        ts.hosted = np.bincount(hh.town, weights=hh.persons * hh.displaced, minlength=n)
+        cfg = self.scenario.air_campaign
+        decay = self.air.rep_decay
+        signal = np.minimum(1.0, ts.protest_share / cfg.reputation_protest_share)
+        ts.reputation = np.where(ts.open, ts.reputation * decay + (1 - decay) * signal, 0.0)
+        self._dest_probs = None
+
+    # ------------------------------------------------------------------ household moves
+
+    def destination_probs(self) -> np.ndarray:
+        """P(destination | origin) for today's flights (cached until towns change)."""
+        if self._dest_probs is None:
+            ts = self.ts
+            fl = self.scenario.flight
+            safety = np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity)
+            safety = safety * np.where(ts.border, fl.border_safety, 1.0)
+            free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
+            self._dest_probs = rules.destination_weights(
+                self.geo.distance_km, ts.open, safety, free,
+                distance_exponent=fl.distance_exponent, min_distance_km=self.geo.cell_km,
+            )
+        return self._dest_probs
+
+    def move_households(self, idx: np.ndarray, uniform: np.ndarray, *, reason: str) -> None:
+        """Move households ``idx`` to destinations drawn with ``uniform``; record the flows."""
+        hh = self.hh
+        origin = hh.town[idx]
+        dest = rules.choose_destination(origin, uniform, self.destination_probs())
+        ok = dest >= 0
+        idx, origin, dest = idx[ok], origin[ok], dest[ok]
+        if not len(idx):
+            return
+        hh.town[idx] = dest
+        hh.displaced[idx] = dest != hh.home[idx]
+        n = self.ts.n
+        flows = np.bincount(origin.astype(np.intp) * n + dest, weights=hh.persons[idx], minlength=n * n)
+        moved = float(flows.sum()) * self.weight
+        self.moves_today += moved
+        self.moves_cum += moved
+        for k in np.flatnonzero(flows):
+            self.record_event("displacement", int(k // n), to_town=int(k % n), count=0,
+                              persons=float(flows[k]) * self.weight, note=reason)
+        self._dest_probs = None
+
+    def return_households(self, idx: np.ndarray) -> None:
+        """Displaced households ``idx`` go back to their home towns."""
+        hh = self.hh
+        n = self.ts.n
+        flows = np.bincount(hh.town[idx].astype(np.intp) * n + hh.home[idx], weights=hh.persons[idx], minlength=n * n)
+        hh.town[idx] = hh.home[idx]
+        hh.displaced[idx] = False
+        self.returns_today += float(flows.sum()) * self.weight
+        for k in np.flatnonzero(flows):
+            self.record_event("return", int(k // n), to_town=int(k % n), persons=float(flows[k]) * self.weight)
+
+    def regime_takes(self, town: int) -> None:
+        """The regime takes ``town``: HTS and councils gone, everyone present flees."""
+        ts = self.ts
+        ts.open[town] = False
+        for arr in (ts.control, ts.services, ts.council, ts.reputation, ts.civil_society):
+            arr[town] = 0.0
+        ts.independent[town] = False
+        self._dest_probs = None
+        self.update_front_proximity()
+        present = np.flatnonzero((self.hh.town == town) & (self.hh.persons > 0))
+        if len(present):
+            u = self.rng_front.random(len(present))
+            self.move_households(present, u, reason="front")
+
+    def nearest_open_town(self, town: int) -> int:
+        """Nearest town not held by the regime (-1 if none)."""
+        for j in self._near[town]:
+            if self.ts.open[j]:
+                return int(j)
+        return -1
+
+    def kill_persons(self, town: int, k: int, rng: np.random.Generator) -> float:
+        """Kill up to ``k`` persons among those present in ``town`` (chosen by household size)."""
+        if k <= 0:
+            return 0.0
+        hh = self.hh
+        idx = np.flatnonzero((hh.town == town) & (hh.persons > 0))
+        if not len(idx):
+            return 0.0
+        p = hh.persons[idx].astype(float)
+        victims = rng.choice(idx, size=k, p=p / p.sum())
+        hit, counts = np.unique(victims, return_counts=True)
+        dead = np.minimum(counts.astype(np.float32), hh.persons[hit])
+        hh.persons[hit] -= dead
+        hh.harm[hit] += dead * np.float32(self.scenario.exposure.personal_weight)
+        self.ts.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=self.ts.n)
+        gone = hit[hh.persons[hit] <= 0]
+        hh.protesting[gone] = False
+        return float(dead.sum())
+
+    def enlist(self, idx: np.ndarray) -> None:
+        """Households ``idx`` send a fighter: cooperating ones to HTS, resisting ones to a rival group present."""
+        if not len(idx):
+            return
+        hh = self.hh
+        coop = idx[hh.stance[idx] == COOPERATE]
+        hh.recruited[coop] = RECRUITED_HTS
+        self.hts.fighters += len(coop) * self.weight
+        self.hts.recruits += len(coop) * self.weight
+        res = idx[hh.stance[idx] == RESIST]
+        if len(res) and self.rival_groups:
+            group = np.argmax(self.ts.rival_presence[hh.town[res]], axis=1)
+            hh.recruited[res] = RECRUITED_RIVAL
+            hh.rival_group[res] = group
+            for g, c in enumerate(np.bincount(group, minlength=len(self.rival_groups))):
+                self.rival_groups[g].fighters += c * self.weight
+                self.rival_groups[g].recruits += c * self.weight
+
+    def record_event(self, kind: str, town: int, *, to_town: int = -1, count: int = 1,
+                     persons: float = 0.0, note: str = "") -> None:
+        """Append an event row (strike, council takeover, arrests, displacement, ...)."""
+        self.events.append((self.day, kind, town, to_town, count, persons, note))
+
+    # ------------------------------------------------------------------ convenience
+
+    def town_index(self, name: str) -> int:
+        """Index of a town by name."""
+        return self.ts.names.index(name)
+
+    @property
+    def households_alive(self) -> int:
+        """Household agents with living members."""
+        return int((self.hh.persons > 0).sum())
+
+    def release(self) -> None:
+        """Drop Mesa's global references to this model (3.3 leaks finished models)."""
+        from mesa.agent import Agent
+
+        Agent._ids.pop(self, None)
+        for cell in self.grid.all_cells:
+            cell._clear_cache() if hasattr(cell, "_clear_cache") else None
+
+
+__all__ = ["CONTESTED", "NEUTRAL", "NOT_RECRUITED", "AllegianceModel"]

@@ -1,0 +1,165 @@
+"""Household decision rules as vectorized functions over numpy arrays.
+
+Each rule is a pure function of arrays and parameters, named after what it
+decides, so that "when does a household flee" is found here and nowhere else.
+The model (:mod:`sim.households`) calls them once per day over all households
+(structure of arrays); the benchmarks call the same functions for the numpy
+floor. Symbols follow ``docs/ODD.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+RESIST, NEUTRAL, COOPERATE = 0, 1, 2
+STANCES = ("resist", "neutral", "cooperate")
+
+
+def saturating_update(level: np.ndarray, rate: np.ndarray, decay: float,
+                      baseline: np.ndarray | None = None) -> np.ndarray:
+    """Move a 0-1 level toward 1 at ``rate`` and back toward ``baseline`` at ``decay`` (in place).
+
+    ``level += (1 - level) * (1 - exp(-rate)) - decay * (level - baseline)``.
+    The exponential form keeps the level in [0, 1] however large a day's harm
+    is; the baseline (0 if None) is the household's standing grievance, so
+    memories of harm fade but the regime stays the number-one enemy.
+    """
+    gain = -np.expm1(-rate)
+    level += (1 - level) * gain
+    if decay:
+        if baseline is None:
+            level *= F32(1 - decay)
+        else:
+            level -= (level - baseline) * F32(decay)
+    return level
+
+
+def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame: float,
+                          pretext_blame: float) -> np.ndarray:
+    """Daily growth rate of grievance against the regime, G_R.
+
+    ``a_R * s_blame * (1 - lambda) * E``. Asymmetric blame: nothing HTS does
+    enters here, so HTS coercion never pushes anyone toward the regime.
+    """
+    return exposure * F32(regime_rate * regime_blame * (1.0 - pretext_blame))
+
+
+def hts_grievance_rate(exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float,
+                       pretext_blame: float) -> np.ndarray:
+    """Daily growth rate of grievance against HTS, G_H.
+
+    ``a_H * (lambda * E + repression + takeover + taxes)``; ``hts_harm`` carries
+    the last three, already weighted, per household.
+    """
+    return (exposure * F32(pretext_blame) + hts_harm) * F32(hts_rate)
+
+
+def stance_utilities(g_regime: np.ndarray, g_hts: np.ndarray, fear: np.ndarray,
+                     displaced: np.ndarray, coop_base: np.ndarray, resist_base: np.ndarray,
+                     protection: np.ndarray, *, protection_weight: float,
+                     regime_grievance_weight: float, hts_grievance_weight: float,
+                     fear_withdrawal: float, disengagement: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Utilities of resisting, staying neutral and cooperating with HTS.
+
+    ``coop_base`` and ``resist_base`` are the town-level parts (intercepts,
+    services, control, council legitimacy, peer shares) gathered to households.
+
+    U_coop    = coop_base + b_P*s_rally * protection * G_R + b_R * G_R - b_H * G_H - w_F * F
+    U_resist  = resist_base + b_H * G_H - w_F * F
+    U_neutral = w_D * displaced
+    """
+    fear_term = fear * F32(fear_withdrawal)
+    u_coop = (coop_base + protection * g_regime * F32(protection_weight)
+              + g_regime * F32(regime_grievance_weight) - g_hts * F32(hts_grievance_weight) - fear_term)
+    u_resist = resist_base + g_hts * F32(hts_grievance_weight) - fear_term
+    u_neutral = displaced.astype(F32) * F32(disengagement)
+    return u_resist, u_neutral, u_coop
+
+
+def choose_stance(u_resist: np.ndarray, u_neutral: np.ndarray, u_coop: np.ndarray,
+                  uniform: np.ndarray) -> np.ndarray:
+    """Draw a stance from the multinomial logit of the three utilities."""
+    m = np.maximum(np.maximum(u_resist, u_neutral), u_coop)
+    e_r = np.exp(u_resist - m)
+    e_n = np.exp(u_neutral - m)
+    e_c = np.exp(u_coop - m)
+    total = e_r + e_n + e_c
+    u = uniform * total
+    out = np.full(u.shape, COOPERATE, dtype=np.int8)
+    out[u < e_r + e_n] = NEUTRAL
+    out[u < e_r] = RESIST
+    return out
+
+
+def arrest_probability(security: np.ndarray, protest_share: np.ndarray, *,
+                       arrest_constant: float, crowd_scale: float) -> np.ndarray:
+    """Epstein's estimated arrest probability, per town.
+
+    ``P_arrest = 1 - exp(-k * security / (1 + crowd_scale * protest_share))``:
+    more HTS security raises it, larger crowds lower it (safety in numbers).
+    """
+    return -np.expm1(-arrest_constant * security / (1.0 + crowd_scale * protest_share))
+
+
+def protest_decision(g_hts: np.ndarray, legitimacy: float, risk_aversion: np.ndarray,
+                     p_arrest: np.ndarray, fear: np.ndarray, threshold: np.ndarray,
+                     peer_push: np.ndarray, eligible: np.ndarray, *,
+                     fear_risk_weight: float) -> np.ndarray:
+    """Protest against HTS (Epstein 2002 Model I, HTS as the police).
+
+    Protest if ``G_H * (1 - L) + peer - R_i * (P_arrest + kappa * F) > T_i``.
+    ``kappa`` (suppression) makes gatherings under air strikes dangerous.
+    """
+    drive = g_hts * F32(1.0 - legitimacy) + peer_push
+    risk = risk_aversion * (p_arrest + fear * F32(fear_risk_weight))
+    return eligible & (drive - risk > threshold)
+
+
+def flee_probability(fear: np.ndarray, exposure: np.ndarray, front_term: np.ndarray, *,
+                     exposure_rate: float) -> np.ndarray:
+    """Daily probability that a household flees its current town.
+
+    ``P(flee) = 1 - exp(-(f_E * s_exit * F * E + f_front * front_proximity))``;
+    ``front_term`` is the second term, per household; ``exposure_rate`` is f_E
+    already multiplied by the exit strength.
+    """
+    return -np.expm1(-(fear * exposure * F32(exposure_rate) + front_term))
+
+
+def destination_weights(distance_km: np.ndarray, open_town: np.ndarray, safety: np.ndarray,
+                        free_capacity: np.ndarray, *, distance_exponent: float,
+                        min_distance_km: float) -> np.ndarray:
+    """Row-stochastic matrix: P(destination j | origin i) for fleeing households.
+
+    weight_ij = free_capacity_j * safety_j / distance_ij ** gamma, over open
+    towns j != i. Where every open town is full, capacity is ignored. Rows
+    with no open destination are all zero (those households cannot leave).
+    """
+    d = np.maximum(distance_km, min_distance_km)
+    base = (safety * open_town)[None, :] / d**distance_exponent
+    np.fill_diagonal(base, 0.0)
+    w = base * free_capacity[None, :]
+    full = w.sum(axis=1) <= 0
+    w[full] = base[full]
+    totals = w.sum(axis=1, keepdims=True)
+    return np.divide(w, totals, out=np.zeros_like(w), where=totals > 0)
+
+
+def choose_destination(origin: np.ndarray, uniform: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """Draw destinations for households leaving ``origin`` (inverse CDF per row).
+
+    Returns -1 where the origin has no open destination.
+    """
+    cdf = np.cumsum(probs, axis=1)
+    rows = cdf[origin]
+    last = rows[:, -1]
+    # First column whose cumulative weight exceeds u * total: never a zero-weight town.
+    dest = (rows <= (uniform * last)[:, None]).sum(axis=1)
+    dest[last <= 0] = -1
+    return dest
+
+
+def recruit_probability(g_regime: np.ndarray, rate: float | np.ndarray) -> np.ndarray:
+    """Daily probability that an eligible household sends a fighter: rate * G_R."""
+    return g_regime * rate
