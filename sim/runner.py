@@ -195,7 +195,10 @@ def write_run(result: RunResult, out_root: str | Path = "results", run_id: str |
 
 
 def run_extras(result: RunResult, folder: Path) -> dict[str, Any]:
-    """Figures and comparison tables written beside the data (summary, map, observed)."""
+    """Figures and comparison tables written beside the data (summary, map, observed).
+
+    Returns entries to add to the manifest.
+    """
     from sim import plots
 
     plots.plot_summary(result.timeseries, result.scenario, save=folder / "summary.png")
