@@ -66,16 +66,15 @@ class Collector:
         ts = m.ts
         hh = m.hh
         w = m.weight
-        n = ts.n
         T, G = self.town, self.gov
         by = m._by_stance
         present = by.sum(axis=1)
-        home_by = np.bincount(hh.home.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
+        home_by = m.home_by_stance()
         home_alive = home_by.sum(axis=1)
-        at_home = np.bincount(hh.home, weights=hh.persons * ~hh.displaced, minlength=n)
+        at_home = present - ts.hosted
         displaced_out = home_alive - at_home
         sums = {
-            key: np.bincount(hh.town, weights=hh.persons * getattr(hh, attr), minlength=n)
+            key: m.town_sums(getattr(hh, attr))
             for key, attr in (("fear_mean", "fear"), ("grievance_regime_mean", "g_regime"),
                               ("grievance_hts_mean", "g_hts"))
         }

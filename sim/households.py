@@ -125,23 +125,34 @@ def step_households(model: AllegianceModel) -> None:
     town = hh.town
 
     # --- grievances and fear ------------------------------------------------------
-    exposure = ts.exposure_eff.astype(F32)[town] + hh.harm
+    # Exposure is the town's harm plus the household's own; most households have
+    # no personal harm, so their daily gains are computed once per town.
+    e_town = ts.exposure_eff.astype(F32)
+    personal = np.flatnonzero(hh.harm > 0)
+    exposure = e_town[town]
+    exposure[personal] += hh.harm[personal]
+    e_personal = exposure[personal]
+    t_personal = town[personal]
     lam = mech.pretext_blame
     g = sc.grievance
-    rules.saturating_update(
-        hh.g_regime,
-        rules.regime_grievance_rate(exposure, g.regime_rate, mech.regime_blame, lam),
-        g.regime_decay,
-        hh.g_regime0,
-    )
-    hts_harm_town = (
+    hts_harm = (
         g.repression_weight * ts.repression + g.takeover_weight * ts.takeover_memory + g.tax_weight * ts.control * ts.open
     ).astype(F32)
+
+    def gains(rate_of) -> np.ndarray:
+        out = rules.saturating_gain(rate_of(e_town, hts_harm))[town]
+        if len(personal):
+            out[personal] = rules.saturating_gain(rate_of(e_personal, hts_harm[t_personal]))
+        return out
+
     rules.saturating_update(
-        hh.g_hts, rules.hts_grievance_rate(exposure, hts_harm_town[town], g.hts_rate, lam), g.hts_decay,
-        hh.g_hts0,
+        hh.g_regime, gains(lambda e, _: rules.regime_grievance_rate(e, g.regime_rate, mech.regime_blame, lam)),
+        g.regime_decay, hh.g_regime0,
     )
-    rules.saturating_update(hh.fear, exposure * F32(sc.fear.rate), sc.fear.decay)
+    rules.saturating_update(
+        hh.g_hts, gains(lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, lam)), g.hts_decay, hh.g_hts0
+    )
+    rules.saturating_update(hh.fear, gains(lambda e, _: e * F32(sc.fear.rate)), sc.fear.decay)
 
     # --- stance: a share of households reconsider each day --------------------------
     ch = sc.choice
@@ -172,13 +183,16 @@ def step_households(model: AllegianceModel) -> None:
     # --- flight ----------------------------------------------------------------------
     fl = sc.flight
     u_flee = rng.random(n, dtype=F32)
-    p_flee = rules.flee_probability(
+    hazard = rules.flight_hazard(
         hh.fear, exposure, (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[town],
         exposure_rate=fl.exposure_rate * mech.exit,
     )
-    fleeing = np.flatnonzero((u_flee < p_flee) & alive)
+    candidates = np.flatnonzero(u_flee < hazard)  # P(flee) <= hazard
+    p_flee = rules.flee_probability(hazard[candidates])
+    fleeing_mask = (u_flee[candidates] < p_flee) & alive[candidates]
+    fleeing = candidates[fleeing_mask]
     if len(fleeing):
-        model.move_households(fleeing, u_flee[fleeing] / p_flee[fleeing], reason="flight")
+        model.move_households(fleeing, u_flee[fleeing] / p_flee[fleeing_mask], reason="flight")
 
     # --- return home -------------------------------------------------------------------
     u_ret = rng.random(n, dtype=F32)

@@ -88,6 +88,12 @@ class AllegianceModel(Model):
         self.ts = self._init_towns()
         self.hh: HouseholdArrays = create_households(self, gens["init"])
         self.ts.persons0 = np.bincount(self.hh.home, weights=self.hh.persons, minlength=self.ts.n)
+        counts = np.bincount(self.hh.home, minlength=self.ts.n)
+        if np.any(np.diff(self.hh.home) < 0):
+            raise AssertionError("households must be stored sorted by home town")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._home_empty = counts == 0
+        self._home_starts = np.minimum(starts, len(self.hh) - 1)
         self.ts.capacity = self.ts.persons0 * np.array([t.host_capacity for t in scenario.towns])
         self.towns = [
             Town(self, i, self.grid[self.geo.cells[i]], t.stance) for i, t in enumerate(scenario.towns)
@@ -239,10 +245,17 @@ class AllegianceModel(Model):
         ts.rival_guard = sc.rivals.council_shield * np.clip(guard, 0, 1)
 
     def aggregate(self) -> None:
-        """Step 6: town aggregates of the households (np.bincount, persons-weighted)."""
+        """Step 6: town aggregates of the households (persons-weighted).
+
+        Households are stored sorted by home town and most are at home, so sums by
+        current town are contiguous-segment sums over the home order, corrected
+        by the (few) displaced households: one sequential pass instead of a
+        scattered one.
+        """
         ts = self.ts
         hh = self.hh
         n = ts.n
+        self._displaced_idx = np.flatnonzero(hh.displaced)
         by = np.bincount(hh.town.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
         present = by.sum(axis=1)
         ts.present = present
@@ -250,15 +263,42 @@ class AllegianceModel(Model):
         ts.coop_share = by[:, COOPERATE] / safe
         ts.resist_share = by[:, RESIST] / safe
         self._by_stance = by
-        protest = np.bincount(hh.town, weights=hh.persons * hh.protesting, minlength=n)
+        protesting = np.flatnonzero(hh.protesting)
+        protest = np.bincount(hh.town[protesting], weights=hh.persons[protesting], minlength=n)
         self._protest_persons = protest
         ts.protest_share = protest / safe
-        ts.hosted = np.bincount(hh.town, weights=hh.persons * hh.displaced, minlength=n)
+        d = self._displaced_idx
+        ts.hosted = np.bincount(hh.town[d], weights=hh.persons[d], minlength=n)
         cfg = self.scenario.air_campaign
         decay = self.air.rep_decay
         signal = np.minimum(1.0, ts.protest_share / cfg.reputation_protest_share)
         ts.reputation = np.where(ts.open, ts.reputation * decay + (1 - decay) * signal, 0.0)
         self._dest_probs = None
+
+    def town_sums(self, values: np.ndarray) -> np.ndarray:
+        """Sum of ``persons * values`` by current town (after :meth:`aggregate` this day)."""
+        hh = self.hh
+        weighted = hh.persons * values
+        sums = np.add.reduceat(weighted, self._home_starts, dtype=np.float64)
+        sums[self._home_empty] = 0.0
+        d = self._displaced_idx
+        if len(d):
+            n = self.ts.n
+            sums -= np.bincount(hh.home[d], weights=weighted[d], minlength=n)
+            sums += np.bincount(hh.town[d], weights=weighted[d], minlength=n)
+        return sums
+
+    def home_by_stance(self) -> np.ndarray:
+        """Persons by home town and stance, (towns, 3): the current-town table moved by the displaced."""
+        hh = self.hh
+        n = self.ts.n
+        d = self._displaced_idx
+        by = self._by_stance.copy()
+        if len(d):
+            w = hh.persons[d]
+            by -= np.bincount(hh.town[d].astype(np.intp) * 3 + hh.stance[d], weights=w, minlength=3 * n).reshape(n, 3)
+            by += np.bincount(hh.home[d].astype(np.intp) * 3 + hh.stance[d], weights=w, minlength=3 * n).reshape(n, 3)
+        return by
 
     # ------------------------------------------------------------------ household moves
 

@@ -16,22 +16,31 @@ RESIST, NEUTRAL, COOPERATE = 0, 1, 2
 STANCES = ("resist", "neutral", "cooperate")
 
 
-def saturating_update(level: np.ndarray, rate: np.ndarray, decay: float,
-                      baseline: np.ndarray | None = None) -> np.ndarray:
-    """Move a 0-1 level toward 1 at ``rate`` and back toward ``baseline`` at ``decay`` (in place).
+def saturating_gain(rate: np.ndarray) -> np.ndarray:
+    """Share of the remaining distance to 1 covered in a day at ``rate``: ``1 - exp(-rate)``."""
+    return -np.expm1(-rate)
 
-    ``level += (1 - level) * (1 - exp(-rate)) - decay * (level - baseline)``.
-    The exponential form keeps the level in [0, 1] however large a day's harm
-    is; the baseline (0 if None) is the household's standing grievance, so
-    memories of harm fade but the regime stays the number-one enemy.
+
+def saturating_update(level: np.ndarray, gain: np.ndarray, decay: float,
+                      baseline: np.ndarray | None = None) -> np.ndarray:
+    """Move a 0-1 level toward 1 by ``gain`` and back toward ``baseline`` at ``decay`` (in place).
+
+    ``level += (1 - level) * gain - decay * (level - baseline)`` with
+    ``gain = 1 - exp(-rate)`` (:func:`saturating_gain`). The exponential form
+    keeps the level in [0, 1] however large a day's harm is; the baseline (0 if
+    None) is the household's standing grievance, so memories of harm fade but
+    the regime stays the number-one enemy.
     """
-    gain = -np.expm1(-rate)
-    level += (1 - level) * gain
+    tmp = 1 - level
+    tmp *= gain
+    level += tmp
     if decay:
         if baseline is None:
             level *= F32(1 - decay)
         else:
-            level -= (level - baseline) * F32(decay)
+            np.subtract(level, baseline, out=tmp)
+            tmp *= F32(decay)
+            level -= tmp
     return level
 
 
@@ -116,15 +125,26 @@ def protest_decision(g_hts: np.ndarray, legitimacy: float, risk_aversion: np.nda
     return eligible & (drive - risk > threshold)
 
 
-def flee_probability(fear: np.ndarray, exposure: np.ndarray, front_term: np.ndarray, *,
-                     exposure_rate: float) -> np.ndarray:
-    """Daily probability that a household flees its current town.
+def flight_hazard(fear: np.ndarray, exposure: np.ndarray, front_term: np.ndarray, *,
+                  exposure_rate: float) -> np.ndarray:
+    """Daily flight hazard ``h = f_E * s_exit * F * E + f_front * front_proximity``.
 
-    ``P(flee) = 1 - exp(-(f_E * s_exit * F * E + f_front * front_proximity))``;
     ``front_term`` is the second term, per household; ``exposure_rate`` is f_E
     already multiplied by the exit strength.
     """
-    return -np.expm1(-(fear * exposure * F32(exposure_rate) + front_term))
+    hazard = fear * exposure
+    hazard *= F32(exposure_rate)
+    hazard += front_term
+    return hazard
+
+
+def flee_probability(hazard: np.ndarray) -> np.ndarray:
+    """Daily probability that a household flees its current town: ``1 - exp(-h)``.
+
+    Since ``1 - exp(-h) <= h``, only households whose uniform draw is below the
+    hazard itself can flee; the model evaluates this exactly for those only.
+    """
+    return -np.expm1(-hazard)
 
 
 def destination_weights(distance_km: np.ndarray, open_town: np.ndarray, safety: np.ndarray,
