@@ -499,6 +499,62 @@ class Output(Strict):
     summary_window_days: int = param(30, 1, 3650, unit="days", doc="Window for window-averaged outcomes.")
 
 
+# --------------------------------------------------------------------------- observed record
+
+
+ObservedKind = Literal["displacements", "arrival_share", "council_independent"]
+
+
+class ObservedFigure(Strict):
+    """A recorded figure the run is compared with (pattern-oriented check or calibration target).
+
+    Kinds:
+        ``displacements``: persons displaced (flight and front moves) from ``start`` to ``end``,
+        both days included.
+        ``arrival_share``: share of those displacements arriving in ``towns``.
+        ``council_independent``: whether the council of the single town in ``towns`` is still
+        independent of HTS on the last day (1 yes, 0 no).
+    """
+
+    name: str = Field(min_length=1, description="label of the figure in the comparison table")
+    kind: ObservedKind
+    start: DatedSwitch | None = Field(None, description="first day of the window (default: 0)")
+    end: DatedSwitch | None = Field(None, description="last day of the window (default: last)")
+    towns: list[str] = Field(default_factory=list, description="towns the figure refers to")
+    value: float = Field(description="recorded value")
+    comparison: Literal["equal", "at_least", "at_most"] = Field(
+        "equal", description="how the record bounds the value ('mainly' -> at_least 0.5)"
+    )
+    source: str = Field(min_length=1, description="where the recorded value comes from")
+    calibrated: bool = Field(
+        False, description="whether free parameters were tuned to match it (else a check)"
+    )
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _towns_for_kind(self) -> ObservedFigure:
+        if self.kind == "arrival_share" and not self.towns:
+            raise ValueError("an arrival_share figure needs the destination 'towns'")
+        if self.kind == "council_independent" and len(self.towns) != 1:
+            raise ValueError("a council_independent figure needs exactly one town in 'towns'")
+        return self
+
+
+class Observed(Strict):
+    """The record the run is checked against, and how many replicates the check uses."""
+
+    replicates: int = param(
+        3, 1, 100, unit="runs",
+        doc="Runs behind each simulated value: the run itself plus replicates - 1 runs with seeds "
+        "spawned from its seed (numpy SeedSequence); the table reports their mean, min and max.",
+    )
+    sample_fraction: float | None = Field(
+        None, gt=0, le=1,
+        description="households.sample_fraction of the extra replicates (default: the run's own)",
+    )
+    figures: list[ObservedFigure] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- scenario
 
 
@@ -527,6 +583,7 @@ class Scenario(Strict):
     front: Front = Field(default_factory=Front)
     civil_society: CivilSociety = Field(default_factory=CivilSociety)
     output: Output = Field(default_factory=Output)
+    observed: Observed = Field(default_factory=Observed)
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:
@@ -555,6 +612,9 @@ class Scenario(Strict):
         for gi, g in enumerate(self.rivals.groups):
             for t in g.towns:
                 check(t, ("rivals", "groups", gi, "towns", t))
+        for i, f in enumerate(self.observed.figures):
+            for j, t in enumerate(f.towns):
+                check(t, ("observed", "figures", i, "towns", j))
         gnames = [g.name for g in self.rivals.groups]
         if len(set(gnames)) != len(gnames):
             raise ScenarioRefError(("rivals", "groups"), "duplicate rival group names")
@@ -568,6 +628,9 @@ class Scenario(Strict):
                     raise ScenarioRefError(loc, "a 'date' needs the scenario's start_date")
                 if item.date < self.start_date:
                     raise ScenarioRefError(loc, f"date {item.date} is before start_date {self.start_date}")
+        for i, f in enumerate(self.observed.figures):
+            if f.start and f.end and self.day_of(f.start) > self.day_of(f.end):
+                raise ScenarioRefError(("observed", "figures", i, "end"), "end is before start")
         for d in self.output.household_snapshot_days:
             if not 0 <= d < self.days:
                 raise ScenarioRefError(
@@ -585,6 +648,11 @@ class Scenario(Strict):
                 items.append((("air_campaign", key), v))
         if self.hts.governance_body is not None:
             items.append((("hts", "governance_body"), self.hts.governance_body))
+        for i, f in enumerate(self.observed.figures):
+            for key in ("start", "end"):
+                v = getattr(f, key)
+                if v is not None:
+                    items.append((("observed", "figures", i, key), v))
         return items
 
     # ----------------------------------------------------------------- calendar helpers
