@@ -152,9 +152,7 @@ class AirCampaign(mesa.Agent):
         self.end_day = sc.day_of(cfg.end) if cfg.end else sc.days
         self.calendar: dict[int, list[tuple[int, int, int | None]]] = {}
         for s in cfg.calendar:
-            self.calendar.setdefault(sc.day_of(s), []).append(
-                (sc.town_names.index(s.town), s.strikes, s.killed)
-            )
+            self.calendar.setdefault(sc.day_of(s), []).append((sc.town_names.index(s.town), s.strikes, s.killed))
         self.stream = model.rng_air
         self.rep_decay = 0.5 ** (1 / cfg.reputation_half_life_days)
 
@@ -310,9 +308,13 @@ class HTS(mesa.Agent):
         cost = cfg.service_cost * float((ts.services * per_k * ts.open).sum())
         self.resources = max(0.0, self.resources + income - cost)
         funding = self.resources / (self.resources + cfg.funding_half)
-        ts.services += (cfg.service_rate * ts.control * funding * (1 - ts.services) - cfg.service_decay * ts.services) * ts.open
-        ts.control += (cfg.consolidation_rate * ts.coop_share * (1 - ts.control)
-                       - cfg.protest_erosion * ts.protest_share * ts.control) * ts.open
+        ts.services += (
+            cfg.service_rate * ts.control * funding * (1 - ts.services) - cfg.service_decay * ts.services
+        ) * ts.open
+        ts.control += (
+            cfg.consolidation_rate * ts.coop_share * (1 - ts.control)
+            - cfg.protest_erosion * ts.protest_share * ts.control
+        ) * ts.open
         np.clip(ts.control, 0, 1, out=ts.control)
         self._takeovers(cfg)
         self._repress(cfg)
@@ -328,8 +330,14 @@ class HTS(mesa.Agent):
         mult = 1.0
         if self.governance_day is not None and m.day >= self.governance_day:
             mult = cfg.governance_body.takeover_multiplier
-        p = (cfg.takeover_rate * mult * ts.control * (1 - ts.council)
-             * np.exp(-cfg.protest_shield * ts.protest_share) * (1 - ts.rival_guard))
+        p = (
+            cfg.takeover_rate
+            * mult
+            * ts.control
+            * (1 - ts.council)
+            * np.exp(-cfg.protest_shield * ts.protest_share)
+            * (1 - ts.rival_guard)
+        )
         u = self.stream.random(ts.n)
         taken = np.flatnonzero((u < p) & ts.independent & ts.open)
         for t in taken:
@@ -349,8 +357,10 @@ class HTS(mesa.Agent):
         ts.arrests_today[:] = 0
         ts.security = cfg.security_per_control * ts.control * self.strength * ts.open
         ts.p_arrest = rules.arrest_probability(
-            ts.security, ts.protest_share,
-            arrest_constant=m.scenario.protest.arrest_constant, crowd_scale=m.scenario.protest.crowd_scale,
+            ts.security,
+            ts.protest_share,
+            arrest_constant=m.scenario.protest.arrest_constant,
+            crowd_scale=m.scenario.protest.crowd_scale,
         )
         protesters = np.flatnonzero(hh.protesting)
         if len(protesters) and cfg.repression > 0:
@@ -365,7 +375,9 @@ class HTS(mesa.Agent):
                 households = np.maximum(ts.present / m.unit_size, 1.0)
                 ts.repression += ts.arrests_today / households
                 for t in np.flatnonzero(ts.arrests_today):
-                    m.record_event("arrests", int(t), count=int(ts.arrests_today[t]), persons=float(ts.arrests_today[t] * m.weight))
+                    m.record_event(
+                        "arrests", int(t), count=int(ts.arrests_today[t]), persons=float(ts.arrests_today[t] * m.weight)
+                    )
 
     def _attack_rivals(self, cfg) -> None:
         m = self.model

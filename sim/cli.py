@@ -73,7 +73,9 @@ def run(
     file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
     seed: Annotated[int | None, typer.Option(help="Root seed (default: the scenario's).")] = None,
     days: Annotated[int | None, typer.Option(help="Days to simulate (default: the scenario's).")] = None,
-    out: Annotated[Path, typer.Option(help="Results root; the run goes to OUT/<scenario>/<run-id>/.")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="Results root; the run goes to OUT/<scenario>/<run-id>/.")] = Path(
+        "results"
+    ),
     run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: time and seed).")] = None,
     set_: SetOption = None,
 ) -> None:

@@ -21,22 +21,73 @@ if TYPE_CHECKING:
     from sim.model import AllegianceModel
 
 TOWN_VARS = (
-    "persons_present", "persons_at_home", "displaced_out", "hosted_displaced", "killed_cum",
-    "strikes", "strikes_cum", "killed", "coop_share", "resist_share", "neutral_share",
-    "protest_share", "coop_share_home", "resist_share_home", "council", "council_independent",
-    "hts_control", "hts_services", "damage", "exposure", "threat", "protection", "fear_mean",
-    "grievance_regime_mean", "grievance_hts_mean", "reputation", "front_code", "arrests",
+    "persons_present",
+    "persons_at_home",
+    "displaced_out",
+    "hosted_displaced",
+    "killed_cum",
+    "strikes",
+    "strikes_cum",
+    "killed",
+    "coop_share",
+    "resist_share",
+    "neutral_share",
+    "protest_share",
+    "coop_share_home",
+    "resist_share_home",
+    "council",
+    "council_independent",
+    "hts_control",
+    "hts_services",
+    "damage",
+    "exposure",
+    "threat",
+    "protection",
+    "fear_mean",
+    "grievance_regime_mean",
+    "grievance_hts_mean",
+    "reputation",
+    "front_code",
+    "arrests",
 )
 
 GOV_VARS = (
-    "persons_present", "killed_cum", "killed", "displaced_persons", "displacement_moves",
-    "displacement_moves_cum", "returns", "strikes", "strikes_cum", "coop_share", "resist_share",
-    "neutral_share", "protest_share", "coop_share_resisting", "coop_share_resisting_home",
-    "resist_share_resisting", "resist_share_resisting_home", "protest_share_resisting",
-    "coop_share_other", "hts_control_mean", "hts_services_mean", "council_mean",
-    "councils_independent", "hts_fighters", "hts_resources", "hts_legitimacy", "hts_retaliation",
-    "hts_recruits_cum", "rival_recruits_cum", "rival_alignment_mean", "rival_fighters",
-    "fear_mean", "grievance_regime_mean", "grievance_hts_mean", "arrests", "council_takeovers_cum",
+    "persons_present",
+    "killed_cum",
+    "killed",
+    "displaced_persons",
+    "displacement_moves",
+    "displacement_moves_cum",
+    "returns",
+    "strikes",
+    "strikes_cum",
+    "coop_share",
+    "resist_share",
+    "neutral_share",
+    "protest_share",
+    "coop_share_resisting",
+    "coop_share_resisting_home",
+    "resist_share_resisting",
+    "resist_share_resisting_home",
+    "protest_share_resisting",
+    "coop_share_other",
+    "hts_control_mean",
+    "hts_services_mean",
+    "council_mean",
+    "councils_independent",
+    "hts_fighters",
+    "hts_resources",
+    "hts_legitimacy",
+    "hts_retaliation",
+    "hts_recruits_cum",
+    "rival_recruits_cum",
+    "rival_alignment_mean",
+    "rival_fighters",
+    "fear_mean",
+    "grievance_regime_mean",
+    "grievance_hts_mean",
+    "arrests",
+    "council_takeovers_cum",
     "towns_regime_held",
 )
 
@@ -75,8 +126,11 @@ class Collector:
         displaced_out = home_alive - at_home
         sums = {
             key: m.town_sums(getattr(hh, attr))
-            for key, attr in (("fear_mean", "fear"), ("grievance_regime_mean", "g_regime"),
-                              ("grievance_hts_mean", "g_hts"))
+            for key, attr in (
+                ("fear_mean", "fear"),
+                ("grievance_regime_mean", "g_regime"),
+                ("grievance_hts_mean", "g_hts"),
+            )
         }
         T["persons_present"][day] = present * w
         T["persons_at_home"][day] = at_home * w
@@ -192,9 +246,14 @@ class Collector:
         ev = pd.DataFrame(self.model.events, columns=list(EVENT_COLUMNS))
         ev["day"] = ev["day"].astype(np.int64)
         if dates is not None:
-            ev.insert(1, "date", pd.Series(
-                pd.to_datetime(self.model.scenario.start_date) + pd.to_timedelta(ev["day"], unit="D"),
-                dtype="datetime64[ms]"))
+            ev.insert(
+                1,
+                "date",
+                pd.Series(
+                    pd.to_datetime(self.model.scenario.start_date) + pd.to_timedelta(ev["day"], unit="D"),
+                    dtype="datetime64[ms]",
+                ),
+            )
         lookup = np.array([*names, ""], dtype=object)
         ev["town"] = pd.Categorical(lookup[ev["town"].to_numpy(dtype=int)], categories=[*names, ""])
         ev["to_town"] = pd.Categorical(lookup[ev["to_town"].to_numpy(dtype=int)], categories=[*names, ""])

@@ -44,7 +44,7 @@ def build_geography(scenario: Scenario) -> Geography:
         mean_lat = sum(t.lat for t in towns) / len(towns)  # type: ignore[misc]
         km_lon = KM_PER_DEG_LAT * math.cos(math.radians(mean_lat))
         xy_km = np.array([((t.lon - lon0) * km_lon, (t.lat - lat0) * KM_PER_DEG_LAT) for t in towns])  # type: ignore[operator]
-        cells = [(int(round(x / cell_km)) + 1, int(round(y / cell_km)) + 1) for x, y in xy_km]
+        cells = [(round(x / cell_km) + 1, round(y / cell_km) + 1) for x, y in xy_km]
         width = scenario.grid.width or max(c[0] for c in cells) + 2
         height = scenario.grid.height or max(c[1] for c in cells) + 2
     else:

@@ -89,9 +89,7 @@ def create_households(model: AllegianceModel, rng: np.random.Generator) -> House
         fear=np.zeros(n_total, dtype=F32),
         harm=np.zeros(n_total, dtype=F32),
         risk_aversion=rng.random(n_total, dtype=F32),
-        threshold=np.maximum(
-            0, rng.normal(sc.protest.threshold_mean, sc.protest.threshold_sd, n_total)
-        ).astype(F32),
+        threshold=np.maximum(0, rng.normal(sc.protest.threshold_mean, sc.protest.threshold_sd, n_total)).astype(F32),
         displaced=np.zeros(n_total, dtype=bool),
         protesting=np.zeros(n_total, dtype=bool),
         recruited=np.zeros(n_total, dtype=np.int8),
@@ -136,7 +134,9 @@ def step_households(model: AllegianceModel) -> None:
     lam = mech.pretext_blame
     g = sc.grievance
     hts_harm = (
-        g.repression_weight * ts.repression + g.takeover_weight * ts.takeover_memory + g.tax_weight * ts.control * ts.open
+        g.repression_weight * ts.repression
+        + g.takeover_weight * ts.takeover_memory
+        + g.tax_weight * ts.control * ts.open
     ).astype(F32)
 
     def gains(rate_of) -> np.ndarray:
@@ -146,8 +146,10 @@ def step_households(model: AllegianceModel) -> None:
         return out
 
     rules.saturating_update(
-        hh.g_regime, gains(lambda e, _: rules.regime_grievance_rate(e, g.regime_rate, mech.regime_blame, lam)),
-        g.regime_decay, hh.g_regime0,
+        hh.g_regime,
+        gains(lambda e, _: rules.regime_grievance_rate(e, g.regime_rate, mech.regime_blame, lam)),
+        g.regime_decay,
+        hh.g_regime0,
     )
     rules.saturating_update(
         hh.g_hts, gains(lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, lam)), g.hts_decay, hh.g_hts0
@@ -161,8 +163,13 @@ def step_households(model: AllegianceModel) -> None:
     if len(revising):
         t_rev = town[revising]
         u_r, u_n, u_c = rules.stance_utilities(
-            hh.g_regime[revising], hh.g_hts[revising], hh.fear[revising], hh.displaced[revising],
-            ts.coop_base.astype(F32)[t_rev], ts.resist_base.astype(F32)[t_rev], ts.protection.astype(F32)[t_rev],
+            hh.g_regime[revising],
+            hh.g_hts[revising],
+            hh.fear[revising],
+            hh.displaced[revising],
+            ts.coop_base.astype(F32)[t_rev],
+            ts.resist_base.astype(F32)[t_rev],
+            ts.protection.astype(F32)[t_rev],
             protection_weight=ch.protection_weight * mech.rally,
             regime_grievance_weight=ch.regime_grievance_weight,
             hts_grievance_weight=ch.hts_grievance_weight,
@@ -175,8 +182,14 @@ def step_households(model: AllegianceModel) -> None:
     pr = sc.protest
     eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & ts.open[town]
     hh.protesting = rules.protest_decision(
-        hh.g_hts, model.hts.legitimacy, hh.risk_aversion, ts.p_arrest.astype(F32)[town], hh.fear,
-        hh.threshold, (pr.peer_weight * ts.protest_share).astype(F32)[town], eligible,
+        hh.g_hts,
+        model.hts.legitimacy,
+        hh.risk_aversion,
+        ts.p_arrest.astype(F32)[town],
+        hh.fear,
+        hh.threshold,
+        (pr.peer_weight * ts.protest_share).astype(F32)[town],
+        eligible,
         fear_risk_weight=pr.fear_risk_weight * mech.suppression,
     )
 
@@ -184,7 +197,9 @@ def step_households(model: AllegianceModel) -> None:
     fl = sc.flight
     u_flee = rng.random(n, dtype=F32)
     hazard = rules.flight_hazard(
-        hh.fear, exposure, (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[town],
+        hh.fear,
+        exposure,
+        (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[town],
         exposure_rate=fl.exposure_rate * mech.exit,
     )
     candidates = np.flatnonzero(u_flee < hazard)  # P(flee) <= hazard
@@ -196,7 +211,9 @@ def step_households(model: AllegianceModel) -> None:
 
     # --- return home -------------------------------------------------------------------
     u_ret = rng.random(n, dtype=F32)
-    p_ret_home = (fl.return_rate * np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity) * ts.open).astype(F32)
+    p_ret_home = (
+        fl.return_rate * np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity) * ts.open
+    ).astype(F32)
     returning = np.flatnonzero(hh.displaced & alive & (u_ret < p_ret_home[hh.home]) & (hh.town != hh.home))
     if len(returning):
         model.return_households(returning)
@@ -227,14 +244,23 @@ def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[n
     ch = sc.choice
     mech = sc.mechanisms
     n_towns = ts.n
-    target = np.array([[getattr(sc.households.initial.stance[t.stance], k) for k in ("resist", "neutral", "cooperate")]
-                       for t in sc.towns])
+    target = np.array(
+        [
+            [getattr(sc.households.initial.stance[t.stance], k) for k in ("resist", "neutral", "cooperate")]
+            for t in sc.towns
+        ]
+    )
     target = np.clip(target, 1e-3, None)
     target /= target.sum(axis=1, keepdims=True)
     town = hh.home
     u_r, u_n, u_c = rules.stance_utilities(
-        hh.g_regime, hh.g_hts, hh.fear, hh.displaced,
-        ts.coop_base.astype(F32)[town], ts.resist_base.astype(F32)[town], ts.protection.astype(F32)[town],
+        hh.g_regime,
+        hh.g_hts,
+        hh.fear,
+        hh.displaced,
+        ts.coop_base.astype(F32)[town],
+        ts.resist_base.astype(F32)[town],
+        ts.protection.astype(F32)[town],
         protection_weight=ch.protection_weight * mech.rally,
         regime_grievance_weight=ch.regime_grievance_weight,
         hts_grievance_weight=ch.hts_grievance_weight,

@@ -161,11 +161,15 @@ def _resolve(path: Path, chain: list[Path]) -> tuple[dict[str, Any], list[_Doc]]
     if parent is None:
         return data, [doc]
     if not isinstance(parent, str):
-        raise ScenarioError(path, "'extends' must be a file path", key="extends", line=doc.located.line_of(("extends",)))
-    parent_path = (path.parent / parent)
+        raise ScenarioError(
+            path, "'extends' must be a file path", key="extends", line=doc.located.line_of(("extends",))
+        )
+    parent_path = path.parent / parent
     if not parent_path.exists():
         raise ScenarioError(
-            path, f"extended file {parent!r} not found (looked at {parent_path})", key="extends",
+            path,
+            f"extended file {parent!r} not found (looked at {parent_path})",
+            key="extends",
             line=doc.located.line_of(("extends",)),
         )
     base, docs = _resolve(parent_path, [*chain, path])
@@ -297,7 +301,9 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
         key = ".".join(str(p) for p in loc)
         # Blame the override if it set this key, else the most specific file that has it.
         for text in overrides:
-            if key and (key.startswith(text.partition("=")[0].strip()) or text.partition("=")[0].strip().startswith(key)):
+            if key and (
+                key.startswith(text.partition("=")[0].strip()) or text.partition("=")[0].strip().startswith(key)
+            ):
                 raise ScenarioError(path, f"{msg} (from --set {text})", key=key) from None
         file, line = path, None
         for doc in docs:

@@ -65,8 +65,14 @@ class AllegianceModel(Model):
             for every household. Turn off only for benchmarks of the bare arrays.
     """
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, *, household_agents: bool = True,
-                 geography: Geography | None = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        *,
+        household_agents: bool = True,
+        geography: Geography | None = None,
+    ):
         seed = scenario.seed if seed is None else int(seed)
         super().__init__(rng=seed)
         self.seed = seed
@@ -95,9 +101,7 @@ class AllegianceModel(Model):
         self._home_empty = counts == 0
         self._home_starts = np.minimum(starts, len(self.hh) - 1)
         self.ts.capacity = self.ts.persons0 * np.array([t.host_capacity for t in scenario.towns])
-        self.towns = [
-            Town(self, i, self.grid[self.geo.cells[i]], t.stance) for i, t in enumerate(scenario.towns)
-        ]
+        self.towns = [Town(self, i, self.grid[self.geo.cells[i]], t.stance) for i, t in enumerate(scenario.towns)]
         if household_agents:
             for i in range(len(self.hh)):
                 Household(self, i)
@@ -171,17 +175,43 @@ class AllegianceModel(Model):
         rep = np.array([t.reputation if t.reputation is not None else float(t.stance == "resisting") for t in towns])
         z = lambda: np.zeros(n)  # noqa: E731
         ts = TownState(
-            names=names, persons0=z(), council=arr("council"),
+            names=names,
+            persons0=z(),
+            council=arr("council"),
             independent=np.array([t.council_independent for t in towns]) & (front != REGIME),
-            control=arr("hts_control"), services=arr("hts_services"), damage=z(),
-            civil_society=arr("civil_society"), reputation=rep, exposure=z(), exposure_eff=z(),
-            repression=z(), takeover_memory=z(), front=front, front_proximity=z(), capacity=z(),
-            border=np.array([t.border for t in towns]), rival_presence=presence,
-            open=front != REGIME, present=z(), hosted=z(), coop_share=z(), resist_share=z(),
-            protest_share=z(), security=z(), p_arrest=z(), threat=z(), protection=z(),
-            coop_base=z(), resist_base=z(), rival_presence_total=np.clip(presence.sum(axis=1), 0, 1),
-            rival_guard=z(), strikes_today=z(), killed_today=z(), strikes_cum=z(),
-            killed_home_cum=z(), arrests_today=z(),
+            control=arr("hts_control"),
+            services=arr("hts_services"),
+            damage=z(),
+            civil_society=arr("civil_society"),
+            reputation=rep,
+            exposure=z(),
+            exposure_eff=z(),
+            repression=z(),
+            takeover_memory=z(),
+            front=front,
+            front_proximity=z(),
+            capacity=z(),
+            border=np.array([t.border for t in towns]),
+            rival_presence=presence,
+            open=front != REGIME,
+            present=z(),
+            hosted=z(),
+            coop_share=z(),
+            resist_share=z(),
+            protest_share=z(),
+            security=z(),
+            p_arrest=z(),
+            threat=z(),
+            protection=z(),
+            coop_base=z(),
+            resist_base=z(),
+            rival_presence_total=np.clip(presence.sum(axis=1), 0, 1),
+            rival_guard=z(),
+            strikes_today=z(),
+            killed_today=z(),
+            strikes_cum=z(),
+            killed_home_cum=z(),
+            arrests_today=z(),
         )
         ex = sc.exposure
         w = ex.neighbour_weight * np.exp(-self.geo.distance_km / ex.neighbour_range_km)
@@ -240,7 +270,11 @@ class AllegianceModel(Model):
             + mech.control * ch.control_weight * ts.control
             + ch.peer_weight * ts.coop_share
         )
-        ts.resist_base = (self.alpha_resist if calibrated else ch.resist_intercept) + ch.council_weight * ts.council * ts.independent + ch.peer_weight * ts.resist_share
+        ts.resist_base = (
+            (self.alpha_resist if calibrated else ch.resist_intercept)
+            + ch.council_weight * ts.council * ts.independent
+            + ch.peer_weight * ts.resist_share
+        )
         guard = ts.rival_presence @ (1 - np.maximum(align, 0)) if len(align) else np.zeros(ts.n)
         ts.rival_guard = sc.rivals.council_shield * np.clip(guard, 0, 1)
 
@@ -311,8 +345,12 @@ class AllegianceModel(Model):
             safety = safety * np.where(ts.border, fl.border_safety, 1.0)
             free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
             self._dest_probs = rules.destination_weights(
-                self.geo.distance_km, ts.open, safety, free,
-                distance_exponent=fl.distance_exponent, min_distance_km=self.geo.cell_km,
+                self.geo.distance_km,
+                ts.open,
+                safety,
+                free,
+                distance_exponent=fl.distance_exponent,
+                min_distance_km=self.geo.cell_km,
             )
         return self._dest_probs
 
@@ -333,8 +371,14 @@ class AllegianceModel(Model):
         self.moves_today += moved
         self.moves_cum += moved
         for k in np.flatnonzero(flows):
-            self.record_event("displacement", int(k // n), to_town=int(k % n), count=0,
-                              persons=float(flows[k]) * self.weight, note=reason)
+            self.record_event(
+                "displacement",
+                int(k // n),
+                to_town=int(k % n),
+                count=0,
+                persons=float(flows[k]) * self.weight,
+                note=reason,
+            )
         self._dest_probs = None
 
     def return_households(self, idx: np.ndarray) -> None:
@@ -406,8 +450,9 @@ class AllegianceModel(Model):
                 self.rival_groups[g].fighters += c * self.weight
                 self.rival_groups[g].recruits += c * self.weight
 
-    def record_event(self, kind: str, town: int, *, to_town: int = -1, count: int = 1,
-                     persons: float = 0.0, note: str = "") -> None:
+    def record_event(
+        self, kind: str, town: int, *, to_town: int = -1, count: int = 1, persons: float = 0.0, note: str = ""
+    ) -> None:
         """Append an event row (strike, council takeover, arrests, displacement, ...)."""
         self.events.append((self.day, kind, town, to_town, count, persons, note))
 

@@ -20,14 +20,29 @@ from sim.config import Scenario
 
 # Okabe & Ito (2008) colour-blind-safe palette.
 PALETTE = {
-    "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "red": "#D55E00",
-    "purple": "#CC79A7", "sky": "#56B4E9", "yellow": "#F0E442", "black": "#000000",
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "green": "#009E73",
+    "red": "#D55E00",
+    "purple": "#CC79A7",
+    "sky": "#56B4E9",
+    "yellow": "#F0E442",
+    "black": "#000000",
 }
 STANCE_COLOURS = {"resist": PALETTE["blue"], "neutral": "#999999", "cooperate": PALETTE["red"]}
 STYLE = {
-    "figure.dpi": 110, "savefig.dpi": 130, "savefig.bbox": "tight", "font.size": 9,
-    "axes.titlesize": 10, "axes.labelsize": 9, "axes.spines.top": False, "axes.spines.right": False,
-    "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False, "legend.fontsize": 8,
+    "figure.dpi": 110,
+    "savefig.dpi": 130,
+    "savefig.bbox": "tight",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "legend.fontsize": 8,
     "axes.prop_cycle": matplotlib.cycler(color=list(PALETTE.values())),
 }
 
@@ -81,7 +96,9 @@ def plot_summary(ts: pd.DataFrame, scenario: Scenario | None = None, save: str |
         ax.legend()
         ax = axes[0, 2]
         ax.plot(x, ts["displaced_persons"] / 1000, label="displaced now", color=PALETTE["orange"])
-        ax.plot(x, ts["displacement_moves_cum"] / 1000, label="displacements (cumulative)", color=PALETTE["orange"], ls="--")
+        ax.plot(
+            x, ts["displacement_moves_cum"] / 1000, label="displacements (cumulative)", color=PALETTE["orange"], ls="--"
+        )
         ax.set(title="Displacement", ylabel="thousand persons")
         ax.legend()
         ax = axes[1, 0]

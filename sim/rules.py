@@ -21,8 +21,9 @@ def saturating_gain(rate: np.ndarray) -> np.ndarray:
     return -np.expm1(-rate)
 
 
-def saturating_update(level: np.ndarray, gain: np.ndarray, decay: float,
-                      baseline: np.ndarray | None = None) -> np.ndarray:
+def saturating_update(
+    level: np.ndarray, gain: np.ndarray, decay: float, baseline: np.ndarray | None = None
+) -> np.ndarray:
     """Move a 0-1 level toward 1 by ``gain`` and back toward ``baseline`` at ``decay`` (in place).
 
     ``level += (1 - level) * gain - decay * (level - baseline)`` with
@@ -44,8 +45,9 @@ def saturating_update(level: np.ndarray, gain: np.ndarray, decay: float,
     return level
 
 
-def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame: float,
-                          pretext_blame: float) -> np.ndarray:
+def regime_grievance_rate(
+    exposure: np.ndarray, regime_rate: float, regime_blame: float, pretext_blame: float
+) -> np.ndarray:
     """Daily growth rate of grievance against the regime, G_R.
 
     ``a_R * s_blame * (1 - lambda) * E``. Asymmetric blame: nothing HTS does
@@ -54,8 +56,7 @@ def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame
     return exposure * F32(regime_rate * regime_blame * (1.0 - pretext_blame))
 
 
-def hts_grievance_rate(exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float,
-                       pretext_blame: float) -> np.ndarray:
+def hts_grievance_rate(exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float, pretext_blame: float) -> np.ndarray:
     """Daily growth rate of grievance against HTS, G_H.
 
     ``a_H * (lambda * E + repression + takeover + taxes)``; ``hts_harm`` carries
@@ -64,11 +65,21 @@ def hts_grievance_rate(exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: flo
     return (exposure * F32(pretext_blame) + hts_harm) * F32(hts_rate)
 
 
-def stance_utilities(g_regime: np.ndarray, g_hts: np.ndarray, fear: np.ndarray,
-                     displaced: np.ndarray, coop_base: np.ndarray, resist_base: np.ndarray,
-                     protection: np.ndarray, *, protection_weight: float,
-                     regime_grievance_weight: float, hts_grievance_weight: float,
-                     fear_withdrawal: float, disengagement: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stance_utilities(
+    g_regime: np.ndarray,
+    g_hts: np.ndarray,
+    fear: np.ndarray,
+    displaced: np.ndarray,
+    coop_base: np.ndarray,
+    resist_base: np.ndarray,
+    protection: np.ndarray,
+    *,
+    protection_weight: float,
+    regime_grievance_weight: float,
+    hts_grievance_weight: float,
+    fear_withdrawal: float,
+    disengagement: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Utilities of resisting, staying neutral and cooperating with HTS.
 
     ``coop_base`` and ``resist_base`` are the town-level parts (intercepts,
@@ -79,15 +90,19 @@ def stance_utilities(g_regime: np.ndarray, g_hts: np.ndarray, fear: np.ndarray,
     U_neutral = w_D * displaced
     """
     fear_term = fear * F32(fear_withdrawal)
-    u_coop = (coop_base + protection * g_regime * F32(protection_weight)
-              + g_regime * F32(regime_grievance_weight) - g_hts * F32(hts_grievance_weight) - fear_term)
+    u_coop = (
+        coop_base
+        + protection * g_regime * F32(protection_weight)
+        + g_regime * F32(regime_grievance_weight)
+        - g_hts * F32(hts_grievance_weight)
+        - fear_term
+    )
     u_resist = resist_base + g_hts * F32(hts_grievance_weight) - fear_term
     u_neutral = displaced.astype(F32) * F32(disengagement)
     return u_resist, u_neutral, u_coop
 
 
-def choose_stance(u_resist: np.ndarray, u_neutral: np.ndarray, u_coop: np.ndarray,
-                  uniform: np.ndarray) -> np.ndarray:
+def choose_stance(u_resist: np.ndarray, u_neutral: np.ndarray, u_coop: np.ndarray, uniform: np.ndarray) -> np.ndarray:
     """Draw a stance from the multinomial logit of the three utilities."""
     m = np.maximum(np.maximum(u_resist, u_neutral), u_coop)
     e_r = np.exp(u_resist - m)
@@ -101,8 +116,9 @@ def choose_stance(u_resist: np.ndarray, u_neutral: np.ndarray, u_coop: np.ndarra
     return out
 
 
-def arrest_probability(security: np.ndarray, protest_share: np.ndarray, *,
-                       arrest_constant: float, crowd_scale: float) -> np.ndarray:
+def arrest_probability(
+    security: np.ndarray, protest_share: np.ndarray, *, arrest_constant: float, crowd_scale: float
+) -> np.ndarray:
     """Epstein's estimated arrest probability, per town.
 
     ``P_arrest = 1 - exp(-k * security / (1 + crowd_scale * protest_share))``:
@@ -111,10 +127,18 @@ def arrest_probability(security: np.ndarray, protest_share: np.ndarray, *,
     return -np.expm1(-arrest_constant * security / (1.0 + crowd_scale * protest_share))
 
 
-def protest_decision(g_hts: np.ndarray, legitimacy: float, risk_aversion: np.ndarray,
-                     p_arrest: np.ndarray, fear: np.ndarray, threshold: np.ndarray,
-                     peer_push: np.ndarray, eligible: np.ndarray, *,
-                     fear_risk_weight: float) -> np.ndarray:
+def protest_decision(
+    g_hts: np.ndarray,
+    legitimacy: float,
+    risk_aversion: np.ndarray,
+    p_arrest: np.ndarray,
+    fear: np.ndarray,
+    threshold: np.ndarray,
+    peer_push: np.ndarray,
+    eligible: np.ndarray,
+    *,
+    fear_risk_weight: float,
+) -> np.ndarray:
     """Protest against HTS (Epstein 2002 Model I, HTS as the police).
 
     Protest if ``G_H * (1 - L) + peer - R_i * (P_arrest + kappa * F) > T_i``.
@@ -125,8 +149,9 @@ def protest_decision(g_hts: np.ndarray, legitimacy: float, risk_aversion: np.nda
     return eligible & (drive - risk > threshold)
 
 
-def flight_hazard(fear: np.ndarray, exposure: np.ndarray, front_term: np.ndarray, *,
-                  exposure_rate: float) -> np.ndarray:
+def flight_hazard(
+    fear: np.ndarray, exposure: np.ndarray, front_term: np.ndarray, *, exposure_rate: float
+) -> np.ndarray:
     """Daily flight hazard ``h = f_E * s_exit * F * E + f_front * front_proximity``.
 
     ``front_term`` is the second term, per household; ``exposure_rate`` is f_E
@@ -147,9 +172,15 @@ def flee_probability(hazard: np.ndarray) -> np.ndarray:
     return -np.expm1(-hazard)
 
 
-def destination_weights(distance_km: np.ndarray, open_town: np.ndarray, safety: np.ndarray,
-                        free_capacity: np.ndarray, *, distance_exponent: float,
-                        min_distance_km: float) -> np.ndarray:
+def destination_weights(
+    distance_km: np.ndarray,
+    open_town: np.ndarray,
+    safety: np.ndarray,
+    free_capacity: np.ndarray,
+    *,
+    distance_exponent: float,
+    min_distance_km: float,
+) -> np.ndarray:
     """Row-stochastic matrix: P(destination j | origin i) for fleeing households.
 
     weight_ij = free_capacity_j * safety_j / distance_ij ** gamma, over open
