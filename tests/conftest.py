@@ -1,0 +1,143 @@
+"""Shared fixtures: fast scenarios, a tiny controlled scenario builder, a CLI runner.
+
+Every fixture that builds a scenario returns a validated :class:`sim.config.Scenario`
+so tests exercise the same validation as users. The fast scenarios are the shipped
+``scenarios/synthetic_grid.yaml`` at a small ``households.sample_fraction`` and a
+few days, so the whole suite stays well under a few minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from sim.config import Scenario
+from sim.loader import deep_merge, load_scenario
+from sim.model import AllegianceModel
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID_YAML = ROOT / "scenarios" / "synthetic_grid.yaml"
+DATA = Path(__file__).resolve().parent / "data"
+
+#: Overrides that make the synthetic grid fast (about 2,300 agents, 30 days).
+FAST = ("households.sample_fraction=0.05", "days=30")
+
+
+def _grid(*overrides: str, fast: bool = True) -> Scenario:
+    return load_scenario(GRID_YAML, [*(FAST if fast else ()), *overrides]).scenario
+
+
+@pytest.fixture(scope="session")
+def grid() -> Callable[..., Scenario]:
+    """Factory: the synthetic grid made fast, plus ``--set``-style overrides."""
+    return _grid
+
+
+#: Three towns on a line: A and B are 4 km apart, C is 60 km from both.
+TINY_TOWNS: list[dict[str, Any]] = [
+    {"name": "A", "x": 1, "y": 1, "persons": 3000, "stance": "resisting", "council": 0.6,
+     "hts_control": 0.3, "hts_services": 0.1, "civil_society": 0.5},
+    {"name": "B", "x": 3, "y": 1, "persons": 3000, "stance": "mixed", "council": 0.5,
+     "hts_control": 0.5, "hts_services": 0.2, "civil_society": 0.3},
+    {"name": "C", "x": 31, "y": 1, "persons": 3000, "stance": "hts", "council": 0.3,
+     "hts_control": 0.8, "hts_services": 0.4, "civil_society": 0.1},
+]
+
+
+def _tiny(towns: list[dict[str, Any]] | None = None, **blocks: Any) -> Scenario:
+    data: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 7,
+        "days": 30,
+        "grid": {"cell_km": 2.0},
+        "towns": towns if towns is not None else TINY_TOWNS,
+        "air_campaign": {"policy": "none"},
+        "front": {"enabled": False},
+    }
+    return Scenario.model_validate(deep_merge(data, blocks))
+
+
+@pytest.fixture(scope="session")
+def tiny() -> Callable[..., Scenario]:
+    """Factory: a tiny controlled scenario (three towns, no strikes, no front) plus blocks."""
+    return _tiny
+
+
+def _run_model(scenario: Scenario, seed: int | None = None, days: int | None = None) -> AllegianceModel:
+    model = AllegianceModel(scenario, seed, household_agents=False)
+    model.run(days)
+    return model
+
+
+@pytest.fixture(scope="session")
+def run_model() -> Callable[..., AllegianceModel]:
+    """Factory: build and run an :class:`AllegianceModel` (keeps the model for inspection)."""
+    return _run_model
+
+
+def _frames(scenario: Scenario, seed: int | None = None) -> dict[str, pd.DataFrame]:
+    model = _run_model(scenario, seed)
+    frames = model.collector.frames()
+    model.release()
+    return frames
+
+
+@pytest.fixture(scope="session")
+def frames() -> Callable[..., dict[str, pd.DataFrame]]:
+    """Factory: run a scenario and return its three tables."""
+    return _frames
+
+
+def assert_frames_identical(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame],
+                            ignore: Iterable[str] = ()) -> None:
+    """Every table equal to the last bit (columns in ``ignore`` left out)."""
+    assert a.keys() == b.keys()
+    for name in a:
+        x = a[name].drop(columns=[c for c in ignore if c in a[name]])
+        y = b[name].drop(columns=[c for c in ignore if c in b[name]])
+        pd.testing.assert_frame_equal(x, y, check_exact=True, obj=name)
+
+
+def frames_differ(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> bool:
+    """True if any table differs in any value."""
+    try:
+        assert_frames_identical(a, b)
+    except AssertionError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="session")
+def identical() -> Callable[..., None]:
+    """The assertion :func:`assert_frames_identical`."""
+    return assert_frames_identical
+
+
+@pytest.fixture(scope="session")
+def differ() -> Callable[..., bool]:
+    """The predicate :func:`frames_differ`."""
+    return frames_differ
+
+
+def _sim_command() -> list[str]:
+    script = Path(sys.executable).parent / "sim"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sim.cli"]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the ``sim`` command line in a subprocess with ``tmp_path`` as working folder."""
+
+    def run(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*_sim_command(), *map(str, args)], cwd=cwd or tmp_path, capture_output=True, text=True,
+            timeout=timeout,
+        )
+
+    return run
