@@ -41,12 +41,39 @@ def grid() -> Callable[..., Scenario]:
 
 #: Three towns on a line: A and B are 4 km apart, C is 60 km from both.
 TINY_TOWNS: list[dict[str, Any]] = [
-    {"name": "A", "x": 1, "y": 1, "persons": 3000, "stance": "resisting", "council": 0.6,
-     "hts_control": 0.3, "hts_services": 0.1, "civil_society": 0.5},
-    {"name": "B", "x": 3, "y": 1, "persons": 3000, "stance": "mixed", "council": 0.5,
-     "hts_control": 0.5, "hts_services": 0.2, "civil_society": 0.3},
-    {"name": "C", "x": 31, "y": 1, "persons": 3000, "stance": "hts", "council": 0.3,
-     "hts_control": 0.8, "hts_services": 0.4, "civil_society": 0.1},
+    {
+        "name": "A",
+        "x": 1,
+        "y": 1,
+        "persons": 3000,
+        "stance": "resisting",
+        "council": 0.6,
+        "hts_control": 0.3,
+        "hts_services": 0.1,
+        "civil_society": 0.5,
+    },
+    {
+        "name": "B",
+        "x": 3,
+        "y": 1,
+        "persons": 3000,
+        "stance": "mixed",
+        "council": 0.5,
+        "hts_control": 0.5,
+        "hts_services": 0.2,
+        "civil_society": 0.3,
+    },
+    {
+        "name": "C",
+        "x": 31,
+        "y": 1,
+        "persons": 3000,
+        "stance": "hts",
+        "council": 0.3,
+        "hts_control": 0.8,
+        "hts_services": 0.4,
+        "civil_society": 0.1,
+    },
 ]
 
 
@@ -94,8 +121,7 @@ def frames() -> Callable[..., dict[str, pd.DataFrame]]:
     return _frames
 
 
-def assert_frames_identical(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame],
-                            ignore: Iterable[str] = ()) -> None:
+def assert_frames_identical(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame], ignore: Iterable[str] = ()) -> None:
     """Every table equal to the last bit (columns in ``ignore`` left out)."""
     assert a.keys() == b.keys()
     for name in a:
@@ -136,7 +162,10 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
     def run(*args: str | Path, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*_sim_command(), *map(str, args)], cwd=cwd or tmp_path, capture_output=True, text=True,
+            [*_sim_command(), *map(str, args)],
+            cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
 

@@ -55,7 +55,8 @@ def test_regime_grievance_rate_is_a_R_times_blame_share_times_exposure():
     e = f32(0.0, 1.0, 2.0)
     np.testing.assert_allclose(
         rules.regime_grievance_rate(e, regime_rate=0.5, regime_blame=2.0, pretext_blame=0.25),
-        0.5 * 2.0 * 0.75 * np.array([0.0, 1.0, 2.0]), rtol=1e-6,
+        0.5 * 2.0 * 0.75 * np.array([0.0, 1.0, 2.0]),
+        rtol=1e-6,
     )
 
 
@@ -81,12 +82,21 @@ def test_pretext_zero_means_strikes_add_nothing_to_hts_grievance():
 def _utilities(**kw):
     n = 4
     args = {
-        "g_regime": f32(*[0.5] * n), "g_hts": f32(*[0.2] * n), "fear": f32(*[0.0] * n),
-        "displaced": np.zeros(n, bool), "coop_base": f32(*[0.0] * n),
-        "resist_base": f32(*[0.0] * n), "protection": f32(*[0.0] * n),
+        "g_regime": f32(*[0.5] * n),
+        "g_hts": f32(*[0.2] * n),
+        "fear": f32(*[0.0] * n),
+        "displaced": np.zeros(n, bool),
+        "coop_base": f32(*[0.0] * n),
+        "resist_base": f32(*[0.0] * n),
+        "protection": f32(*[0.0] * n),
     }
-    weights = {"protection_weight": 1.0, "regime_grievance_weight": 1.0, "hts_grievance_weight": 1.0,
-               "fear_withdrawal": 1.0, "disengagement": 1.0}
+    weights = {
+        "protection_weight": 1.0,
+        "regime_grievance_weight": 1.0,
+        "hts_grievance_weight": 1.0,
+        "fear_withdrawal": 1.0,
+        "disengagement": 1.0,
+    }
     for k, v in kw.items():
         (args if k in args else weights)[k] = v
     return rules.stance_utilities(**args, **weights)
@@ -94,10 +104,18 @@ def _utilities(**kw):
 
 def test_stance_utilities_follow_the_documented_formula():
     u_r, u_n, u_c = _utilities(
-        g_regime=f32(0.4), g_hts=f32(0.3), fear=f32(0.2), displaced=np.array([True]),
-        coop_base=f32(0.1), resist_base=f32(-0.2), protection=f32(0.5),
-        protection_weight=2.0, regime_grievance_weight=1.5, hts_grievance_weight=3.0,
-        fear_withdrawal=0.7, disengagement=1.25,
+        g_regime=f32(0.4),
+        g_hts=f32(0.3),
+        fear=f32(0.2),
+        displaced=np.array([True]),
+        coop_base=f32(0.1),
+        resist_base=f32(-0.2),
+        protection=f32(0.5),
+        protection_weight=2.0,
+        regime_grievance_weight=1.5,
+        hts_grievance_weight=3.0,
+        fear_withdrawal=0.7,
+        disengagement=1.25,
     )
     assert u_c[0] == pytest.approx(0.1 + 2.0 * 0.5 * 0.4 + 1.5 * 0.4 - 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
     assert u_r[0] == pytest.approx(-0.2 + 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
@@ -154,8 +172,14 @@ def test_arrest_probability_rises_with_security_and_falls_with_crowds():
 
 def _protest(**kw):
     args = {
-        "g_hts": f32(0.6), "legitimacy": 0.2, "risk_aversion": f32(0.5), "p_arrest": f32(0.2),
-        "fear": f32(0.0), "threshold": f32(0.2), "peer_push": f32(0.0), "eligible": np.array([True]),
+        "g_hts": f32(0.6),
+        "legitimacy": 0.2,
+        "risk_aversion": f32(0.5),
+        "p_arrest": f32(0.2),
+        "fear": f32(0.0),
+        "threshold": f32(0.2),
+        "peer_push": f32(0.0),
+        "eligible": np.array([True]),
         "fear_risk_weight": 1.0,
     }
     args.update(kw)
@@ -218,13 +242,17 @@ def test_destination_weights_never_send_anyone_to_a_closed_town():
 
 def test_destination_weights_ignore_capacity_when_every_open_town_is_full():
     d = _dist(3)
-    p = rules.destination_weights(d, np.ones(3, bool), np.ones(3), np.zeros(3), distance_exponent=1.0, min_distance_km=1.0)
+    p = rules.destination_weights(
+        d, np.ones(3, bool), np.ones(3), np.zeros(3), distance_exponent=1.0, min_distance_km=1.0
+    )
     np.testing.assert_allclose(p[0], [0, 2 / 3, 1 / 3])
 
 
 def test_destination_weights_rows_are_zero_with_no_open_destination():
     d = _dist(2)
-    p = rules.destination_weights(d, np.array([True, False]), np.ones(2), np.ones(2), distance_exponent=1.0, min_distance_km=1.0)
+    p = rules.destination_weights(
+        d, np.array([True, False]), np.ones(2), np.ones(2), distance_exponent=1.0, min_distance_km=1.0
+    )
     assert p[0].sum() == 0
 
 
