@@ -199,7 +199,18 @@ def run_extras(result: RunResult, folder: Path) -> dict[str, Any]:
 
     Returns entries to add to the manifest.
     """
+    import matplotlib.pyplot as plt
+
     from sim import plots
 
-    plots.plot_summary(result.timeseries, result.scenario, save=folder / "summary.png")
-    return {}
+    entries: dict[str, Any] = {}
+    plt.close(plots.plot_summary(result.timeseries, result.scenario, save=folder / "summary.png"))
+    if result.scenario.towns[0].lat is not None:
+        from sim.maps import plot_run_map
+
+        plt.close(plot_run_map(result.towns, result.events, result.scenario, save=folder / "map.png"))
+    if result.scenario.observed.figures:
+        from sim.observed import write_observed
+
+        entries.update(write_observed(result, folder))
+    return entries

@@ -1,0 +1,203 @@
+"""Observed versus simulated: the run's figures beside the recorded ones.
+
+Every simulated value is computed from the data a run collected (its time
+series, town table and events), never typed in. A scenario's ``observed`` block
+lists the recorded figures (see :class:`sim.config.ObservedFigure`); each is
+evaluated on ``observed.replicates`` runs: the run itself plus runs with seeds
+spawned from its seed by ``numpy.random.SeedSequence``, so the table is
+reproducible from the run's seed alone. The table reports the mean, minimum and
+maximum over replicates, the recorded value, their ratio and the source, and
+says whether the figure was used to calibrate free parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sim.config import ObservedFigure, Scenario
+
+if TYPE_CHECKING:
+    from sim.runner import RunResult
+
+COLUMNS = (
+    "figure", "kind", "simulated", "sim_min", "sim_max", "replicates", "observed", "comparison",
+    "ratio", "check", "calibrated", "window", "towns", "source", "note",
+)
+
+Frames = dict[str, pd.DataFrame]
+Runner = Callable[[Scenario, int], Frames]
+
+
+# --------------------------------------------------------------------------- one figure, one run
+
+
+def window_days(fig: ObservedFigure, scenario: Scenario, days_run: int) -> tuple[int, int, bool]:
+    """First and last day index of a figure's window, clipped to the run; and whether clipped."""
+    first = scenario.day_of(fig.start) if fig.start is not None else 0
+    last = scenario.day_of(fig.end) if fig.end is not None else days_run - 1
+    clipped = last > days_run - 1
+    return first, min(last, days_run - 1), clipped
+
+
+def displacements(frames: Frames, first: int, last: int) -> float:
+    """Persons displaced (flight and front moves) from day ``first`` to ``last``, both included."""
+    ts = frames["timeseries"]
+    inside = (ts["day"] >= first) & (ts["day"] <= last)
+    return float(ts.loc[inside, "displacement_moves"].sum())
+
+
+def arrival_share(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
+    """Share of the persons displaced in the window who arrived in ``towns`` (NaN if none moved)."""
+    ev = frames["events"]
+    moves = ev[(ev["event"] == "displacement") & (ev["day"] >= first) & (ev["day"] <= last)]
+    total = float(moves["persons"].sum())
+    if total <= 0:
+        return math.nan
+    into = moves["to_town"].astype(str).isin(list(towns))
+    return float(moves.loc[into, "persons"].sum()) / total
+
+
+def council_independent(frames: Frames, town: str) -> float:
+    """1 if ``town``'s council is still independent of HTS on the run's last day, else 0."""
+    tw = frames["towns"]
+    last = tw[(tw["day"] == tw["day"].max()) & (tw["town"].astype(str) == town)]
+    return float(bool(last["council_independent"].iloc[0]))
+
+
+def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> float:
+    """The simulated counterpart of one recorded figure, from one run's data."""
+    days_run = int(frames["timeseries"]["day"].max()) + 1
+    first, last, _ = window_days(fig, scenario, days_run)
+    if fig.kind == "displacements":
+        return displacements(frames, first, last)
+    if fig.kind == "arrival_share":
+        return arrival_share(frames, fig.towns, first, last)
+    if fig.kind == "council_independent":
+        return council_independent(frames, fig.towns[0])
+    raise ValueError(f"unknown observed kind {fig.kind!r}")
+
+
+# --------------------------------------------------------------------------- replicates
+
+
+def replicate_seeds(seed: int, replicates: int) -> list[int]:
+    """The run's own seed, then ``replicates - 1`` seeds spawned from it (SeedSequence)."""
+    children = np.random.SeedSequence(seed).spawn(max(replicates - 1, 0))
+    return [int(seed)] + [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
+
+
+def simulate_frames(scenario: Scenario, seed: int) -> Frames:
+    """Run one replicate without Mesa household agents (not needed for the comparison)."""
+    from sim.runner import simulate
+
+    return simulate(scenario, seed, household_agents=False).frames
+
+
+def replicate_scenario(scenario: Scenario) -> Scenario:
+    """The scenario the extra replicates run: the same, at ``observed.sample_fraction`` if set."""
+    frac = scenario.observed.sample_fraction
+    if frac is None or frac == scenario.households.sample_fraction:
+        return scenario
+    households = scenario.households.model_copy(update={"sample_fraction": frac})
+    return scenario.model_copy(update={"households": households})
+
+
+def replicate_frames(result: RunResult, replicates: int | None = None,
+                     runner: Runner = simulate_frames) -> tuple[list[Frames], list[int]]:
+    """Frames of every replicate: the run itself first, then the spawned-seed runs."""
+    n = result.scenario.observed.replicates if replicates is None else int(replicates)
+    seeds = replicate_seeds(result.seed, n)
+    extra_scenario = replicate_scenario(result.scenario)
+    frames = [result.frames] + [runner(extra_scenario, s) for s in seeds[1:]]
+    return frames, seeds
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _check(fig: ObservedFigure, mean: float, lo: float, hi: float) -> str:
+    if math.isnan(mean):
+        return "no data"
+    if fig.comparison == "at_least":
+        return "met" if mean >= fig.value else "not met"
+    if fig.comparison == "at_most":
+        return "met" if mean <= fig.value else "not met"
+    return "record within model range" if lo <= fig.value <= hi else "record outside model range"
+
+
+def _window_text(fig: ObservedFigure, scenario: Scenario, days_run: int) -> str:
+    if fig.kind == "council_independent":
+        day = days_run - 1
+    else:
+        first, last, _ = window_days(fig, scenario, days_run)
+        a, b = scenario.date_of(first), scenario.date_of(last)
+        return f"{a} .. {b}" if a is not None else f"day {first} .. {last}"
+    d = scenario.date_of(day)
+    return f"end ({d})" if d is not None else f"end (day {day})"
+
+
+def observed_table(scenario: Scenario, replicate_data: Sequence[Frames]) -> pd.DataFrame:
+    """One row per recorded figure: model mean / min / max over replicates against the record."""
+    rows: list[dict[str, Any]] = []
+    for fig in scenario.observed.figures:
+        values = np.array([figure_value(fig, scenario, f) for f in replicate_data], dtype=float)
+        ok = values[~np.isnan(values)]
+        mean = float(ok.mean()) if len(ok) else math.nan
+        lo = float(ok.min()) if len(ok) else math.nan
+        hi = float(ok.max()) if len(ok) else math.nan
+        days_run = int(replicate_data[0]["timeseries"]["day"].max()) + 1
+        _, _, clipped = window_days(fig, scenario, days_run)
+        note = fig.note + ("; window truncated: the run ends before it" if clipped else "")
+        rows.append({
+            "figure": fig.name,
+            "kind": fig.kind,
+            "simulated": mean,
+            "sim_min": lo,
+            "sim_max": hi,
+            "replicates": len(values),
+            "observed": fig.value,
+            "comparison": fig.comparison,
+            "ratio": mean / fig.value if fig.value else math.nan,
+            "check": _check(fig, mean, lo, hi),
+            "calibrated": "yes" if fig.calibrated else "no",
+            "window": _window_text(fig, scenario, days_run),
+            "towns": ", ".join(fig.towns),
+            "source": fig.source,
+            "note": note.strip("; "),
+        })
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def compare(result: RunResult, replicates: int | None = None,
+            runner: Runner = simulate_frames) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run the replicates of ``result`` and build its observed-versus-simulated table.
+
+    Returns the table and manifest entries (replicate seeds, their scale and wall time).
+    """
+    t0 = time.perf_counter()
+    data, seeds = replicate_frames(result, replicates, runner)
+    table = observed_table(result.scenario, data)
+    info = {
+        "observed": {
+            "replicate_seeds": seeds,
+            "replicate_sample_fraction": replicate_scenario(result.scenario).households.sample_fraction,
+            "wall_time_s": round(time.perf_counter() - t0, 3),
+        }
+    }
+    return table, info
+
+
+def write_observed(result: RunResult, folder: Path) -> dict[str, Any]:
+    """Write ``observed.csv`` into a run folder when the scenario has recorded figures."""
+    if not result.scenario.observed.figures:
+        return {}
+    table, info = compare(result)
+    table.to_csv(Path(folder) / "observed.csv", index=False)
+    return info
