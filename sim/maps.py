@@ -27,9 +27,7 @@ from matplotlib.patches import FancyArrowPatch
 from sim.config import Scenario
 from sim.plots import PALETTE, finish, style
 
-COOPERATION_CMAP = LinearSegmentedColormap.from_list(
-    "cooperation", [PALETTE["blue"], "#d9d9d9", PALETTE["red"]]
-)
+COOPERATION_CMAP = LinearSegmentedColormap.from_list("cooperation", [PALETTE["blue"], "#d9d9d9", PALETTE["red"]])
 KM_PER_DEG_LAT = 111.32
 
 
@@ -131,36 +129,71 @@ def plot_town_map(
                 for row in fl.itertuples(index=False):
                     i, j = index[row.town], index[row.to_town]
                     width = 0.6 + 5.0 * math.sqrt(row.persons / top)
-                    ax.add_patch(FancyArrowPatch(
-                        (x[i], y[i]), (x[j], y[j]), connectionstyle="arc3,rad=0.18",
-                        arrowstyle="-|>", mutation_scale=6 + 2 * width, lw=width,
-                        color=PALETTE["orange"], alpha=0.55, zorder=1, shrinkA=4, shrinkB=6,
-                    ))
+                    ax.add_patch(
+                        FancyArrowPatch(
+                            (x[i], y[i]),
+                            (x[j], y[j]),
+                            connectionstyle="arc3,rad=0.18",
+                            arrowstyle="-|>",
+                            mutation_scale=6 + 2 * width,
+                            lw=width,
+                            color=PALETTE["orange"],
+                            alpha=0.55,
+                            zorder=1,
+                            shrinkA=4,
+                            shrinkB=6,
+                        )
+                    )
         held = front == "regime"
         alive = ~held
         sizes = np.maximum(persons * size_scale, 6.0)
-        ax.scatter(x[alive], y[alive], s=sizes[alive], c=coop[alive], cmap=COOPERATION_CMAP,
-                   norm=Normalize(0, 1), edgecolors="#333333", linewidths=0.5, zorder=3)
+        ax.scatter(
+            x[alive],
+            y[alive],
+            s=sizes[alive],
+            c=coop[alive],
+            cmap=COOPERATION_CMAP,
+            norm=Normalize(0, 1),
+            edgecolors="#333333",
+            linewidths=0.5,
+            zorder=3,
+        )
         ax.scatter(x[held], y[held], s=50, marker="X", c=PALETTE["black"], zorder=4)
         contested = front == "contested"
         if contested.any():
-            ax.scatter(x[contested], y[contested], s=sizes[contested] * 1.6 + 60, facecolors="none",
-                       edgecolors=PALETTE["black"], linestyles="--", linewidths=0.9, zorder=2)
+            ax.scatter(
+                x[contested],
+                y[contested],
+                s=sizes[contested] * 1.6 + 60,
+                facecolors="none",
+                edgecolors=PALETTE["black"],
+                linestyles="--",
+                linewidths=0.9,
+                zorder=2,
+            )
         if strikes:
             ev = events[(events["event"] == "strike") & (events["day"] <= day)]
             hits = ev.assign(town=ev["town"].astype(str)).groupby("town")["count"].sum()
             n_hits = np.array([float(hits.get(n, 0.0)) for n in names])
             hit = n_hits > 0
             ring = (np.sqrt(sizes[hit]) + 3.0 + 1.5 * np.sqrt(n_hits[hit])) ** 2
-            ax.scatter(x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"],
-                       linewidths=1.1, zorder=2)
+            ax.scatter(
+                x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"], linewidths=1.1, zorder=2
+            )
         if labels:
             for i, n in enumerate(names):
                 aggregate = any(w in n for w in ("villages", "camps"))
                 r = math.sqrt(max(sizes[i], 6.0) / math.pi) + 1.5
-                ax.annotate(n, (x[i], y[i]), xytext=(r * 0.7, r * 0.7), textcoords="offset points",
-                            fontsize=6.5, color="#555555" if aggregate else "#111111",
-                            style="italic" if aggregate else "normal", zorder=5)
+                ax.annotate(
+                    n,
+                    (x[i], y[i]),
+                    xytext=(r * 0.7, r * 0.7),
+                    textcoords="offset points",
+                    fontsize=6.5,
+                    color="#555555" if aggregate else "#111111",
+                    style="italic" if aggregate else "normal",
+                    zorder=5,
+                )
         if geo:
             ax.set_aspect(1.0 / math.cos(math.radians(float(np.mean(y)))))
             ax.set_xlabel("longitude (°E)")
@@ -189,18 +222,48 @@ def _scale_bar(ax: plt.Axes, x: np.ndarray, y: np.ndarray, km: float = 10.0) -> 
 
 def _legend(fig: plt.Figure, ax: plt.Axes, size_scale: float, persons_ref: float) -> None:
     handles = [
-        Line2D([], [], ls="", marker="o", markersize=math.sqrt(persons_ref * size_scale),
-               markerfacecolor="#d9d9d9", markeredgecolor="#333333", label=f"{persons_ref:,.0f} persons"),
-        Line2D([], [], ls="", marker="o", markersize=9, markerfacecolor="none",
-               markeredgecolor=PALETTE["purple"], label="struck so far (wider ring: more strikes)"),
-        Line2D([], [], ls="", marker="o", markersize=9, markerfacecolor="none",
-               markeredgecolor="black", label="contested front (dashed ring)"),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            markersize=math.sqrt(persons_ref * size_scale),
+            markerfacecolor="#d9d9d9",
+            markeredgecolor="#333333",
+            label=f"{persons_ref:,.0f} persons",
+        ),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",
+            markeredgecolor=PALETTE["purple"],
+            label="struck so far (wider ring: more strikes)",
+        ),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",
+            markeredgecolor="black",
+            label="contested front (dashed ring)",
+        ),
         Line2D([], [], ls="", marker="X", markersize=7, color="black", label="taken by the regime"),
-        Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6,
-               label="displacement flows so far (width: persons)"),
+        Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6, label="displacement flows so far (width: persons)"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8,
-               frameon=False, handletextpad=0.4, columnspacing=1.6)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=len(handles),
+        fontsize=8,
+        frameon=False,
+        handletextpad=0.4,
+        columnspacing=1.6,
+    )
     sm = plt.cm.ScalarMappable(cmap=COOPERATION_CMAP, norm=Normalize(0, 1))
     cbar = fig.colorbar(sm, ax=list(fig.axes), shrink=0.7, pad=0.02, fraction=0.03)
     cbar.set_label("share of persons present cooperating with HTS")
@@ -216,13 +279,15 @@ def plot_run_map(
     """Two maps side by side: the first day, and ``when`` (default: the last day) with flows."""
     size_scale = 900.0 / max(float(towns["persons_present"].max()), 1.0)
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(14.0, 7.2), sharex=True, sharey=True,
-                                 layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(14.0, 7.2), sharex=True, sharey=True, layout="constrained")
         plot_town_map(towns, events, scenario, 0, ax=axes[0], flows=False, size_scale=size_scale)
         plot_town_map(towns, events, scenario, when, ax=axes[1], size_scale=size_scale)
         axes[1].set_ylabel("")
         _legend(fig, axes[1], size_scale, 100_000 if towns["persons_present"].max() > 2e5 else 10_000)
         policy = scenario.air_campaign.policy
-        fig.suptitle(f"{scenario.name}: towns sized by persons present, coloured by cooperation "
-                     f"with HTS (background targeting: {policy})", fontsize=11)
+        fig.suptitle(
+            f"{scenario.name}: towns sized by persons present, coloured by cooperation "
+            f"with HTS (background targeting: {policy})",
+            fontsize=11,
+        )
         return finish(fig, save)

@@ -27,8 +27,21 @@ if TYPE_CHECKING:
     from sim.runner import RunResult
 
 COLUMNS = (
-    "figure", "kind", "simulated", "sim_min", "sim_max", "replicates", "observed", "comparison",
-    "ratio", "check", "calibrated", "window", "towns", "source", "note",
+    "figure",
+    "kind",
+    "simulated",
+    "sim_min",
+    "sim_max",
+    "replicates",
+    "observed",
+    "comparison",
+    "ratio",
+    "check",
+    "calibrated",
+    "window",
+    "towns",
+    "source",
+    "note",
 )
 
 Frames = dict[str, pd.DataFrame]
@@ -109,8 +122,9 @@ def replicate_scenario(scenario: Scenario) -> Scenario:
     return scenario.model_copy(update={"households": households})
 
 
-def replicate_frames(result: RunResult, replicates: int | None = None,
-                     runner: Runner = simulate_frames) -> tuple[list[Frames], list[int]]:
+def replicate_frames(
+    result: RunResult, replicates: int | None = None, runner: Runner = simulate_frames
+) -> tuple[list[Frames], list[int]]:
     """Frames of every replicate: the run itself first, then the spawned-seed runs."""
     n = result.scenario.observed.replicates if replicates is None else int(replicates)
     seeds = replicate_seeds(result.seed, n)
@@ -155,28 +169,31 @@ def observed_table(scenario: Scenario, replicate_data: Sequence[Frames]) -> pd.D
         days_run = int(replicate_data[0]["timeseries"]["day"].max()) + 1
         _, _, clipped = window_days(fig, scenario, days_run)
         note = fig.note + ("; window truncated: the run ends before it" if clipped else "")
-        rows.append({
-            "figure": fig.name,
-            "kind": fig.kind,
-            "simulated": mean,
-            "sim_min": lo,
-            "sim_max": hi,
-            "replicates": len(values),
-            "observed": fig.value,
-            "comparison": fig.comparison,
-            "ratio": mean / fig.value if fig.value else math.nan,
-            "check": _check(fig, mean, lo, hi),
-            "calibrated": "yes" if fig.calibrated else "no",
-            "window": _window_text(fig, scenario, days_run),
-            "towns": ", ".join(fig.towns),
-            "source": fig.source,
-            "note": note.strip("; "),
-        })
+        rows.append(
+            {
+                "figure": fig.name,
+                "kind": fig.kind,
+                "simulated": mean,
+                "sim_min": lo,
+                "sim_max": hi,
+                "replicates": len(values),
+                "observed": fig.value,
+                "comparison": fig.comparison,
+                "ratio": mean / fig.value if fig.value else math.nan,
+                "check": _check(fig, mean, lo, hi),
+                "calibrated": "yes" if fig.calibrated else "no",
+                "window": _window_text(fig, scenario, days_run),
+                "towns": ", ".join(fig.towns),
+                "source": fig.source,
+                "note": note.strip("; "),
+            }
+        )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def compare(result: RunResult, replicates: int | None = None,
-            runner: Runner = simulate_frames) -> tuple[pd.DataFrame, dict[str, Any]]:
+def compare(
+    result: RunResult, replicates: int | None = None, runner: Runner = simulate_frames
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Run the replicates of ``result`` and build its observed-versus-simulated table.
 
     Returns the table and manifest entries (replicate seeds, their scale and wall time).
