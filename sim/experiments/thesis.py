@@ -1,0 +1,700 @@
+"""The thesis test: do strikes on resisting towns raise cooperation with HTS?
+
+Paired counterfactuals on the sweep engine. Every targeting policy is run with
+the same replicate seeds as the ``none`` counterfactual (common random numbers,
+``seeds: common``), so each replicate gives one paired difference that is due to
+the policy alone. For each outcome we report the mean difference, a seeded
+percentile-bootstrap 95% interval, the share of positive pairs and a verdict:
+
+* ``supported`` - the interval lies on the side the thesis predicts;
+* ``contradicted`` - the interval lies on the other side;
+* ``inconclusive`` - the interval includes zero.
+
+Resisting-town cooperation is measured both by current town and by home town
+(the households who lived there at the start, wherever they are now), so that
+flight or death of resisters cannot masquerade as conversion.
+
+Three experiments, each a resumable sweep under ``<out>/runs/``:
+
+1. ``headline`` - every policy vs ``none`` (and ``resisting_towns`` vs ``hts_strongholds``);
+2. ``ablation`` - the headline effect with each mechanism switched off in turn;
+3. ``heatmap`` - the headline effect over two mechanism strengths, with its zero contour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.config import MECHANISM_NAMES
+from sim.experiments.design import replicate_seeds
+from sim.experiments.engine import Engine, make_engine
+from sim.experiments.spec import SweepSpec, spec_from_dict
+from sim.experiments.store import load_results
+from sim.experiments.sweep import SweepSummary, run_sweep
+
+POLICY = "air_campaign.policy"
+CONTROL = "none"
+TREATMENT = "resisting_towns"
+ALTERNATIVE = "hts_strongholds"
+
+# outcome -> (label, sign the thesis predicts: +1 up, -1 down, 0 no prediction)
+OUTCOMES: dict[str, tuple[str, int]] = {
+    "coop_resisting_mean": ("cooperation with HTS, resisting towns, by current town (window mean)", 1),
+    "coop_resisting_home_mean": ("cooperation with HTS, resisting towns, by home town (window mean)", 1),
+    "coop_resisting_final": ("cooperation with HTS, resisting towns, by current town (end)", 1),
+    "coop_resisting_home_final": ("cooperation with HTS, resisting towns, by home town (end)", 1),
+    "coop_all_mean": ("cooperation with HTS, all towns (window mean)", 1),
+    "coop_all_final": ("cooperation with HTS, all towns (end)", 1),
+    "protest_resisting_mean": ("protest participation, resisting towns (window mean)", -1),
+    "protest_all_mean": ("protest participation, all towns (window mean)", -1),
+    "hts_fighters_final": ("HTS fighters (end)", 1),
+    "hts_recruits_final": ("HTS recruits (cumulative)", 1),
+    "rival_alignment_final": ("rival groups' alignment with HTS (end)", 1),
+    "displaced_final": ("displaced persons (end)", 0),
+}
+HEADLINE: tuple[str, str] = ("coop_resisting_mean", "coop_resisting_home_mean")
+
+
+def default_scenario() -> Path:
+    """The synthetic grid scenario shipped with the project."""
+    here = Path("scenarios/synthetic_grid.yaml")
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parents[2] / "scenarios" / "synthetic_grid.yaml"
+
+
+@dataclass
+class ThesisSettings:
+    """Everything that defines a thesis test (written into the report).
+
+    Defaults are chosen so that ``sim thesis`` finishes in a few minutes on two
+    cores: thesis runs use a tenth of the household agents (each agent stands
+    for ten households; shares are unbiased, only noisier), the ablation and the
+    heatmap fewer replicates than the headline.
+    """
+
+    scenario: Path = field(default_factory=default_scenario)
+    overrides: list[str] = field(default_factory=list)
+    replicates: int = 30
+    ablation_replicates: int = 10
+    heatmap_replicates: int = 6
+    sample_fraction: float = 0.1
+    days: int | None = None
+    root_seed: int = 20171113
+    policies: list[str] | None = None
+    heatmap_x: str = "mechanisms.rally"
+    heatmap_x_range: tuple[float, float] = (0.0, 3.0)
+    heatmap_y: str = "mechanisms.pretext_blame"
+    heatmap_y_range: tuple[float, float] = (0.0, 1.0)
+    heatmap_levels: int = 5
+    mechanisms: list[str] = field(default_factory=lambda: list(MECHANISM_NAMES))
+    n_boot: int = 2000
+    level: float = 0.95
+    experiments: tuple[str, ...] = ("headline", "ablation", "heatmap")
+
+    @classmethod
+    def quick(cls, **kw: Any) -> ThesisSettings:
+        """Fewer replicates and a coarser heatmap (about a third of the runs)."""
+        base = {"replicates": 10, "ablation_replicates": 4, "heatmap_replicates": 4, "heatmap_levels": 3}
+        return cls(**{**base, **kw})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings as plain data."""
+        d = dataclasses.asdict(self)
+        d["scenario"] = str(self.scenario)
+        return d
+
+
+# --------------------------------------------------------------------------- sweep specs
+
+
+def _base(settings: ThesisSettings) -> dict[str, Any]:
+    sets = [f"households.sample_fraction={settings.sample_fraction}", *settings.overrides]
+    spec: dict[str, Any] = {
+        "scenario": str(Path(settings.scenario).resolve()),
+        "set": sets,
+        "root_seed": settings.root_seed,
+        "seeds": "common",
+        "outcomes": list(OUTCOMES),
+        "batch_size": 10,
+    }
+    if settings.days is not None:
+        spec["days"] = settings.days
+    return spec
+
+
+def thesis_policies(settings: ThesisSettings, scenario_has_calendar: bool) -> list[str]:
+    """Policies compared with ``none`` (calendar only if the scenario has a strike calendar)."""
+    from sim.config import POLICIES
+
+    if settings.policies is not None:
+        return [p for p in settings.policies if p != CONTROL]
+    return [p for p in POLICIES if p != CONTROL and (p != "calendar" or scenario_has_calendar)]
+
+
+def headline_spec(settings: ThesisSettings) -> SweepSpec:
+    """Every policy and ``none``, ``replicates`` paired replicates each."""
+    from sim.loader import load_scenario
+
+    sc = load_scenario(settings.scenario, settings.overrides).scenario
+    policies = [CONTROL, *thesis_policies(settings, bool(sc.air_campaign.calendar))]
+    return spec_from_dict(
+        {
+            **_base(settings),
+            "name": "headline",
+            "replicates": settings.replicates,
+            "parameters": {POLICY: {"values": policies}},
+        }
+    )
+
+
+def ablation_spec(settings: ThesisSettings) -> SweepSpec:
+    """The headline comparison with each mechanism switched off in turn."""
+    variants: dict[str, dict[str, Any]] = {"all": {}}
+    for m in settings.mechanisms:
+        variants[f"no_{m}"] = {f"mechanisms.{m}": 0.0}
+    return spec_from_dict(
+        {
+            **_base(settings),
+            "name": "ablation",
+            "replicates": settings.ablation_replicates,
+            "parameters": {"mechanism": {"variants": variants}, POLICY: {"values": [CONTROL, TREATMENT]}},
+        }
+    )
+
+
+def heatmap_spec(settings: ThesisSettings) -> SweepSpec:
+    """The headline comparison over a grid of two mechanism strengths."""
+    n = settings.heatmap_levels
+    return spec_from_dict(
+        {
+            **_base(settings),
+            "name": "heatmap",
+            "replicates": settings.heatmap_replicates,
+            "parameters": {
+                settings.heatmap_x: {"range": list(settings.heatmap_x_range), "levels": n},
+                settings.heatmap_y: {"range": list(settings.heatmap_y_range), "levels": n},
+                POLICY: {"values": [CONTROL, TREATMENT]},
+            },
+        }
+    )
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def bootstrap_ci(x: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``x`` (seeded, reproducible).
+
+    Returns (nan, nan) for an empty sample and (x, x) for a constant one.
+    """
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def verdict(lo: float, hi: float, expected_sign: int) -> str:
+    """``supported`` / ``contradicted`` / ``inconclusive`` from an interval and the predicted sign.
+
+    For outcomes without a prediction (sign 0): ``higher`` / ``lower`` / ``inconclusive``.
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0.0 <= hi:
+        return "inconclusive"
+    up = lo > 0.0
+    if expected_sign == 0:
+        return "higher" if up else "lower"
+    return "supported" if up == (expected_sign > 0) else "contradicted"
+
+
+def summarize(diffs: np.ndarray, expected_sign: int, *, n_boot: int, level: float, seed: int) -> dict[str, Any]:
+    """Mean difference, bootstrap interval, share of positive pairs and verdict."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[np.isfinite(d)]
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, level=level, seed=seed)
+    return {
+        "pairs": len(d),
+        "mean_diff": float(d.mean()) if len(d) else float("nan"),
+        "ci_low": lo,
+        "ci_high": hi,
+        "share_positive": float((d > 0).mean()) if len(d) else float("nan"),
+        "verdict": verdict(lo, hi, expected_sign),
+    }
+
+
+def paired_differences(
+    df: pd.DataFrame,
+    treatment: str,
+    control: str,
+    outcomes: list[str],
+    by: list[str] | None = None,
+    factor: str = POLICY,
+) -> pd.DataFrame:
+    """Per pair (same replicate and seed, same other parameters): treatment minus control.
+
+    Raises:
+        AssertionError: if the two runs of a pair do not share a seed.
+    """
+    by = list(by or [])
+    ok = df[df["status"] == "ok"]
+    keys = [*by, "replicate"]
+    t = ok[ok[factor] == treatment].set_index(keys)
+    c = ok[ok[factor] == control].set_index(keys)
+    common = t.index.intersection(c.index)
+    t, c = t.loc[common], c.loc[common]
+    if not (t["seed"].to_numpy() == c["seed"].to_numpy()).all():
+        raise AssertionError("paired runs do not share seeds")
+    out = (t[outcomes] - c[outcomes]).reset_index()
+    out.insert(len(keys), "seed", t["seed"].to_numpy())
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _seed_for(settings_seed: int, *labels: str) -> int:
+    """A bootstrap seed derived from the root seed and a label (stable across runs)."""
+    import hashlib
+
+    h = hashlib.sha256(("|".join(labels)).encode()).digest()
+    return int(np.random.SeedSequence([settings_seed, int.from_bytes(h[:4], "little")]).generate_state(1)[0])
+
+
+def policy_effects(
+    df: pd.DataFrame,
+    comparisons: list[tuple[str, str]],
+    outcomes: list[str],
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Effects table (one row per comparison and outcome) and the paired differences."""
+    rows, pairs = [], []
+    for treatment, control in comparisons:
+        d = paired_differences(df, treatment, control, outcomes)
+        d.insert(0, "comparison", f"{treatment} - {control}")
+        pairs.append(d)
+        for o in outcomes:
+            label, sign = OUTCOMES.get(o, (o, 0))
+            s = summarize(
+                d[o].to_numpy(), sign, n_boot=n_boot, level=level, seed=_seed_for(seed, treatment, control, o)
+            )
+            rows.append(
+                {"treatment": treatment, "control": control, "outcome": o, "label": label, "predicted_sign": sign, **s}
+            )
+    return pd.DataFrame(rows), pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
+
+
+def ablation_table(df: pd.DataFrame, outcomes: list[str], *, n_boot: int, level: float, seed: int) -> pd.DataFrame:
+    """Headline effect per ablation variant, and the change from switching each mechanism off.
+
+    ``change_when_off`` = effect(all) - effect(without the mechanism), paired by
+    replicate: positive means the mechanism carries (pushes up) the effect,
+    negative means it opposes it.
+    """
+    d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=["mechanism"])
+    rows = []
+    full = d[d["mechanism"] == "all"].set_index("replicate")
+    for variant in dict.fromkeys(d["mechanism"]):
+        v = d[d["mechanism"] == variant].set_index("replicate")
+        for o in outcomes:
+            _label, sign = OUTCOMES.get(o, (o, 0))
+            s = summarize(v[o].to_numpy(), sign, n_boot=n_boot, level=level, seed=_seed_for(seed, variant, o))
+            row = {
+                "variant": variant,
+                "mechanism_off": variant.removeprefix("no_") if variant != "all" else "",
+                "outcome": o,
+                **s,
+            }
+            if variant != "all":
+                common = full.index.intersection(v.index)
+                dd = (full.loc[common, o] - v.loc[common, o]).to_numpy()
+                lo, hi = bootstrap_ci(dd, n_boot=n_boot, level=level, seed=_seed_for(seed, "dd", variant, o))
+                row.update(
+                    change_when_off=float(dd.mean()) if len(dd) else float("nan"),
+                    change_ci_low=lo,
+                    change_ci_high=hi,
+                    role=("carries the effect" if lo > 0 else "opposes the effect" if hi < 0 else "no clear role"),
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def heatmap_table(
+    df: pd.DataFrame, x: str, y: str, outcomes: list[str], *, n_boot: int, level: float, seed: int
+) -> pd.DataFrame:
+    """Headline effect, interval and verdict at each grid point of the two strengths."""
+    d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=[x, y])
+    rows = []
+    for (xv, yv), g in d.groupby([x, y], sort=True):
+        for o in outcomes:
+            _label, sign = OUTCOMES.get(o, (o, 0))
+            s = summarize(g[o].to_numpy(), sign, n_boot=n_boot, level=level, seed=_seed_for(seed, str(xv), str(yv), o))
+            rows.append({x: xv, y: yv, "outcome": o, **s})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_effects(effects: pd.DataFrame, outcomes: list[str], save: Path):
+    """Forest plot: mean paired difference and interval per comparison, one panel per outcome."""
+    import matplotlib.pyplot as plt
+
+    from sim.plots import PALETTE, style
+
+    colours = {
+        "supported": PALETTE["red"],
+        "contradicted": PALETTE["blue"],
+        "inconclusive": "#999999",
+        "higher": PALETTE["orange"],
+        "lower": PALETTE["sky"],
+    }
+    with style():
+        fig, axes = plt.subplots(
+            1,
+            len(outcomes),
+            figsize=(4.2 * len(outcomes), 0.5 + 0.4 * effects["treatment"].nunique() + 1),
+            squeeze=False,
+        )
+        for ax, o in zip(axes[0], outcomes, strict=True):
+            t = effects[effects["outcome"] == o].reset_index(drop=True)
+            yy = np.arange(len(t))
+            for i, r in t.iterrows():
+                ax.errorbar(
+                    r["mean_diff"],
+                    i,
+                    xerr=[[r["mean_diff"] - r["ci_low"]], [r["ci_high"] - r["mean_diff"]]],
+                    fmt="o",
+                    color=colours.get(r["verdict"], "black"),
+                    capsize=3,
+                )
+            ax.set_yticks(yy, [f"{a} vs {b}" for a, b in zip(t["treatment"], t["control"], strict=True)])
+            ax.invert_yaxis()
+            ax.axvline(0, color="black", lw=0.8)
+            ax.set_title(OUTCOMES.get(o, (o, 0))[0], fontsize=8)
+            ax.set_xlabel("paired difference (95% bootstrap CI)")
+        fig.tight_layout()
+        fig.savefig(save)
+    plt.close(fig)
+
+
+def plot_ablation(ablation: pd.DataFrame, outcome: str, save: Path):
+    """Bar chart of the headline effect with each mechanism off (the full model first)."""
+    import matplotlib.pyplot as plt
+
+    from sim.plots import PALETTE, style
+
+    t = ablation[ablation["outcome"] == outcome].reset_index(drop=True)
+    with style():
+        fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.38 * len(t)))
+        y = np.arange(len(t))
+        err = np.vstack([t["mean_diff"] - t["ci_low"], t["ci_high"] - t["mean_diff"]])
+        colours = [PALETTE["black"] if v == "all" else PALETTE["blue"] for v in t["variant"]]
+        ax.barh(y, t["mean_diff"], xerr=err, color=colours, capsize=3)
+        ax.set_yticks(y, ["all mechanisms" if v == "all" else f"without {v[3:]}" for v in t["variant"]])
+        ax.invert_yaxis()
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_xlabel(f"{TREATMENT} - {CONTROL}: {outcome} (95% CI)")
+        ax.set_title("Mechanism ablation of the headline effect")
+        fig.tight_layout()
+        fig.savefig(save)
+    plt.close(fig)
+
+
+def plot_heatmap(table: pd.DataFrame, x: str, y: str, outcomes: list[str], save: Path):
+    """Heatmap of the headline effect with its zero contour; inconclusive points marked x."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    from sim.plots import style
+
+    with style():
+        fig, axes = plt.subplots(1, len(outcomes), figsize=(5.0 * len(outcomes), 4.2), squeeze=False)
+        for ax, o in zip(axes[0], outcomes, strict=True):
+            t = table[table["outcome"] == o]
+            grid = t.pivot(index=y, columns=x, values="mean_diff").sort_index().sort_index(axis=1)
+            xs, ys, z = grid.columns.to_numpy(float), grid.index.to_numpy(float), grid.to_numpy(float)
+            lim = max(float(np.nanmax(np.abs(z))), 1e-9)
+            mesh = ax.pcolormesh(xs, ys, z, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), shading="nearest")
+            fig.colorbar(mesh, ax=ax, label=f"{TREATMENT} - {CONTROL}")
+            if z.shape[0] > 1 and z.shape[1] > 1 and np.nanmin(z) < 0 < np.nanmax(z):
+                cs = ax.contour(xs, ys, z, levels=[0.0], colors="black", linewidths=1.5)
+                ax.clabel(cs, fmt={0.0: "0"}, fontsize=8)
+            inc = t[t["verdict"] == "inconclusive"]
+            ax.scatter(inc[x], inc[y], marker="x", s=60, color="black", label="inconclusive (CI includes 0)")
+            for _, r in t.iterrows():
+                ax.annotate(
+                    f"{r['mean_diff']:+.2f}",
+                    (r[x], r[y]),
+                    textcoords="offset points",
+                    xytext=(0, 7),
+                    ha="center",
+                    fontsize=7,
+                )
+            ax.set_xlabel(x)
+            ax.set_ylabel(y)
+            ax.set_title(OUTCOMES.get(o, (o, 0))[0], fontsize=8)
+            ax.grid(False)
+            if len(inc):
+                ax.legend(loc="upper right", fontsize=7)
+        fig.tight_layout()
+        fig.savefig(save)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- the test
+
+
+@dataclass
+class ThesisResult:
+    """Tables and files of a thesis test."""
+
+    folder: Path
+    effects: pd.DataFrame
+    pairs: pd.DataFrame
+    ablation: pd.DataFrame | None
+    heatmap: pd.DataFrame | None
+    summaries: dict[str, SweepSummary]
+    seconds: float
+    report: Path | None = None
+
+    def headline(self, control: str = CONTROL) -> pd.DataFrame:
+        """Headline rows: ``resisting_towns`` vs ``control`` on the two headline outcomes."""
+        e = self.effects
+        return e[(e["treatment"] == TREATMENT) & (e["control"] == control) & e["outcome"].isin(HEADLINE)]
+
+
+def run_thesis(
+    settings: ThesisSettings | None = None,
+    out: str | Path | None = None,
+    *,
+    engine: Engine | None = None,
+    workers: int = 2,
+    scheduler: str | None = None,
+    dask_local: int | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> ThesisResult:
+    """Run the thesis experiments on the sweep engine and write the report.
+
+    Args:
+        settings: what to run (default :class:`ThesisSettings`).
+        out: output folder (default ``results/thesis/<scenario name>``).
+        engine: an open engine to reuse; otherwise one pool is made for all experiments.
+        workers, scheduler, dask_local: engine options as for :func:`run_sweep`.
+        progress: progress bars.
+        report: write ``report.md``, CSVs and PNGs.
+    """
+    from sim.loader import load_scenario
+
+    settings = settings or ThesisSettings()
+    sc = load_scenario(settings.scenario, settings.overrides).scenario
+    folder = Path(out) if out else Path("results/thesis") / sc.name
+    t0 = time.perf_counter()
+    specs = {"headline": headline_spec(settings)}
+    if "ablation" in settings.experiments:
+        specs["ablation"] = ablation_spec(settings)
+    if "heatmap" in settings.experiments:
+        specs["heatmap"] = heatmap_spec(settings)
+    own = engine is None
+    eng = engine or make_engine(workers, scheduler, dask_local)
+    summaries: dict[str, SweepSummary] = {}
+    try:
+        for name, spec in specs.items():
+            summaries[name] = run_sweep(spec, folder=folder / "runs" / name, engine=eng, progress=progress)
+    finally:
+        if own:
+            eng.close()
+    outcomes = list(OUTCOMES)
+    head = load_results(summaries["headline"].folder)
+    treatments = thesis_policies(settings, bool(sc.air_campaign.calendar))
+    comparisons = [(p, CONTROL) for p in treatments]
+    if TREATMENT in treatments and ALTERNATIVE in treatments:
+        comparisons.append((TREATMENT, ALTERNATIVE))
+    kw = {"n_boot": settings.n_boot, "level": settings.level, "seed": settings.root_seed}
+    effects, pairs = policy_effects(head, comparisons, outcomes, **kw)
+    abl = hm = None
+    if "ablation" in summaries:
+        abl = ablation_table(load_results(summaries["ablation"].folder), list(HEADLINE), **kw)
+    if "heatmap" in summaries:
+        hm = heatmap_table(
+            load_results(summaries["heatmap"].folder), settings.heatmap_x, settings.heatmap_y, list(HEADLINE), **kw
+        )
+    result = ThesisResult(folder, effects, pairs, abl, hm, summaries, time.perf_counter() - t0)
+    if report:
+        result.report = write_report(result, settings, sc.name, eng.description)
+    return result
+
+
+def _fmt_effect(r: pd.Series) -> str:
+    return (
+        f"**{r['verdict']}**: {r['mean_diff']:+.3f} (95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
+        f"{r['share_positive']:.0%} of {r['pairs']} pairs positive)"
+    )
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict_lines(result: ThesisResult) -> list[str]:
+    """The report's first lines: headline verdicts, mechanisms, where the answer flips."""
+    lines = []
+    for control in (CONTROL, ALTERNATIVE):
+        for _, r in result.headline(control).iterrows():
+            how = "by home town" if "home" in r["outcome"] else "by current town"
+            versus = "no strikes" if control == CONTROL else "strikes on HTS strongholds"
+            lines.append(
+                f"- Strikes on resisting towns vs {versus}, "
+                f"cooperation with HTS in resisting towns ({how}, window mean): {_fmt_effect(r)}"
+            )
+    if result.ablation is not None:
+        a = result.ablation[(result.ablation["outcome"] == HEADLINE[0]) & (result.ablation["variant"] != "all")]
+        carries = [
+            f"{r['mechanism_off']} ({r['change_when_off']:+.3f})"
+            for _, r in a.iterrows()
+            if r["role"] == "carries the effect"
+        ]
+        opposes = [
+            f"{r['mechanism_off']} ({r['change_when_off']:+.3f})"
+            for _, r in a.iterrows()
+            if r["role"] == "opposes the effect"
+        ]
+        lines.append(
+            f"- Mechanisms carrying the headline effect (effect lost when switched off): "
+            f"{', '.join(carries) or 'none detected'}; opposing it: {', '.join(opposes) or 'none detected'}."
+        )
+    if result.heatmap is not None:
+        for o in HEADLINE:
+            h = result.heatmap[result.heatmap["outcome"] == o]
+            counts = h["verdict"].value_counts()
+            how = "by home town" if "home" in o else "by current town"
+            lines.append(
+                f"- Across the {len(h)}-point grid ({how}): supported at {counts.get('supported', 0)}, "
+                f"contradicted at {counts.get('contradicted', 0)}, inconclusive at "
+                f"{counts.get('inconclusive', 0)} points."
+            )
+    return lines
+
+
+def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: str, engine: str) -> Path:
+    """``report.md`` (verdicts first), CSV tables and PNG figures in the result folder."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    f = result.folder
+    f.mkdir(parents=True, exist_ok=True)
+    result.effects.to_csv(f / "effects.csv", index=False, float_format="%.6g")
+    result.pairs.to_csv(f / "pairs.csv", index=False, float_format="%.6g")
+    plot_effects(result.effects, list(HEADLINE), f / "effects.png")
+    parts = [
+        f"# Thesis test: do strikes on resisting towns raise cooperation with HTS? ({scenario_name})",
+        "",
+        "## Verdict",
+        "",
+        *verdict_lines(result),
+        "",
+        "Verdict rule: *supported* if the 95% bootstrap interval of the mean paired difference lies on the "
+        "side the thesis predicts (cooperation up, protest down), *contradicted* if it lies on the other "
+        "side, *inconclusive* if it includes zero. Pairs share seeds (common random numbers).",
+        "",
+        "## Policy comparisons (paired differences, treatment minus control)",
+        "",
+        "![effects](effects.png)",
+        "",
+        _md_table(
+            result.effects[
+                [
+                    "treatment",
+                    "control",
+                    "outcome",
+                    "pairs",
+                    "mean_diff",
+                    "ci_low",
+                    "ci_high",
+                    "share_positive",
+                    "verdict",
+                ]
+            ]
+        ),
+        "",
+        "Tables: `effects.csv` (this table, with labels), `pairs.csv` (every paired difference and its seed).",
+    ]
+    if result.ablation is not None:
+        result.ablation.to_csv(f / "ablation.csv", index=False, float_format="%.6g")
+        plot_ablation(result.ablation, HEADLINE[0], f / "ablation.png")
+        cols = ["variant", "outcome", "pairs", "mean_diff", "ci_low", "ci_high", "verdict", "change_when_off", "role"]
+        parts += [
+            "",
+            f"## Mechanism ablation ({TREATMENT} - {CONTROL}, each mechanism off in turn)",
+            "",
+            "![ablation](ablation.png)",
+            "",
+            _md_table(result.ablation[cols]),
+            "",
+            "`change_when_off` = effect with all mechanisms minus effect without this one (paired by "
+            "replicate): positive means the mechanism carries the effect. Table: `ablation.csv`.",
+        ]
+    if result.heatmap is not None:
+        result.heatmap.to_csv(f / "heatmap.csv", index=False, float_format="%.6g")
+        plot_heatmap(result.heatmap, settings.heatmap_x, settings.heatmap_y, list(HEADLINE), f / "heatmap.png")
+        parts += [
+            "",
+            f"## Where the thesis holds: {settings.heatmap_x} x {settings.heatmap_y}",
+            "",
+            "![heatmap](heatmap.png)",
+            "",
+            "Colour: mean paired difference; black line: zero contour; x: inconclusive (interval "
+            "includes zero). Table: `heatmap.csv`.",
+        ]
+    seeds = replicate_seeds(
+        settings.root_seed, max(settings.replicates, settings.ablation_replicates, settings.heatmap_replicates)
+    )
+    runs = {
+        k: {"planned": s.planned, "ran_now": s.ran, "failed_total": s.failed_total, "folder": str(s.folder)}
+        for k, s in result.summaries.items()
+    }
+    parts += [
+        "",
+        "## Settings and seeds",
+        "",
+        f"- scenario: `{settings.scenario}` with overrides {settings.overrides or 'none'}",
+        f"- household agents: sample_fraction = {settings.sample_fraction} (each agent stands for "
+        f"{1 / settings.sample_fraction:g} households; reported shares are unbiased, only noisier)",
+        f"- days: {settings.days or 'as in the scenario'}; outcomes averaged over the scenario's last 30 days "
+        "(window mean) or taken on the last day (end)",
+        f"- replicates: headline {settings.replicates}, ablation {settings.ablation_replicates}, heatmap "
+        f"{settings.heatmap_replicates} per grid point ({settings.heatmap_levels} x {settings.heatmap_levels} grid)",
+        f"- bootstrap: {settings.n_boot} resamples, {settings.level:.0%} percentile intervals, "
+        "seeded from the root seed",
+        f"- root seed {settings.root_seed}; replicate r uses seed "
+        f"`SeedSequence({settings.root_seed}).spawn(2)[1].spawn(R)[r]` under every policy; first seeds: "
+        f"{', '.join(str(s) for s in seeds[:5])} ... (all in `pairs.csv` and the run folders)",
+        f"- engine: {engine}; wall time {result.seconds:.0f} s",
+        f"- runs: `{json.dumps(runs)}`",
+        f"- written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
+    ]
+    (f / "settings.json").write_text(json.dumps(settings.as_dict(), indent=2, default=str) + "\n")
+    path = f / "report.md"
+    path.write_text("\n".join(parts) + "\n")
+    return path
