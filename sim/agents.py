@@ -154,6 +154,7 @@ class AirCampaign(mesa.Agent):
         for s in cfg.calendar:
             self.calendar.setdefault(sc.day_of(s), []).append((sc.town_names.index(s.town), s.strikes, s.killed))
         self.stream = model.rng_air
+        self.casualty_stream = model.rng_casualties
         self.rep_decay = 0.5 ** (1 / cfg.reputation_half_life_days)
 
     def target_weights(self) -> np.ndarray:
@@ -170,7 +171,7 @@ class AirCampaign(mesa.Agent):
             w = ts.front_proximity.copy()
         else:
             return np.zeros(ts.n)
-        w = np.where(eligible, w, 0.0) ** self.model.scenario.air_campaign.targeting_sharpness
+        w = np.where(eligible, w**self.model.scenario.air_campaign.targeting_sharpness, 0.0)
         if w.sum() <= 0:  # nothing matches the policy: spread over eligible towns
             w = eligible.astype(float)
         return w / w.sum() if w.sum() > 0 else w
@@ -184,10 +185,14 @@ class AirCampaign(mesa.Agent):
         ts.strikes_today[:] = 0
         ts.killed_today[:] = 0
         ts.damage *= 1 - cfg.damage_repair_rate
-        # Same draws for every policy: the sortie count and the per-sortie uniforms.
+        # Same draws for every policy: the sortie count and the per-sortie uniforms come from
+        # this stream only; casualties and victims come from another, so they cannot shift them.
         n_sorties = int(self.stream.poisson(cfg.sorties_per_day))
         u = self.stream.random((n_sorties, 3))
-        active = self.start_day <= day <= self.end_day and self.policy not in ("none", "calendar")
+        if self.policy == "none":  # the counterfactual: no air campaign at all, dated strikes included
+            m.after_strikes()
+            return
+        active = self.start_day <= day <= self.end_day and self.policy != "calendar"
         strikes: list[tuple[int, int | None, str]] = []
         if active and n_sorties:
             w = self.target_weights()
@@ -219,12 +224,12 @@ class AirCampaign(mesa.Agent):
         f = m.scenario.households.sample_fraction
         if killed_real is None:
             density = ts.present[town] / max(ts.persons0[town], 1e-9)
-            expected = cfg.casualties_per_strike * min(density, 3.0) * f
-            k = int(self.stream.poisson(expected))
+            expected = cfg.casualties_per_strike * min(density, cfg.density_cap) * f
+            k = int(self.casualty_stream.poisson(expected))
         else:
             x = killed_real * f
-            k = int(x) + int(self.stream.random() < x - int(x))
-        killed = m.kill_persons(town, k, self.stream)
+            k = int(x) + int(self.casualty_stream.random() < x - int(x))
+        killed = m.kill_persons(town, k, self.casualty_stream)
         ts.strikes_today[town] += 1
         ts.strikes_cum[town] += 1
         ts.killed_today[town] += killed
@@ -372,11 +377,12 @@ class HTS(mesa.Agent):
                 hh.protesting[arrested] = False
                 hh.g_hts[arrested] += (1 - hh.g_hts[arrested]) * np.float32(pr.arrest_grievance)
                 ts.arrests_today[:] = np.bincount(hh.town[arrested], minlength=ts.n)
+                arrested_persons = np.bincount(hh.town[arrested], weights=hh.persons[arrested], minlength=ts.n)
                 households = np.maximum(ts.present / m.unit_size, 1.0)
                 ts.repression += ts.arrests_today / households
                 for t in np.flatnonzero(ts.arrests_today):
                     m.record_event(
-                        "arrests", int(t), count=int(ts.arrests_today[t]), persons=float(ts.arrests_today[t] * m.weight)
+                        "arrests", int(t), count=int(ts.arrests_today[t]), persons=float(arrested_persons[t]) * m.weight
                     )
 
     def _attack_rivals(self, cfg) -> None:
@@ -415,9 +421,10 @@ class RivalGroup(mesa.Agent):
     def attacked(self) -> None:
         """HTS attacks the group: fighters lost, alignment drops, grievance where present."""
         m = self.model
-        self.fighters *= 0.9
-        self.alignment = max(-1.0, self.alignment - m.scenario.rivals.attack_penalty)
-        m.ts.takeover_memory += 0.5 * m.ts.rival_presence[:, self.index]
+        cfg = m.scenario.rivals
+        self.fighters *= 1 - cfg.attack_fighter_loss
+        self.alignment = max(-1.0, self.alignment - cfg.attack_penalty)
+        m.ts.takeover_memory += cfg.attack_grievance * m.ts.rival_presence[:, self.index]
         m.record_event("hts_attack_rival", -1, note=self.name)
 
 
@@ -429,6 +436,8 @@ class CivilSociety(mesa.Agent):
         m = self.model
         ts = m.ts
         cfg = m.scenario.civil_society
-        gain = cfg.council_rate * ts.civil_society * ts.independent * ts.open
+        working = ts.independent & ts.open
+        ts.civil_society += cfg.recovery_rate * (m.civil_society0 - ts.civil_society) * working
+        gain = cfg.council_rate * ts.civil_society * working
         ts.council += gain * (1 - ts.council) - cfg.council_decay * ts.council
         np.clip(ts.council, 0, 1, out=ts.council)

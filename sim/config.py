@@ -49,37 +49,67 @@ class Mechanisms(Strict):
     """Strengths of the competing mechanisms (MODEL.md table). Zero switches one off."""
 
     rally: float = param(
-        1.0, 0, 10, unit="multiplier", source="Haid 2018; Mironova et al. 2014",
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Haid 2018; Mironova et al. 2014",
         doc="Rally / protection: regime threat raises the value of HTS as armed protector. "
         "Multiplies choice.protection_weight (protection includes HTS retaliation).",
     )
     regime_blame: float = param(
-        1.0, 0, 10, unit="multiplier", source="Lyall, Blair & Imai 2013",
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Lyall, Blair & Imai 2013",
         doc="Asymmetric blame: harm from regime strikes becomes grievance against the regime "
         "(HTS coercion never lowers it). Multiplies grievance.regime_rate.",
     )
     institutions: float = param(
-        1.0, 0, 10, unit="multiplier", source="Haid 2018; Dell & Querubin 2018",
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Haid 2018; Dell & Querubin 2018",
         doc="Institutions hollowed out: strikes damage councils and markets and HTS services "
-        "fill the gap. Multiplies air_campaign.council_damage and choice.service_gap_weight.",
+        "fill the gap. Multiplies air_campaign.council_damage, civil_society.strike_loss "
+        "and choice.service_gap_weight.",
     )
     suppression: float = param(
-        1.0, 0, 10, unit="multiplier", source="Lyall 2009",
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Lyall 2009",
         doc="Suppression / deterrence: fear makes gatherings and public allegiance dangerous. "
         "Multiplies protest.fear_risk_weight (kappa) and choice.fear_withdrawal.",
     )
     pretext_blame: float = param(
-        0.2, 0, 1, unit="share", source="Condra & Shapiro 2012",
+        0.2,
+        0,
+        1,
+        unit="share",
+        source="Condra & Shapiro 2012",
         doc="Blame on the pretext (lambda): share of strike harm blamed on HTS for drawing "
         "the strikes; 1 - lambda is blamed on the regime.",
     )
     exit: float = param(
-        1.0, 0, 10, unit="multiplier", source="Fabbe, Hazlett & Sinmazdemir 2019",
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Fabbe, Hazlett & Sinmazdemir 2019",
         doc="Exit: exposure makes households flee, and the displaced disengage from armed "
-        "actors. Multiplies flight.exposure_rate and choice.displaced_disengagement.",
+        "actors. Multiplies flight.exposure_rate and choice.displaced_disengagement "
+        "(flight from the front and the emptying of towns the regime takes belong to the front submodel).",
     )
     control: float = param(
-        1.0, 0, 10, unit="multiplier", source="Kalyvas 2006",
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Kalyvas 2006",
         doc="Control drives collaboration. Multiplies choice.control_weight.",
     )
 
@@ -123,18 +153,22 @@ class InitialHouseholds(Strict):
         description="initial stance shares per town stance label (assumed)",
     )
     grievance_regime: float = param(
-        0.55, 0, 1, unit="0-1",
+        0.55,
+        0,
+        1,
+        unit="0-1",
         source="assumed; the regime is the 'number one enemy' (Haid 2018)",
         doc="Mean initial grievance against the regime (Beta distributed).",
     )
     grievance_hts_resisting: float = param(
         0.45, 0, 1, unit="0-1", doc="Mean initial grievance against HTS in resisting towns."
     )
-    grievance_hts_other: float = param(
-        0.20, 0, 1, unit="0-1", doc="Mean initial grievance against HTS elsewhere."
-    )
+    grievance_hts_other: float = param(0.20, 0, 1, unit="0-1", doc="Mean initial grievance against HTS elsewhere.")
     concentration: float = param(
-        8.0, 0.5, 1000, unit="-",
+        8.0,
+        0.5,
+        1000,
+        unit="-",
         doc="Beta concentration (a + b) of initial grievances: higher is less spread.",
     )
 
@@ -147,11 +181,18 @@ class Households(Strict):
         description="One agent per household, or one per person (person-level option).",
     )
     size: int = param(
-        6, 1, 20, unit="persons/household", source="MODEL.md (about six persons)",
+        6,
+        1,
+        20,
+        unit="persons/household",
+        source="MODEL.md (about six persons)",
         doc="Persons per household agent when unit is 'household'.",
     )
     sample_fraction: float = param(
-        1.0, 1e-4, 1.0, unit="share",
+        1.0,
+        1e-4,
+        1.0,
+        unit="share",
         doc="Share of households represented by agents; each agent stands for "
         "1/sample_fraction real ones and reported counts are scaled back up.",
     )
@@ -165,24 +206,28 @@ class Exposure(Strict):
     """Recent harm E_t: a decaying memory of casualties and strikes in and near a town."""
 
     half_life_days: float = param(
-        30.0, 0.5, 730, unit="days", source="Condra et al. 2010 (weeks to months)",
+        30.0,
+        0.5,
+        730,
+        unit="days",
+        source="Condra et al. 2010 (weeks to months)",
         doc="Half-life of the harm memory.",
     )
     casualty_weight: float = param(
-        1.0, 0, 100, unit="per (killed per 1,000 residents)",
+        1.0,
+        0,
+        100,
+        unit="per (killed per 1,000 residents)",
         doc="Harm per civilian killed per 1,000 residents.",
     )
-    strike_weight: float = param(
-        0.05, 0, 10, unit="per strike", doc="Harm per strike landing in the town."
-    )
-    neighbour_weight: float = param(
-        0.3, 0, 1, unit="-", doc="Weight of a neighbouring town's harm at zero distance."
-    )
-    neighbour_range_km: float = param(
-        10.0, 0.1, 200, unit="km", doc="e-folding distance of neighbouring towns' harm."
-    )
+    strike_weight: float = param(0.05, 0, 10, unit="per strike", doc="Harm per strike landing in the town.")
+    neighbour_weight: float = param(0.3, 0, 1, unit="-", doc="Weight of a neighbouring town's harm at zero distance.")
+    neighbour_range_km: float = param(10.0, 0.1, 200, unit="km", doc="e-folding distance of neighbouring towns' harm.")
     personal_weight: float = param(
-        2.0, 0, 100, unit="per person killed",
+        2.0,
+        0,
+        100,
+        unit="per person killed",
         doc="Harm felt by a household per member killed (decays like E_t).",
     )
 
@@ -190,20 +235,26 @@ class Exposure(Strict):
 class Grievance(Strict):
     """Grievances against the regime (G_R) and HTS (G_H)."""
 
-    regime_rate: float = param(
-        0.05, 0, 20, unit="1/(harm*day)", doc="a_R: growth of G_R per unit exposure."
+    regime_rate: float = param(0.05, 0, 20, unit="1/(harm*day)", doc="a_R: growth of G_R per unit exposure.")
+    hts_rate: float = param(0.05, 0, 20, unit="1/(harm*day)", doc="a_H: growth of G_H per unit of HTS-attributed harm.")
+    regime_decay: float = param(
+        0.01, 0, 1, unit="1/day", doc="Daily relaxation of G_R toward the household's standing grievance."
     )
-    hts_rate: float = param(
-        0.05, 0, 20, unit="1/(harm*day)", doc="a_H: growth of G_H per unit of HTS-attributed harm."
+    hts_decay: float = param(
+        0.01, 0, 1, unit="1/day", doc="Daily relaxation of G_H toward the household's standing grievance."
     )
-    regime_decay: float = param(0.01, 0, 1, unit="1/day", doc="Daily relaxation of G_R toward the household's standing grievance.")
-    hts_decay: float = param(0.01, 0, 1, unit="1/day", doc="Daily relaxation of G_H toward the household's standing grievance.")
     repression_weight: float = param(
-        0.2, 0, 100, unit="per (arrest per household)",
+        0.2,
+        0,
+        100,
+        unit="per (arrest per household)",
         doc="HTS-attributed harm per recent arrest per household in town.",
     )
     takeover_weight: float = param(
         0.05, 0, 10, unit="per takeover", doc="HTS-attributed harm of a recent council takeover."
+    )
+    memory_half_life_days: float = param(
+        30.0, 0.5, 730, unit="days", doc="Half-life of a town's memories of arrests and council takeovers."
     )
     tax_weight: float = param(
         0.004, 0, 1, unit="per (control*day)", doc="Daily HTS-attributed harm of taxes per unit control."
@@ -238,19 +289,13 @@ class Choice(Strict):
         1.0, 0, 50, doc="b_R: weight of G_R on cooperating (the regime as first enemy)."
     )
     services_weight: float = param(1.5, 0, 50, doc="b_S: weight of HTS services.")
-    service_gap_weight: float = param(
-        2.0, 0, 50, doc="Extra service value where strike damage hollowed out the town."
-    )
+    service_gap_weight: float = param(2.0, 0, 50, doc="Extra service value where strike damage hollowed out the town.")
     control_weight: float = param(1.5, 0, 50, doc="b_C: weight of HTS control.")
     peer_weight: float = param(1.0, 0, 50, doc="b_peer: weight of the town's share of the same stance.")
     hts_grievance_weight: float = param(3.0, 0, 50, doc="b_H: weight of G_H (against cooperating, for resisting).")
     council_weight: float = param(1.5, 0, 50, doc="b_L: weight of independent council legitimacy on resisting.")
-    fear_withdrawal: float = param(
-        1.0, 0, 50, doc="Fear's push toward neutral (withdrawal from public allegiance)."
-    )
-    displaced_disengagement: float = param(
-        1.0, 0, 50, doc="Displaced households' extra utility of neutrality (exit)."
-    )
+    fear_withdrawal: float = param(1.0, 0, 50, doc="Fear's push toward neutral (withdrawal from public allegiance).")
+    displaced_disengagement: float = param(1.0, 0, 50, doc="Displaced households' extra utility of neutrality (exit).")
 
 
 class Protest(Strict):
@@ -261,17 +306,13 @@ class Protest(Strict):
     arrest_constant: float = param(
         2.3, 0, 50, source="Epstein 2002", doc="k in P_arrest = 1 - exp(-k * security / (1 + crowd))."
     )
-    crowd_scale: float = param(
-        20.0, 0, 1000, doc="Crowd size in P_arrest: protest share of town times this."
-    )
+    crowd_scale: float = param(20.0, 0, 1000, doc="Crowd size in P_arrest: protest share of town times this.")
     fear_risk_weight: float = param(
         1.0, 0, 50, source="Lyall 2009", doc="kappa: fear adds to the perceived risk of gathering."
     )
     peer_weight: float = param(0.3, 0, 10, doc="Town protest share's push to protest.")
     jail_days: int = param(30, 0, 3650, unit="days", doc="Days an arrested household cannot protest.")
-    arrest_grievance: float = param(
-        0.1, 0, 1, unit="0-1", doc="Jump of G_H toward 1 for an arrested household."
-    )
+    arrest_grievance: float = param(0.1, 0, 1, unit="0-1", doc="Jump of G_H toward 1 for an arrested household.")
 
 
 class Flight(Strict):
@@ -294,7 +335,11 @@ class Recruitment(Strict):
         0.0005, 0, 1, unit="1/day", doc="Daily recruitment probability of cooperating households at G_R = 1."
     )
     rival_rate: float = param(
-        0.0003, 0, 1, unit="1/day", doc="Daily recruitment probability of resisting households into a rival group present."
+        0.0003,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily recruitment probability of resisting households into a rival group present.",
     )
 
 
@@ -304,8 +349,8 @@ class Recruitment(Strict):
 class DatedSwitch(Strict):
     """A date (or day index) from which something applies."""
 
-    date: dt.date | None = None
-    day: int | None = Field(None, ge=0)
+    date: dt.date | None = Field(None, description="calendar date (ISO, needs start_date)")
+    day: int | None = Field(None, ge=0, description="day index (0 = start_date)")
 
     @model_validator(mode="after")
     def _one_of(self) -> DatedSwitch:
@@ -318,7 +363,11 @@ class GovernanceBody(DatedSwitch):
     """An HTS-affiliated governing body (the Salvation Government) that presses councils."""
 
     takeover_multiplier: float = param(
-        2.0, 0, 100, unit="multiplier", source="assumed; founded 2 Nov 2017 (MODEL.md)",
+        2.0,
+        0,
+        100,
+        unit="multiplier",
+        source="assumed; founded 2 Nov 2017 (MODEL.md)",
         doc="Factor on council takeover rates from its founding.",
     )
 
@@ -333,15 +382,23 @@ class HTSConfig(Strict):
         0.02, 0, 1, unit="1/day", doc="Daily adjustment of legitimacy toward the cooperating share."
     )
     income_per_control: float = param(
-        0.02, 0, 100, unit="resources/(1,000 persons*day)", doc="Tax and trade income per 1,000 persons under full control."
+        0.02,
+        0,
+        100,
+        unit="resources/(1,000 persons*day)",
+        doc="Tax and trade income per 1,000 persons under full control.",
     )
     service_rate: float = param(0.02, 0, 1, unit="1/day", doc="Growth of services where HTS controls and is funded.")
     service_decay: float = param(0.005, 0, 1, unit="1/day", doc="Decay of services.")
     service_cost: float = param(
         0.01, 0, 100, unit="resources/(1,000 persons*day)", doc="Cost of services per 1,000 persons at full service."
     )
-    funding_half: float = param(50.0, 0.001, 1e9, unit="resource units", doc="Resources at which services are half funded.")
-    security_per_control: float = param(1.0, 0, 100, unit="-", doc="Security presence per unit control and relative fighters.")
+    funding_half: float = param(
+        50.0, 0.001, 1e9, unit="resource units", doc="Resources at which services are half funded."
+    )
+    security_per_control: float = param(
+        1.0, 0, 100, unit="-", doc="Security presence per unit control and relative fighters."
+    )
     repression: float = param(0.5, 0, 1, unit="probability", doc="Probability that a feasible arrest is made.")
     takeover_rate: float = param(0.01, 0, 1, unit="1/day", doc="Base daily council takeover probability.")
     takeover_control_gain: float = param(0.3, 0, 1, unit="share", doc="Control gained on a takeover (toward 1).")
@@ -351,9 +408,15 @@ class HTSConfig(Strict):
     protest_erosion: float = param(0.05, 0, 1, unit="1/day", doc="Erosion of control per unit protest share.")
     retaliation_rate: float = param(0.05, 0, 10, unit="per strike", doc="Retaliation activity per regime strike.")
     retaliation_half_life_days: float = param(14.0, 0.5, 365, unit="days", doc="Half-life of retaliation memory.")
-    rally_protection_boost: float = param(1.0, 0, 20, unit="-", doc="Protection value gained per unit retaliation memory.")
-    attack_rivals_rate: float = param(0.0, 0, 1, unit="1/day", doc="Daily probability of an HTS attack on a rival group.")
-    fighters_lost_per_strike: float = param(2.0, 0, 1000, unit="fighters", doc="Fighters killed per strike at full control.")
+    rally_protection_boost: float = param(
+        1.0, 0, 20, unit="-", doc="Protection value gained per unit retaliation memory."
+    )
+    attack_rivals_rate: float = param(
+        0.0, 0, 1, unit="1/day", doc="Daily probability of an HTS attack on a rival group."
+    )
+    fighters_lost_per_strike: float = param(
+        2.0, 0, 1000, unit="fighters", doc="Fighters killed per strike at full control."
+    )
     governance_body: GovernanceBody | None = Field(None, description="Salvation-Government-style body.")
 
 
@@ -363,9 +426,7 @@ class RivalGroup(Strict):
     name: str
     fighters: float = param(2000, 0, 1e6, unit="fighters", doc="Initial fighters.")
     alignment: float = param(-0.3, -1, 1, unit="-1..1", doc="Initial alignment with HTS.")
-    towns: dict[str, float] = Field(
-        default_factory=dict, description="presence (0-1) of the group in each named town"
-    )
+    towns: dict[str, float] = Field(default_factory=dict, description="presence (0-1) of the group in each named town")
 
     @model_validator(mode="after")
     def _presence_range(self) -> RivalGroup:
@@ -378,10 +439,26 @@ class RivalGroup(Strict):
 class Rivals(Strict):
     """Alignment dynamics shared by rival groups."""
 
-    pressure_rate: float = param(0.01, 0, 1, unit="1/day", doc="Alignment gain toward HTS per unit regime pressure.")
+    pressure_rate: float = param(
+        0.01,
+        0,
+        1,
+        unit="1/day",
+        doc="Alignment gain toward HTS per unit regime pressure (presence-weighted threat in the group's towns).",
+    )
     attack_penalty: float = param(0.3, 0, 2, unit="-", doc="Alignment lost per HTS attack on the group.")
-    council_shield: float = param(0.8, 0, 1, unit="share", doc="How much a distanced rival shields councils from takeover.")
-    groups: list[RivalGroup] = Field(default_factory=list)
+    attack_fighter_loss: float = param(0.1, 0, 1, unit="share", doc="Share of a group's fighters lost per HTS attack.")
+    attack_grievance: float = param(
+        0.5,
+        0,
+        10,
+        unit="per unit presence",
+        doc="HTS-attributed harm (added to the takeover memory) per unit of the attacked group's presence in a town.",
+    )
+    council_shield: float = param(
+        0.8, 0, 1, unit="share", doc="How much a distanced rival shields councils from takeover."
+    )
+    groups: list[RivalGroup] = Field(default_factory=list, description="rival rebel groups")
 
 
 class CalendarStrike(DatedSwitch):
@@ -401,21 +478,34 @@ class AirCampaign(Strict):
     """Regime and Russian air campaign: the treatment."""
 
     policy: Policy = Field("resisting_towns", description="Targeting policy of the background sorties.")
-    sorties_per_day: float = param(3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson), the same for every policy.")
+    sorties_per_day: float = param(
+        3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson), the same for every policy."
+    )
     start: DatedSwitch | None = Field(None, description="first day of the background campaign")
     end: DatedSwitch | None = Field(None, description="last day of the background campaign")
     accuracy: float = param(0.8, 0, 1, unit="probability", doc="Probability a strike lands on its target town.")
     miss_neighbour_share: float = param(0.5, 0, 1, unit="share", doc="Share of misses landing on the nearest town.")
-    casualties_per_strike: float = param(2.0, 0, 500, unit="persons", doc="Mean civilians killed per strike at full population.")
+    density_cap: float = param(
+        3.0,
+        0,
+        100,
+        unit="multiplier",
+        doc="Cap on the crowding factor (persons present / initial persons) that scales casualties per strike.",
+    )
+    casualties_per_strike: float = param(
+        2.0, 0, 500, unit="persons", doc="Mean civilians killed per strike at full population."
+    )
     damage_per_strike: float = param(0.05, 0, 1, unit="share", doc="Physical damage per strike (toward 1).")
     damage_repair_rate: float = param(0.01, 0, 1, unit="1/day", doc="Daily repair of damage.")
     council_damage: float = param(0.03, 0, 1, unit="share", doc="Council legitimacy lost per strike (institutions).")
     targeting_sharpness: float = param(2.0, 0, 10, unit="exponent", doc="Exponent on the policy's target weights.")
-    reputation_half_life_days: float = param(60.0, 1, 3650, unit="days", doc="Half-life of a town's resisting reputation.")
+    reputation_half_life_days: float = param(
+        60.0, 1, 3650, unit="days", doc="Half-life of a town's resisting reputation."
+    )
     reputation_protest_share: float = param(
         0.05, 1e-4, 1, unit="share", doc="Protest share at which a town's daily reputation signal is full (1)."
     )
-    calendar: list[CalendarStrike] = Field(default_factory=list)
+    calendar: list[CalendarStrike] = Field(default_factory=list, description="dated strikes on named towns")
 
 
 class FrontEvent(DatedSwitch):
@@ -429,10 +519,10 @@ class FrontEvent(DatedSwitch):
 class Front(Strict):
     """Regime ground front."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="whether the ground front acts at all")
     range_km: float = param(15.0, 0.1, 500, unit="km", doc="e-folding distance of front proximity.")
     fall_rate: float = param(0.0, 0, 1, unit="1/day", doc="Daily probability a contested town falls (generic advance).")
-    events: list[FrontEvent] = Field(default_factory=list)
+    events: list[FrontEvent] = Field(default_factory=list, description="dated front status changes")
 
 
 class CivilSociety(Strict):
@@ -440,8 +530,17 @@ class CivilSociety(Strict):
 
     council_rate: float = param(0.02, 0, 1, unit="1/day", doc="Council legitimacy gain per unit investment.")
     council_decay: float = param(0.002, 0, 1, unit="1/day", doc="Decay of council legitimacy.")
-    strike_loss: float = param(0.05, 0, 1, unit="share", doc="Investment lost per strike (scaled by institutions).")
+    strike_loss: float = param(
+        0.05, 0, 1, unit="share", doc="Investment lost per strike (times mechanisms.institutions)."
+    )
     takeover_loss: float = param(0.5, 0, 1, unit="share", doc="Investment lost when HTS takes the council.")
+    recovery_rate: float = param(
+        0.01,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily recovery of investment toward the town's initial level where the council is still independent.",
+    )
 
 
 # --------------------------------------------------------------------------- geography
@@ -456,22 +555,22 @@ class TownSpec(Strict):
     name: str
     x: int | None = Field(None, ge=0, description="grid column (if no coordinates)")
     y: int | None = Field(None, ge=0, description="grid row (if no coordinates)")
-    lat: float | None = Field(None, ge=-90, le=90)
-    lon: float | None = Field(None, ge=-180, le=180)
+    lat: float | None = Field(None, ge=-90, le=90, description="latitude, degrees north")
+    lon: float | None = Field(None, ge=-180, le=180, description="longitude, degrees east")
     persons: int = Field(ge=1, le=10_000_000, description="persons at the start")
-    stance: TownStance = "unknown"
+    stance: TownStance = Field("unknown", description="initial stance label (sets initial household shares)")
     council: float = Field(0.5, ge=0, le=1, description="independent council legitimacy")
-    council_independent: bool = True
-    hts_control: float = Field(0.3, ge=0, le=1)
-    hts_services: float = Field(0.1, ge=0, le=1)
+    council_independent: bool = Field(True, description="council still independent of HTS at the start")
+    hts_control: float = Field(0.3, ge=0, le=1, description="initial HTS control (0-1)")
+    hts_services: float = Field(0.1, ge=0, le=1, description="initial HTS services (0-1)")
     civil_society: float = Field(0.3, ge=0, le=1, description="civil society investment")
     reputation: float | None = Field(
         None, ge=0, le=10, description="initial resisting reputation (default 1 if resisting, else 0)"
     )
-    front: Literal["opposition", "contested", "regime"] = "opposition"
+    front: Literal["opposition", "contested", "regime"] = Field("opposition", description="initial front status")
     host_capacity: float = Field(0.5, ge=0, le=20, description="displaced it can host, per resident")
-    border: bool = False
-    source: str = ASSUMED
+    border: bool = Field(False, description="on the Turkish border (safer host for the displaced)")
+    source: str = Field(ASSUMED, description="where the town's figures come from")
 
     @model_validator(mode="after")
     def _location(self) -> TownSpec:
@@ -486,7 +585,7 @@ class Grid(Strict):
     """The grid of cells that towns sit on."""
 
     width: int | None = Field(None, ge=1, le=2000, description="cells (derived from coordinates if omitted)")
-    height: int | None = Field(None, ge=1, le=2000)
+    height: int | None = Field(None, ge=1, le=2000, description="cells (derived from coordinates if omitted)")
     cell_km: float = param(2.0, 0.1, 100, unit="km", doc="Cell size.")
 
 
@@ -526,9 +625,7 @@ class ObservedFigure(Strict):
         "equal", description="how the record bounds the value ('mainly' -> at_least 0.5)"
     )
     source: str = Field(min_length=1, description="where the recorded value comes from")
-    calibrated: bool = Field(
-        False, description="whether free parameters were tuned to match it (else a check)"
-    )
+    calibrated: bool = Field(False, description="whether free parameters were tuned to match it (else a check)")
     note: str = ""
 
     @model_validator(mode="after")
@@ -544,12 +641,17 @@ class Observed(Strict):
     """The record the run is checked against, and how many replicates the check uses."""
 
     replicates: int = param(
-        3, 1, 100, unit="runs",
+        3,
+        1,
+        100,
+        unit="runs",
         doc="Runs behind each simulated value: the run itself plus replicates - 1 runs with seeds "
         "spawned from its seed (numpy SeedSequence); the table reports their mean, min and max.",
     )
     sample_fraction: float | None = Field(
-        None, gt=0, le=1,
+        None,
+        gt=0,
+        le=1,
         description="households.sample_fraction of the extra replicates (default: the run's own)",
     )
     figures: list[ObservedFigure] = Field(default_factory=list)
@@ -563,9 +665,9 @@ class Scenario(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="scenario name (folder name of results)")
     description: str = ""
-    seed: int = Field(12345, ge=0, le=2**63 - 1)
-    days: int = Field(120, ge=1, le=3650)
-    start_date: dt.date | None = None
+    seed: int = Field(12345, ge=0, le=2**63 - 1, description="root random seed (integer)")
+    days: int = Field(120, ge=1, le=3650, description="days to simulate (one step is one day)")
+    start_date: dt.date | None = Field(None, description="calendar date of day 0 (ISO); enables dated items")
     grid: Grid = Field(default_factory=Grid)
     towns: list[TownSpec] = Field(min_length=1)
     households: Households = Field(default_factory=Households)
@@ -633,9 +735,7 @@ class Scenario(Strict):
                 raise ScenarioRefError(("observed", "figures", i, "end"), "end is before start")
         for d in self.output.household_snapshot_days:
             if not 0 <= d < self.days:
-                raise ScenarioRefError(
-                    ("output", "household_snapshot_days"), f"day {d} is outside 0..{self.days - 1}"
-                )
+                raise ScenarioRefError(("output", "household_snapshot_days"), f"day {d} is outside 0..{self.days - 1}")
         return self
 
     def _dated_items(self) -> list[tuple[tuple[Any, ...], DatedSwitch]]:
@@ -707,8 +807,8 @@ def parameter_table(model: type[BaseModel] = Scenario, prefix: str = "") -> list
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         lo = hi = None
         for m in field.metadata:
-            lo = getattr(m, "ge", lo)
-            hi = getattr(m, "le", hi)
+            lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else getattr(m, "gt", lo)
+            hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else getattr(m, "lt", hi)
         default = field.get_default(call_default_factory=True) if not field.is_required() else None
         if isinstance(default, BaseModel) or (isinstance(default, (list, dict)) and default):
             default = "(see text)"

@@ -47,7 +47,7 @@ from sim.households import (
 )
 from sim.rules import COOPERATE, NEUTRAL, RESIST
 
-STREAMS = ("init", "households", "air", "front", "hts", "repression")
+STREAMS = ("init", "households", "air", "front", "hts", "repression", "casualties")
 
 
 class AllegianceModel(Model):
@@ -85,6 +85,7 @@ class AllegianceModel(Model):
         self.rng_front = gens["front"]
         self.rng_hts = gens["hts"]
         self.rng_repression = gens["repression"]
+        self.rng_casualties = gens["casualties"]
 
         hc = scenario.households
         self.unit_size = 1 if hc.unit == "person" else hc.size
@@ -92,6 +93,7 @@ class AllegianceModel(Model):
         self.geo = geography or build_geography(scenario)
         self.grid = OrthogonalMooreGrid((self.geo.width, self.geo.height), torus=False, random=self.random)
         self.ts = self._init_towns()
+        self.civil_society0 = self.ts.civil_society.copy()
         self.hh: HouseholdArrays = create_households(self, gens["init"])
         self.ts.persons0 = np.bincount(self.hh.home, weights=self.hh.persons, minlength=self.ts.n)
         counts = np.bincount(self.hh.home, minlength=self.ts.n)
@@ -137,6 +139,7 @@ class AllegianceModel(Model):
         self.returns_today = 0.0
         self.air.step()  # 1
         self.front.step()  # 2
+        self.update_threat()
         self.hts.step()  # 3
         self.civil_society.step()  # 3b
         for group in self.rival_groups:  # 4
@@ -144,6 +147,7 @@ class AllegianceModel(Model):
         self.prepare_household_terms()
         step_households(self)  # 5
         self.aggregate()  # 6
+        self.update_reputation()
         self.collector.collect(self.day)
         if self.day in self.scenario.output.household_snapshot_days:
             self.snapshots[self.day] = self.hh.snapshot()
@@ -218,6 +222,7 @@ class AllegianceModel(Model):
         np.fill_diagonal(w, 0.0)
         self._neighbour = w
         self._exp_decay = 0.5 ** (1 / ex.half_life_days)
+        self._memory_decay = 0.5 ** (1 / sc.grievance.memory_half_life_days)
         return ts
 
     def _nearest_matrix(self) -> np.ndarray:
@@ -247,9 +252,14 @@ class AllegianceModel(Model):
         ts.exposure = ts.exposure * self._exp_decay + harm
         ts.exposure_eff = ts.exposure + self._neighbour @ ts.exposure
         self.hh.harm *= np.float32(self._exp_decay)
+        self.update_threat()
+        ts.repression *= self._memory_decay
+        ts.takeover_memory *= self._memory_decay
+
+    def update_threat(self) -> None:
+        """Regime threat per town: recent harm (in units of the safety scale) and front proximity."""
+        ts = self.ts
         ts.threat = -np.expm1(-(ts.exposure_eff / self.scenario.flight.safety_harm_scale + ts.front_proximity))
-        ts.repression *= self._exp_decay
-        ts.takeover_memory *= self._exp_decay
 
     def prepare_household_terms(self) -> None:
         """Town-level parts of the household utilities, computed once per town per day."""
@@ -303,11 +313,14 @@ class AllegianceModel(Model):
         ts.protest_share = protest / safe
         d = self._displaced_idx
         ts.hosted = np.bincount(hh.town[d], weights=hh.persons[d], minlength=n)
-        cfg = self.scenario.air_campaign
-        decay = self.air.rep_decay
-        signal = np.minimum(1.0, ts.protest_share / cfg.reputation_protest_share)
-        ts.reputation = np.where(ts.open, ts.reputation * decay + (1 - decay) * signal, 0.0)
         self._dest_probs = None
+
+    def update_reputation(self) -> None:
+        """Resisting reputation: a decaying memory of protest, as the regime sees it."""
+        ts = self.ts
+        decay = self.air.rep_decay
+        signal = np.minimum(1.0, ts.protest_share / self.scenario.air_campaign.reputation_protest_share)
+        ts.reputation = np.where(ts.open, ts.reputation * decay + (1 - decay) * signal, 0.0)
 
     def town_sums(self, values: np.ndarray) -> np.ndarray:
         """Sum of ``persons * values`` by current town (after :meth:`aggregate` this day)."""
