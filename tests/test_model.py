@@ -1,0 +1,349 @@
+"""Each submodel in a tiny controlled scenario: strikes, HTS, councils, flight, front, rivals, recruitment.
+
+The tiny scenario (conftest ``TINY_TOWNS``) has three towns: A (resisting) and B
+4 km apart, C 60 km away; no background strikes and no front unless a test adds
+them, so every effect below has one cause.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.model import AllegianceModel
+
+
+def town_frame(model: AllegianceModel) -> pd.DataFrame:
+    return model.collector.frames()["towns"]
+
+
+def last(towns: pd.DataFrame, col: str) -> pd.Series:
+    """Value of ``col`` per town on the last day."""
+    day = towns["day"].max()
+    return towns[towns["day"] == day].set_index("town")[col]
+
+
+def series(towns: pd.DataFrame, town: str, col: str) -> np.ndarray:
+    return towns[towns["town"] == town].sort_values("day")[col].to_numpy()
+
+
+def calendar(town: str, days, strikes: int = 2, killed: int | None = 6) -> list[dict]:
+    return [{"day": d, "town": town, "strikes": strikes, "killed": killed} for d in days]
+
+
+def by_town(model: AllegianceModel, values: np.ndarray) -> np.ndarray:
+    """Mean of a household array over the households whose home is each town."""
+    hh = model.hh
+    return np.bincount(hh.home, weights=values, minlength=model.ts.n) / np.bincount(hh.home, minlength=model.ts.n)
+
+
+# --------------------------------------------------------------------------- air strikes
+
+
+@pytest.fixture(scope="module")
+def struck(tiny, run_model):
+    """Town A struck every other day for ten days; nobody flees."""
+    sc = tiny(
+        days=12,
+        air_campaign={"policy": "calendar", "calendar": calendar("A", range(0, 10, 2))},
+        flight={"exposure_rate": 0.0, "front_rate": 0.0},
+    )
+    return run_model(sc)
+
+
+def test_a_strike_raises_fear_most_in_the_hit_town_less_next_door_and_barely_far_away(struck):
+    fear = by_town(struck, struck.hh.fear)
+    a, b, c = fear
+    assert a > 0.2
+    assert a > b > c >= 0
+    assert b > 0.05 * a  # a neighbour 4 km away feels it
+    assert c < 0.05 * a  # a town 60 km away hardly does
+
+
+def test_a_strike_raises_regime_grievance_most_in_the_hit_town(struck):
+    hh = struck.hh
+    rise = by_town(struck, hh.g_regime - hh.g_regime0)
+    a, b, c = rise
+    assert a > 0.05
+    assert a > b > c
+    assert c < 0.01 * a
+
+
+def test_strike_events_casualties_and_exposure_are_where_the_calendar_says(struck):
+    ev = struck.collector.frames()["events"]
+    strikes = ev[ev["event"] == "strike"]
+    assert len(strikes) == 10
+    assert set(strikes["town"]) == {"A"}
+    assert sorted(set(strikes["day"])) == [0, 2, 4, 6, 8]
+    assert strikes["persons"].sum() == pytest.approx(30)  # 6 killed on each of five days
+    towns = town_frame(struck)
+    assert last(towns, "killed_cum")["A"] == pytest.approx(30)
+    assert last(towns, "killed_cum")[["B", "C"]].sum() == 0
+    exp = last(towns, "exposure")
+    assert exp["A"] > exp["B"] > exp["C"] > 0
+    assert last(towns, "damage")["A"] > 0 and last(towns, "damage")[["B", "C"]].sum() == 0
+    assert last(towns, "strikes_cum")["A"] == 10
+
+
+def test_strikes_hollow_out_the_hit_towns_council(tiny, run_model):
+    base = dict(civil_society={"council_rate": 0.0, "council_decay": 0.0}, hts={"takeover_rate": 0.0})
+    quiet = town_frame(run_model(tiny(**base)))
+    hit = town_frame(run_model(tiny(air_campaign={"policy": "calendar", "calendar": calendar("A", [0, 1, 2])}, **base)))
+    assert last(quiet, "council")["A"] == pytest.approx(0.6)
+    assert last(hit, "council")["A"] == pytest.approx(0.6 * (1 - 0.03) ** 6)  # council_damage per strike
+    assert last(hit, "council")["B"] == pytest.approx(0.5)
+
+
+def test_misses_land_on_the_nearest_town(tiny, run_model):
+    sc = tiny(days=5, air_campaign={"policy": "random", "accuracy": 0.0, "miss_neighbour_share": 1.0})
+    ev = run_model(sc).collector.frames()["events"]
+    strikes = ev[ev["event"] == "strike"]
+    assert len(strikes) > 0
+    assert set(strikes["note"]) == {"random:miss"}
+    # A and B are each other's nearest towns; C's nearest is B. Nothing can land on C.
+    assert "C" not in set(strikes["town"])
+
+
+# --------------------------------------------------------------------------- HTS
+
+
+def _services_scenario(tiny, services_weight: float):
+    towns = [
+        {"name": "A", "x": 1, "y": 1, "persons": 3000, "stance": "mixed", "hts_control": 0.1, "hts_services": 0.0},
+        {"name": "C", "x": 31, "y": 1, "persons": 3000, "stance": "mixed", "hts_control": 0.9, "hts_services": 0.0},
+    ]
+    return tiny(
+        towns=towns,
+        days=40,
+        hts={"service_rate": 0.1, "consolidation_rate": 0.0, "takeover_rate": 0.0, "resources": 1e6},
+        choice={"services_weight": services_weight, "revision_rate": 0.5},
+    )
+
+
+def test_hts_services_grow_where_hts_control_is_high(tiny, run_model):
+    towns = town_frame(run_model(_services_scenario(tiny, 1.5)))
+    services = last(towns, "hts_services")
+    assert services["C"] > 0.5
+    assert services["C"] > 2.5 * services["A"]
+
+
+def test_hts_services_raise_cooperation_where_control_is_high(tiny, run_model):
+    without = town_frame(run_model(_services_scenario(tiny, 0.0)))
+    with_ = town_frame(run_model(_services_scenario(tiny, 4.0)))
+    gain = last(with_, "coop_share") - last(without, "coop_share")
+    assert gain["C"] > 0.1
+    assert gain["C"] > 2 * gain["A"]
+
+
+def _repression_scenario(tiny, repression: float):
+    return tiny(
+        days=40,
+        hts={"repression": repression, "takeover_rate": 0.0},
+        mechanisms={"pretext_blame": 0.0},  # strikes then add nothing to G_H: arrests are the only cause
+        grievance={"repression_weight": 1.0},
+        protest={"jail_days": 5},
+        air_campaign={"policy": "calendar", "calendar": calendar("A", range(0, 30, 3))},
+    )
+
+
+def test_repression_raises_grievance_against_hts(tiny, run_model):
+    lenient = run_model(_repression_scenario(tiny, 0.0))
+    harsh = run_model(_repression_scenario(tiny, 1.0))
+    lt, ht = town_frame(lenient), town_frame(harsh)
+    assert series(lt, "A", "arrests").sum() == 0
+    assert series(ht, "A", "arrests").sum() > 0
+    assert last(ht, "grievance_hts_mean")["A"] > last(lt, "grievance_hts_mean")["A"] + 0.03
+    assert np.all(harsh.hh.g_hts[harsh.hh.jailed_until > 0] > harsh.hh.g_hts0[harsh.hh.jailed_until > 0])
+
+
+def test_hts_coercion_never_moves_grievance_against_the_regime(tiny, run_model):
+    """Asymmetric blame (Lyall, Blair & Imai 2013): G_R is identical with and without arrests."""
+    lenient = run_model(_repression_scenario(tiny, 0.0))
+    harsh = run_model(_repression_scenario(tiny, 1.0))
+    assert np.any(harsh.hh.g_regime != harsh.hh.g_regime0)  # strikes did move it
+    np.testing.assert_array_equal(lenient.hh.g_regime, harsh.hh.g_regime)
+
+
+def test_recruitment_adds_hts_fighters(tiny, run_model):
+    sc = tiny(days=30, recruitment={"hts_rate": 0.05, "rival_rate": 0.0})
+    ts = run_model(sc).collector.frames()["timeseries"]
+    recruits = ts["hts_recruits_cum"].to_numpy()
+    assert recruits[-1] > 0
+    assert np.all(np.diff(recruits) >= 0)
+    np.testing.assert_allclose(ts["hts_fighters"], sc.hts.fighters + recruits)
+    none = run_model(tiny(days=30, recruitment={"hts_rate": 0.0, "rival_rate": 0.0}))
+    ts0 = none.collector.frames()["timeseries"]
+    assert ts0["hts_recruits_cum"].iloc[-1] == 0 and ts0["hts_fighters"].iloc[-1] == sc.hts.fighters
+
+
+def test_resisting_households_join_a_rival_group_present_in_their_town(tiny, run_model):
+    groups = [{"name": "G", "fighters": 100, "towns": {"A": 1.0}}]
+    sc = tiny(days=30, rivals={"groups": groups}, recruitment={"hts_rate": 0.0, "rival_rate": 0.05})
+    model = run_model(sc)
+    ts = model.collector.frames()["timeseries"]
+    assert ts["rival_recruits_cum"].iloc[-1] > 0
+    assert ts["rival_fighters"].iloc[-1] == pytest.approx(100 + ts["rival_recruits_cum"].iloc[-1])
+    joined = model.hh.rival_group >= 0
+    assert np.all(model.hh.home[joined] == 0)  # only town A has the group
+
+
+def test_rival_alignment_rises_under_regime_pressure(tiny, run_model):
+    groups = [{"name": "G", "alignment": -0.5, "towns": {"A": 1.0, "B": 0.5}}]
+
+    def alignment(sorties: float, pressure_rate: float = 0.05) -> np.ndarray:
+        sc = tiny(
+            days=30,
+            rivals={"groups": groups, "pressure_rate": pressure_rate},
+            air_campaign={"policy": "random", "sorties_per_day": sorties},
+        )
+        return run_model(sc).collector.frames()["timeseries"]["alignment:G"].to_numpy()
+
+    calm, bombed = alignment(0.0), alignment(4.0)
+    assert calm[-1] == pytest.approx(-0.5)  # no threat without strikes or front
+    assert bombed[-1] > -0.45
+    assert np.all(np.diff(bombed) >= 0)
+    assert alignment(4.0, pressure_rate=0.0)[-1] == pytest.approx(-0.5)
+
+
+# --------------------------------------------------------------------------- councils
+
+
+def _council_scenario(tiny, takeover_rate: float, **extra):
+    towns = [
+        {"name": "A", "x": 1, "y": 1, "persons": 3000, "council": 0.3, "hts_control": 0.9, "civil_society": 0.5},
+        {"name": "C", "x": 31, "y": 1, "persons": 3000, "council": 0.3, "hts_control": 0.0, "civil_society": 0.5},
+    ]
+    return tiny(towns=towns, days=20, hts={"takeover_rate": takeover_rate, "protest_shield": 0.0}, **extra)
+
+
+def test_a_council_takeover_lowers_council_legitimacy(tiny, run_model):
+    model = run_model(_council_scenario(tiny, 1.0))
+    frames = model.collector.frames()
+    takeovers = frames["events"][frames["events"]["event"] == "council_takeover"]
+    assert list(takeovers["town"]) == ["A"]  # C has no HTS control: never taken
+    day = int(takeovers["day"].iloc[0])
+    council = series(frames["towns"], "A", "council")
+    before = 0.3 if day == 0 else council[day - 1]
+    # takeover_council_loss 0.6, then a day of council decay without civil society gains
+    assert council[day] == pytest.approx(before * 0.4 * (1 - 0.002))
+    independent = series(frames["towns"], "A", "council_independent")
+    assert independent[:day].all() and not independent[day:].any()
+    assert series(frames["towns"], "A", "hts_control")[day] > 0.9
+    assert frames["timeseries"]["council_takeovers_cum"].iloc[-1] == 1
+
+
+def test_no_takeovers_when_the_rate_is_zero(tiny, run_model):
+    frames = run_model(_council_scenario(tiny, 0.0)).collector.frames()
+    assert (frames["events"]["event"] == "council_takeover").sum() == 0
+    assert frames["towns"]["council_independent"].all()
+
+
+def test_civil_society_raises_council_legitimacy(tiny, run_model):
+    towns = [
+        {"name": "A", "x": 1, "y": 1, "persons": 3000, "council": 0.3, "civil_society": 0.9},
+        {"name": "C", "x": 31, "y": 1, "persons": 3000, "council": 0.3, "civil_society": 0.0},
+    ]
+    frames = run_model(tiny(towns=towns, days=30, hts={"takeover_rate": 0.0})).collector.frames()
+    a = series(frames["towns"], "A", "council")
+    c = series(frames["towns"], "C", "council")
+    assert a[-1] > 0.45 and np.all(np.diff(a) > 0)
+    np.testing.assert_allclose(c, 0.3 * (1 - 0.002) ** np.arange(1, 31))  # decay only
+
+
+# --------------------------------------------------------------------------- flight and the front
+
+
+def _flight_towns(capacity_near: float):
+    # Capacities far above the flows, so that distance and safety decide (except capacity 0).
+    return [
+        {"name": "O", "x": 10, "y": 1, "persons": 6000, "stance": "resisting"},
+        {"name": "Near", "x": 12, "y": 1, "persons": 3000, "host_capacity": capacity_near},
+        {"name": "Far", "x": 20, "y": 1, "persons": 3000, "host_capacity": 10.0},
+        {"name": "Held", "x": 10, "y": 3, "persons": 3000, "front": "regime"},
+    ]
+
+
+def _flight_scenario(tiny, capacity_near: float):
+    return tiny(
+        towns=_flight_towns(capacity_near),
+        days=25,
+        air_campaign={"policy": "calendar", "calendar": calendar("O", range(0, 20), strikes=3, killed=15)},
+        flight={"exposure_rate": 0.5, "front_rate": 0.0, "return_rate": 0.0},
+        front={"enabled": True, "range_km": 0.5},
+        exposure={"neighbour_weight": 0.0},
+    )
+
+
+def _arrivals(model: AllegianceModel) -> pd.Series:
+    ev = model.collector.frames()["events"]
+    moves = ev[(ev["event"] == "displacement") & (ev["town"] == "O")]
+    return moves.groupby("to_town", observed=False)["persons"].sum()
+
+
+def test_flight_goes_to_open_towns_weighted_by_distance(tiny, run_model):
+    model = run_model(_flight_scenario(tiny, 10.0))
+    arrivals = _arrivals(model)
+    assert arrivals.sum() > 300
+    assert arrivals["Held"] == 0  # never into a regime-held town
+    assert arrivals["Near"] > 3 * arrivals["Far"]  # 4 km vs 20 km, gamma 1.5
+    hh = model.hh
+    np.testing.assert_array_equal(hh.displaced, hh.town != hh.home)
+    assert np.all(hh.home[hh.displaced] == 0)  # displaced keep their home town
+
+
+def test_flight_avoids_towns_without_free_capacity(tiny, run_model):
+    arrivals = _arrivals(run_model(_flight_scenario(tiny, 0.0)))
+    assert arrivals["Far"] > 300
+    assert arrivals["Near"] == 0 and arrivals["Held"] == 0
+
+
+def test_flight_prefers_safe_border_towns(tiny, run_model):
+    def arrivals(border_safety: float) -> pd.Series:
+        towns = _flight_towns(10.0)
+        towns[2] = {**towns[2], "border": True, "x": 12, "y": 3}  # Far moved next to Near, on the border
+        sc = _flight_scenario(tiny, 10.0).model_dump()
+        sc["towns"] = towns
+        sc["flight"]["border_safety"] = border_safety
+        return _arrivals(run_model(type(_flight_scenario(tiny, 10.0)).model_validate(sc)))
+
+    plain, safe = arrivals(1.0), arrivals(5.0)
+    assert safe["Far"] / safe.sum() > plain["Far"] / plain.sum() + 0.2
+
+
+def test_a_town_taken_by_the_regime_is_emptied_and_stays_empty(tiny, run_model):
+    sc = tiny(
+        days=20,
+        front={"enabled": True, "events": [{"day": 3, "town": "A", "status": "regime"}]},
+        air_campaign={"policy": "random", "sorties_per_day": 3},
+        flight={"return_rate": 0.5},
+    )
+    model = run_model(sc)
+    frames = model.collector.frames()
+    towns = frames["towns"]
+    present = series(towns, "A", "persons_present")
+    assert np.all(present[:3] > 0)
+    assert np.all(present[3:] == 0)
+    assert np.all(series(towns, "A", "persons_at_home")[3:] == 0)
+    # every household of A is now displaced or dead (3,000 persons at the start)
+    assert series(towns, "A", "displaced_out")[3] + series(towns, "A", "killed_cum")[3] == pytest.approx(3000)
+    assert list(series(towns, "A", "front")[2:5]) == ["opposition", "regime", "regime"]
+    for col in ("hts_control", "council", "hts_services"):
+        assert np.all(series(towns, "A", col)[3:] == 0)
+    ev = frames["events"]
+    assert not ((ev["event"] == "strike") & (ev["town"] == "A") & (ev["day"] > 3)).any()
+    assert not ((ev["event"] == "return") & (ev["to_town"] == "A") & (ev["day"] >= 3)).any()
+    assert frames["timeseries"]["towns_regime_held"].iloc[-1] == 1
+
+
+def test_front_proximity_makes_households_flee(tiny, run_model):
+    def moves(front_rate: float) -> float:
+        sc = tiny(
+            days=20,
+            front={"enabled": True, "events": [{"day": 0, "town": "C", "status": "contested"}]},
+            flight={"front_rate": front_rate, "exposure_rate": 0.0},
+        )
+        return run_model(sc).collector.frames()["timeseries"]["displacement_moves_cum"].iloc[-1]
+
+    assert moves(0.0) == 0
+    assert moves(0.02) > 100
