@@ -92,7 +92,7 @@ def test_outputs_carry_dates_next_to_days(run_95: RunResult) -> None:
 
 
 def test_calendar_strikes_happen_on_their_dates_in_the_named_towns() -> None:
-    res = simulate(idlib("days=80", "air_campaign.policy=none"), household_agents=False)
+    res = simulate(idlib("days=80", "air_campaign.policy=calendar"), household_agents=False)
     ev = res.events
     cal = ev[(ev["event"] == "strike") & (ev["note"] == "calendar")]
     got = cal.groupby([cal["date"].dt.date, cal["town"].astype(str)])["count"].sum().to_dict()
@@ -188,9 +188,7 @@ def _with_calendar_town(tmp_path: Path, town: str) -> tuple[Path, int]:
     return bad, line
 
 
-def test_unknown_calendar_town_is_a_clean_cli_error(
-    tmp_path: Path, run_cli: Callable[..., object]
-) -> None:
+def test_unknown_calendar_town_is_a_clean_cli_error(tmp_path: Path, run_cli: Callable[..., object]) -> None:
     bad, line = _with_calendar_town(tmp_path, "Atareb")
     proc = run_cli("validate", bad)
     assert proc.returncode == 2, proc.stderr
