@@ -372,8 +372,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     try:
         sf = SweepFile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc, msg = _explain(err)
+        loc, msg = _explain_sweep(exc.errors()[0])
         if loc and loc[-1] in ("values", "range", "variants") and "exactly one" in msg:
             loc = loc[:-1]
         m = re.match(r"parameters\.([^:]+): (.*)", msg)
@@ -388,9 +387,27 @@ def spec_from_dict(data: dict[str, Any], *, base_dir: str | Path = ".") -> Sweep
     try:
         sf = SweepFile.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _explain(exc.errors()[0])
+        loc, msg = _explain_sweep(exc.errors()[0])
         raise ScenarioError(None, msg, key=".".join(map(str, loc))) from None
     return _build(sf, Path(base_dir) / "<dict>", None, _Located(None))
+
+
+def _explain_sweep(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """Like the scenario loader's messages, with unknown-key hints from the sweep schema."""
+    import difflib
+
+    if err["type"] != "extra_forbidden":
+        return _explain(err)
+    loc = tuple(err["loc"])
+    model: type[BaseModel] = SweepFile
+    if len(loc) >= 2 and loc[0] == "design":
+        model = DesignSpec
+    elif len(loc) >= 3 and loc[0] == "parameters":
+        model = ParameterSpec
+    allowed = list(model.model_fields)
+    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+    tip = f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(allowed)})"
+    return loc, f"unknown key {loc[-1]!r}{tip}"
 
 
 def _build(sf: SweepFile, path: Path, sha: str | None, located: _Located) -> SweepSpec:
