@@ -347,3 +347,110 @@ def test_front_proximity_makes_households_flee(tiny, run_model):
 
     assert moves(0.0) == 0
     assert moves(0.02) > 100
+
+
+# --------------------------------------------------------------------------- targeting policies
+
+
+def _strikes(model: AllegianceModel) -> pd.DataFrame:
+    ev = model.collector.frames()["events"]
+    return ev[ev["event"] == "strike"]
+
+
+@pytest.fixture(scope="module")
+def targeted(grid, run_model):
+    """Struck towns under each policy on the synthetic grid (every sortie lands on its target)."""
+    out = {}
+    for policy in ("random", "resisting_towns", "hts_strongholds", "frontline", "none"):
+        model = run_model(grid("air_campaign.accuracy=1", "days=20", f"air_campaign.policy={policy}"))
+        out[policy] = (model, _strikes(model))
+    return out
+
+
+def test_policy_none_strikes_nothing(targeted):
+    model, strikes = targeted["none"]
+    assert len(strikes) == 0
+    assert model.collector.frames()["timeseries"]["killed_cum"].iloc[-1] == 0
+
+
+def test_resisting_towns_policy_hits_towns_with_a_resisting_reputation(targeted, grid):
+    resisting = set(grid().resisting_towns)
+    share = {p: targeted[p][1]["town"].isin(resisting).mean() for p in ("random", "resisting_towns")}
+    assert share["resisting_towns"] > 0.9
+    assert share["random"] < 0.4
+
+
+def test_hts_strongholds_policy_hits_high_control_towns(targeted, grid):
+    control = {t.name: t.hts_control for t in grid().towns}
+
+    def mean_control(policy: str) -> float:
+        return targeted[policy][1]["town"].astype(str).map(control).mean()
+
+    assert mean_control("hts_strongholds") > mean_control("random") + 0.1
+    assert mean_control("hts_strongholds") > 0.55
+
+
+def test_frontline_policy_hits_towns_near_the_front(targeted):
+    model, _ = targeted["frontline"]
+    front = model.town_index("Village-B")  # the contested town
+    dist = dict(zip(model.ts.names, model.geo.distance_km[front], strict=True))
+
+    def mean_distance(policy: str) -> float:
+        return targeted[policy][1]["town"].astype(str).map(dist).mean()
+
+    assert mean_distance("frontline") < 0.5 * mean_distance("random")
+
+
+def test_all_background_policies_draw_the_same_sorties(grid, run_model):
+    """Same seed, same sortie budget: with every sortie landing, the daily strike counts match.
+
+    Casualties are on (the default), so the test also checks that resolving a strike
+    does not shift the draws of later sorties.
+    """
+    counts = {}
+    for policy in ("random", "resisting_towns", "hts_strongholds", "frontline"):
+        model = run_model(grid("air_campaign.accuracy=1", "days=40", f"air_campaign.policy={policy}"))
+        counts[policy] = model.collector.frames()["timeseries"]["strikes"].to_numpy()
+    assert counts["random"].sum() > 60
+    for policy, c in counts.items():
+        np.testing.assert_array_equal(c, counts["random"], err_msg=policy)
+
+
+def test_all_background_policies_draw_the_same_sorties_without_casualties(grid, run_model):
+    counts = {}
+    for policy in ("random", "resisting_towns", "hts_strongholds", "frontline"):
+        sc = grid("air_campaign.accuracy=1", "air_campaign.casualties_per_strike=0", f"air_campaign.policy={policy}")
+        counts[policy] = run_model(sc).collector.frames()["timeseries"]["strikes"].to_numpy()
+    for policy, c in counts.items():
+        np.testing.assert_array_equal(c, counts["random"], err_msg=policy)
+
+
+def test_calendar_policy_strikes_only_the_dated_towns(tiny, run_model):
+    sc = tiny(
+        start_date="2018-01-01",
+        days=15,
+        households={"sample_fraction": 1.0},
+        air_campaign={
+            "policy": "calendar",
+            "sorties_per_day": 20,  # drawn but never flown under this policy
+            "calendar": [
+                {"date": "2018-01-03", "town": "B", "strikes": 3, "killed": 12},
+                {"day": 9, "town": "C", "strikes": 1},
+            ],
+        },
+    )
+    strikes = _strikes(run_model(sc))
+    assert list(strikes.groupby(["day", "town"], observed=True).size().items()) == [((2, "B"), 3), ((9, "C"), 1)]
+    assert set(strikes["note"]) == {"calendar"}
+    assert strikes[strikes["town"] == "B"]["persons"].sum() == 12  # the recorded toll, at full resolution
+    assert list(strikes[strikes["town"] == "B"]["date"].dt.strftime("%Y-%m-%d").unique()) == ["2018-01-03"]
+
+
+def test_background_campaign_respects_its_start_and_end(tiny, run_model):
+    sc = tiny(days=20, air_campaign={"policy": "random", "sorties_per_day": 5, "start": {"day": 5}, "end": {"day": 9}})
+    days = set(_strikes(run_model(sc))["day"])
+    assert days and days <= set(range(5, 10))
+
+
+def test_no_sorties_no_strikes(grid, run_model):
+    assert len(_strikes(run_model(grid("air_campaign.sorties_per_day=0", "air_campaign.policy=random")))) == 0

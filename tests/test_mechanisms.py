@@ -1,0 +1,133 @@
+"""Each mechanism's strength: at zero it is off and leaves no trace; on, it moves outcomes its way.
+
+For every mechanism of MODEL.md's table, the parameters that only feed that
+mechanism are changed with the strength at zero: all three tables must stay
+identical to the last bit. The same change with the strength on must show, so
+the no-trace comparison can fail. Then each mechanism, switched on under
+heavy strikes, moves its outcome in the direction the literature says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.config import MECHANISM_NAMES
+
+#: Parameters that feed only one mechanism, set far from their defaults.
+ONLY_FEEDS = {
+    "rally": ["choice.protection_weight=7", "hts.rally_protection_boost=9"],
+    "regime_blame": ["grievance.regime_rate=3"],
+    "institutions": ["air_campaign.council_damage=0.5", "choice.service_gap_weight=20"],
+    "suppression": ["protest.fear_risk_weight=9", "choice.fear_withdrawal=9"],
+    "exit": ["flight.exposure_rate=2", "choice.displaced_disengagement=9"],
+    "control": ["choice.control_weight=9"],
+}
+
+#: Diagnostic columns that report a mechanism's input, not its effect. The town
+#: table's ``protection`` is HTS's protection value (threat x strength x retaliation
+#: boost); with rally off it no longer enters any choice, so it is left out.
+DIAGNOSTIC = {"rally": ["protection"]}
+
+HEAVY = ("air_campaign.sorties_per_day=10",)
+
+
+@pytest.mark.parametrize("mechanism", sorted(ONLY_FEEDS))
+def test_switched_off_mechanism_leaves_no_trace(mechanism, grid, frames, identical):
+    off = f"mechanisms.{mechanism}=0"
+    base = frames(grid(*HEAVY, off))
+    changed = frames(grid(*HEAVY, off, *ONLY_FEEDS[mechanism]))
+    identical(base, changed, ignore=DIAGNOSTIC.get(mechanism, ()))
+
+
+@pytest.mark.parametrize("mechanism", sorted(ONLY_FEEDS))
+def test_the_same_parameters_matter_when_the_mechanism_is_on(mechanism, grid, frames, differ):
+    base = frames(grid(*HEAVY))
+    changed = frames(grid(*HEAVY, *ONLY_FEEDS[mechanism]))
+    assert differ(base, changed)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISM_NAMES)
+def test_switching_a_mechanism_on_changes_outcomes(mechanism, grid, frames):
+    off = frames(grid(*HEAVY, f"mechanisms.{mechanism}=0"))["timeseries"]
+    on = frames(grid(*HEAVY, f"mechanisms.{mechanism}=1"))["timeseries"]
+    changed = [c for c in off.columns if not np.array_equal(off[c].to_numpy(), on[c].to_numpy())]
+    assert changed, f"{mechanism} at 1 and at 0 give identical time series"
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "strength", "column", "reducer", "direction"),
+    [
+        ("rally", 3, "coop_share_resisting", "last", +1),  # Haid 2018: strikes push towns to HTS
+        ("regime_blame", 1, "grievance_regime_mean", "last", +1),  # Lyall, Blair & Imai 2013
+        ("institutions", 1, "council_mean", "last", -1),  # councils hollowed out
+        ("suppression", 2, "protest_share_resisting", "mean", -1),  # Lyall 2009: less protest
+        ("pretext_blame", 0.8, "grievance_hts_mean", "last", +1),  # Condra & Shapiro 2012
+        ("exit", 1, "displacement_moves_cum", "last", +1),  # Fabbe et al.: flight
+    ],
+)
+def test_each_mechanism_moves_its_outcome_its_way(mechanism, strength, column, reducer, direction, grid, frames):
+    def outcome(s: float) -> float:
+        col = frames(grid(*HEAVY, f"mechanisms.{mechanism}={s}"))["timeseries"][column]
+        return float(col.iloc[-1] if reducer == "last" else col.mean())
+
+    off, on = outcome(0), outcome(strength)
+    assert direction * (on - off) > 0.1 * abs(off) + 1e-3, (off, on)
+
+
+# --------------------------------------------------------------------------- blame, household by household
+
+
+def _blame_scenario(tiny, **mechanisms):
+    """Heavy strikes on A; every HTS-caused grievance channel other than the pretext shut."""
+    strikes = [{"day": d, "town": "A", "strikes": 3, "killed": 9} for d in range(0, 20, 2)]
+    return tiny(
+        days=25,
+        air_campaign={"policy": "calendar", "calendar": strikes},
+        grievance={"repression_weight": 0.0, "takeover_weight": 0.0, "tax_weight": 0.0},
+        protest={"arrest_grievance": 0.0},
+        mechanisms=mechanisms,
+    )
+
+
+def test_pretext_blame_zero_means_strikes_add_nothing_to_grievance_against_hts(tiny, run_model):
+    hh = run_model(_blame_scenario(tiny, pretext_blame=0.0)).hh
+    np.testing.assert_array_equal(hh.g_hts, hh.g_hts0)
+    assert np.all(hh.g_regime[hh.home == 0] > hh.g_regime0[hh.home == 0])  # the strikes did land
+
+
+def test_pretext_blame_turns_part_of_strike_harm_against_hts(tiny, run_model):
+    hh = run_model(_blame_scenario(tiny, pretext_blame=0.5)).hh
+    hit = hh.home == 0
+    assert np.mean(hh.g_hts[hit] - hh.g_hts0[hit]) > 0.05
+
+
+def test_full_pretext_blame_leaves_regime_grievance_untouched(tiny, run_model):
+    hh = run_model(_blame_scenario(tiny, pretext_blame=1.0)).hh
+    np.testing.assert_array_equal(hh.g_regime, hh.g_regime0)
+
+
+def test_regime_blame_zero_means_strikes_add_nothing_to_grievance_against_the_regime(tiny, run_model):
+    hh = run_model(_blame_scenario(tiny, regime_blame=0.0)).hh
+    np.testing.assert_array_equal(hh.g_regime, hh.g_regime0)
+
+
+def test_suppression_zero_removes_fear_from_the_protest_decision(tiny, run_model):
+    """With suppression (and exit, fear's other channel) off, fear does not change who protests."""
+
+    def protesters(fear_rate: float) -> np.ndarray:
+        sc = _blame_scenario(tiny, suppression=0.0, exit=0.0)
+        sc = type(sc).model_validate({**sc.model_dump(), "fear": {"rate": fear_rate}})
+        model = run_model(sc)
+        return model.collector.frames()["timeseries"]["protest_share"].to_numpy()
+
+    np.testing.assert_array_equal(protesters(0.0), protesters(5.0))
+
+
+def test_with_suppression_on_fear_deters_protest(tiny, run_model):
+    def protest(fear_rate: float) -> float:
+        sc = _blame_scenario(tiny, suppression=1.0, exit=0.0)
+        sc = type(sc).model_validate({**sc.model_dump(), "fear": {"rate": fear_rate}})
+        return run_model(sc).collector.frames()["timeseries"]["protest_share_resisting"].mean()
+
+    assert protest(5.0) < 0.8 * protest(0.0)
