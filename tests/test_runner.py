@@ -1,0 +1,191 @@
+"""Runs and run folders (sim/runner.py): reproducibility, manifest, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sim import runner
+from sim.loader import config_hash, load_scenario
+from sim.model import AllegianceModel
+from sim.runner import simulate, write_run
+
+TINY = Path(__file__).parent / "data" / "tiny.yaml"
+RUN_FILES = {"timeseries.parquet", "towns.parquet", "events.parquet", "manifest.json", "summary.png"}
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded():
+    return load_scenario(TINY)
+
+
+@pytest.fixture(scope="module")
+def result(tiny_loaded):
+    return simulate(tiny_loaded)
+
+
+# --------------------------------------------------------------------------- simulate
+
+
+def test_simulate_returns_the_three_tables_for_every_day(result, tiny_loaded):
+    sc = tiny_loaded.scenario
+    assert len(result.timeseries) == sc.days
+    assert list(result.timeseries["day"]) == list(range(sc.days))
+    assert len(result.towns) == sc.days * len(sc.towns)
+    assert set(result.towns["town"].astype(str)) == set(sc.town_names)
+    assert {"strike", "displacement"} <= set(result.events["event"])
+
+
+def test_same_seed_gives_identical_tables(tiny_loaded, result, identical):
+    identical(result.frames, simulate(tiny_loaded).frames)
+
+
+def test_different_seeds_differ(tiny_loaded, result, differ):
+    other = simulate(tiny_loaded, seed=result.seed + 1)
+    assert other.seed == result.seed + 1
+    assert differ(result.frames, other.frames)
+    assert not np.array_equal(result.timeseries["coop_share"], other.timeseries["coop_share"])
+
+
+def test_household_agents_do_not_change_the_outcome(grid, identical):
+    sc = grid("days=20")
+    with_agents = simulate(sc, household_agents=True)
+    bare = simulate(sc, household_agents=False)
+    identical(with_agents.frames, bare.frames)
+
+
+def test_household_agents_are_views_onto_the_arrays(tiny):
+    from sim.agents import Household
+
+    model = AllegianceModel(tiny(days=3), household_agents=True)
+    households = list(model.agents_by_type[Household])
+    assert len(households) == len(model.hh)
+    model.run()
+    h = households[5]
+    assert h.stance == ("resist", "neutral", "cooperate")[model.hh.stance[5]]
+    assert h.fear == pytest.approx(float(model.hh.fear[5]))
+    assert h.home_town == "A"
+
+
+def test_days_and_seed_overrides(tiny_loaded):
+    res = simulate(tiny_loaded, seed=99, days=4)
+    assert len(res.timeseries) == 4
+    assert res.manifest["seed"] == 99 and res.manifest["days"] == 4
+
+
+def test_manifest_records_what_reproduces_the_run(result, tiny_loaded):
+    m = result.manifest
+    assert m["seed"] == tiny_loaded.scenario.seed
+    assert m["config"] == tiny_loaded.scenario.model_dump(mode="json")
+    assert m["config_hash"] == config_hash(tiny_loaded.scenario)
+    assert m["scenario_hash"] == tiny_loaded.scenario_hash
+    assert list(m["scenario_files"].values()) == [tiny_loaded.file_hashes[str(TINY.resolve())]]
+    assert re.fullmatch(r"[0-9a-f]{40}", m["code_version"]["git_commit"] or "")
+    for pkg in ("python", "mesa", "numpy", "pandas", "pyarrow", "pydantic"):
+        assert m["packages"].get(pkg), pkg
+    assert m["packages"]["mesa"].startswith("3.3")
+    assert m["wall_time_s"] > 0
+    assert m["agents"] == 600  # 3 x 1,200 persons in households of 6
+
+
+# --------------------------------------------------------------------------- run folders
+
+
+def test_write_run_writes_every_file(result, tmp_path):
+    folder = write_run(result, tmp_path, "r1")
+    assert folder == tmp_path / "tiny" / "r1"
+    assert RUN_FILES <= {p.name for p in folder.iterdir()}
+    assert (folder / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("timeseries", "towns", "events"):
+        stored = pd.read_parquet(folder / f"{name}.parquet")
+        pd.testing.assert_frame_equal(stored, result.frames[name], check_exact=True, check_categorical=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["run_id"] == "r1"
+    assert manifest["seed"] == result.seed
+    assert manifest["config"]["name"] == "tiny"
+    assert set(manifest["files"]) >= RUN_FILES - {"manifest.json"}
+    assert [p.name for p in (tmp_path / "tiny").iterdir()] == ["r1"]  # no temporary folder left
+
+
+def test_same_seed_gives_byte_identical_parquet(tiny_loaded, result, tmp_path):
+    a = write_run(result, tmp_path, "a", figures=False)
+    b = write_run(simulate(tiny_loaded), tmp_path, "b", figures=False)
+    for name in ("timeseries", "towns", "events"):
+        assert (a / f"{name}.parquet").read_bytes() == (b / f"{name}.parquet").read_bytes(), name
+
+
+def test_household_snapshots_only_on_request(tiny, tmp_path):
+    res = simulate(tiny(days=5, output={"household_snapshot_days": [0, 3]}))
+    folder = write_run(res, tmp_path, "snap", figures=False)
+    assert sorted(p.name for p in folder.glob("households_day*.parquet")) == [
+        "households_day0000.parquet",
+        "households_day0003.parquet",
+    ]
+    snap = pd.read_parquet(folder / "households_day0003.parquet")
+    assert len(snap) == res.manifest["agents"]
+    assert {"home", "town", "stance", "g_regime", "g_hts", "fear", "displaced"} <= set(snap.columns)
+    plain = write_run(simulate(tiny(days=5)), tmp_path, "plain", figures=False)
+    assert not list(plain.glob("households_day*"))
+
+
+def test_an_existing_run_folder_is_never_overwritten(result, tmp_path):
+    folder = write_run(result, tmp_path, "r1", figures=False)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(FileExistsError):
+        write_run(result, tmp_path, "r1", figures=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def _files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+@pytest.mark.parametrize("fail_at", ["parquet", "figure"])
+def test_a_failure_while_writing_leaves_no_run_folder(result, tmp_path, monkeypatch, fail_at):
+    calls = {"n": 0}
+    real = runner.write_parquet
+
+    def flaky_parquet(df, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        real(df, path)
+
+    def broken_figure(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    if fail_at == "parquet":
+        monkeypatch.setattr(runner, "write_parquet", flaky_parquet)
+    else:
+        monkeypatch.setattr(runner, "run_extras", broken_figure)
+    with pytest.raises((OSError, RuntimeError)):
+        write_run(result, tmp_path, "r1")
+    assert not (tmp_path / "tiny" / "r1").exists()
+    assert _files_under(tmp_path) == []
+    assert not [p for p in (tmp_path / "tiny").iterdir() if p.name.startswith(".")]
+
+
+def test_an_exception_mid_run_leaves_nothing_under_out(tmp_path, monkeypatch):
+    """``sim run`` in-process with a model that fails on its fourth day."""
+    from sim.cli import app
+
+    real_step = AllegianceModel.step
+
+    def failing_step(self):
+        if self.day == 3:
+            raise RuntimeError("boom on day 3")
+        real_step(self)
+
+    monkeypatch.setattr(AllegianceModel, "step", failing_step)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(TINY), "--out", str(out), "--run-id", "x"])
+    assert res.exit_code != 0
+    assert isinstance(res.exception, RuntimeError)
+    assert _files_under(out) == []
+    assert not (out / "tiny" / "x").exists()
