@@ -98,6 +98,11 @@ def run(
     typer.echo(summary_text(result, folder))
 
 
+def _num(x: float) -> str:
+    """Counts with thousands separators, shares with three decimals."""
+    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.3f}"
+
+
 def summary_text(result, folder: Path) -> str:
     """A few lines on what the run found, for the terminal."""
     ts = result.timeseries
@@ -122,7 +127,7 @@ def summary_text(result, folder: Path) -> str:
         lines.append("  observed vs simulated:")
         for _, row in obs.iterrows():
             lines.append(
-                f"    {row['figure']}: model {row['simulated']:,.3g} vs recorded {row['observed']:,.3g} "
+                f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
                 f"(ratio {row['ratio']:.2f}; {row['source']})"
             )
     lines.append(f"results: {folder}")

@@ -326,13 +326,18 @@ class Flight(Strict):
     return_rate: float = param(0.005, 0, 1, unit="1/day", doc="Daily return home probability when home is safe.")
     safety_harm_scale: float = param(1.0, 0.01, 100, unit="harm", doc="Exposure at which safety falls by 1/e.")
     border_safety: float = param(2.0, 1, 20, unit="multiplier", doc="Safety bonus of border towns.")
+    network_weight: float = param(
+        1.0, 0, 100, unit="per (hosted displaced per resident)",
+        source="assumed (chain migration through kin and networks)",
+        doc="Extra attraction of a destination per displaced person it already hosts per initial resident.",
+    )
 
 
 class Recruitment(Strict):
     """Fighters from households."""
 
     hts_rate: float = param(
-        0.0005, 0, 1, unit="1/day", doc="Daily recruitment probability of cooperating households at G_R = 1."
+        0.0002, 0, 1, unit="1/day", doc="Daily recruitment probability of cooperating households at G_R = 1."
     )
     rival_rate: float = param(
         0.0003,
@@ -404,7 +409,7 @@ class HTSConfig(Strict):
     takeover_control_gain: float = param(0.3, 0, 1, unit="share", doc="Control gained on a takeover (toward 1).")
     takeover_council_loss: float = param(0.6, 0, 1, unit="share", doc="Council legitimacy lost on a takeover.")
     protest_shield: float = param(3.0, 0, 100, unit="-", doc="How strongly protest protects a council from takeover.")
-    consolidation_rate: float = param(0.01, 0, 1, unit="1/day", doc="Growth of control with the cooperating share.")
+    consolidation_rate: float = param(0.003, 0, 1, unit="1/day", doc="Growth of control with the cooperating share.")
     protest_erosion: float = param(0.05, 0, 1, unit="1/day", doc="Erosion of control per unit protest share.")
     retaliation_rate: float = param(0.05, 0, 10, unit="per strike", doc="Retaliation activity per regime strike.")
     retaliation_half_life_days: float = param(14.0, 0.5, 365, unit="days", doc="Half-life of retaliation memory.")

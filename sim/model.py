@@ -356,11 +356,13 @@ class AllegianceModel(Model):
             fl = self.scenario.flight
             safety = np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity)
             safety = safety * np.where(ts.border, fl.border_safety, 1.0)
+            # Chain migration: kin and networks draw the displaced to where earlier displaced went.
+            pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
             free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
             self._dest_probs = rules.destination_weights(
                 self.geo.distance_km,
                 ts.open,
-                safety,
+                safety * pull,
                 free,
                 distance_exponent=fl.distance_exponent,
                 min_distance_km=self.geo.cell_km,

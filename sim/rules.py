@@ -175,7 +175,7 @@ def flee_probability(hazard: np.ndarray) -> np.ndarray:
 def destination_weights(
     distance_km: np.ndarray,
     open_town: np.ndarray,
-    safety: np.ndarray,
+    attraction: np.ndarray,
     free_capacity: np.ndarray,
     *,
     distance_exponent: float,
@@ -183,12 +183,13 @@ def destination_weights(
 ) -> np.ndarray:
     """Row-stochastic matrix: P(destination j | origin i) for fleeing households.
 
-    weight_ij = free_capacity_j * safety_j / distance_ij ** gamma, over open
-    towns j != i. Where every open town is full, capacity is ignored. Rows
+    weight_ij = free_capacity_j * attraction_j / distance_ij ** gamma, over open
+    towns j != i; attraction is safety times the pull of displaced people
+    already there (chain migration). Where every open town is full, capacity is ignored. Rows
     with no open destination are all zero (those households cannot leave).
     """
     d = np.maximum(distance_km, min_distance_km)
-    base = (safety * open_town)[None, :] / d**distance_exponent
+    base = (attraction * open_town)[None, :] / d**distance_exponent
     np.fill_diagonal(base, 0.0)
     w = base * free_capacity[None, :]
     full = w.sum(axis=1) <= 0
