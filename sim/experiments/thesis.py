@@ -451,7 +451,7 @@ def plot_heatmap(table: pd.DataFrame, x: str, y: str, outcomes: list[str], save:
             ax.set_title(OUTCOMES.get(o, (o, 0))[0], fontsize=8)
             ax.grid(False)
             if len(inc):
-                ax.legend(loc="upper right", fontsize=7)
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7)
         fig.tight_layout()
         fig.savefig(save)
     plt.close(fig)
