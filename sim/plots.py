@@ -794,6 +794,14 @@ def plot_displacement_check(
     with style():
         fig, ax = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
         ax.plot(pd.to_datetime(ts0[tcol]) if kind == "date" else ts0[tcol], np.zeros(len(ts0)), alpha=0)
+
+        def length(f: Any) -> int:
+            return (sc.day_of(f.end) if f.end is not None else last_day) - (
+                sc.day_of(f.start) if f.start is not None else 0
+            )
+
+        # longest window first, so that shorter windows that start together stay visible on top
+        figs = sorted(figs, key=length, reverse=True)
         for i, f in enumerate(figs):
             colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
             first = sc.day_of(f.start) if f.start is not None else 0
@@ -809,7 +817,9 @@ def plot_displacement_check(
             med = np.median(arr, axis=0) / 1000
             if len(runs) > 1:
                 ax.fill_between(t, arr.min(axis=0) / 1000, arr.max(axis=0) / 1000, color=colour, alpha=0.2, lw=0)
-            ax.plot(t, med, color=colour, lw=1.6, label=f"model: {f.name}")
+            ax.plot(
+                t, med, color=colour, lw=3.2 - 1.2 * min(i, 1), ls="-" if i == 0 else "--", label=f"model: {f.name}"
+            )
             end_t = t.iloc[-1]
             ax.plot(
                 [end_t],
@@ -822,6 +832,7 @@ def plot_displacement_check(
                 label=f"record: {f.value:,.0f}" + (" (calibrated)" if f.calibrated else " (check)"),
             )
         ax.set_ylabel("displacements since window start (thousand persons)")
+        ax.set_ylim(bottom=0)
         _format_time(ax, kind)
         extra = f" (range over {len(runs)} runs)" if len(runs) > 1 else ""
         ax.set_title(title or f"Displacement: model against the record{extra}")
@@ -900,10 +911,11 @@ EFFECT_COLUMNS = {
     "low": ("ci_low", "ci_lo", "ci95_low", "lower", "low", "ci_lower"),
     "high": ("ci_high", "ci_hi", "ci95_high", "upper", "high", "ci_upper"),
     "outcome": ("outcome", "measure", "variable"),
-    "group": ("comparison", "contrast", "policy", "treatment", "ablation", "mechanism", "switched_off", "variant"),
+    "group": ("comparison", "contrast", "variant", "policy", "treatment", "ablation", "mechanism", "switched_off"),
     "verdict": ("verdict",),
 }
 VERDICT_COLOURS = {"supported": PALETTE["red"], "contradicted": PALETTE["blue"], "inconclusive": "#888888"}
+ROLE_COLOURS = {"carries": PALETTE["red"], "opposes": PALETTE["blue"], "no clear role": "#888888"}
 
 
 def plot_effects(
@@ -917,6 +929,8 @@ def plot_effects(
     verdict: str | None = None,
     outcomes: Sequence[str] | None = None,
     title: str | None = None,
+    legend_title: str = "verdict (95% interval)",
+    xlabel: str = "difference",
     save: str | Path | None = None,
 ) -> plt.Figure:
     """Effects with confidence intervals (a forest plot), one panel per outcome.
@@ -934,12 +948,16 @@ def plot_effects(
         high: column of the interval's upper end.
         outcome: column naming the outcome (one panel each).
         group: column naming the comparison within a panel (one row each).
-        verdict: column with the verdict.
+        verdict: column with the verdict (or a role: carries / opposes / no clear role).
         outcomes: outcomes to show, in order (default: all).
         title: figure title.
+        legend_title: title of the colour legend.
+        xlabel: x-axis label (the outcome's unit is added).
         save: file to save the figure to.
     """
     df = effects.copy()
+    if group is None and {"treatment", "control"} <= set(df.columns) and "comparison" not in df.columns:
+        df["comparison"] = df["treatment"].astype(str) + " - " + df["control"].astype(str)
     est = estimate or _pick(df, EFFECT_COLUMNS["estimate"], "estimate")
     lo_c = low or _pick(df, EFFECT_COLUMNS["low"], "interval low")
     hi_c = high or _pick(df, EFFECT_COLUMNS["high"], "interval high")
@@ -954,44 +972,51 @@ def plot_effects(
         grp_c = "_group"
     panels = list(outcomes) if outcomes is not None else list(pd.unique(df[out_c]))
     groups = list(pd.unique(df[grp_c].astype(str)))
-    height = [max(len(groups), 1) * 0.28 + 0.55 for _ in panels]
+    groups.sort(key=lambda g: (not g.startswith("resisting_towns - none"), g == "all"))
+    ncols = 1 if len(panels) <= 4 else 2
+    nrows = math.ceil(len(panels) / ncols)
+    row_h = max(len(groups), 1) * 0.26 + 0.75
     with style():
         fig, axes = plt.subplots(
-            len(panels),
-            1,
-            figsize=(7.6, sum(height) + 1.0),
+            nrows,
+            ncols,
+            figsize=(7.6 if ncols == 1 else 12.5, nrows * row_h + 1.0),
             squeeze=False,
-            gridspec_kw={"height_ratios": height},
             layout="constrained",
         )
+        for a in axes.ravel()[len(panels) :]:
+            a.set_visible(False)
         for k, name in enumerate(panels):
-            ax = axes[k, 0]
+            ax = axes.ravel()[k]
             sub = df[df[out_c] == name].set_index(df.loc[df[out_c] == name, grp_c].astype(str)).reindex(groups)
             ys = np.arange(len(groups))[::-1]
             for y, (_, row) in zip(ys, sub.iterrows(), strict=True):
                 if pd.isna(row[est]):
                     continue
                 v = str(row[ver_c]).lower() if ver_c is not None else ""
-                colour = next((c for key, c in VERDICT_COLOURS.items() if key in v), PALETTE["black"])
+                colour = next((c for key, c in {**VERDICT_COLOURS, **ROLE_COLOURS}.items() if key in v), "black")
                 ax.plot([row[lo_c], row[hi_c]], [y, y], color=colour, lw=2, solid_capstyle="round")
                 ax.plot([row[est]], [y], "o", color=colour, ms=5.5, mec="white", mew=0.6)
             ax.axvline(0, color="black", lw=0.9)
-            ax.set_yticks(ys, [_wrap(str(g).replace("_", " "), 34) for g in groups], fontsize=7.5)
+            labels = [_wrap(str(g).replace("_", " "), 34) for g in groups]
+            ax.set_yticks(ys, labels if k % ncols == 0 else [""] * len(groups), fontsize=7.5)
             ax.set_ylim(-0.6, len(groups) - 0.4)
             ax.grid(axis="y", visible=False)
             title_, unit = label_of(str(name))
             ax.set_title(f"{title_}", fontsize=8.5, loc="left")
-            ax.set_xlabel(f"difference ({unit})" if unit else "difference", fontsize=8)
+            ax.set_xlabel(f"{xlabel} ({unit})" if unit else xlabel, fontsize=8)
             span = np.nanmax(np.abs(sub[[lo_c, hi_c]].to_numpy(float))) if sub[[lo_c, hi_c]].notna().any().any() else 1
             ax.set_xlim(-1.08 * span, 1.08 * span)
         if ver_c is not None:
             present = {str(v).lower() for v in df[ver_c].dropna()}
             handles = [
                 Line2D([], [], color=c, marker="o", lw=2, label=key)
-                for key, c in VERDICT_COLOURS.items()
+                for key, c in {**VERDICT_COLOURS, **ROLE_COLOURS}.items()
                 if any(key in p for p in present)
             ]
-            fig.legend(handles=handles, loc="outside lower center", ncols=3, title="verdict (95% interval)")
+            if any(not any(key in p for key in {**VERDICT_COLOURS, **ROLE_COLOURS}) for p in present):
+                handles.append(Line2D([], [], color="black", marker="o", lw=2, label="no prediction"))
+            fig.legend(handles=handles, loc="outside lower center", ncols=3, title=legend_title)
         fig.suptitle(title or "Effects with 95% confidence intervals (0: no effect)", fontsize=10)
         return finish(fig, save)
 
@@ -1066,7 +1091,7 @@ def plot_heatmap(
                     ax.text(
                         c,
                         r,
-                        f"{v:+.2g}",
+                        f"{v:+.3f}" if bound < 10 else f"{v:+,.0f}",
                         ha="center",
                         va="center",
                         fontsize=7,
@@ -1078,7 +1103,7 @@ def plot_heatmap(
         ax.set_ylabel(_param_label(y))
         name, unit = label_of(value)
         cbar = fig.colorbar(mesh, ax=ax, shrink=0.85)
-        cbar.set_label(colorbar_label or (f"{name} ({unit})" if unit else name))
+        cbar.set_label(_wrap(colorbar_label or (f"{name} ({unit})" if unit else name), 45))
         sub = "black line: zero effect" + ("; hatched: 95% interval includes zero" if inconclusive else "")
         ax.set_title((title + "\n" if title else "") + sub, fontsize=9)
         return finish(fig, save)
@@ -1091,9 +1116,9 @@ def _tick(v: Any) -> str:
 
 
 def _param_label(name: str) -> str:
-    """A parameter key path in words: ``mechanisms.rally`` -> ``rally (mechanisms)``."""
+    """A parameter key path in words: ``mechanisms.rally`` -> ``rally [mechanisms.rally]``."""
     head, _, leaf = name.rpartition(".")
-    return f"{leaf.replace('_', ' ')} ({head})" if head else name.replace("_", " ")
+    return f"{leaf.replace('_', ' ')} [{name}]" if head else name.replace("_", " ")
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -1217,10 +1242,7 @@ def sweep_figures(sweep: SweepResults) -> list[FigureJob]:
             jobs.append((f"heatmap_{_stem(out)}", lambda p, out=out: plot_sweep_heatmap(sweep, out, save=p)))
     if factor:
         by = factor[0]
-        for out in outs:
-            jobs.append(
-                (f"by_{_stem(by)}_{_stem(out)}", lambda p, out=out, by=by: plot_policies(ok, out, by=by, save=p))
-            )
+        jobs.append((f"by_{_stem(by)}", lambda p: plot_policies(ok, outs, by=by, save=p)))
     series_by = factor[0] if factor else None
     for name in sweep.series_names:
         title, unit = label_of(name)
@@ -1310,7 +1332,7 @@ def sweep_effect_grid(sweep: SweepResults, outcome: str) -> tuple[pd.DataFrame, 
 
     When a text parameter (the policy) has the value ``none``, the effect is the mean over
     replicates of (outcome under the other value - outcome under ``none``), paired by
-    replicate (common random numbers), with a normal 95% interval. Returns the table and
+    replicate (common random numbers), with a t-based 95% interval. Returns the table and
     the names of the x, y and value columns.
     """
     ok = sweep.ok
@@ -1330,7 +1352,11 @@ def sweep_effect_grid(sweep: SweepResults, outcome: str) -> tuple[pd.DataFrame, 
         diff = (a - b).dropna().rename("d").reset_index()
         table = diff.groupby([x, y, *others])["d"].agg(value="mean", sd="std", n="size").reset_index()
         outcome = f"{outcome}: {treated} - none"
-    half = 1.96 * table["sd"].fillna(0) / np.sqrt(table["n"].clip(lower=1))
+    from scipy import stats
+
+    # t interval: with few replicates a normal interval would be far too narrow
+    tq = stats.t.ppf(0.975, (table["n"] - 1).clip(lower=1))
+    half = np.where(table["n"] > 1, tq * table["sd"].fillna(0) / np.sqrt(table["n"].clip(lower=1)), np.inf)
     table["low"], table["high"] = table["value"] - half, table["value"] + half
     table["inconclusive"] = (table["low"] <= 0) & (table["high"] >= 0)
     return table, x, y, outcome
@@ -1370,12 +1396,7 @@ def thesis_figures(thesis: ThesisResults) -> list[FigureJob]:
         )
     ablation = thesis.table("ablation", "mechanisms", "breakdown")
     if ablation is not None:
-        jobs.append(
-            (
-                "ablation",
-                lambda p: plot_effects(ablation, title="Headline effect with each mechanism switched off", save=p),
-            )
-        )
+        jobs.append(("ablation", lambda p: plot_ablation(ablation, save=p)))
     grid = thesis.table("heatmap", "where", "grid")
     if grid is not None:
         jobs.append(("heatmap", lambda p: plot_thesis_heatmap(grid, save=p)))
@@ -1383,26 +1404,65 @@ def thesis_figures(thesis: ThesisResults) -> list[FigureJob]:
 
 
 def plot_thesis_heatmap(grid: pd.DataFrame, *, save: str | Path | None = None) -> plt.Figure:
-    """The thesis heatmap from its CSV table: the two parameters are the first two numeric
-    columns that are not the estimate, interval or counts."""
+    """The thesis heatmap from its CSV table, one panel per outcome.
+
+    The two parameters are the numeric columns that are not the estimate, its interval,
+    counts or signs; cells whose interval includes zero are hatched.
+    """
     est = _pick(grid, EFFECT_COLUMNS["estimate"], "estimate")
     lo = _pick(grid, EFFECT_COLUMNS["low"], "interval low", required=False)
     hi = _pick(grid, EFFECT_COLUMNS["high"], "interval high", required=False)
-    skip = {est, lo, hi, "n", "pairs", "share_positive", "p_positive", "replicates", "sd", "se"}
+    skip = {est, lo, hi, "n", "pairs", "share_positive", "p_positive", "replicates", "sd", "se", "predicted_sign"}
     params = [
         c for c in grid.columns if c not in skip and pd.api.types.is_numeric_dtype(grid[c]) and grid[c].nunique() > 1
     ]
     if len(params) < 2:
         raise ValueError(f"the heatmap table needs two parameter columns (have {list(grid.columns)})")
-    outcome = _pick(grid, EFFECT_COLUMNS["outcome"], "outcome", required=False)
-    name = str(grid[outcome].iloc[0]) if outcome else est
-    return plot_heatmap(
-        grid,
-        params[0],
-        params[1],
-        est,
-        low=lo,
-        high=hi,
-        title=f"Where the thesis holds: {label_of(name)[0]}",
-        save=save,
-    )
+    out_c = _pick(grid, EFFECT_COLUMNS["outcome"], "outcome", required=False)
+    outcomes = list(pd.unique(grid[out_c])) if out_c else [None]
+    with style():
+        fig, axes = plt.subplots(
+            1, len(outcomes), figsize=(5.6 * len(outcomes), 4.6), squeeze=False, layout="constrained"
+        )
+        for ax, name in zip(axes.ravel(), outcomes, strict=True):
+            sub = grid if name is None else grid[grid[out_c] == name]
+            title, unit = label_of(str(name or est))
+            plot_heatmap(
+                sub,
+                params[0],
+                params[1],
+                est,
+                low=lo,
+                high=hi,
+                ax=ax,
+                title=_wrap(title, 50),
+                colorbar_label=f"effect ({unit})" if unit else "effect",
+            )
+        fig.suptitle("Where the thesis holds: effect of strikes on resisting towns against none", fontsize=10)
+        return finish(fig, save)
+
+
+def plot_ablation(ablation: pd.DataFrame, *, save: str | Path | None = None) -> plt.Figure:
+    """Mechanism breakdown: how much of the headline effect each mechanism carries.
+
+    For each mechanism switched off in turn, the change in the headline effect
+    (effect with every mechanism minus effect without this one, paired by replicate) with
+    its 95% interval: positive (vermillion) means the mechanism carries the effect,
+    negative (blue) that it opposes it. Reads the thesis ``ablation.csv``.
+    """
+    df = ablation
+    if "change_when_off" in df.columns:
+        df = df[df["change_when_off"].notna()]
+        return plot_effects(
+            df,
+            estimate="change_when_off",
+            low="change_ci_low",
+            high="change_ci_high",
+            group="mechanism_off" if "mechanism_off" in df.columns else None,
+            verdict="role" if "role" in df.columns else None,
+            title="Mechanism breakdown: change in the headline effect when each mechanism is switched off",
+            legend_title="role of the mechanism (95% interval)",
+            xlabel="effect with it - effect without it",
+            save=save,
+        )
+    return plot_effects(df, title="Headline effect with each mechanism switched off", save=save)

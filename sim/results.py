@@ -473,9 +473,6 @@ def standard_figures(path: str | Path, out: str | Path | None = None) -> list[Pa
         path: the results folder.
         out: where to write the PNGs (default: ``<folder>/figures/``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from sim import plots
@@ -506,8 +503,11 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RESULTS_DIR/figures).")] = None,
     ) -> None:
         """Write the standard figures of a run, sweep or thesis folder."""
+        import matplotlib
+
         from sim.cli import fail
 
+        matplotlib.use("Agg")  # files only; set here, not in the library, so notebooks keep their backend
         try:
             files = standard_figures(results_dir, out)
         except ResultsError as e:

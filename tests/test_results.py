@@ -1,0 +1,134 @@
+"""sim.results: loading run, sweep and thesis folders; listing; ``sim plot`` on each kind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import results_data as data
+
+from sim import results
+from sim.collect import GOV_VARS, TOWN_VARS
+
+
+def sim_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "sim.cli", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=data.ROOT
+    )
+
+
+def test_load_run_folder():
+    run = results.load(data.grid_run())
+    assert isinstance(run, results.RunResults) and run.kind == "run"
+    assert run.name == "synthetic_grid" and run.run_id == "grid"
+    assert len(run.timeseries) == 25 and set(GOV_VARS) <= set(run.timeseries.columns)
+    assert {v for v in TOWN_VARS if v not in ("front_code",)} <= set(run.towns.columns)
+    assert run.towns["town"].nunique() == len(run.scenario.towns)
+    assert not run.has_calendar and run.observed is None
+    pos = run.town_table()
+    assert list(pos["town"]) == run.scenario.town_names and not pos["geo"].any()
+    assert run.day_of(None) == 24 and run.day_of(3) == 3
+    with pytest.raises(results.ResultsError, match="no calendar"):
+        run.day_of("2018-01-01")
+
+
+def test_load_calendar_run_with_observed():
+    run = results.load(data.idlib_run())
+    assert run.has_calendar and pd.api.types.is_datetime64_any_dtype(run.timeseries["date"])
+    assert run.observed is not None and {"figure", "simulated", "observed"} <= set(run.observed.columns)
+    assert run.town_table()["geo"].all()
+    assert run.day_of("2017-11-11") == 10
+    assert run.date_of(10) == pd.Timestamp("2017-11-11")
+
+
+def test_stack_runs_for_replicates():
+    runs = [results.load(p) for p in data.grid_replicates()]
+    ts = results.stack(runs, label="policy")
+    assert list(ts.columns[:3]) == ["replicate", "seed", "policy"]
+    assert ts["replicate"].nunique() == 6 and set(ts["policy"]) == {"none", "resisting_towns"}
+    towns = results.stack(runs[:2], "towns")
+    assert len(towns) == 2 * len(runs[0].towns)
+
+
+def test_load_sweep_folder():
+    sw = results.load(data.sweep_folder())
+    assert isinstance(sw, results.SweepResults) and sw.kind == "sweep"
+    assert sw.parameters == ["mechanisms.rally", "mechanisms.pretext_blame", "air_campaign.policy"]
+    assert len(sw.ok) == 16 and sw.failed.empty
+    means = sw.point_means()
+    assert len(means) == 8 and (means["n"] == 2).all()
+    series = sw.series("coop_share_resisting")
+    assert len(series) == 16 * 15 and {"day", "value", "air_campaign.policy"} <= set(series.columns)
+    with pytest.raises(results.ResultsError, match="not kept"):
+        sw.series("hts_fighters")
+
+
+def test_load_sweep_with_sensitivity():
+    sw = results.load(data.morris_folder())
+    assert "sensitivity" in sw.sensitivity
+    assert {"parameter", "outcome", "mu_star"} <= set(sw.sensitivity["sensitivity"].columns)
+
+
+def test_load_thesis_folder():
+    th = results.load(data.thesis_folder())
+    assert isinstance(th, results.ThesisResults) and th.kind == "thesis"
+    assert {"effects", "pairs", "ablation", "heatmap"} <= set(th.tables)
+    assert th.table("effects") is th.tables["effects"]
+    assert th.verdicts and any(w in th.verdicts[0].lower() for w in ("supported", "contradicted", "inconclusive"))
+
+
+def test_list_results():
+    data.grid_run(), data.idlib_run()
+    df = results.list_results(data.workdir() / "results")
+    assert set(df["kind"]) == {"run"}
+    assert set(df["id"]) >= {"grid", "idlib"}
+    assert list(df.columns) == ["kind", "name", "id", "created", "detail", "path"]
+    assert results.list_results(data.workdir() / "nothing").empty
+
+
+def test_kind_of_and_bad_folders(tmp_path: Path):
+    assert results.kind_of(data.grid_run()) == "run"
+    assert results.kind_of(data.sweep_folder()) == "sweep"
+    assert results.kind_of(data.thesis_folder()) == "thesis"
+    assert results.kind_of(tmp_path) is None
+    with pytest.raises(results.ResultsError, match="not a results folder"):
+        results.load(tmp_path)
+    with pytest.raises(results.ResultsError, match="no such folder"):
+        results.load(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text(json.dumps({"scenario": "x"}))
+    with pytest.raises(results.ResultsError, match=r"no timeseries\.parquet"):
+        results.load(broken)
+
+
+def test_sim_plot_run_folder(tmp_path: Path):
+    out = tmp_path / "figs"
+    proc = sim_cli("plot", data.idlib_run(), "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in out.glob("*.png")}
+    assert {"summary.png", "towns_cooperation.png", "map.png", "observed.png", "displacement_check.png"} <= names
+    assert all(p.stat().st_size > 10_000 for p in out.glob("*.png"))
+
+
+def test_sim_plot_sweep_and_thesis_folders(tmp_path: Path):
+    files = results.standard_figures(data.sweep_folder(), tmp_path / "sweep")
+    names = {p.name for p in files}
+    assert {"outcomes.png", "heatmap_coop_resisting_mean.png", "series_coop_share_resisting.png"} <= names
+    files = results.standard_figures(data.morris_folder(), tmp_path / "morris")
+    assert "sensitivity.png" in {p.name for p in files}
+    files = results.standard_figures(data.thesis_folder(), tmp_path / "thesis")
+    assert {p.name for p in files} == {"effects.png", "ablation.png", "heatmap.png"}
+    assert all(p.exists() for p in files)
+
+
+def test_sim_plot_bad_input(tmp_path: Path):
+    proc = sim_cli("plot", tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+    proc = sim_cli("plot", tmp_path / "missing")
+    assert proc.returncode == 2 and "no such folder" in proc.stderr
