@@ -53,8 +53,17 @@ def _failed_row(task: dict[str, Any], message: str) -> dict[str, Any]:
     return row
 
 
-def _warm_up() -> None:
-    """Import the model in a fresh worker so the first run is not charged for it."""
+def _warm_up(parent: int) -> None:
+    """Import the model in a fresh worker; exit when ``parent`` dies (e.g. a SIGKILLed sweep)."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:  # re-parented: the sweep process is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     import sim.runner  # noqa: F401
 
 
@@ -112,7 +121,9 @@ class ProcessEngine:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_warm_up)
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=mp.get_context("spawn"), initializer=_warm_up, initargs=(os.getpid(),)
+        )
         return self._pool
 
     def imap(self, items: Iterable[Task]) -> Iterator[dict[str, Any]]:
@@ -191,16 +202,15 @@ class DaskEngine:
             )
             self._client = Client(self._cluster)
             self.description = f"dask LocalCluster of {n_workers} workers"
-        self.workers = max(
-            1, sum(w.get("nthreads", 1) for w in self._client.scheduler_info().get("workers", {}).values())
-        )
+        self.workers = 1
+        self._refresh_workers()
 
     def imap(self, items: Iterable[Task]) -> Iterator[dict[str, Any]]:
         """Yield result rows as dask workers finish them."""
         from distributed import as_completed
 
         it = iter(items)
-        window = 2 * self.workers
+        window = 2 * self._refresh_workers()
         tasks: dict[str, dict[str, Any]] = {}
 
         def submit(item: Task):
@@ -212,6 +222,7 @@ class DaskEngine:
         if not futures:
             return
         ac = as_completed(futures)
+        done = 0
         for fut in ac:
             task = tasks.pop(fut.key)
             try:
@@ -220,9 +231,19 @@ class DaskEngine:
                 row = _failed_row(task, f"dask: {type(e).__name__}: {e}")
             fut.release()
             yield row
-            nxt = next(it, None)
-            if nxt is not None:
+            done += 1
+            if done % 20 == 0:  # workers may join or leave a real cluster during a sweep
+                window = 2 * self._refresh_workers()
+            while len(tasks) < window:
+                nxt = next(it, None)
+                if nxt is None:
+                    break
                 ac.add(submit(nxt))
+
+    def _refresh_workers(self) -> int:
+        """Current worker threads on the cluster (at least 1)."""
+        self.workers = max(1, sum(self._client.nthreads().values()))
+        return self.workers
 
     def close(self) -> None:
         """Close the client (and the local cluster, if we started one)."""
