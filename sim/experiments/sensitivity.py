@@ -165,7 +165,7 @@ def plot_indices(table: pd.DataFrame, save: str | Path | None = None, title: str
             ax.invert_yaxis()
             ax.axvline(0, color="black", lw=0.6)
             ax.set_title(outcome)
-            ax.legend(loc="lower right")
+            ax.legend(loc="best")
         for ax in axes.ravel()[len(outcomes) :]:
             ax.set_visible(False)
         if title:
