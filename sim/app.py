@@ -107,17 +107,20 @@ def control_overrides(
     for name, value in mechanisms.items():
         if name not in MECHANISM_NAMES:
             raise TypeError(f"unknown mechanism {name!r}")
-        if value is not None and float(value) != getattr(scenario.mechanisms, name):
-            out.append(f"mechanisms.{name}={float(value)!r}")
+        if value is None:
+            continue
+        value = round(float(value), 9)  # slider steps carry float noise (0.30000000000000004)
+        if value != getattr(scenario.mechanisms, name):
+            out.append(f"mechanisms.{name}={value!r}")
     if seed is not None and seed != scenario.seed:
         out.append(f"seed={seed}")
     return out
 
 
 def mechanism_label(name: str) -> str:
-    """Slider label of a mechanism strength: 'Regime blame ×', 'Pretext blame (share)'."""
+    """Slider label of a mechanism: 'Regime blame strength', 'Pretext blame share'."""
     unit = Mechanisms.model_fields[name].json_schema_extra["unit"]  # type: ignore[index]
-    return name.replace("_", " ").capitalize() + (" ×" if unit == "multiplier" else f" ({unit})")
+    return name.replace("_", " ").capitalize() + (" strength" if unit == "multiplier" else f" {unit}")
 
 
 def model_params(scenario: Scenario, path: Path) -> dict[str, Any]:
@@ -137,8 +140,8 @@ def model_params(scenario: Scenario, path: Path) -> dict[str, Any]:
         },
     }
     for name in MECHANISM_CONTROLS:
-        hi = Mechanisms.model_fields[name].metadata
-        upper = next((m.le for m in hi if hasattr(m, "le")), MULTIPLIER_MAX)
+        bounds = Mechanisms.model_fields[name].metadata
+        upper = next((b.le for b in bounds if hasattr(b, "le")), MULTIPLIER_MAX)
         value = getattr(scenario.mechanisms, name)
         params[name] = {
             "type": "SliderFloat",
@@ -477,7 +480,8 @@ def draw_charts(model: AllegianceModel) -> Figure:
     ax = axes[1, 1]
     if done:
         twin = ax.twinx()
-        twin.bar(days, strikes, color="#fdae6b", alpha=0.6, width=1.0, label="strikes per day")
+        edges = np.arange(done + 1) + 0.5  # one artist for all days (bar() makes one per day)
+        twin.stairs(strikes, edges, fill=True, color="#fdae6b", alpha=0.6)
         twin.set_ylim(0, max(float(strikes.max()) * 3, 5))
         twin.tick_params(labelsize=8)
         twin.set_ylabel("strikes per day", fontsize=8, color="#e6550d")
@@ -624,7 +628,7 @@ def _app() -> dict[str, Any]:
             components=[(TownMap, 0), (Charts, 0)],
             model_params=model_params(initial.loaded.scenario, path),
             name=f"Allegiance under air strikes: {initial.scenario.name}",
-            play_interval=50,
+            play_interval=201,  # about five days a second at most: time to see the strikes
             render_interval=1,
         )
 
@@ -640,6 +644,8 @@ def serve(path: Path, host: str, port: int) -> None:
 
     os.environ[SCENARIO_ENV] = str(path.resolve())
     os.environ.setdefault("SOLARA_TELEMETRY_MIXPANEL_ENABLE", "False")  # offline: no analytics
+    # A local http server has no use for cross-site cookies; keep the terminal quiet.
+    warnings.filterwarnings("ignore", message=r"Cookies with samesite=none require https")
     args = [
         "sim.app",
         "--host",
