@@ -156,6 +156,12 @@ def _sim_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sim.cli"]
 
 
+@pytest.fixture(scope="session")
+def sim_command() -> list[str]:
+    """The ``sim`` console script of this environment (or ``python -m sim.cli``)."""
+    return _sim_command()
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the ``sim`` command line in a subprocess with ``tmp_path`` as working folder."""
