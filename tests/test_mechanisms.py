@@ -131,3 +131,43 @@ def test_with_suppression_on_fear_deters_protest(tiny, run_model):
         return run_model(sc).collector.frames()["timeseries"]["protest_share_resisting"].mean()
 
     assert protest(5.0) < 0.8 * protest(0.0)
+
+
+# --------------------------------------------------------------------------- paired runs (common random numbers)
+
+#: Every channel through which a strike reaches households, towns or HTS, shut.
+STRIKES_HARMLESS = (
+    "air_campaign.casualties_per_strike=0",
+    "air_campaign.damage_per_strike=0",
+    "air_campaign.council_damage=0",
+    "civil_society.strike_loss=0",
+    "exposure.strike_weight=0",
+    "hts.fighters_lost_per_strike=0",
+    "hts.retaliation_rate=0",
+)
+STRIKE_COLUMNS = ("strikes", "strikes_cum")
+POLICIES = ("none", "random", "hts_strongholds", "resisting_towns", "frontline")
+
+
+def _without_strikes(frames: dict) -> dict:
+    out = {k: v.drop(columns=[c for c in STRIKE_COLUMNS if c in v]) for k, v in frames.items()}
+    ev = out["events"]
+    out["events"] = ev[ev["event"] != "strike"].reset_index(drop=True)
+    return out
+
+
+def test_paired_policies_share_household_random_numbers(grid, frames, identical):
+    """With harmless strikes, the targeting policy cannot change anything households do."""
+    runs = {p: frames(grid(*HEAVY, *STRIKES_HARMLESS, f"air_campaign.policy={p}")) for p in POLICIES}
+    assert runs["random"]["timeseries"]["strikes_cum"].iloc[-1] > 100  # the strikes did fly
+    assert runs["none"]["timeseries"]["strikes_cum"].iloc[-1] == 0
+    for policy in POLICIES[1:]:
+        identical(_without_strikes(runs["none"]), _without_strikes(runs[policy]))
+
+
+def test_paired_policies_differ_when_strikes_do_harm(grid, frames):
+    coop = {
+        p: frames(grid(*HEAVY, f"air_campaign.policy={p}"))["timeseries"]["coop_share_resisting"].to_numpy()
+        for p in ("none", "resisting_towns")
+    }
+    assert not np.array_equal(coop["none"], coop["resisting_towns"])
