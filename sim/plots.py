@@ -343,7 +343,9 @@ def plot_bands(
     groups: list[Any] = [None]
     if by is not None:
         groups = list(order) if order is not None else list(pd.unique(data[by]))
-    n_rep = int(data["replicate"].nunique()) if "replicate" in data.columns else 1
+    n_rep = 1
+    if "replicate" in data.columns:
+        n_rep = int(data.groupby(by)["replicate"].nunique().max()) if by else int(data["replicate"].nunique())
     with style():
         fig, axes = _new_axes(len(variables), ncols, (4.2, 3.0), sharex=True)
         for k, var in enumerate(variables):
@@ -366,8 +368,10 @@ def plot_bands(
                 ax.set_ylim(bottom=0)
             _format_time(ax, kind)
         handles, labels = axes.ravel()[0].get_legend_handles_labels()
-        band = f"median and {quantiles[0] * 100:g}-{quantiles[1] * 100:g}% band of {n_rep} replicate" + (
-            "s" if n_rep != 1 else ""
+        band = (
+            f"median and {quantiles[0] * 100:g}-{quantiles[1] * 100:g}% band of {n_rep} replicate"
+            + ("s" if n_rep != 1 else "")
+            + (f" per {by}" if by else "")
         )
         if by is not None:
             fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), title=by)

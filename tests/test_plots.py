@@ -41,7 +41,7 @@ def test_bands_by_policy_with_dates_and_days():
     assert len(axes) == 2
     assert axes[0].get_ylabel() == "share of persons" and axes[1].get_ylabel() == "persons"
     assert axes[0].get_xlabel() == "day"
-    assert "3 replicates" in fig._suptitle.get_text() or "6 replicates" in fig._suptitle.get_text()
+    assert "3 replicates per policy" in fig._suptitle.get_text()
     assert {t.get_text() for t in fig.legends[0].get_texts()} == {"none", "resisting_towns"}
     # two groups -> two bands and two median lines per panel
     assert len(axes[0].lines) == 2 and len(axes[0].collections) == 2
