@@ -119,12 +119,14 @@ class ThesisSettings:
 
 def _base(settings: ThesisSettings) -> dict[str, Any]:
     sets = [f"households.sample_fraction={settings.sample_fraction}", *settings.overrides]
+    window = _window(settings)
     spec: dict[str, Any] = {
         "scenario": str(Path(settings.scenario).resolve()),
         "set": sets,
         "root_seed": settings.root_seed,
         "seeds": "common",
         "outcomes": list(OUTCOMES),
+        "window": window,
         "batch_size": 10,
     }
     if settings.days is not None:
@@ -597,6 +599,12 @@ def verdict_lines(result: ThesisResult) -> list[str]:
     return lines
 
 
+def _window(settings: ThesisSettings) -> int:
+    from sim.loader import load_scenario
+
+    return load_scenario(settings.scenario, settings.overrides).scenario.output.summary_window_days
+
+
 def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: str, engine: str) -> Path:
     """``report.md`` (verdicts first), CSV tables and PNG figures in the result folder."""
     import matplotlib
@@ -681,8 +689,9 @@ def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: 
         f"- scenario: `{settings.scenario}` with overrides {settings.overrides or 'none'}",
         f"- household agents: sample_fraction = {settings.sample_fraction} (each agent stands for "
         f"{1 / settings.sample_fraction:g} households; reported shares are unbiased, only noisier)",
-        f"- days: {settings.days or 'as in the scenario'}; outcomes averaged over the scenario's last 30 days "
-        "(window mean) or taken on the last day (end)",
+        f"- days: {settings.days or 'as in the scenario'}; outcomes averaged over the last "
+        f"{_window(settings)} days (window mean, the scenario's output.summary_window_days) "
+        "or taken on the last day (end)",
         f"- replicates: headline {settings.replicates}, ablation {settings.ablation_replicates}, heatmap "
         f"{settings.heatmap_replicates} per grid point ({settings.heatmap_levels} x {settings.heatmap_levels} grid)",
         f"- bootstrap: {settings.n_boot} resamples, {settings.level:.0%} percentile intervals, "
