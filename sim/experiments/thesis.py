@@ -704,6 +704,20 @@ def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: 
         f"- written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
     ]
     (f / "settings.json").write_text(json.dumps(settings.as_dict(), indent=2, default=str) + "\n")
+    from sim.runner import code_version, package_versions
+
+    manifest = {
+        "kind": "thesis",
+        "scenario": scenario_name,
+        "settings": settings.as_dict(),
+        "engine": engine,
+        "seconds": round(result.seconds, 1),
+        "sweeps": runs,
+        "code_version": code_version(),
+        "packages": package_versions(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    (f / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     path = f / "report.md"
     path.write_text("\n".join(parts) + "\n")
     return path
