@@ -180,7 +180,7 @@ BAD_INPUT = {
     "missing-file": (BAD / "does_not_exist.yaml", [], ["does_not_exist.yaml", "file not found"]),
     "not-a-mapping": (BAD / "not_a_mapping.yaml", [], ["not_a_mapping.yaml:1", "mapping"]),
     "folder-not-file": (BAD, [], ["bad", "folder"]),
-    "towns-on-one-cell": (BAD / "same_cell.yaml", [], ["same_cell.yaml", "towns.1", "same cell"]),
+    "towns-on-one-cell": (BAD / "same_cell.yaml", [], ["same_cell.yaml:4", "towns.1", "same cell"]),
     "set-without-equals": (TINY, ["--set", "nonsense"], ["--set 'nonsense'", "key.path=value"]),
     "set-unknown-key": (TINY, ["--set", "mechanisms.rallly=1"], ["mechanisms.rallly", "did you mean 'rally'", "--set"]),
     "set-wrong-type": (TINY, ["--set", "days=abc"], ["days", "valid integer", "--set days=abc"]),

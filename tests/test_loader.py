@@ -248,3 +248,26 @@ def test_an_error_caused_by_an_override_names_it():
     e = error_of(TINY, ["mechanisms.pretext_blame=3"])
     assert e.key == "mechanisms.pretext_blame"
     assert "--set mechanisms.pretext_blame=3" in e.message
+
+
+# --------------------------------------------------------------------------- shipped scenarios
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SHIPPED = sorted(p for p in SCENARIOS.rglob("*.yaml") if "sweeps" not in p.parts)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(SCENARIOS)) for p in SHIPPED])
+def test_every_shipped_scenario_validates_and_fits_its_grid(path):
+    from sim.geography import build_geography
+
+    sc = load_scenario(path).scenario
+    geo = build_geography(sc)
+    assert len(geo.cells) == len(sc.towns)
+
+
+@pytest.mark.parametrize("policy", ["none", "random", "hts_strongholds", "resisting_towns", "frontline", "calendar"])
+def test_one_small_scenario_per_targeting_policy_extends_the_grid(policy):
+    loaded = load_scenario(SCENARIOS / "policies" / f"{policy}.yaml")
+    assert loaded.scenario.air_campaign.policy == policy
+    assert loaded.files[-1] == GRID.resolve()
+    assert len(loaded.scenario.towns) == len(load_scenario(GRID).scenario.towns)
