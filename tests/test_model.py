@@ -454,3 +454,73 @@ def test_background_campaign_respects_its_start_and_end(tiny, run_model):
 
 def test_no_sorties_no_strikes(grid, run_model):
     assert len(_strikes(run_model(grid("air_campaign.sorties_per_day=0", "air_campaign.policy=random")))) == 0
+
+
+# --------------------------------------------------------------------------- more HTS and household dynamics
+
+
+def test_displaced_households_return_home_once_it_is_safe(tiny, run_model):
+    sc = tiny(
+        days=60,
+        air_campaign={"policy": "calendar", "calendar": calendar("A", range(0, 6), strikes=3, killed=15)},
+        flight={"exposure_rate": 0.5, "return_rate": 0.2},
+        exposure={"half_life_days": 3},
+    )
+    frames = run_model(sc).collector.frames()
+    ts, ev = frames["timeseries"], frames["events"]
+    displaced = ts["displaced_persons"].to_numpy()
+    peak = int(displaced.argmax())
+    assert displaced[peak] > 100
+    assert displaced[-1] < 0.2 * displaced[peak]
+    returns = ev[ev["event"] == "return"]
+    assert returns["persons"].sum() == pytest.approx(ts["returns"].sum())
+    assert (returns["town"] != returns["to_town"]).all()
+    by_home = returns.groupby("to_town", observed=True)["persons"].sum()
+    assert by_home.idxmax() == "A"  # the struck town's households fled most and come home most
+
+
+def test_the_governance_body_multiplies_takeovers_from_its_founding(tiny, run_model):
+    sc = _council_scenario(tiny, 0.01)
+    sc = type(sc).model_validate(
+        {
+            **sc.model_dump(),
+            "days": 30,
+            "hts": {"takeover_rate": 0.01, "governance_body": {"day": 2, "takeover_multiplier": 100}},
+        }
+    )
+    ev = run_model(sc).collector.frames()["events"]
+    takeovers = ev[ev["event"] == "council_takeover"]
+    assert len(takeovers) == 1
+    assert 2 <= int(takeovers["day"].iloc[0]) < 8  # p = 0.0063/day before day 2, 0.63/day after
+
+
+def test_hts_attacks_push_rivals_away(tiny, run_model):
+    groups = [{"name": "G", "fighters": 1000, "alignment": 0.2, "towns": {"A": 1.0}}]
+    sc = tiny(
+        days=10, rivals={"groups": groups, "attack_penalty": 0.3, "pressure_rate": 0.0}, hts={"attack_rivals_rate": 1.0}
+    )
+    frames = run_model(sc).collector.frames()
+    ts = frames["timeseries"]
+    np.testing.assert_allclose(ts["alignment:G"], np.maximum(0.2 - 0.3 * np.arange(1, 11), -1.0))
+    assert ts["rival_fighters"].iloc[-1] < 1000
+    assert (frames["events"]["event"] == "hts_attack_rival").sum() == 10
+
+
+def test_hts_retaliates_after_strikes_and_loses_fighters(tiny, run_model):
+    def run(sorties: float):
+        sc = tiny(
+            days=15,
+            air_campaign={"policy": "hts_strongholds", "sorties_per_day": sorties},
+            hts={"fighters_lost_per_strike": 10.0},
+            recruitment={"hts_rate": 0.0, "rival_rate": 0.0},
+        )
+        return run_model(sc).collector.frames()
+
+    calm, bombed = run(0.0), run(4.0)
+    assert (calm["timeseries"]["hts_retaliation"] == 0).all()
+    assert bombed["timeseries"]["hts_retaliation"].iloc[-1] > 0
+    assert calm["timeseries"]["hts_fighters"].iloc[-1] == 10000
+    assert bombed["timeseries"]["hts_fighters"].iloc[-1] < 10000 - 10 * 0.3 * 10
+    # retaliation feeds HTS's protection value where the threat is
+    struck = bombed["towns"].groupby("town", observed=True)["strikes_cum"].max().idxmax()
+    assert last(bombed["towns"], "protection")[struck] > last(calm["towns"], "protection")[struck]
