@@ -18,7 +18,11 @@ from sim.config import MECHANISM_NAMES
 ONLY_FEEDS = {
     "rally": ["choice.protection_weight=7", "hts.rally_protection_boost=9"],
     "regime_blame": ["grievance.regime_rate=3"],
-    "institutions": ["air_campaign.council_damage=0.5", "choice.service_gap_weight=20"],
+    "institutions": [
+        "air_campaign.council_damage=0.5",
+        "choice.service_gap_weight=20",
+        "civil_society.strike_loss=0.9",
+    ],
     "suppression": ["protest.fear_risk_weight=9", "choice.fear_withdrawal=9"],
     "exit": ["flight.exposure_rate=2", "choice.displaced_disengagement=9"],
     "control": ["choice.control_weight=9"],
