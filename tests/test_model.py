@@ -524,3 +524,53 @@ def test_hts_retaliates_after_strikes_and_loses_fighters(tiny, run_model):
     # retaliation feeds HTS's protection value where the threat is
     struck = bombed["towns"].groupby("town", observed=True)["strikes_cum"].max().idxmax()
     assert last(bombed["towns"], "protection")[struck] > last(calm["towns"], "protection")[struck]
+
+
+# --------------------------------------------------------------------------- calibrated constants
+
+FROZEN = (
+    "households.sample_fraction=0.2",
+    "days=10",
+    "air_campaign.policy=none",
+    "front.enabled=false",
+    "choice.revision_rate=1",
+    "hts.service_rate=0",
+    "hts.service_decay=0",
+    "hts.consolidation_rate=0",
+    "hts.protest_erosion=0",
+    "hts.takeover_rate=0",
+    "grievance.tax_weight=0",
+    "hts.repression=0",
+    "civil_society.council_rate=0",
+    "civil_society.council_decay=0",
+    "protest.peer_weight=0",
+)
+
+
+def _shares_by_label(model: AllegianceModel) -> dict[str, np.ndarray]:
+    towns = model.collector.frames()["towns"]
+    final = towns[towns["day"] == towns["day"].max()]
+    out = {}
+    for label, rows in final.groupby("initial_stance", observed=True):
+        w = rows["persons_present"]
+        out[label] = np.array([(rows[c] * w).sum() / w.sum() for c in ("resist_share", "neutral_share", "coop_share")])
+    return out
+
+
+def test_calibrated_constants_make_the_initial_shares_the_no_shock_equilibrium(grid, run_model):
+    """Everyone reconsiders every day; with nothing happening, the shares stay at the scenario's."""
+    model = run_model(grid(*FROZEN))
+    initial = model.scenario.households.initial.stance
+    for label, shares in _shares_by_label(model).items():
+        target = initial[label]
+        np.testing.assert_allclose(shares, [target.resist, target.neutral, target.cooperate], atol=0.03, err_msg=label)
+
+
+def test_without_calibration_the_shares_drift(grid, run_model):
+    model = run_model(grid(*FROZEN, "choice.calibrate_constants=false"))
+    initial = model.scenario.households.initial.stance
+    gaps = [
+        np.abs(shares - [initial[k].resist, initial[k].neutral, initial[k].cooperate]).max()
+        for k, shares in _shares_by_label(model).items()
+    ]
+    assert max(gaps) > 0.1
