@@ -165,6 +165,9 @@ def _resolve(path: Path, chain: list[Path]) -> tuple[dict[str, Any], list[_Doc]]
             path, "'extends' must be a file path", key="extends", line=doc.located.line_of(("extends",))
         )
     parent_path = path.parent / parent
+    if parent_path.resolve() in [*chain, path]:
+        cycle = " -> ".join(p.name for p in [*chain, path, parent_path.resolve()])
+        raise ScenarioError(path, f"'extends' cycle: {cycle}", key="extends", line=doc.located.line_of(("extends",)))
     if not parent_path.exists():
         raise ScenarioError(
             path,
@@ -299,19 +302,20 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
         if more:
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
         key = ".".join(str(p) for p in loc)
-        # Blame the override if it set this key, else the most specific file that has it.
+        # Blame the override if it set this key (or a key above or below it), else the file
+        # whose content reaches deepest into the key path (lists come whole from one file).
+        parts = [str(p) for p in loc]
         for text in overrides:
-            if key and (
-                key.startswith(text.partition("=")[0].strip()) or text.partition("=")[0].strip().startswith(key)
-            ):
+            set_parts = text.partition("=")[0].strip().split(".")
+            n = min(len(parts), len(set_parts))
+            if n and parts[:n] == set_parts[:n]:
                 raise ScenarioError(path, f"{msg} (from --set {text})", key=key) from None
-        file, line = path, None
+        best, best_depth = docs[0], -1
         for doc in docs:
-            if _has_path(doc.data, loc):
-                file, line = doc.path, doc.located.line_of(loc)
-                break
-        else:
-            line = docs[0].located.line_of(loc)
+            depth = _known_depth(doc.data, loc)
+            if depth > best_depth:
+                best, best_depth = doc, depth
+        file, line = best.path, best.located.line_of(loc)
         raise ScenarioError(file, msg, key=key, line=line) from None
     return LoadedScenario(
         scenario=scenario,
@@ -321,13 +325,14 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
     )
 
 
-def _has_path(data: Any, loc: tuple[Any, ...]) -> bool:
+def _known_depth(data: Any, loc: tuple[Any, ...]) -> int:
+    """How many leading parts of ``loc`` exist in ``data``."""
     cur = data
-    for part in loc[:-1] if loc else ():
+    for depth, part in enumerate(loc):
         if isinstance(cur, dict) and part in cur:
             cur = cur[part]
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             cur = cur[part]
         else:
-            return False
-    return True if not loc else (isinstance(cur, dict) and loc[-1] in cur) or isinstance(cur, list)
+            return depth
+    return len(loc)
