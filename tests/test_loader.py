@@ -271,3 +271,17 @@ def test_one_small_scenario_per_targeting_policy_extends_the_grid(policy):
     assert loaded.scenario.air_campaign.policy == policy
     assert loaded.files[-1] == GRID.resolve()
     assert len(loaded.scenario.towns) == len(load_scenario(GRID).scenario.towns)
+
+
+def test_a_bad_value_overriding_a_good_one_blames_the_overriding_file(tmp_path):
+    parent = write(tmp_path / "parent.yaml", TINY.read_text() + "mechanisms:\n  pretext_blame: 0.3\n")
+    child = write(tmp_path / "child.yaml", "extends: parent.yaml\nname: c\nmechanisms:\n  pretext_blame: 1.5\n")
+    e = error_of(child)
+    assert (Path(e.file).name, e.line, e.key) == ("child.yaml", 4, "mechanisms.pretext_blame")
+    assert parent.exists()
+
+
+def test_an_override_of_a_whole_block_is_blamed_for_errors_inside_it():
+    e = error_of(TINY, ["mechanisms={pretext_blame: 3}"])
+    assert e.key == "mechanisms.pretext_blame"
+    assert "--set mechanisms={pretext_blame: 3}" in e.message
