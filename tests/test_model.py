@@ -574,3 +574,17 @@ def test_without_calibration_the_shares_drift(grid, run_model):
         for k, shares in _shares_by_label(model).items()
     ]
     assert max(gaps) > 0.1
+
+
+def test_a_smaller_hts_is_never_the_more_protective_one(grid, frames):
+    """HTS military presence feeds protection and security: starting with fewer fighters
+    (all else equal) must not make HTS stronger. Strength measured relative to the initial
+    force lets a handful of recruits multiply a tiny force many times over."""
+
+    def outcome(fighters: int) -> tuple[float, float]:
+        f = frames(grid(f"hts.fighters={fighters}"))
+        return float(f["towns"]["protection"].mean()), float(f["timeseries"]["arrests"].sum())
+
+    small, large = outcome(10), outcome(10000)
+    assert small[0] <= large[0], (small, large)  # protection value
+    assert small[1] <= large[1], (small, large)  # arrests need security forces
