@@ -286,7 +286,7 @@ class HTS(mesa.Agent):
         super().__init__(model)
         cfg = model.scenario.hts
         self.fighters = float(cfg.fighters)
-        self.fighters0 = max(float(cfg.fighters), 1.0)
+        self.reference_fighters = float(cfg.reference_fighters)
         self.resources = float(cfg.resources)
         self.legitimacy = float(cfg.legitimacy)
         self.retaliation = 0.0
@@ -300,8 +300,8 @@ class HTS(mesa.Agent):
 
     @property
     def strength(self) -> float:
-        """Fighters relative to the start."""
-        return self.fighters / self.fighters0
+        """Fighters relative to ``hts.reference_fighters``, capped at ``hts.strength_cap``."""
+        return min(self.fighters / self.reference_fighters, self.model.scenario.hts.strength_cap)
 
     def step(self) -> None:
         """Step 3: finance, services, control, council takeovers, repression, retaliation, legitimacy."""

@@ -32,18 +32,12 @@ def fail(message: str) -> None:
 
 def load(path: Path, overrides: list[str] | None = None):
     """Load and validate a scenario (geography included), or fail with one message."""
-    from sim.geography import GeographyError, build_geography
     from sim.loader import load_scenario
 
     try:
-        loaded = load_scenario(path, overrides)
+        return load_scenario(path, overrides)
     except ScenarioError as e:
         fail(str(e))
-    try:
-        build_geography(loaded.scenario)
-    except GeographyError as e:
-        fail(f"{path}: {'.'.join(map(str, e.loc))}: {e.message}")
-    return loaded
 
 
 SetOption = Annotated[

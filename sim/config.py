@@ -55,7 +55,8 @@ class Mechanisms(Strict):
         unit="multiplier",
         source="Haid 2018; Mironova et al. 2014",
         doc="Rally / protection: regime threat raises the value of HTS as armed protector. "
-        "Multiplies choice.protection_weight (protection includes HTS retaliation).",
+        "Multiplies the protection value of HTS (which includes its retaliation), weighted by "
+        "choice.protection_weight.",
     )
     regime_blame: float = param(
         1.0,
@@ -327,7 +328,10 @@ class Flight(Strict):
     safety_harm_scale: float = param(1.0, 0.01, 100, unit="harm", doc="Exposure at which safety falls by 1/e.")
     border_safety: float = param(2.0, 1, 20, unit="multiplier", doc="Safety bonus of border towns.")
     network_weight: float = param(
-        1.0, 0, 100, unit="per (hosted displaced per resident)",
+        1.0,
+        0,
+        100,
+        unit="per (hosted displaced per resident)",
         source="assumed (chain migration through kin and networks)",
         doc="Extra attraction of a destination per displaced person it already hosts per initial resident.",
     )
@@ -418,6 +422,16 @@ class HTSConfig(Strict):
     )
     attack_rivals_rate: float = param(
         0.0, 0, 1, unit="1/day", doc="Daily probability of an HTS attack on a rival group."
+    )
+    reference_fighters: float = param(
+        10000,
+        1,
+        1e6,
+        unit="fighters",
+        doc="Force at which HTS strength is 1 (security and protection scale with fighters / this).",
+    )
+    strength_cap: float = param(
+        2.0, 0.1, 100, unit="-", doc="Cap on HTS (plus aligned rivals') relative strength in a town."
     )
     fighters_lost_per_strike: float = param(
         2.0, 0, 1000, unit="fighters", doc="Fighters killed per strike at full control."

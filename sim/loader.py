@@ -317,6 +317,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
                 best, best_depth = doc, depth
         file, line = best.path, best.located.line_of(loc)
         raise ScenarioError(file, msg, key=key, line=line) from None
+    _check_geography(scenario, docs)
     return LoadedScenario(
         scenario=scenario,
         files=[d.path for d in docs],
@@ -336,3 +337,15 @@ def _known_depth(data: Any, loc: tuple[Any, ...]) -> int:
         else:
             return depth
     return len(loc)
+
+
+def _check_geography(scenario: Scenario, docs: list[_Doc]) -> None:
+    """Towns must fit the grid, one per cell: checked here so the error has its line."""
+    from sim.geography import GeographyError, build_geography
+
+    try:
+        build_geography(scenario)
+    except GeographyError as e:
+        loc = e.loc
+        best = max(docs, key=lambda d: _known_depth(d.data, loc))
+        raise ScenarioError(best.path, e.message, key=".".join(map(str, loc)), line=best.located.line_of(loc)) from None

@@ -268,10 +268,13 @@ class AllegianceModel(Model):
         ch = sc.choice
         mech = sc.mechanisms
         align = np.array([g.alignment for g in self.rival_groups])
-        rel = np.array([g.fighters for g in self.rival_groups]) / self.hts.fighters0
+        rel = np.array([g.fighters for g in self.rival_groups]) / self.hts.reference_fighters
         rival_support = ts.rival_presence @ (np.maximum(align, 0) * rel) if len(align) else 0.0
-        strength = np.minimum(ts.control * self.hts.strength + rival_support, 2.0)
-        ts.protection = ts.threat * strength * (1 + sc.hts.rally_protection_boost * self.hts.retaliation) * ts.open
+        strength = np.minimum(ts.control * self.hts.strength + rival_support, sc.hts.strength_cap)
+        # Protection as households value it: zero when the rally mechanism is off.
+        ts.protection = (
+            mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * self.hts.retaliation) * ts.open
+        )
         calibrated = sc.choice.calibrate_constants
         ts.coop_base = (
             (self.alpha_coop if calibrated else ch.cooperate_intercept)

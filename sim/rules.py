@@ -85,7 +85,7 @@ def stance_utilities(
     ``coop_base`` and ``resist_base`` are the town-level parts (intercepts,
     services, control, council legitimacy, peer shares) gathered to households.
 
-    U_coop    = coop_base + b_P*s_rally * protection * G_R + b_R * G_R - b_H * G_H - w_F * F
+    U_coop    = coop_base + b_P * protection * G_R + b_R * G_R - b_H * G_H - w_F * F
     U_resist  = resist_base + b_H * G_H - w_F * F
     U_neutral = w_D * displaced
     """
