@@ -6,6 +6,7 @@ the line, the key path and the problem, and exits with status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -147,6 +148,8 @@ def _register_commands() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning input errors into one line and exit status 2."""
+    # Commands write figures to files: no GUI backend (set here, not in the library, so notebooks keep theirs).
+    os.environ.setdefault("MPLBACKEND", "Agg")
     _register_commands()
     try:
         app()

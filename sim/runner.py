@@ -73,7 +73,10 @@ def code_version() -> dict[str, Any]:
             info["git_commit"] = commit.stdout.strip()
             status = subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no", "--", "sim"],
-                cwd=root, capture_output=True, text=True, timeout=5,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
             )
             info["git_dirty"] = bool(status.stdout.strip())
     return info
@@ -162,8 +165,9 @@ def default_run_id(result: RunResult) -> str:
     return f"{stamp}_seed{result.seed}"
 
 
-def write_run(result: RunResult, out_root: str | Path = "results", run_id: str | None = None,
-              *, figures: bool = True) -> Path:
+def write_run(
+    result: RunResult, out_root: str | Path = "results", run_id: str | None = None, *, figures: bool = True
+) -> Path:
     """Write a run folder ``<out_root>/<scenario>/<run-id>/`` atomically.
 
     Files go to a hidden temporary folder that is renamed into place only when

@@ -130,9 +130,6 @@ def analyze(
 
 def plot_indices(table: pd.DataFrame, save: str | Path | None = None, title: str = ""):
     """Bar chart: one panel per outcome; Sobol S1 and ST with CIs, or Morris mu* (and sigma)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     from sim.plots import PALETTE, style

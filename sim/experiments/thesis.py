@@ -607,9 +607,6 @@ def _window(settings: ThesisSettings) -> int:
 
 def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: str, engine: str) -> Path:
     """``report.md`` (verdicts first), CSV tables and PNG figures in the result folder."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     f = result.folder
     f.mkdir(parents=True, exist_ok=True)
     result.effects.to_csv(f / "effects.csv", index=False, float_format="%.6g")
