@@ -1010,6 +1010,8 @@ def plot_effects(
             ax.set_title(f"{title_}", fontsize=8.5, loc="left")
             ax.set_xlabel(f"{xlabel} ({unit})" if unit else xlabel, fontsize=8)
             span = np.nanmax(np.abs(sub[[lo_c, hi_c]].to_numpy(float))) if sub[[lo_c, hi_c]].notna().any().any() else 1
+            if not span > 0:  # every interval is exactly zero (e.g. a policy against itself)
+                span = 1e-3
             ax.set_xlim(-1.08 * span, 1.08 * span)
         if ver_c is not None:
             present = {str(v).lower() for v in df[ver_c].dropna()}
