@@ -214,6 +214,16 @@ def set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
             cur = cur.setdefault(k, {})
 
 
+def apply_set_overrides(data: dict[str, Any], overrides: list[str], path: Path) -> None:
+    """Apply ``key.path=value`` overrides to a parsed file, blaming ``path`` for bad ones."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        try:
+            set_path(data, keys, value)
+        except ScenarioError as e:
+            raise ScenarioError(path, f"--set {text!r}: {e.message}", key=e.key) from None
+
+
 def _list_index(items: list[Any], key: str, path: list[str]) -> int:
     if key.lstrip("-").isdigit():
         idx = int(key)
@@ -288,12 +298,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
     path = Path(path)
     data, docs = _resolve(path, [])
     overrides = list(overrides or [])
-    for text in overrides:
-        keys, value = parse_override(text)
-        try:
-            set_path(data, keys, value)
-        except ScenarioError as e:
-            raise ScenarioError(path, f"--set {text!r}: {e.message}", key=e.key) from None
+    apply_set_overrides(data, overrides, path)
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

@@ -172,43 +172,64 @@ def plot_town_map(
                 zorder=2,
             )
         if strikes:
-            ev = events[(events["event"] == "strike") & (events["day"] <= day)]
-            hits = ev.assign(town=ev["town"].astype(str)).groupby("town")["count"].sum()
-            n_hits = np.array([float(hits.get(n, 0.0)) for n in names])
-            hit = n_hits > 0
-            ring = (np.sqrt(sizes[hit]) + 3.0 + 1.5 * np.sqrt(n_hits[hit])) ** 2
-            ax.scatter(
-                x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"], linewidths=1.1, zorder=2
-            )
+            draw_strike_rings(ax, events, names, x, y, sizes, first_day=0, last_day=day)
         if labels:
-            for i, n in enumerate(names):
-                aggregate = any(w in n for w in ("villages", "camps"))
-                r = math.sqrt(max(sizes[i], 6.0) / math.pi) + 1.5
-                ax.annotate(
-                    n,
-                    (x[i], y[i]),
-                    xytext=(r * 0.7, r * 0.7),
-                    textcoords="offset points",
-                    fontsize=6.5,
-                    color="#555555" if aggregate else "#111111",
-                    style="italic" if aggregate else "normal",
-                    zorder=5,
-                )
-        if geo:
-            ax.set_aspect(1.0 / math.cos(math.radians(float(np.mean(y)))))
-            ax.set_xlabel("longitude (°E)")
-            ax.set_ylabel("latitude (°N)")
-            _scale_bar(ax, x, y)
-        else:
-            ax.set_aspect("equal")
-            ax.set_xlabel("grid column")
-            ax.set_ylabel("grid row")
-        pad_x = 0.06 * (x.max() - x.min() + 1e-9)
-        pad_y = 0.05 * (y.max() - y.min() + 1e-9)
-        ax.set_xlim(x.min() - pad_x, x.max() + 2.5 * pad_x)
-        ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
+            label_towns(ax, names, x, y, sizes)
+        frame_map(ax, x, y, geo)
         ax.set_title(f"{_label(scenario, day)}: cooperation with HTS")
         return finish(fig, save)
+
+
+def draw_strike_rings(
+    ax: plt.Axes,
+    events: pd.DataFrame,
+    names: list[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    sizes: np.ndarray,
+    *,
+    first_day: int,
+    last_day: int,
+) -> None:
+    """A ring around every town struck between two days; wider rings for more strikes."""
+    ev = events[(events["event"] == "strike") & (events["day"] >= first_day) & (events["day"] <= last_day)]
+    hits = ev.assign(town=ev["town"].astype(str)).groupby("town")["count"].sum()
+    n_hits = np.array([float(hits.get(n, 0.0)) for n in names])
+    hit = n_hits > 0
+    ring = (np.sqrt(sizes[hit]) + 3.0 + 1.5 * np.sqrt(n_hits[hit])) ** 2
+    ax.scatter(x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"], linewidths=1.1, zorder=2)
+
+
+def label_towns(ax: plt.Axes, names: list[str], x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> None:
+    """Town names beside their markers; aggregate districts and camps in grey italics."""
+    for i, n in enumerate(names):
+        aggregate = any(w in n for w in ("villages", "camps"))
+        r = math.sqrt(max(sizes[i], 6.0) / math.pi) + 1.5
+        ax.annotate(
+            n,
+            (x[i], y[i]),
+            xytext=(r * 0.7, r * 0.7),
+            textcoords="offset points",
+            fontsize=6.5,
+            color="#555555" if aggregate else "#111111",
+            style="italic" if aggregate else "normal",
+            zorder=5,
+        )
+
+
+def frame_map(ax: plt.Axes, x: np.ndarray, y: np.ndarray, geo: bool, grid_unit: str = "") -> None:
+    """Aspect, axis labels, scale bar (with coordinates) and padding of a town map."""
+    if geo:
+        ax.set_aspect(1.0 / math.cos(math.radians(float(np.mean(y)))))
+        ax.set(xlabel="longitude (°E)", ylabel="latitude (°N)")
+        _scale_bar(ax, x, y)
+    else:
+        ax.set_aspect("equal")
+        ax.set(xlabel=f"grid column{grid_unit}", ylabel=f"grid row{grid_unit}")
+    pad_x = 0.06 * (x.max() - x.min() + 1e-9)
+    pad_y = 0.05 * (y.max() - y.min() + 1e-9)
+    ax.set_xlim(x.min() - pad_x, x.max() + 2.5 * pad_x)
+    ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
 
 
 def _scale_bar(ax: plt.Axes, x: np.ndarray, y: np.ndarray, km: float = 10.0) -> None:

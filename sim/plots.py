@@ -539,7 +539,7 @@ def plot_map(
     """
     from matplotlib.patches import FancyArrowPatch
 
-    from sim.maps import _scale_bar, flows_until
+    from sim.maps import draw_strike_rings, flows_until, frame_map, label_towns
 
     towns, events = run.towns, run.events
     if variable not in towns.columns:
@@ -608,41 +608,11 @@ def plot_map(
         )
         ax.scatter(x[held], y[held], s=50, marker="X", c=PALETTE["black"], zorder=4)
         if strikes:
-            ev = events[(events["event"] == "strike") & (events["day"] >= first) & (events["day"] <= day)]
-            hits = ev.assign(town=ev["town"].astype(str)).groupby("town")["count"].sum()
-            n_hits = np.array([float(hits.get(n, 0.0)) for n in names])
-            hit = n_hits > 0
-            ring = (np.sqrt(sizes[hit]) + 3.0 + 1.5 * np.sqrt(n_hits[hit])) ** 2
-            ax.scatter(
-                x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"], linewidths=1.1, zorder=2
-            )
+            draw_strike_rings(ax, events, names, x, y, sizes, first_day=first, last_day=day)
         if labels:
-            for i, n in enumerate(names):
-                aggregate = any(w in n for w in ("villages", "camps"))
-                r = math.sqrt(max(sizes[i], 6.0) / math.pi) + 1.5
-                ax.annotate(
-                    n,
-                    (x[i], y[i]),
-                    xytext=(r * 0.7, r * 0.7),
-                    textcoords="offset points",
-                    fontsize=6.5,
-                    color="#555555" if aggregate else "#111111",
-                    style="italic" if aggregate else "normal",
-                    zorder=5,
-                )
-        if geo:
-            ax.set_aspect(1.0 / math.cos(math.radians(float(np.mean(y)))))
-            ax.set(xlabel="longitude (°E)", ylabel="latitude (°N)")
-            _scale_bar(ax, x, y)
-        else:
-            cell = run.manifest.get("config", {}).get("grid", {}).get("cell_km")
-            unit = f" ({cell:g} km cells)" if cell else ""
-            ax.set_aspect("equal")
-            ax.set(xlabel=f"grid column{unit}", ylabel=f"grid row{unit}")
-        pad_x = 0.06 * (x.max() - x.min() + 1e-9)
-        pad_y = 0.05 * (y.max() - y.min() + 1e-9)
-        ax.set_xlim(x.min() - pad_x, x.max() + 2.5 * pad_x)
-        ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
+            label_towns(ax, names, x, y, sizes)
+        cell = run.manifest.get("config", {}).get("grid", {}).get("cell_km")
+        frame_map(ax, x, y, geo, f" ({cell:g} km cells)" if cell else "")
         name, unit = label_of(variable)
         date = run.date_of(day)
         when_text = f"{date:%-d %b %Y}" if date is not None else f"day {day}"

@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.loader import ScenarioError, _explain, _Located, load_scenario, parse_override, set_path
+from sim.loader import ScenarioError, _explain, _Located, apply_set_overrides, load_scenario, set_path
 
 SIM_MODEL = "sim"
 """Name of the built-in model function: run the simulation and reduce outcomes."""
@@ -363,12 +363,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     if not isinstance(data, dict):
         raise ScenarioError(path, f"a sweep must be a mapping of keys, not a {type(data).__name__}", line=1)
     located = _Located(node)
-    for text_ in overrides or []:
-        keys, value = parse_override(text_)
-        try:
-            set_path(data, keys, value)
-        except ScenarioError as e:
-            raise ScenarioError(path, f"--set {text_!r}: {e.message}", key=e.key) from None
+    apply_set_overrides(data, list(overrides or []), path)
     try:
         sf = SweepFile.model_validate(data)
     except ValidationError as exc:
