@@ -241,28 +241,36 @@ def _scale_bar(ax: plt.Axes, x: np.ndarray, y: np.ndarray, km: float = 10.0) -> 
     ax.text(x0 + deg / 2, y0, f"{km:g} km", ha="center", va="bottom", fontsize=7, zorder=5)
 
 
+def size_and_strike_handles(size_scale: float, persons_ref: float, struck_label: str) -> tuple[Line2D, Line2D]:
+    """Legend keys for marker size (a reference population) and the strike ring."""
+    size_key = Line2D(
+        [],
+        [],
+        ls="",
+        marker="o",
+        markersize=math.sqrt(persons_ref * size_scale),
+        markerfacecolor="#d9d9d9",
+        markeredgecolor="#333333",
+        label=f"{persons_ref:,.0f} persons",
+    )
+    struck_key = Line2D(
+        [],
+        [],
+        ls="",
+        marker="o",
+        markersize=9,
+        markerfacecolor="none",
+        markeredgecolor=PALETTE["purple"],
+        label=struck_label,
+    )
+    return size_key, struck_key
+
+
 def _legend(fig: plt.Figure, ax: plt.Axes, size_scale: float, persons_ref: float) -> None:
+    size_key, struck_key = size_and_strike_handles(size_scale, persons_ref, "struck so far (wider ring: more strikes)")
     handles = [
-        Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            markersize=math.sqrt(persons_ref * size_scale),
-            markerfacecolor="#d9d9d9",
-            markeredgecolor="#333333",
-            label=f"{persons_ref:,.0f} persons",
-        ),
-        Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            markersize=9,
-            markerfacecolor="none",
-            markeredgecolor=PALETTE["purple"],
-            label="struck so far (wider ring: more strikes)",
-        ),
+        size_key,
+        struck_key,
         Line2D(
             [],
             [],

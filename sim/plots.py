@@ -539,7 +539,7 @@ def plot_map(
     """
     from matplotlib.patches import FancyArrowPatch
 
-    from sim.maps import draw_strike_rings, flows_until, frame_map, label_towns
+    from sim.maps import draw_strike_rings, flows_until, frame_map, label_towns, size_and_strike_handles
 
     towns, events = run.towns, run.events
     if variable not in towns.columns:
@@ -625,26 +625,7 @@ def plot_map(
         cbar.set_label(f"{name} ({unit})" if unit else name)
         ref = 100_000 if towns["persons_present"].max() > 2e5 else 10_000
         handles = [
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                markersize=math.sqrt(ref * size_scale),
-                markerfacecolor="#d9d9d9",
-                markeredgecolor="#333333",
-                label=f"{ref:,.0f} persons",
-            ),
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                markersize=9,
-                markerfacecolor="none",
-                markeredgecolor=PALETTE["purple"],
-                label="struck (wider ring: more strikes)",
-            ),
+            *size_and_strike_handles(size_scale, ref, "struck (wider ring: more strikes)"),
             Line2D([], [], ls="", marker="X", markersize=7, color="black", label="taken by the regime"),
             Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6, label="displacement (width: persons)"),
         ]
