@@ -7,14 +7,12 @@ Counts of persons are reported in real persons (scaled by 1 / sample_fraction).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from sim.agents import FRONT_STATUS
-from sim.households import RECRUITED_HTS
 from sim.rules import COOPERATE, NEUTRAL, RESIST
 
 if TYPE_CHECKING:
@@ -262,15 +260,3 @@ class Collector:
         ev["event"] = ev["event"].astype(str)
         ev["note"] = ev["note"].astype(str)
         return {"timeseries": ts, "towns": towns, "events": ev}
-
-
-def recruited_hts_share(model: AllegianceModel) -> float:
-    """Share of living households that sent a fighter to HTS."""
-    hh = model.hh
-    alive = hh.persons > 0
-    return float((hh.recruited[alive] == RECRUITED_HTS).mean()) if alive.any() else 0.0
-
-
-def date_of(model: AllegianceModel, day: int) -> dt.date | None:
-    """Calendar date of a day index, if the scenario has a start date."""
-    return model.scenario.date_of(day)

@@ -121,29 +121,8 @@ def plot_town_map(
         else:
             fig = ax.figure
         ax.grid(False)
-        index = {n: i for i, n in enumerate(names)}
         if flows:
-            fl = flows_until(events, day).head(max_flows)
-            if len(fl):
-                top = float(fl["persons"].iloc[0])
-                for row in fl.itertuples(index=False):
-                    i, j = index[row.town], index[row.to_town]
-                    width = 0.6 + 5.0 * math.sqrt(row.persons / top)
-                    ax.add_patch(
-                        FancyArrowPatch(
-                            (x[i], y[i]),
-                            (x[j], y[j]),
-                            connectionstyle="arc3,rad=0.18",
-                            arrowstyle="-|>",
-                            mutation_scale=6 + 2 * width,
-                            lw=width,
-                            color=PALETTE["orange"],
-                            alpha=0.55,
-                            zorder=1,
-                            shrinkA=4,
-                            shrinkB=6,
-                        )
-                    )
+            draw_flows(ax, events, names, x, y, first_day=0, last_day=day, max_flows=max_flows)
         held = front == "regime"
         alive = ~held
         sizes = np.maximum(persons * size_scale, 6.0)
@@ -178,6 +157,45 @@ def plot_town_map(
         frame_map(ax, x, y, geo)
         ax.set_title(f"{_label(scenario, day)}: cooperation with HTS")
         return finish(fig, save)
+
+
+def draw_flows(
+    ax: plt.Axes,
+    events: pd.DataFrame,
+    names: list[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    first_day: int,
+    last_day: int,
+    max_flows: int,
+) -> None:
+    """The largest displacement flows between two days as curved arrows (width: persons)."""
+    fl = flows_until(events, last_day, first_day=first_day).head(max_flows)
+    if not len(fl):
+        return
+    index = {n: i for i, n in enumerate(names)}
+    top = float(fl["persons"].iloc[0])
+    for row in fl.itertuples(index=False):
+        i, j = index.get(row.town), index.get(row.to_town)
+        if i is None or j is None or i == j:
+            continue
+        width = 0.6 + 5.0 * math.sqrt(row.persons / top)
+        ax.add_patch(
+            FancyArrowPatch(
+                (x[i], y[i]),
+                (x[j], y[j]),
+                connectionstyle="arc3,rad=0.18",
+                arrowstyle="-|>",
+                mutation_scale=6 + 2 * width,
+                lw=width,
+                color=PALETTE["orange"],
+                alpha=0.55,
+                zorder=1,
+                shrinkA=4,
+                shrinkB=6,
+            )
+        )
 
 
 def draw_strike_rings(

@@ -20,7 +20,6 @@ from mesa.discrete_space import OrthogonalMooreGrid
 
 from sim import rules
 from sim.agents import (
-    CONTESTED,
     FRONT_STATUS,
     HTS,
     OPPOSITION,
@@ -37,7 +36,6 @@ from sim.collect import Collector
 from sim.config import Scenario
 from sim.geography import Geography, build_geography
 from sim.households import (
-    NOT_RECRUITED,
     RECRUITED_HTS,
     RECRUITED_RIVAL,
     HouseholdArrays,
@@ -45,7 +43,7 @@ from sim.households import (
     create_households,
     step_households,
 )
-from sim.rules import COOPERATE, NEUTRAL, RESIST
+from sim.rules import COOPERATE, RESIST
 
 STREAMS = ("init", "households", "air", "front", "hts", "repression", "casualties")
 
@@ -491,7 +489,5 @@ class AllegianceModel(Model):
 
         Agent._ids.pop(self, None)
         for cell in self.grid.all_cells:
-            cell._clear_cache() if hasattr(cell, "_clear_cache") else None
-
-
-__all__ = ["CONTESTED", "NEUTRAL", "NOT_RECRUITED", "AllegianceModel"]
+            if hasattr(cell, "_clear_cache"):
+                cell._clear_cache()

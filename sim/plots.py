@@ -537,9 +537,8 @@ def plot_map(
         vmax: upper colour limit (default: 1 for shares, else the data's maximum).
         save: file to save the figure to.
     """
-    from matplotlib.patches import FancyArrowPatch
 
-    from sim.maps import draw_strike_rings, flows_until, frame_map, label_towns, size_and_strike_handles
+    from sim.maps import draw_flows, draw_strike_rings, frame_map, label_towns, size_and_strike_handles
 
     towns, events = run.towns, run.events
     if variable not in towns.columns:
@@ -569,31 +568,8 @@ def plot_map(
         else:
             fig = ax.figure
         ax.grid(False)
-        index = {n: i for i, n in enumerate(names)}
         if flows:
-            fl = flows_until(events, day, first_day=first).head(max_flows)
-            if len(fl):
-                top = float(fl["persons"].iloc[0])
-                for row in fl.itertuples(index=False):
-                    i, j = index.get(row.town), index.get(row.to_town)
-                    if i is None or j is None or i == j:
-                        continue
-                    width = 0.6 + 5.0 * math.sqrt(row.persons / top)
-                    ax.add_patch(
-                        FancyArrowPatch(
-                            (x[i], y[i]),
-                            (x[j], y[j]),
-                            connectionstyle="arc3,rad=0.18",
-                            arrowstyle="-|>",
-                            mutation_scale=6 + 2 * width,
-                            lw=width,
-                            color=PALETTE["orange"],
-                            alpha=0.55,
-                            zorder=1,
-                            shrinkA=4,
-                            shrinkB=6,
-                        )
-                    )
+            draw_flows(ax, events, names, x, y, first_day=first, last_day=day, max_flows=max_flows)
         alive = ~held
         sc = ax.scatter(
             x[alive],
