@@ -10,7 +10,7 @@ Measures, interleaved over rounds so that machine drift cancels out:
 * Mesa's shipped ``EpsteinCivilViolence`` example, agent-steps per second, as the
   external reference (the ratio is per agent-step);
 * a bare numpy kernel of the household decision rule alone (the floor: the same
-  :mod:`sim.rules` functions over the same arrays, nothing else), and the full
+  :mod:`sim.model.rules` functions over the same arrays, nothing else), and the full
   step's ratio to it;
 
 and, each in a fresh process: peak RSS per household and construction time at
@@ -41,7 +41,7 @@ IDLIB = ROOT / "scenarios" / "idlib_2017_2018.yaml"
 
 def scaled_scenario(households: int):
     """The synthetic grid with town populations scaled to about ``households`` households."""
-    from sim.loader import load_scenario
+    from sim.scenario.loader import load_scenario
 
     sc = load_scenario(SYNTHETIC).scenario
     size = sc.households.size
@@ -62,13 +62,13 @@ def time_model_steps(model, steps: int) -> float:
 class FloorKernel:
     """The household decision rule alone: grievances, fear, stance, protest, flight hazard.
 
-    Same :mod:`sim.rules` functions and array layout as the model's household
+    Same :mod:`sim.model.rules` functions and array layout as the model's household
     step, with town-level inputs held fixed: what the daily step would cost
     with no model around it.
     """
 
     def __init__(self, n: int, towns: int = 16, seed: int = 1):
-        from sim.rules import F32
+        from sim.model.rules import F32
 
         rng = np.random.default_rng(seed)
         self.rng = rng
@@ -88,8 +88,8 @@ class FloorKernel:
 
     def step(self) -> None:
         """One day of the bare household rules."""
-        from sim import rules
-        from sim.rules import F32, RESIST
+        from sim.model import rules
+        from sim.model.rules import F32, RESIST
 
         t = self.town
         n = len(t)
@@ -144,7 +144,7 @@ def epstein_model(agents_target: int, seed: int = 1):
 
 def measure_interleaved(sizes: list[int], rounds: int, steps: int, epstein_agents: int, floor_n: int) -> dict:
     """Per-agent-step speeds of the full step, Epstein and the floor, interleaved over rounds."""
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
 
     models = {}
     for n in sizes:
@@ -192,7 +192,7 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def _child_memory(households: int) -> dict:
     """In a fresh process: construction time and peak RSS of a 400k model run for 10 days."""
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
 
     sc = scaled_scenario(households)
     base = rss_mb()
@@ -213,8 +213,8 @@ def _child_memory(households: int) -> dict:
 
 def _child_person_level(days: int) -> dict:
     """In a fresh process: a person-level run of the Idlib scenario (or the scaled grid)."""
-    from sim.loader import load_scenario
-    from sim.runner import simulate
+    from sim.run.simulate import simulate
+    from sim.scenario.loader import load_scenario
 
     if IDLIB.exists():
         loaded = load_scenario(IDLIB, ["households.unit=person", "households.sample_fraction=1.0", f"days={days}"])

@@ -1,6 +1,6 @@
 """Shared fixtures: fast scenarios, a tiny controlled scenario builder, a CLI runner.
 
-Every fixture that builds a scenario returns a validated :class:`sim.config.Scenario`
+Every fixture that builds a scenario returns a validated :class:`sim.scenario.schema.Scenario`
 so tests exercise the same validation as users. The fast scenarios are the shipped
 ``scenarios/synthetic_grid.yaml`` at a small ``households.sample_fraction`` and a
 few days, so the whole suite stays well under a few minutes on two cores.
@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from sim.config import Scenario
-from sim.loader import deep_merge, load_scenario
-from sim.model import AllegianceModel
+from sim.model.model import AllegianceModel
+from sim.scenario.loader import deep_merge, load_scenario
+from sim.scenario.schema import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_YAML = ROOT / "scenarios" / "synthetic_grid.yaml"
@@ -153,12 +153,12 @@ def differ() -> Callable[..., bool]:
 
 def _sim_command() -> list[str]:
     script = Path(sys.executable).parent / "sim"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "sim.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sim"]
 
 
 @pytest.fixture(scope="session")
 def sim_command() -> list[str]:
-    """The ``sim`` console script of this environment (or ``python -m sim.cli``)."""
+    """The ``sim`` console script of this environment (or ``python -m sim``)."""
     return _sim_command()
 
 

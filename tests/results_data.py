@@ -25,35 +25,40 @@ def workdir() -> Path:
 @cache
 def grid_run() -> Path:
     """The synthetic grid, a tenth of the households, 25 days: a run folder."""
-    from sim.loader import load_scenario
-    from sim.runner import simulate, write_run
+    from sim.run.simulate import simulate
+    from sim.scenario.loader import load_scenario
+    from sim.viz.figures import write_run_folder
 
     loaded = load_scenario(GRID, ["households.sample_fraction=0.1", "days=25"])
-    return write_run(simulate(loaded), workdir() / "results", "grid")
+    return write_run_folder(simulate(loaded), workdir() / "results", "grid")
 
 
 @cache
 def grid_replicates() -> tuple[Path, ...]:
     """Three seeds of each of two policies (common seeds), as run folders."""
-    from sim.loader import load_scenario
-    from sim.runner import simulate, write_run
+    from sim.run.simulate import simulate
+    from sim.scenario.loader import load_scenario
+    from sim.viz.figures import write_run_folder
 
     out = []
     for policy in ("none", "resisting_towns"):
         loaded = load_scenario(GRID, ["households.sample_fraction=0.05", "days=20", f"air_campaign.policy={policy}"])
         for seed in (1, 2, 3):
-            out.append(write_run(simulate(loaded, seed), workdir() / "replicates", f"{policy}_{seed}", figures=False))
+            out.append(
+                write_run_folder(simulate(loaded, seed), workdir() / "replicates", f"{policy}_{seed}", figures=False)
+            )
     return tuple(out)
 
 
 @cache
 def idlib_run() -> Path:
     """The Idlib calendar scenario at 2% of households: dates, coordinates, observed.csv."""
-    from sim.loader import load_scenario
-    from sim.runner import simulate, write_run
+    from sim.run.simulate import simulate
+    from sim.scenario.loader import load_scenario
+    from sim.viz.figures import write_run_folder
 
     loaded = load_scenario(IDLIB, ["households.sample_fraction=0.02", "observed.replicates=2"])
-    return write_run(simulate(loaded), workdir() / "results", "idlib")
+    return write_run_folder(simulate(loaded), workdir() / "results", "idlib")
 
 
 @cache
@@ -87,7 +92,7 @@ def sweep_folder() -> Path:
 @cache
 def morris_folder() -> Path:
     """A small Morris sweep with its sensitivity table written by ``sim sensitivity``'s function."""
-    from sim.experiments.sensitivity import write_sensitivity
+    from sim.analysis.sensitivity import write_sensitivity
     from sim.experiments.spec import spec_from_dict
     from sim.experiments.sweep import run_sweep
 
@@ -110,14 +115,16 @@ def morris_folder() -> Path:
         }
     )
     folder = run_sweep(spec, workdir() / "sweeps", progress=False).folder
-    write_sensitivity(folder)
+    from sim.viz.figures import draw_sensitivity
+
+    write_sensitivity(folder, draw=draw_sensitivity)
     return folder
 
 
 @cache
 def thesis_folder() -> Path:
     """``sim thesis`` at its smallest: 2 replicates, 2 x 2 heatmap, 12 days, serial."""
-    from sim.experiments.thesis import ThesisSettings, run_thesis
+    from sim.analysis.thesis import ThesisSettings, run_thesis
 
     settings = ThesisSettings(
         scenario=GRID,

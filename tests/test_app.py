@@ -1,4 +1,4 @@
-"""The browser app (:mod:`sim.app`): its model factory, its drawing, ``sim app``, and the page.
+"""The browser app (:mod:`sim.viz.app`): its model factory, its drawing, ``sim app``, and the page.
 
 The fast tests check that the app's controls build exactly the model ``sim run`` builds
 from the same file and ``--set`` overrides, and that drawing touches only the town
@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from mesa.discrete_space import Cell
 
-import sim.app as app
-from sim.loader import load_scenario
-from sim.runner import simulate
+import sim.viz.app as app
+from sim.run.simulate import simulate
+from sim.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_YAML = ROOT / "scenarios" / "synthetic_grid.yaml"
@@ -213,7 +213,7 @@ def app_server() -> Iterator[str]:
     log = ARTIFACTS / "app-server.log"
     port = _free_port()
     env = {**os.environ, "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "sim.cli", "app", str(GRID_YAML), "--port", str(port)]
+    cmd = [sys.executable, "-m", "sim", "app", str(GRID_YAML), "--port", str(port)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -121,7 +121,8 @@ def test_run_options_reach_the_manifest(good_runs):
 
 
 def test_default_run_id_is_time_and_seed(good_runs):
-    assert re.fullmatch(r"\d{8}T\d{6}_seed3", only_run_folder(good_runs, "options").name)
+    # time to the microsecond, seed, random suffix: unique when runs start together (issue 12)
+    assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}_seed3_[0-9a-f]{4}", only_run_folder(good_runs, "options").name)
 
 
 def test_an_existing_run_id_is_refused_and_left_alone(good_runs, run_cli):

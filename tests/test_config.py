@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from sim.config import (
+from sim.scenario.schema import (
     MECHANISM_NAMES,
     POLICIES,
     Mechanisms,

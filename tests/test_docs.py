@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sim import docs
-from sim.config import MECHANISM_NAMES, Mechanisms
+from sim.scenario import odd as docs
+from sim.scenario.schema import MECHANISM_NAMES, Mechanisms
 
 ODD = docs.ODD_PATH
 
@@ -43,7 +43,7 @@ def _table_rows(section: str) -> list[str]:
 
 def test_parameter_tables_are_current():
     stale = docs.check(ODD)
-    assert not stale, f"docs/ODD.md is stale ({', '.join(stale)}): run python -m sim.docs"
+    assert not stale, f"docs/ODD.md is stale ({', '.join(stale)}): run python -m sim.scenario.odd"
 
 
 def test_check_cli_flags_a_stale_file(tmp_path: Path):

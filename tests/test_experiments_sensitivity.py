@@ -8,13 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sim.analysis.sensitivity import analyze, write_sensitivity
 from sim.experiments import run_sweep, spec_from_dict
-from sim.experiments.sensitivity import analyze, write_sensitivity
-from sim.loader import ScenarioError
+from sim.scenario.loader import ScenarioError
+from sim.viz.figures import draw_sensitivity
 
 ISHIGAMI = {
     "name": "ishigami",
-    "model": "sim.experiments.models:ishigami",
+    "model": "sim.experiments.tasks:ishigami",
     "root_seed": 3,
     "parameters": {f"x{i}": {"range": [-math.pi, math.pi]} for i in (1, 2, 3)},
     "outcomes": ["y"],
@@ -40,7 +41,7 @@ def test_sobol_recovers_ishigami_indices_through_the_sweep_pipeline(tmp_path: Pa
         assert abs(s1 - S1_TRUE[name]) <= max(table.loc[name, "S1_conf"], 0.05), (name, s1)
         assert abs(st - ST_TRUE[name]) <= max(table.loc[name, "ST_conf"], 0.05), (name, st)
     assert table.loc["x3", "S1"] < 0.06 < table.loc["x3", "ST"]
-    paths = write_sensitivity(summary.folder)
+    paths = write_sensitivity(summary.folder, draw=draw_sensitivity)
     assert paths["png"].stat().st_size > 10_000
     csv = pd.read_csv(paths["csv"])
     assert list(csv.columns) == ["outcome", "parameter", "S1", "S1_conf", "ST", "ST_conf"] and len(csv) == 3
@@ -53,7 +54,7 @@ def test_morris_ranks_ishigami_inputs(tmp_path: Path) -> None:
     # x2 enters only through sin(x2)^2: zero mean effect, large mu*; x3 acts only with x1 (sigma > 0)
     assert abs(table.loc["x2", "mu"]) < 0.25 * table.loc["x2", "mu_star"]
     assert (table["mu_star"] > 1.0).all() and (table["sigma"] > 1.0).all()
-    paths = write_sensitivity(summary.folder)
+    paths = write_sensitivity(summary.folder, draw=draw_sensitivity)
     assert set(pd.read_csv(paths["csv"]).columns) >= {"mu_star", "mu_star_conf", "sigma"}
 
 
@@ -87,7 +88,7 @@ def test_sensitivity_needs_every_point(tmp_path: Path) -> None:
         {
             **ISHIGAMI,
             "name": "fails",
-            "model": "sim.experiments.models:fails_above",
+            "model": "sim.experiments.tasks:fails_above",
             "options": {"threshold": 0.0},
             "design": {"method": "sobol", "samples": 4},
             "parameters": {"x": {"range": [-1, 1]}, "z": {"range": [0, 1]}},

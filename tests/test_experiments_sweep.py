@@ -28,7 +28,7 @@ from sim.experiments import (
     spec_from_dict,
 )
 from sim.experiments.store import SweepStore
-from sim.loader import ScenarioError
+from sim.scenario.loader import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "scenarios" / "synthetic_grid.yaml"
@@ -129,7 +129,7 @@ def test_bad_sweep_files_give_one_clear_error(tmp_path: Path, change: dict, key:
 def test_malformed_yaml_and_cli_error_line(tmp_path: Path) -> None:
     import typer
 
-    from sim.experiments.cli import register
+    from sim.cli.experiments import register
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nparameters: {a: [1, 2}\n")
@@ -174,7 +174,7 @@ def test_sampled_designs_respect_ranges_and_sizes() -> None:
     }
     base = {
         "name": "d",
-        "model": "sim.experiments.models:fails_above",
+        "model": "sim.experiments.tasks:fails_above",
         "root_seed": 5,
         "outcomes": ["y"],
         "parameters": params,
@@ -211,9 +211,9 @@ def test_small_sweep_end_to_end(serial_result: pd.DataFrame, tmp_path: Path) -> 
     assert (df.loc[df["air_campaign.policy"] == "none", "killed_total"] == 0).all()
     assert df["series:coop_share_resisting"].map(len).eq(15).all()
     # outcomes equal those of a direct simulate() call with the same seed and parameters
-    from sim.loader import load_scenario
-    from sim.outcomes import compute_outcomes
-    from sim.runner import simulate
+    from sim.run.outcomes import compute_outcomes
+    from sim.run.simulate import simulate
+    from sim.scenario.loader import load_scenario
 
     row = df.iloc[7]
     sc = load_scenario(
@@ -242,7 +242,7 @@ def test_failed_runs_are_recorded_and_sweep_completes(tmp_path: Path) -> None:
     spec = spec_from_dict(
         {
             "name": "fails",
-            "model": "sim.experiments.models:fails_above",
+            "model": "sim.experiments.tasks:fails_above",
             "root_seed": 1,
             "replicates": 2,
             "options": {"threshold": 0.5},
@@ -269,7 +269,7 @@ def test_failed_runs_are_recorded_and_sweep_completes(tmp_path: Path) -> None:
 def test_changed_plan_is_refused_and_fresh_restarts(tmp_path: Path) -> None:
     base = {
         "name": "plan",
-        "model": "sim.experiments.models:fails_above",
+        "model": "sim.experiments.tasks:fails_above",
         "root_seed": 1,
         "parameters": {"x": {"values": [0.1, 0.2]}},
         "outcomes": ["y"],
@@ -303,7 +303,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path) -> None:
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sim.experiments", "sweep", str(path), "--workers", "1", "--out", str(out)],
+        [sys.executable, "-m", "sim", "sweep", str(path), "--workers", "1", "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -331,7 +331,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path: Path) -> None:
 def test_python_api_mirrors_cli(tmp_path: Path) -> None:
     import typer
 
-    from sim.experiments.cli import register
+    from sim.cli.experiments import register
 
     path = write_sweep(tmp_path, {**SMALL, "replicates": 1})
     app = typer.Typer()
@@ -348,7 +348,7 @@ def test_python_api_mirrors_cli(tmp_path: Path) -> None:
 def test_serial_engine_matches_direct_execute() -> None:
     from sim.experiments.engine import execute
 
-    ctx = {"model": "sim.experiments.models:ishigami", "outcomes": ["y"], "options": {}}
+    ctx = {"model": "sim.experiments.tasks:ishigami", "outcomes": ["y"], "options": {}}
     task = {"run": 0, "point": 0, "replicate": 0, "seed": 1, "params": {"x1": 1.0, "x2": 2.0, "x3": 3.0}}
     row = next(SerialEngine().imap([(task, ctx)]))
     expected = math.sin(1.0) + 7 * math.sin(2.0) ** 2 + 0.1 * 3.0**4 * math.sin(1.0)

@@ -10,8 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sim.experiments import SerialEngine, load_results, run_sweep, spec_from_dict
-from sim.experiments.thesis import (
+from sim.analysis.thesis import (
     HEADLINE,
     OUTCOMES,
     ThesisSettings,
@@ -21,6 +20,8 @@ from sim.experiments.thesis import (
     run_thesis,
     verdict,
 )
+from sim.experiments import SerialEngine, load_results, run_sweep, spec_from_dict
+from sim.viz.figures import draw_thesis_figures
 
 GRID = Path(__file__).resolve().parents[1] / "scenarios" / "synthetic_grid.yaml"
 FAST = {"sample_fraction": 0.03, "days": 45}
@@ -149,7 +150,7 @@ def test_thesis_report_end_to_end(tmp_path: Path) -> None:
         sample_fraction=0.02,
         days=20,
     )
-    result = run_thesis(settings, tmp_path, engine=SerialEngine(), progress=False)
+    result = run_thesis(settings, tmp_path, engine=SerialEngine(), progress=False, draw=draw_thesis_figures)
     text = result.report.read_text()
     body = text.split("## Verdict", 1)[1].strip().splitlines()
     assert body[0].startswith("- Strikes on resisting towns vs no strikes") and "by current town" in body[0]
@@ -184,7 +185,7 @@ def test_thesis_report_end_to_end(tmp_path: Path) -> None:
 
 
 def test_thesis_cli_bad_input() -> None:
-    from sim.experiments.cli import register
+    from sim.cli.experiments import register
 
     app = typer.Typer()
     register(app)

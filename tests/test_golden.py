@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.loader import load_scenario
-from sim.runner import simulate
+from sim.run.simulate import simulate
+from sim.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "data" / "golden_synthetic_grid.csv"

@@ -13,10 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.config import Scenario
-from sim.geography import build_geography
-from sim.loader import load_scenario
-from sim.observed import (
+from sim.analysis.observed import (
     Frames,
     arrival_share,
     compare,
@@ -26,7 +23,10 @@ from sim.observed import (
     replicate_seeds,
     window_days,
 )
-from sim.runner import RunResult, simulate
+from sim.run.simulate import SimulationResult, simulate
+from sim.scenario.geography import build_geography
+from sim.scenario.loader import load_scenario
+from sim.scenario.schema import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLIB = ROOT / "scenarios" / "idlib_2017_2018.yaml"
@@ -45,7 +45,7 @@ def idlib(*overrides: str) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def run_95() -> RunResult:
+def run_95() -> SimulationResult:
     """One small run to 3 Feb 2018 (day 94): past the calendar strikes and the main front events."""
     return simulate(idlib("days=95"), household_agents=False)
 
@@ -81,7 +81,7 @@ def test_dates_map_to_days() -> None:
     assert sc.day_of(sc.hts.governance_body) == 1
 
 
-def test_outputs_carry_dates_next_to_days(run_95: RunResult) -> None:
+def test_outputs_carry_dates_next_to_days(run_95: SimulationResult) -> None:
     for name in ("timeseries", "towns", "events"):
         df = run_95.frames[name]
         expected = pd.Timestamp("2017-11-01") + pd.to_timedelta(df["day"], unit="D")
@@ -102,7 +102,7 @@ def test_calendar_strikes_happen_on_their_dates_in_the_named_towns() -> None:
     assert (ev["event"] == "strike").sum() == sum(want.values())
 
 
-def test_towns_taken_by_the_regime_are_emptied(run_95: RunResult) -> None:
+def test_towns_taken_by_the_regime_are_emptied(run_95: SimulationResult) -> None:
     sc = run_95.scenario
     tw = run_95.towns.assign(town=run_95.towns["town"].astype(str))
     taken = [(e.town, sc.day_of(e)) for e in sc.front.events if e.status == "regime" and sc.day_of(e) < 95]
@@ -125,7 +125,7 @@ def _window_sum_from_events(frames: Frames, first: int, last: int) -> float:
     return float(moves["persons"].sum())
 
 
-def test_observed_values_are_recomputed_from_the_run(run_95: RunResult) -> None:
+def test_observed_values_are_recomputed_from_the_run(run_95: SimulationResult) -> None:
     sc = run_95.scenario
     table = observed_table(sc, [run_95.frames])
     assert list(table["figure"]) == [f.name for f in sc.observed.figures]
@@ -149,7 +149,7 @@ def test_observed_values_are_recomputed_from_the_run(run_95: RunResult) -> None:
         assert row.calibrated == ("yes" if fig.calibrated else "no")
 
 
-def test_observed_table_changes_when_the_run_changes(run_95: RunResult) -> None:
+def test_observed_table_changes_when_the_run_changes(run_95: SimulationResult) -> None:
     fig = next(f for f in run_95.scenario.observed.figures if f.kind == "displacements")
     base = figure_value(fig, run_95.scenario, run_95.frames)
     calm = simulate(idlib("days=95", "flight.front_rate=0", "flight.exposure_rate=0"), household_agents=False)
@@ -158,7 +158,7 @@ def test_observed_table_changes_when_the_run_changes(run_95: RunResult) -> None:
     assert figure_value(fig, other_seed.scenario, other_seed.frames) != base
 
 
-def test_replicates_use_seeds_spawned_from_the_run_seed(run_95: RunResult) -> None:
+def test_replicates_use_seeds_spawned_from_the_run_seed(run_95: SimulationResult) -> None:
     seeds = replicate_seeds(run_95.seed, 3)
     assert seeds[0] == run_95.seed and len(set(seeds)) == 3
     assert seeds == replicate_seeds(run_95.seed, 3)

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.households import RECRUITED_HTS
-from sim.model import AllegianceModel
+from sim.model.households import RECRUITED_HTS
+from sim.model.model import AllegianceModel
 
 STRESS = (
     "days=50",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.loader import ScenarioError, config_hash, deep_merge, load_scenario, parse_override
+from sim.scenario.loader import ScenarioError, config_hash, deep_merge, load_scenario, parse_override
 
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "bad"
@@ -258,7 +258,7 @@ SHIPPED = sorted(p for p in SCENARIOS.rglob("*.yaml") if "sweeps" not in p.parts
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(SCENARIOS)) for p in SHIPPED])
 def test_every_shipped_scenario_validates_and_fits_its_grid(path):
-    from sim.geography import build_geography
+    from sim.scenario.geography import build_geography
 
     sc = load_scenario(path).scenario
     geo = build_geography(sc)

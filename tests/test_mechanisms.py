@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.config import MECHANISM_NAMES
+from sim.scenario.schema import MECHANISM_NAMES
 
 #: Parameters that feed only one mechanism, set far from their defaults.
 ONLY_FEEDS = {

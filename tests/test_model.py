@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.model import AllegianceModel
+from sim.model.model import AllegianceModel
 
 
 def town_frame(model: AllegianceModel) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""sim.plots: every standard figure from real (small) results, with its axes and labels."""
+"""sim.viz.plots: every standard figure from real (small) results, with its axes and labels."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import matplotlib.pyplot as plt
 import pytest
 import results_data as data
 
-from sim import plots, results
-from sim.outcomes import compute_outcomes
+from sim.analysis import results
+from sim.run.outcomes import compute_outcomes
+from sim.viz import maps, plots
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +79,7 @@ def test_map_any_variable_at_a_date(tmp_path: Path):
     assert fig.axes[0].get_xlabel().startswith("grid column") and "day 10" in fig.axes[0].get_title()
     with pytest.raises(results.ResultsError, match="outside the run"):
         plots.plot_map(grid, "coop_share", 400)
-    fig = plots.plot_town_map(run.towns, run.events, run.scenario, "2018-01-01")
+    fig = maps.plot_town_map(run.towns, run.events, run.scenario, "2018-01-01")
     assert fig.axes[0].get_xlabel() == "longitude (°E)"
 
 

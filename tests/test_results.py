@@ -1,4 +1,4 @@
-"""sim.results: loading run, sweep and thesis folders; listing; ``sim plot`` on each kind."""
+"""sim.analysis.results: loading run, sweep and thesis folders; listing; ``sim plot`` on each kind."""
 
 from __future__ import annotations
 
@@ -11,19 +11,24 @@ import pandas as pd
 import pytest
 import results_data as data
 
-from sim import results
-from sim.collect import GOV_VARS, TOWN_VARS
+from sim.analysis import results
+from sim.model.collect import GOV_VARS, TOWN_VARS
+from sim.viz import figures
 
 
 def sim_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "sim.cli", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=data.ROOT
+        [sys.executable, "-m", "sim", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=data.ROOT,
     )
 
 
 def test_load_run_folder():
     run = results.load(data.grid_run())
-    assert isinstance(run, results.RunResults) and run.kind == "run"
+    assert isinstance(run, results.RunFolder) and run.kind == "run"
     assert run.name == "synthetic_grid" and run.run_id == "grid"
     assert len(run.timeseries) == 25 and set(GOV_VARS) <= set(run.timeseries.columns)
     assert {v for v in TOWN_VARS if v not in ("front_code",)} <= set(run.towns.columns)
@@ -56,7 +61,7 @@ def test_stack_runs_for_replicates():
 
 def test_load_sweep_folder():
     sw = results.load(data.sweep_folder())
-    assert isinstance(sw, results.SweepResults) and sw.kind == "sweep"
+    assert isinstance(sw, results.SweepFolder) and sw.kind == "sweep"
     assert sw.parameters == ["mechanisms.rally", "mechanisms.pretext_blame", "air_campaign.policy"]
     assert len(sw.ok) == 16 and sw.failed.empty
     means = sw.point_means()
@@ -75,7 +80,7 @@ def test_load_sweep_with_sensitivity():
 
 def test_load_thesis_folder():
     th = results.load(data.thesis_folder())
-    assert isinstance(th, results.ThesisResults) and th.kind == "thesis"
+    assert isinstance(th, results.ThesisFolder) and th.kind == "thesis"
     assert {"effects", "pairs", "ablation", "heatmap"} <= set(th.tables)
     assert th.table("effects") is th.tables["effects"]
     assert th.verdicts and any(w in th.verdicts[0].lower() for w in ("supported", "contradicted", "inconclusive"))
@@ -116,12 +121,12 @@ def test_sim_plot_run_folder(tmp_path: Path):
 
 
 def test_sim_plot_sweep_and_thesis_folders(tmp_path: Path):
-    files = results.standard_figures(data.sweep_folder(), tmp_path / "sweep")
+    files = figures.standard_figures(data.sweep_folder(), tmp_path / "sweep")
     names = {p.name for p in files}
     assert {"outcomes.png", "heatmap_coop_resisting_mean.png", "series_coop_share_resisting.png"} <= names
-    files = results.standard_figures(data.morris_folder(), tmp_path / "morris")
+    files = figures.standard_figures(data.morris_folder(), tmp_path / "morris")
     assert "sensitivity.png" in {p.name for p in files}
-    files = results.standard_figures(data.thesis_folder(), tmp_path / "thesis")
+    files = figures.standard_figures(data.thesis_folder(), tmp_path / "thesis")
     assert {p.name for p in files} == {"effects.png", "ablation.png", "heatmap.png"}
     assert all(p.exists() for p in files)
 

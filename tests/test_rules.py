@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import rules
-from sim.rules import COOPERATE, F32, NEUTRAL, RESIST
+from sim.model import rules
+from sim.model.rules import COOPERATE, F32, NEUTRAL, RESIST
 
 
 def f32(*values: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Runs and run folders (sim/runner.py): reproducibility, manifest, atomic writes."""
+"""Runs and run folders (sim/run/): reproducibility, manifest, atomic writes."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sim import runner
-from sim.loader import config_hash, load_scenario
-from sim.model import AllegianceModel
-from sim.runner import simulate, write_run
+from sim.model.model import AllegianceModel
+from sim.run import store
+from sim.run.simulate import simulate
+from sim.scenario.loader import config_hash, load_scenario
+from sim.viz import figures
+from sim.viz.figures import write_run_folder
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 RUN_FILES = {"timeseries.parquet", "towns.parquet", "events.parquet", "manifest.json", "summary.png"}
@@ -61,7 +63,7 @@ def test_household_agents_do_not_change_the_outcome(grid, identical):
 
 
 def test_household_agents_are_views_onto_the_arrays(tiny):
-    from sim.agents import Household
+    from sim.model.actors import Household
 
     model = AllegianceModel(tiny(days=3), household_agents=True)
     households = list(model.agents_by_type[Household])
@@ -98,7 +100,7 @@ def test_manifest_records_what_reproduces_the_run(result, tiny_loaded):
 
 
 def test_write_run_writes_every_file(result, tmp_path):
-    folder = write_run(result, tmp_path, "r1")
+    folder = write_run_folder(result, tmp_path, "r1")
     assert folder == tmp_path / "tiny" / "r1"
     assert RUN_FILES <= {p.name for p in folder.iterdir()}
     assert (folder / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -114,15 +116,15 @@ def test_write_run_writes_every_file(result, tmp_path):
 
 
 def test_same_seed_gives_byte_identical_parquet(tiny_loaded, result, tmp_path):
-    a = write_run(result, tmp_path, "a", figures=False)
-    b = write_run(simulate(tiny_loaded), tmp_path, "b", figures=False)
+    a = write_run_folder(result, tmp_path, "a", figures=False)
+    b = write_run_folder(simulate(tiny_loaded), tmp_path, "b", figures=False)
     for name in ("timeseries", "towns", "events"):
         assert (a / f"{name}.parquet").read_bytes() == (b / f"{name}.parquet").read_bytes(), name
 
 
 def test_household_snapshots_only_on_request(tiny, tmp_path):
     res = simulate(tiny(days=5, output={"household_snapshot_days": [0, 3]}))
-    folder = write_run(res, tmp_path, "snap", figures=False)
+    folder = write_run_folder(res, tmp_path, "snap", figures=False)
     assert sorted(p.name for p in folder.glob("households_day*.parquet")) == [
         "households_day0000.parquet",
         "households_day0003.parquet",
@@ -130,15 +132,15 @@ def test_household_snapshots_only_on_request(tiny, tmp_path):
     snap = pd.read_parquet(folder / "households_day0003.parquet")
     assert len(snap) == res.manifest["agents"]
     assert {"home", "town", "stance", "g_regime", "g_hts", "fear", "displaced"} <= set(snap.columns)
-    plain = write_run(simulate(tiny(days=5)), tmp_path, "plain", figures=False)
+    plain = write_run_folder(simulate(tiny(days=5)), tmp_path, "plain", figures=False)
     assert not list(plain.glob("households_day*"))
 
 
 def test_an_existing_run_folder_is_never_overwritten(result, tmp_path):
-    folder = write_run(result, tmp_path, "r1", figures=False)
+    folder = write_run_folder(result, tmp_path, "r1", figures=False)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(FileExistsError):
-        write_run(result, tmp_path, "r1", figures=False)
+        write_run_folder(result, tmp_path, "r1", figures=False)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
@@ -149,7 +151,7 @@ def _files_under(root: Path) -> list[Path]:
 @pytest.mark.parametrize("fail_at", ["parquet", "figure"])
 def test_a_failure_while_writing_leaves_no_run_folder(result, tmp_path, monkeypatch, fail_at):
     calls = {"n": 0}
-    real = runner.write_parquet
+    real = store.write_parquet
 
     def flaky_parquet(df, path):
         calls["n"] += 1
@@ -161,19 +163,20 @@ def test_a_failure_while_writing_leaves_no_run_folder(result, tmp_path, monkeypa
         raise RuntimeError("figure failed")
 
     if fail_at == "parquet":
-        monkeypatch.setattr(runner, "write_parquet", flaky_parquet)
+        monkeypatch.setattr(store, "write_parquet", flaky_parquet)
     else:
-        monkeypatch.setattr(runner, "run_extras", broken_figure)
+        monkeypatch.setattr(figures, "run_extras", broken_figure)
     with pytest.raises((OSError, RuntimeError)):
-        write_run(result, tmp_path, "r1")
+        write_run_folder(result, tmp_path, "r1")
     assert not (tmp_path / "tiny" / "r1").exists()
     assert _files_under(tmp_path) == []
-    assert not [p for p in (tmp_path / "tiny").iterdir() if p.name.startswith(".")]
+    # no temporary folder, and no empty parent folder either (issue 12: nothing left behind)
+    assert not (tmp_path / "tiny").exists()
 
 
 def test_an_exception_mid_run_leaves_nothing_under_out(tmp_path, monkeypatch):
     """``sim run`` in-process with a model that fails on its fourth day."""
-    from sim.cli import app
+    from sim.cli.main import app
 
     real_step = AllegianceModel.step
 

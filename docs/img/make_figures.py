@@ -16,11 +16,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
-from sim import plots, results
 from sim.experiments.spec import load_sweep
 from sim.experiments.sweep import run_sweep
-from sim.loader import load_scenario
-from sim.runner import simulate
+from sim.run.simulate import simulate
+from sim.scenario.loader import load_scenario
+from sim.viz import plots, results
 
 ROOT = Path(__file__).resolve().parents[2]
 IMG = Path(__file__).resolve().parent

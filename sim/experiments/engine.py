@@ -26,7 +26,7 @@ Task = tuple[dict[str, Any], dict[str, Any]]
 
 def execute(item: Task) -> dict[str, Any]:
     """Run one task with its context and return its result row (never raises)."""
-    from sim.experiments.models import resolve_model
+    from sim.experiments.tasks import resolve_model
 
     task, context = item
     row: dict[str, Any] = {k: task[k] for k in ("run", "point", "replicate", "seed")}
@@ -64,7 +64,7 @@ def _warm_up(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    import sim.runner  # noqa: F401
+    import sim.run.simulate  # noqa: F401
 
 
 class Engine(Protocol):

@@ -4,7 +4,7 @@ A sweep file names a base scenario, the parameters to vary (by their key path in
 the scenario, e.g. ``mechanisms.rally``), the design that samples them, the
 replicates per design point, a root seed, the outcomes to keep and the days to
 run. :func:`load_sweep` turns it into a frozen :class:`SweepSpec`; every problem
-is raised as one :class:`~sim.loader.ScenarioError`.
+is raised as one :class:`~sim.scenario.loader.ScenarioError`.
 
 Example::
 
@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.loader import ScenarioError, _explain, _Located, apply_set_overrides, load_scenario, set_path
+from sim.scenario.loader import ScenarioError, _explain, _Located, apply_set_overrides, load_scenario, set_path
 
 SIM_MODEL = "sim"
 """Name of the built-in model function: run the simulation and reduce outcomes."""
@@ -459,7 +459,7 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: _Located) -> None:
     """Every value a parameter can take must give a valid scenario (checked at its extremes)."""
-    from sim.config import Scenario
+    from sim.scenario.schema import Scenario
 
     for name, spec in sf.parameters.items():
         p = Parameter(name, spec)
@@ -487,8 +487,8 @@ def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: 
 def _check_outcomes(sf: SweepFile, path: Path, located: _Located) -> None:
     if sf.model != SIM_MODEL:
         return
-    from sim.collect import GOV_VARS
-    from sim.outcomes import OutcomeError, resolve
+    from sim.model.collect import GOV_VARS
+    from sim.run.outcomes import OutcomeError, resolve
 
     for i, name in enumerate(sf.outcomes):
         try:

@@ -17,10 +17,8 @@ to the same folder.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -31,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sim.experiments.spec import SweepSpec
-from sim.loader import ScenarioError
+from sim.run.store import write_json_atomic, write_table_atomic
+from sim.scenario.loader import ScenarioError
 
 TIMING_COLUMNS = ("wall_time_s", "worker")
 """Columns that describe how a run was executed, not what it produced."""
@@ -57,29 +56,6 @@ def result_schema(spec: SweepSpec) -> pa.Schema:
     fields += [pa.field(SERIES_PREFIX + s, pa.list_(pa.float64())) for s in spec.series]
     fields += [pa.field("wall_time_s", pa.float64()), pa.field("worker", pa.string())]
     return pa.schema(fields)
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file atomically (temporary file, fsync, rename)."""
-    _write_atomic(path, lambda p: pq.write_table(table, p, compression="zstd"))
-
-
-def write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    """Write a JSON file atomically."""
-    _write_atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
 class SweepStore:

@@ -15,6 +15,7 @@ from sim.experiments.design import build_design, plan_runs, run_tasks
 from sim.experiments.engine import Engine, SerialEngine, make_engine
 from sim.experiments.spec import SweepSpec, load_sweep
 from sim.experiments.store import SweepStore
+from sim.run.provenance import stamp
 
 DEFAULT_OUT = Path("results/sweeps")
 
@@ -67,8 +68,6 @@ def context_of(spec: SweepSpec) -> dict[str, Any]:
 
 def manifest_of(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame) -> dict[str, Any]:
     """The manifest describing a sweep's plan and provenance."""
-    from sim.runner import code_version, package_versions
-
     return {
         "kind": "sweep",
         "name": spec.name,
@@ -91,9 +90,7 @@ def manifest_of(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame) -> di
         "days": spec.days,
         "base_overrides": list(spec.base_overrides),
         "base_scenario": spec.base,
-        "code_version": code_version(),
-        "packages": package_versions(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **stamp(),
     }
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.config import Scenario
+from sim.scenario.schema import Scenario
 
 KM_PER_DEG_LAT = 111.32
 

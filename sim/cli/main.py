@@ -1,4 +1,4 @@
-"""Command line: ``sim validate``, ``sim run`` (and the experiment commands).
+"""Command line: ``sim validate``, ``sim run``; the other commands are registered in :func:`_register_commands`.
 
 Bad input never shows a traceback: it prints one message naming the file,
 the line, the key path and the problem, and exits with status 2.
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from sim.loader import ScenarioError
+from sim.scenario.loader import ScenarioError
 
 app = typer.Typer(
     add_completion=False,
@@ -33,7 +33,7 @@ def fail(message: str) -> None:
 
 def load(path: Path, overrides: list[str] | None = None):
     """Load and validate a scenario (geography included), or fail with one message."""
-    from sim.loader import load_scenario
+    from sim.scenario.loader import load_scenario
 
     try:
         return load_scenario(path, overrides)
@@ -75,7 +75,8 @@ def run(
     set_: SetOption = None,
 ) -> None:
     """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
-    from sim.runner import simulate, write_run
+    from sim.run.simulate import simulate
+    from sim.viz.figures import write_run_folder
 
     overrides = list(set_ or [])
     if seed is not None:
@@ -89,7 +90,7 @@ def run(
     if run_id is not None and target.exists():
         fail(f"--run-id {run_id!r}: {target} already exists")
     result = simulate(loaded, progress=True)
-    folder = write_run(result, out, run_id)
+    folder = write_run_folder(result, out, run_id)
     typer.echo(summary_text(result, folder))
 
 
@@ -129,21 +130,13 @@ def summary_text(result, folder: Path) -> str:
     return "\n".join(lines)
 
 
-# Commands owned by other modules register themselves here (each module has ``register(app)``).
-COMMAND_MODULES = ("sim.experiments.cli", "sim.app", "sim.results")
-
-
 def _register_commands() -> None:
-    import importlib
+    """Every command of ``sim``, registered here in one place."""
+    from sim.cli import app_cmd, experiments, results_cmd
 
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.register(app)
+    experiments.register(app)
+    results_cmd.register(app)
+    app_cmd.register(app)
 
 
 def main() -> None:

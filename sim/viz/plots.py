@@ -1,7 +1,7 @@
 """Standard figures, in one consistent, colour-blind-safe style.
 
-Each function takes plain DataFrames (as loaded by :mod:`sim.results` or
-returned by :func:`sim.runner.simulate`), returns the matplotlib Figure, and
+Each function takes plain DataFrames (as loaded by :mod:`sim.analysis.results` or
+returned by :func:`sim.run.simulate.simulate`), returns the matplotlib Figure, and
 saves it when ``save`` is given.
 
 =============================  ====================================================
@@ -10,8 +10,8 @@ figure                         function
 one run, six panels            :func:`plot_summary`
 replicate bands (median, 5-95%)  :func:`plot_bands`
 per-town small multiples       :func:`plot_towns`
-town map at a date             :func:`plot_map` (any variable), :func:`plot_town_map`
-                               and :func:`plot_run_map` (from :mod:`sim.maps`)
+town map at a date             :func:`plot_map` (any variable); cooperation maps:
+                               :func:`sim.viz.maps.plot_town_map`, :func:`sim.viz.maps.plot_run_map`
 observed against simulated     :func:`plot_observed`, :func:`plot_displacement_check`
 policy comparison              :func:`plot_policies`
 thesis effects with CIs        :func:`plot_effects`
@@ -28,176 +28,37 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
-import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LinearSegmentedColormap, Normalize
+from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
-from sim.config import Scenario
+from sim.scenario.schema import Scenario
 
 if TYPE_CHECKING:
-    from sim.results import RunResults, SweepResults, ThesisResults
+    from sim.analysis.results import RunFolder, SweepFolder
 
-# Okabe & Ito (2008) colour-blind-safe palette.
-PALETTE = {
-    "blue": "#0072B2",
-    "orange": "#E69F00",
-    "green": "#009E73",
-    "red": "#D55E00",
-    "purple": "#CC79A7",
-    "sky": "#56B4E9",
-    "yellow": "#F0E442",
-    "black": "#000000",
-}
-STANCE_COLOURS = {"resist": PALETTE["blue"], "neutral": "#999999", "cooperate": PALETTE["red"]}
-INITIAL_STANCE_COLOURS = {
-    "resisting": PALETTE["blue"],
-    "hts": PALETTE["red"],
-    "rival": PALETTE["green"],
-    "mixed": PALETTE["orange"],
-    "unknown": "#777777",
-}
-SERIES_COLOURS = [PALETTE[k] for k in ("blue", "red", "green", "orange", "purple", "sky", "black")]
-DIVERGING_CMAP = LinearSegmentedColormap.from_list("blue_vermillion", [PALETTE["blue"], "#f2f2f2", PALETTE["red"]])
-SEQUENTIAL_CMAP = "cividis"
-
-# variable -> (title, unit label); used for axis labels everywhere.
-LABELS: dict[str, tuple[str, str]] = {
-    "coop_share": ("cooperation with HTS", "share of persons"),
-    "coop_share_home": ("cooperation with HTS (by home town)", "share of persons"),
-    "coop_share_resisting": ("cooperation with HTS, resisting towns", "share of persons"),
-    "coop_share_resisting_home": ("cooperation with HTS, resisting towns (by home)", "share of persons"),
-    "coop_share_other": ("cooperation with HTS, other towns", "share of persons"),
-    "resist_share": ("resisting HTS", "share of persons"),
-    "resist_share_home": ("resisting HTS (by home town)", "share of persons"),
-    "resist_share_resisting": ("resisting HTS, resisting towns", "share of persons"),
-    "resist_share_resisting_home": ("resisting HTS, resisting towns (by home)", "share of persons"),
-    "neutral_share": ("neutral", "share of persons"),
-    "protest_share": ("protest participation", "share of persons"),
-    "protest_share_resisting": ("protest participation, resisting towns", "share of persons"),
-    "persons_present": ("persons present", "persons"),
-    "persons_at_home": ("residents at home", "persons"),
-    "displaced_out": ("residents displaced elsewhere", "persons"),
-    "hosted_displaced": ("displaced persons hosted", "persons"),
-    "displaced_persons": ("displaced persons", "persons"),
-    "displacement_moves": ("displacements per day", "persons per day"),
-    "displacement_moves_cum": ("displacements (cumulative)", "persons"),
-    "returns": ("returns", "households per day"),
-    "killed": ("civilians killed", "persons per day"),
-    "killed_cum": ("civilians killed (cumulative)", "persons"),
-    "strikes": ("air strikes", "strikes per day"),
-    "strikes_cum": ("air strikes (cumulative)", "strikes"),
-    "council": ("council legitimacy", "level, 0 to 1"),
-    "council_mean": ("council legitimacy (person-weighted)", "level, 0 to 1"),
-    "councils_independent": ("independent councils", "towns"),
-    "hts_control": ("HTS control", "level, 0 to 1"),
-    "hts_control_mean": ("HTS control (person-weighted)", "level, 0 to 1"),
-    "hts_services": ("HTS services", "level, 0 to 1"),
-    "hts_services_mean": ("HTS services (person-weighted)", "level, 0 to 1"),
-    "damage": ("damage", "level, 0 to 1"),
-    "exposure": ("exposure to recent harm", "killed per 1,000 residents (decaying)"),
-    "threat": ("regime threat", "level"),
-    "protection": ("protection value of HTS", "level"),
-    "fear_mean": ("fear (mean)", "level, 0 to 1"),
-    "grievance_regime_mean": ("grievance against the regime (mean)", "level, 0 to 1"),
-    "grievance_hts_mean": ("grievance against HTS (mean)", "level, 0 to 1"),
-    "reputation": ("resisting reputation", "level, 0 to 1"),
-    "arrests": ("arrests", "persons per day"),
-    "hts_fighters": ("HTS fighters", "fighters"),
-    "hts_resources": ("HTS resources", "units"),
-    "hts_legitimacy": ("HTS legitimacy", "level, 0 to 1"),
-    "hts_retaliation": ("HTS retaliation", "level"),
-    "hts_recruits_cum": ("recruits to HTS (cumulative)", "persons"),
-    "rival_recruits_cum": ("recruits to rival groups (cumulative)", "persons"),
-    "rival_alignment_mean": ("rival alignment with HTS", "alignment (-1..1)"),
-    "rival_fighters": ("rival fighters", "fighters"),
-    "council_takeovers_cum": ("council takeovers by HTS (cumulative)", "towns"),
-    "towns_regime_held": ("towns taken by the regime", "towns"),
-}
-SHARE_VARS = {k for k, (_, unit) in LABELS.items() if unit.startswith("share") or unit.startswith("level, 0 to 1")}
-PERSON_SHARE_VARS = {k for k, (_, unit) in LABELS.items() if unit.startswith("share of persons")}
-
-
-def label_of(variable: str) -> tuple[str, str]:
-    """(title, unit) of a variable or outcome name, with a readable fallback."""
-    if variable in LABELS:
-        return LABELS[variable]
-    from sim.outcomes import STANDARD_OUTCOMES
-
-    spec = STANDARD_OUTCOMES.get(variable, variable)
-    series, _, reducer = spec.partition(":")
-    if series in LABELS:
-        title, unit = LABELS[series]
-        how = {
-            "final": "last day",
-            "mean": "window mean",
-            "total": "sum",
-            "max": "maximum",
-            "min": "minimum",
-            "change": "change",
-        }.get(reducer, reducer)
-        return (f"{title} ({how})" if reducer else title), unit
-    return variable.replace("_", " "), ""
-
-
-STYLE = {
-    "figure.dpi": 110,
-    "savefig.dpi": 130,
-    "savefig.bbox": "tight",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-    "axes.prop_cycle": matplotlib.cycler(color=list(PALETTE.values())),
-}
-
-
-@contextmanager
-def style() -> Iterator[None]:
-    """The project's plotting style, applied for the duration of a figure."""
-    with plt.rc_context(STYLE):
-        yield
-
-
-def time_axis(df: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Dates where the scenario has a calendar, else the day index."""
-    if "date" in df.columns:
-        return pd.to_datetime(df["date"]), "date"
-    return df["day"], "day"
-
-
-def _format_time(ax: plt.Axes, kind: str) -> None:
-    if kind == "date":
-        loc = mdates.AutoDateLocator(minticks=3, maxticks=6)
-        ax.xaxis.set_major_locator(loc)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
-    else:
-        ax.set_xlabel("day")
-
-
-def finish(fig: plt.Figure, save: str | Path | None) -> plt.Figure:
-    """Save the figure when asked; return it."""
-    if save is not None:
-        fig.savefig(save)
-    return fig
-
-
-def format_time_axis(ax: plt.Axes, kind: str) -> None:
-    """Concise date ticks for a calendar, else label the axis in days."""
-    _format_time(ax, kind)
+from sim.viz.maps import draw_flows, draw_strike_rings, frame_map, label_towns, size_and_strike_handles
+from sim.viz.style import (
+    COOPERATION_CMAP,
+    DIVERGING_CMAP,
+    INITIAL_STANCE_COLOURS,
+    PALETTE,
+    PERSON_SHARE_VARS,
+    SEQUENTIAL_CMAP,
+    SERIES_COLOURS,
+    SHARE_VARS,
+    _format_time,
+    finish,
+    label_of,
+    style,
+    time_axis,
+)
 
 
 def plot_summary(ts: pd.DataFrame, scenario: Scenario | None = None, save: str | Path | None = None) -> plt.Figure:
@@ -325,8 +186,8 @@ def plot_bands(
 
     Args:
         data: long table with a ``day`` (and, for calendar scenarios, ``date``) column, one
-            column per variable and one row per replicate and day (e.g. :func:`sim.results.stack`
-            or :meth:`sim.results.SweepResults.series`, whose variable is ``value``).
+            column per variable and one row per replicate and day (e.g. :func:`sim.analysis.results.stack`
+            or :meth:`sim.analysis.results.SweepFolder.series`, whose variable is ``value``).
         variables: column(s) to plot.
         by: column that splits the runs into groups (e.g. ``policy``), one colour each.
         order: order of the groups.
@@ -393,7 +254,7 @@ def plot_towns(
 ) -> plt.Figure:
     """Per-town small multiples of one variable, coloured by the town's initial stance.
 
-    With a ``replicate`` column (several runs stacked by :func:`sim.results.stack`) each
+    With a ``replicate`` column (several runs stacked by :func:`sim.analysis.results.stack`) each
     panel shows the median and the 5-95% band over replicates.
 
     Args:
@@ -484,22 +345,8 @@ def plot_towns(
 # --------------------------------------------------------------------------- maps
 
 
-def plot_town_map(*args: Any, **kwargs: Any) -> plt.Figure:
-    """Map of cooperation with HTS on one day: :func:`sim.maps.plot_town_map` (see there)."""
-    from sim.maps import plot_town_map as _plot
-
-    return _plot(*args, **kwargs)
-
-
-def plot_run_map(*args: Any, **kwargs: Any) -> plt.Figure:
-    """First day and a chosen day side by side: :func:`sim.maps.plot_run_map` (see there)."""
-    from sim.maps import plot_run_map as _plot
-
-    return _plot(*args, **kwargs)
-
-
 def plot_map(
-    run: RunResults,
+    run: RunFolder,
     variable: str = "coop_share",
     when: int | str | dt.date | None = None,
     *,
@@ -520,10 +367,10 @@ def plot_map(
     to persons present; towns taken by the regime are black crosses. Purple rings mark towns
     struck between ``since`` and ``when`` (wider ring: more strikes); orange arrows are the
     largest displacement flows in that window (wider: more persons). The encoding matches
-    :func:`sim.maps.plot_town_map`, which draws cooperation with HTS only.
+    :func:`sim.viz.maps.plot_town_map`, which draws cooperation with HTS only.
 
     Args:
-        run: a loaded run (:func:`sim.results.load_run` or :func:`sim.results.from_result`).
+        run: a loaded run (:func:`sim.analysis.results.load_run_folder` or :func:`sim.analysis.results.from_result`).
         variable: town variable that sets the colour (a column of the town table).
         when: day index or date (ISO string or date) to show (default: the last day).
         ax: axis to draw on (default: a new figure).
@@ -537,8 +384,6 @@ def plot_map(
         vmax: upper colour limit (default: 1 for shares, else the data's maximum).
         save: file to save the figure to.
     """
-
-    from sim.maps import draw_flows, draw_strike_rings, frame_map, label_towns, size_and_strike_handles
 
     towns, events = run.towns, run.events
     if variable not in towns.columns:
@@ -556,7 +401,7 @@ def plot_map(
     held = today["front"].astype(str).to_numpy() == "regime"
     share = variable in SHARE_VARS
     if cmap is None:
-        cmap = DIVERGING_CMAP if variable.startswith("coop_share") else SEQUENTIAL_CMAP
+        cmap = COOPERATION_CMAP if variable.startswith("coop_share") else SEQUENTIAL_CMAP
     lo = vmin if vmin is not None else (0.0 if share else float(np.nanmin(values[~held])) if (~held).any() else 0.0)
     hi = vmax if vmax is not None else (1.0 if share else float(np.nanmax(values[~held])) if (~held).any() else 1.0)
     norm = Normalize(lo, hi if hi > lo else lo + 1.0)
@@ -623,7 +468,7 @@ def plot_map(
 def plot_observed(observed: pd.DataFrame, *, title: str | None = None, save: str | Path | None = None) -> plt.Figure:
     """Simulated against recorded figures, as the ratio simulated / recorded on a log axis.
 
-    One row per recorded figure (the ``observed.csv`` of a run, :mod:`sim.observed`): the
+    One row per recorded figure (the ``observed.csv`` of a run, :mod:`sim.analysis.observed`): the
     dot is the mean over replicates, the bar their range, the grey band a factor of two
     around the record. Figures used to calibrate free parameters are hollow (they are not
     independent checks). Figures whose ratio is undefined (a zero record) are listed as text.
@@ -705,7 +550,7 @@ def _wrap(text: str, width: int) -> str:
 
 
 def plot_displacement_check(
-    runs: RunResults | Sequence[RunResults], *, title: str | None = None, save: str | Path | None = None
+    runs: RunFolder | Sequence[RunFolder], *, title: str | None = None, save: str | Path | None = None
 ) -> plt.Figure:
     """Simulated displacements accumulated over each recorded window, against the record.
 
@@ -789,7 +634,7 @@ def plot_policies(
 
     Args:
         data: one row per run with a ``by`` column and the outcome columns (e.g. a sweep's
-            results, or :func:`sim.outcomes.compute_outcomes` of several runs).
+            results, or :func:`sim.run.outcomes.compute_outcomes` of several runs).
         outcomes: outcome column(s), one panel each.
         by: the column naming the policy (or any treatment).
         order: order of the policies (default: ``none`` first, then as they appear).
@@ -1137,72 +982,13 @@ def plot_sensitivity(
 
 # --------------------------------------------------------------------------- standard sets
 
-FigureJob = tuple[str, Callable[[Path | None], plt.Figure]]
-
-
-def run_figures(run: RunResults) -> list[FigureJob]:
-    """The standard figures of a run folder: (file stem, function of the save path)."""
-    jobs: list[FigureJob] = [
-        ("summary", lambda p: plot_summary(run.timeseries, run.scenario, save=p)),
-        ("towns_cooperation", lambda p: plot_towns(run.towns, "coop_share", save=p)),
-        ("towns_protest", lambda p: plot_towns(run.towns, "protest_share", save=p)),
-        ("towns_persons", lambda p: plot_towns(run.towns, "persons_present", save=p)),
-        ("map", lambda p: plot_run_map(run.towns, run.events, run.scenario, save=p)),
-        ("map_hts_control", lambda p: plot_map(run, "hts_control", save=p)),
-    ]
-    if run.observed is not None and len(run.observed):
-        jobs.append(("observed", lambda p: plot_observed(run.observed, save=p)))
-    if any(f.kind == "displacements" for f in run.scenario.observed.figures):
-        jobs.append(("displacement_check", lambda p: plot_displacement_check(run, save=p)))
-    return jobs
-
-
-def sweep_figures(sweep: SweepResults) -> list[FigureJob]:
-    """The standard figures of a sweep folder: outcomes against each parameter, a heatmap of
-    the first outcome over the first two numeric parameters (the policy difference when a
-    policy parameter includes ``none``), kept daily series and sensitivity indices."""
-    jobs: list[FigureJob] = []
-    ok = sweep.ok
-    if ok.empty:
-        return jobs
-    outs = sweep.outcomes[:6]
-    jobs.append(("outcomes", lambda p: plot_parameter_effects(sweep, outs, save=p)))
-    numeric = [c for c in sweep.parameters if pd.api.types.is_numeric_dtype(ok[c]) and ok[c].nunique() > 1]
-    factor = [c for c in sweep.parameters if not pd.api.types.is_numeric_dtype(ok[c]) and ok[c].nunique() > 1]
-    factorial = sweep.manifest.get("design", {}).get("method") == "factorial"
-    if factorial and len(numeric) >= 2:
-        for out in outs[:2]:
-            jobs.append((f"heatmap_{_stem(out)}", lambda p, out=out: plot_sweep_heatmap(sweep, out, save=p)))
-    if factor:
-        by = factor[0]
-        jobs.append((f"by_{_stem(by)}", lambda p: plot_policies(ok, outs, by=by, save=p)))
-    series_by = factor[0] if factor else None
-    for name in sweep.series_names:
-        title, unit = label_of(name)
-
-        def series_plot(p: Path | None, name: str = name, title: str = title, unit: str = unit) -> plt.Figure:
-            return plot_bands(
-                sweep.series(name),
-                "value",
-                by=series_by,
-                titles=[title],
-                ylabel=unit,
-                title=f"sweep {sweep.name}",
-                save=p,
-            )
-
-        jobs.append((f"series_{_stem(name)}", series_plot))
-    for stem, table in sweep.sensitivity.items():
-        jobs.append((stem, lambda p, table=table: plot_sensitivity(table, save=p)))
-    return jobs
-
 
 def _stem(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
 
 
 def plot_parameter_effects(
-    sweep: SweepResults, outcomes: Sequence[str] | None = None, *, save: str | Path | None = None
+    sweep: SweepFolder, outcomes: Sequence[str] | None = None, *, save: str | Path | None = None
 ) -> plt.Figure:
     """Each outcome against each varied parameter: runs as dots, the mean per level as a line.
 
@@ -1260,7 +1046,7 @@ def plot_parameter_effects(
         return finish(fig, save)
 
 
-def sweep_effect_grid(sweep: SweepResults, outcome: str) -> tuple[pd.DataFrame, str, str, str]:
+def sweep_effect_grid(sweep: SweepFolder, outcome: str) -> tuple[pd.DataFrame, str, str, str]:
     """Per grid point of the first two numeric parameters: the outcome, or the paired policy effect.
 
     When a text parameter (the policy) has the value ``none``, the effect is the mean over
@@ -1295,7 +1081,7 @@ def sweep_effect_grid(sweep: SweepResults, outcome: str) -> tuple[pd.DataFrame, 
     return table, x, y, outcome
 
 
-def plot_sweep_heatmap(sweep: SweepResults, outcome: str, *, save: str | Path | None = None) -> plt.Figure:
+def plot_sweep_heatmap(sweep: SweepFolder, outcome: str, *, save: str | Path | None = None) -> plt.Figure:
     """Heatmap of an outcome (or its paired policy effect) over the first two numeric parameters."""
     table, x, y, label = sweep_effect_grid(sweep, outcome)
     name, unit = label_of(outcome)
@@ -1312,28 +1098,6 @@ def plot_sweep_heatmap(sweep: SweepResults, outcome: str, *, save: str | Path | 
         colorbar_label=cb,
         save=save,
     )
-
-
-def thesis_figures(thesis: ThesisResults) -> list[FigureJob]:
-    """The standard figures of a thesis folder, from whichever of its tables are present."""
-    jobs: list[FigureJob] = []
-    effects = thesis.table("effects", "headline")
-    if effects is not None:
-        jobs.append(
-            (
-                "effects",
-                lambda p: plot_effects(
-                    effects, title="Effect of the targeting policy (paired replicates, 95% bootstrap interval)", save=p
-                ),
-            )
-        )
-    ablation = thesis.table("ablation", "mechanisms", "breakdown")
-    if ablation is not None:
-        jobs.append(("ablation", lambda p: plot_ablation(ablation, save=p)))
-    grid = thesis.table("heatmap", "where", "grid")
-    if grid is not None:
-        jobs.append(("heatmap", lambda p: plot_thesis_heatmap(grid, save=p)))
-    return jobs
 
 
 def plot_thesis_heatmap(grid: pd.DataFrame, *, save: str | Path | None = None) -> plt.Figure:

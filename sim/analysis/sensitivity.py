@@ -10,6 +10,7 @@ sampler's unit-hypercube matrix (``design.parquet``) in its original order.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ import pandas as pd
 
 from sim.experiments.design import U_PREFIX
 from sim.experiments.store import SweepStore
-from sim.loader import ScenarioError
+from sim.run.store import write_csv_atomic
+from sim.scenario.loader import ScenarioError
 
 
 def point_means(store: SweepStore, outcomes: list[str]) -> pd.DataFrame:
@@ -128,51 +130,6 @@ def analyze(
     return pd.DataFrame(rows)
 
 
-def plot_indices(table: pd.DataFrame, save: str | Path | None = None, title: str = ""):
-    """Bar chart: one panel per outcome; Sobol S1 and ST with CIs, or Morris mu* (and sigma)."""
-    import matplotlib.pyplot as plt
-
-    from sim.plots import PALETTE, style
-
-    outcomes = list(dict.fromkeys(table["outcome"]))
-    sobol_like = "S1" in table
-    with style():
-        ncols = min(2, len(outcomes))
-        nrows = int(np.ceil(len(outcomes) / ncols))
-        fig, axes = plt.subplots(
-            nrows,
-            ncols,
-            figsize=(5.2 * ncols, 0.45 * table["parameter"].nunique() * nrows + 1.6 * nrows),
-            squeeze=False,
-        )
-        for ax, outcome in zip(axes.ravel(), outcomes, strict=False):
-            t = table[table["outcome"] == outcome]
-            y = np.arange(len(t))
-            if sobol_like:
-                h = 0.38
-                ax.barh(y - h / 2, t["S1"], h, xerr=t["S1_conf"], color=PALETTE["blue"], label="first order S1")
-                ax.barh(y + h / 2, t["ST"], h, xerr=t["ST_conf"], color=PALETTE["orange"], label="total ST")
-                ax.set_xlabel("Sobol index (95% CI)")
-            else:
-                h = 0.38
-                ax.barh(y - h / 2, t["mu_star"], h, xerr=t["mu_star_conf"], color=PALETTE["blue"], label="mu*")
-                ax.barh(y + h / 2, t["sigma"], h, color=PALETTE["orange"], label="sigma")
-                ax.set_xlabel("elementary effect (per unit of the normalised range)")
-            ax.set_yticks(y, [p.removeprefix("mechanisms.") for p in t["parameter"]])
-            ax.invert_yaxis()
-            ax.axvline(0, color="black", lw=0.6)
-            ax.set_title(outcome)
-            ax.legend(loc="best")
-        for ax in axes.ravel()[len(outcomes) :]:
-            ax.set_visible(False)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        if save is not None:
-            fig.savefig(save)
-    return fig
-
-
 def write_sensitivity(
     folder: str | Path,
     outcomes: list[str] | None = None,
@@ -180,21 +137,25 @@ def write_sensitivity(
     out: str | Path | None = None,
     conf_level: float = 0.95,
     num_resamples: int = 1000,
+    draw: Callable[[pd.DataFrame, Path, str], Path] | None = None,
 ) -> dict[str, Path]:
-    """Compute the indices and write ``sensitivity.csv`` and ``sensitivity.png``.
+    """Compute the indices and write ``sensitivity.csv`` (and, through ``draw``, ``sensitivity.png``).
+
+    Args:
+        draw: called with the table, the PNG path and a title to draw the bar chart
+            (``sim sensitivity`` passes :func:`sim.viz.figures.draw_sensitivity`).
 
     Returns:
-        The paths written, by kind (``csv``, ``png``).
+        The paths written, by kind (``csv`` and, when drawn, ``png``).
     """
-    import matplotlib.pyplot as plt
-
     folder = Path(folder)
     table = analyze(folder, outcomes, conf_level=conf_level, num_resamples=num_resamples)
     out_dir = Path(out) if out else folder
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, png = out_dir / "sensitivity.csv", out_dir / "sensitivity.png"
-    table.to_csv(csv, index=False, float_format="%.6g")
-    method = SweepStore(folder).manifest()["design"]["method"]
-    fig = plot_indices(table, png, title=f"{folder.name}: {method} sensitivity")
-    plt.close(fig)
-    return {"csv": csv, "png": png}
+    write_csv_atomic(table, csv, float_format="%.6g")
+    paths = {"csv": csv}
+    if draw is not None:
+        method = SweepStore(folder).manifest()["design"]["method"]
+        paths["png"] = draw(table, png, f"{folder.name}: {method} sensitivity")
+    return paths

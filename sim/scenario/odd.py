@@ -1,13 +1,13 @@
 """Keep the parameter tables of ``docs/ODD.md`` generated from the scenario schema.
 
-``python -m sim.docs`` rewrites every table between marker comments::
+``python -m sim.scenario.odd`` rewrites every table between marker comments::
 
     <!-- BEGIN PARAMS: exposure -->
     ...generated...
     <!-- END PARAMS: exposure -->
 
-from :func:`sim.config.parameter_table`, so the documentation and the
-validation cannot drift apart. ``python -m sim.docs --check`` rewrites nothing
+from :func:`sim.scenario.schema.parameter_table`, so the documentation and the
+validation cannot drift apart. ``python -m sim.scenario.odd --check`` rewrites nothing
 and exits with status 1 when a table is stale or a schema block has no markers.
 
 Blocks are the top-level sections of the scenario (``exposure``, ``hts``, ...),
@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sim.config import InitialHouseholds, Scenario, StanceShares, parameter_table
+from sim.scenario.schema import InitialHouseholds, Scenario, StanceShares, parameter_table
 
-ODD_PATH = Path(__file__).resolve().parent.parent / "docs" / "ODD.md"
+ODD_PATH = Path(__file__).resolve().parents[2] / "docs" / "ODD.md"
 NEW_BLOCKS_MARKER = "<!-- PARAMS: NEW BLOCKS -->"
 STANCE_BLOCK = "households.initial.stance"
 _BLOCK_RE = re.compile(
@@ -248,7 +248,7 @@ def check(path: Path = ODD_PATH) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: rewrite the tables (default) or ``--check`` them."""
-    ap = argparse.ArgumentParser(prog="python -m sim.docs", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m sim.scenario.odd", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if ODD.md is stale; write nothing")
     ap.add_argument("--path", type=Path, default=ODD_PATH, help="the ODD file (default docs/ODD.md)")
     args = ap.parse_args(argv)
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     new, stale = update_text(text)
     if args.check:
         if stale:
-            print(f"{args.path}: stale parameter tables: {', '.join(stale)} (run: python -m sim.docs)", file=sys.stderr)
+            print(f"{args.path}: stale tables: {', '.join(stale)} (run: python -m sim.scenario.odd)", file=sys.stderr)
             return 1
         print(f"{args.path}: parameter tables are current")
         return 0

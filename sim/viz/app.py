@@ -13,8 +13,8 @@
 
 There is no second implementation of the model: :class:`AppModel` only turns the
 controls into the same ``--set`` overrides that ``sim run`` accepts, loads the
-scenario file with :func:`sim.loader.load_scenario` and builds an
-:class:`~sim.model.AllegianceModel`. SolaraViz rebuilds the model on *Reset* by
+scenario file with :func:`sim.scenario.loader.load_scenario` and builds an
+:class:`~sim.model.model.AllegianceModel`. SolaraViz rebuilds the model on *Reset* by
 calling ``AppModel(**controls)``.
 
 Drawing reads the town arrays (``model.ts``) and the collector's daily arrays only:
@@ -27,22 +27,20 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import typer
 
-from sim.config import MECHANISM_NAMES, POLICIES, Mechanisms, Scenario
+from sim.scenario.schema import MECHANISM_NAMES, POLICIES, Mechanisms, Scenario
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCENARIO = Path("scenarios/synthetic_grid.yaml")
 SCENARIO_ENV = "SIM_APP_SCENARIO"
 DEFAULT_PORT = 8765
@@ -504,8 +502,8 @@ def _thousands(value: float, _pos: int | None = None) -> str:
 #
 # ``sim`` imports this module on every command (for :func:`register`), so the heavy part
 # (solara, Mesa's SolaraViz, the model) is defined on first use of one of these names
-# (PEP 562 module ``__getattr__``): ``from sim.app import AppModel`` and solara's
-# ``sim.app:Page`` both work, and ``sim validate`` stays fast.
+# (PEP 562 module ``__getattr__``): ``from sim.viz.app import AppModel`` and solara's
+# ``sim.viz.app:Page`` both work, and ``sim validate`` stays fast.
 
 _APP_NAMES = ("AppModel", "Page", "TownMap", "Charts", "colour_mode")
 
@@ -525,13 +523,13 @@ def _app() -> dict[str, Any]:
     from mesa.visualization import SolaraViz
     from mesa.visualization.utils import update_counter
 
-    from sim.loader import load_scenario
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
+    from sim.scenario.loader import load_scenario
 
     class AppModel(AllegianceModel):
         """The allegiance model built from a scenario file and the app's controls.
 
-        Only the constructor differs from :class:`~sim.model.AllegianceModel`: SolaraViz
+        Only the constructor differs from :class:`~sim.model.model.AllegianceModel`: SolaraViz
         re-creates the model on *Reset* as ``AppModel(**controls)``, so the controls must
         be flat keyword arguments. They become ``--set`` overrides of the scenario file,
         exactly as ``sim run FILE --set ... --seed ...`` would apply them.
@@ -542,7 +540,7 @@ def _app() -> dict[str, Any]:
             seed: root seed, an integer or the text of the seed box (default: the file's;
                 text that is not an integer falls back to the file's seed with a notice).
             rally, regime_blame, institutions, suppression, pretext_blame, exit, control:
-                mechanism strengths (default: the file's); see :class:`sim.config.Mechanisms`.
+                mechanism strengths (default: the file's); see :class:`sim.scenario.schema.Mechanisms`.
         """
 
         def __init__(
@@ -647,7 +645,7 @@ def serve(path: Path, host: str, port: int) -> None:
     # A local http server has no use for cross-site cookies; keep the terminal quiet.
     warnings.filterwarnings("ignore", message=r"Cookies with samesite=none require https")
     args = [
-        "sim.app",
+        "sim.viz.app",
         "--host",
         host,
         "--port",
@@ -659,33 +657,3 @@ def serve(path: Path, host: str, port: int) -> None:
         "warning",
     ]
     solara_run.main(args=args, prog_name="sim app", standalone_mode=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sim app`` to the command line."""
-    import typer
-
-    @app.command("app")
-    def app_command(
-        scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")] = DEFAULT_SCENARIO,
-        port: Annotated[int, typer.Option(help="Port (0: any free port).")] = DEFAULT_PORT,
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    ) -> None:
-        """Open the interactive app: watch a scenario unfold on the town grid in the browser."""
-        from sim.cli import fail, load
-
-        loaded = load(scenario)
-        if not 0 <= port <= 65535:
-            fail(f"--port {port}: must be 0..65535")
-        if port == 0:
-            from solara.server.threaded import get_free_port
-
-            port = get_free_port()
-        sc = loaded.scenario
-        address = f"[{host}]" if ":" in host else host
-        typer.echo(
-            f"sim app: {sc.name!r} ({len(sc.towns)} towns, {sc.days} days) at "
-            f"http://{address}:{port}/  (Ctrl-C to stop)"
-        )
-        sys.stdout.flush()
-        serve(scenario, host, port)

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sim.agents import FRONT_STATUS
-from sim.rules import COOPERATE, NEUTRAL, RESIST
+from sim.model.actors import FRONT_STATUS
+from sim.model.rules import COOPERATE, NEUTRAL, RESIST
 
 if TYPE_CHECKING:
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
 
 TOWN_VARS = (
     "persons_present",

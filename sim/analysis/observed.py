@@ -2,7 +2,7 @@
 
 Every simulated value is computed from the data a run collected (its time
 series, town table and events), never typed in. A scenario's ``observed`` block
-lists the recorded figures (see :class:`sim.config.ObservedFigure`); each is
+lists the recorded figures (see :class:`sim.scenario.schema.ObservedFigure`); each is
 evaluated on ``observed.replicates`` runs: the run itself plus runs with seeds
 spawned from its seed by ``numpy.random.SeedSequence``, so the table is
 reproducible from the run's seed alone. The table reports the mean, minimum and
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sim.config import ObservedFigure, Scenario
+from sim.scenario.schema import ObservedFigure, Scenario
 
 if TYPE_CHECKING:
-    from sim.runner import RunResult
+    from sim.run.simulate import RunResult
 
 COLUMNS = (
     "figure",
@@ -108,7 +108,7 @@ def replicate_seeds(seed: int, replicates: int) -> list[int]:
 
 def simulate_frames(scenario: Scenario, seed: int) -> Frames:
     """Run one replicate without Mesa household agents (not needed for the comparison)."""
-    from sim.runner import simulate
+    from sim.run.simulate import simulate
 
     return simulate(scenario, seed, household_agents=False).frames
 

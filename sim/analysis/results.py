@@ -2,7 +2,7 @@
 
 Three kinds of results folder exist, each recognised by its files:
 
-* a **run** (``results/<scenario>/<run-id>/``, written by :func:`sim.runner.write_run`):
+* a **run** (``results/<scenario>/<run-id>/``, written by :func:`sim.run.simulate.write_run`):
   ``manifest.json``, ``timeseries.parquet``, ``towns.parquet``, ``events.parquet``
   and, for scenarios with a record, ``observed.csv``;
 * a **sweep** (``results/sweeps/<name>/``, written by ``sim sweep``): ``manifest.json``
@@ -16,7 +16,8 @@ a figure is asked for (this module is imported by the CLI on every call).
 
 Example::
 
-    from sim import results, plots
+    from sim.analysis import results
+    from sim.viz import plots
     run = results.load("results/synthetic_grid/20180101T120000_seed1")
     plots.plot_summary(run.timeseries, run.scenario)
 """
@@ -28,14 +29,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
-import typer
 
 if TYPE_CHECKING:
-    from sim.config import Scenario
-    from sim.runner import RunResult
+    from sim.run.simulate import RunResult
+    from sim.scenario.schema import Scenario
 
 Kind = Literal["run", "sweep", "thesis"]
 RUN_TABLES = ("timeseries", "towns", "events")
@@ -50,7 +50,7 @@ class ResultsError(ValueError):
 
 
 @dataclass
-class RunResults:
+class RunFolder:
     """One run: its three tables, the manifest, and the observed-vs-simulated table if any."""
 
     folder: Path | None
@@ -79,7 +79,7 @@ class RunResults:
     @cached_property
     def scenario(self) -> Scenario:
         """The validated scenario the run used (rebuilt from the manifest)."""
-        from sim.config import Scenario
+        from sim.scenario.schema import Scenario
 
         return Scenario.model_validate(self.manifest["config"])
 
@@ -147,7 +147,7 @@ def is_run_folder(path: Path) -> bool:
     return (path / "manifest.json").is_file() and (path / "timeseries.parquet").is_file()
 
 
-def load_run(folder: str | Path) -> RunResults:
+def load_run_folder(folder: str | Path) -> RunFolder:
     """Load a run folder.
 
     Raises:
@@ -162,16 +162,16 @@ def load_run(folder: str | Path) -> RunResults:
             raise ResultsError(f"{folder}: not a complete run folder (no {name}.parquet)")
         tables[name] = pd.read_parquet(path)
     observed = pd.read_csv(folder / "observed.csv") if (folder / "observed.csv").is_file() else None
-    return RunResults(folder, manifest, tables["timeseries"], tables["towns"], tables["events"], observed)
+    return RunFolder(folder, manifest, tables["timeseries"], tables["towns"], tables["events"], observed)
 
 
-def from_result(result: RunResult) -> RunResults:
-    """Wrap an in-memory :class:`~sim.runner.RunResult` like a loaded run (no folder)."""
-    return RunResults(None, dict(result.manifest), result.timeseries, result.towns, result.events)
+def from_result(result: RunResult) -> RunFolder:
+    """Wrap an in-memory :class:`~sim.run.simulate.RunResult` like a loaded run (no folder)."""
+    return RunFolder(None, dict(result.manifest), result.timeseries, result.towns, result.events)
 
 
 def stack(
-    runs: Iterable[RunResults | RunResult], table: str = "timeseries", *, label: str | None = None
+    runs: Iterable[RunFolder | RunResult], table: str = "timeseries", *, label: str | None = None
 ) -> pd.DataFrame:
     """One table of several runs in long form, with ``replicate`` and ``seed`` columns.
 
@@ -179,11 +179,11 @@ def stack(
         runs: loaded runs or in-memory results (e.g. the same scenario with several seeds).
         table: ``timeseries``, ``towns`` or ``events``.
         label: if given, a column of that name holding each run's targeting policy
-            (useful to compare policies with :func:`sim.plots.plot_bands`).
+            (useful to compare policies with :func:`sim.viz.plots.plot_bands`).
     """
     frames = []
     for i, r in enumerate(runs):
-        rr = r if isinstance(r, RunResults) else from_result(r)
+        rr = r if isinstance(r, RunFolder) else from_result(r)
         df = getattr(rr, table).copy()
         df.insert(0, "replicate", i)
         df.insert(1, "seed", rr.seed)
@@ -199,7 +199,7 @@ def stack(
 
 
 @dataclass
-class SweepResults:
+class SweepFolder:
     """A sweep: one row per run (parameters, outcomes), the design and the manifest."""
 
     folder: Path
@@ -277,7 +277,7 @@ def _read_parts(folder: Path, *, series: bool = False) -> pd.DataFrame:
     return load_results(folder, series=series)
 
 
-def load_sweep(folder: str | Path) -> SweepResults:
+def load_sweep_folder(folder: str | Path) -> SweepFolder:
     """Load a sweep folder (result rows of all stored runs, design, runs, sensitivity tables)."""
     folder = Path(folder)
     manifest = _read_manifest(folder)
@@ -289,7 +289,7 @@ def load_sweep(folder: str | Path) -> SweepResults:
     except Exception as e:
         raise ResultsError(f"{folder}: cannot read the result parts ({e})") from None
     sens = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("**/sensitivity*.csv"))}
-    return SweepResults(
+    return SweepFolder(
         folder,
         manifest,
         results,
@@ -303,7 +303,7 @@ def load_sweep(folder: str | Path) -> SweepResults:
 
 
 @dataclass
-class ThesisResults:
+class ThesisFolder:
     """A thesis folder: the report, its CSV tables (by file stem) and figures."""
 
     folder: Path
@@ -344,14 +344,14 @@ def is_thesis_folder(path: Path) -> bool:
     return (path / "report.md").is_file() and any(path.glob("*.csv"))
 
 
-def load_thesis(folder: str | Path) -> ThesisResults:
+def load_thesis_folder(folder: str | Path) -> ThesisFolder:
     """Load a thesis folder (``report.md``, ``*.csv``, ``*.png``, optional ``manifest.json``)."""
     folder = Path(folder)
     if not (folder / "report.md").is_file():
         raise ResultsError(f"{folder}: not a thesis folder (no report.md)")
     tables = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
     manifest = _read_manifest(folder) if (folder / "manifest.json").is_file() else {}
-    return ThesisResults(folder, (folder / "report.md").read_text(), tables, sorted(folder.glob("*.png")), manifest)
+    return ThesisFolder(folder, (folder / "report.md").read_text(), tables, sorted(folder.glob("*.png")), manifest)
 
 
 # --------------------------------------------------------------------------- any folder
@@ -371,7 +371,7 @@ def kind_of(path: str | Path) -> Kind | None:
     return None
 
 
-def load(path: str | Path) -> RunResults | SweepResults | ThesisResults:
+def load(path: str | Path) -> RunFolder | SweepFolder | ThesisFolder:
     """Load a run, sweep or thesis folder, whichever it is.
 
     Raises:
@@ -384,13 +384,13 @@ def load(path: str | Path) -> RunResults | SweepResults | ThesisResults:
         raise ResultsError(f"{path}: is a file, not a results folder")
     kind = kind_of(path)
     if kind == "run":
-        return load_run(path)
+        return load_run_folder(path)
     if kind == "sweep":
-        return load_sweep(path)
+        return load_sweep_folder(path)
     if kind == "thesis":
-        return load_thesis(path)
+        return load_thesis_folder(path)
     if (path / "manifest.json").is_file():
-        return load_run(path)  # names the missing table
+        return load_run_folder(path)  # names the missing table
     raise ResultsError(f"{path}: not a results folder (no run, sweep or thesis files; see `sim results`)")
 
 
@@ -461,75 +461,3 @@ def _manifest_kind(folder: Path) -> str | None:
     if not (folder / "manifest.json").is_file():
         return None
     return _safe_manifest(folder).get("kind")
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def standard_figures(path: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Write the standard figure set of a run, sweep or thesis folder; return the files.
-
-    Args:
-        path: the results folder.
-        out: where to write the PNGs (default: ``<folder>/figures/``).
-    """
-    import matplotlib.pyplot as plt
-
-    from sim import plots
-
-    res = load(path)
-    out = Path(out) if out is not None else Path(path) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(res, RunResults):
-        jobs = plots.run_figures(res)
-    elif isinstance(res, SweepResults):
-        jobs = plots.sweep_figures(res)
-    else:
-        jobs = plots.thesis_figures(res)
-    written = []
-    for name, make in jobs:
-        fig = make(out / f"{name}.png")
-        plt.close(fig)
-        written.append(out / f"{name}.png")
-    return written
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``sim plot`` and ``sim results`` to the command line."""
-
-    @app.command("plot")
-    def plot_command(
-        results_dir: Annotated[Path, typer.Argument(help="A run, sweep or thesis results folder.")],
-        out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RESULTS_DIR/figures).")] = None,
-    ) -> None:
-        """Write the standard figures of a run, sweep or thesis folder."""
-        import matplotlib
-
-        from sim.cli import fail
-
-        matplotlib.use("Agg")  # files only; set here, not in the library, so notebooks keep their backend
-        try:
-            files = standard_figures(results_dir, out)
-        except ResultsError as e:
-            fail(str(e))
-        if not files:
-            fail(f"{results_dir}: nothing to plot")
-        typer.echo(f"{len(files)} figures in {files[0].parent}:")
-        for f in files:
-            typer.echo(f"  {f.name}")
-
-    @app.command("results")
-    def results_command(
-        root: Annotated[Path, typer.Argument(help="Results root.")] = Path("results"),
-    ) -> None:
-        """List the runs, sweeps and thesis reports under a results root."""
-        from sim.cli import fail
-
-        if not root.is_dir():
-            fail(f"{root}: no such folder")
-        df = list_results(root)
-        if df.empty:
-            typer.echo(f"no results under {root}")
-            return
-        for row in df.itertuples():
-            typer.echo(f"{row.kind:6}  {row.created[:19]:19}  {row.name:28} {row.detail:34} {row.path}")

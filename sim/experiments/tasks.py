@@ -27,11 +27,11 @@ def simulation(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """Run the allegiance model with the task's overrides and seed; reduce to outcomes."""
     from pydantic import ValidationError
 
-    from sim.config import Scenario
     from sim.experiments.spec import apply_overrides
-    from sim.loader import _explain
-    from sim.outcomes import compute_outcomes
-    from sim.runner import simulate
+    from sim.run.outcomes import compute_outcomes
+    from sim.run.simulate import simulate
+    from sim.scenario.loader import _explain
+    from sim.scenario.schema import Scenario
 
     data = apply_overrides(context["base"], task["overrides"])
     if context.get("days") is not None:

@@ -1,7 +1,7 @@
 """Mesa agents: towns, households, HTS, rival groups, the air campaign, the front, civil society.
 
 Towns and households are views onto the model's arrays (town state in
-:class:`TownState`, household state in :class:`sim.households.HouseholdArrays`),
+:class:`TownState`, household state in :class:`sim.model.households.HouseholdArrays`),
 so their rules run vectorized; the collective actors keep their own state and
 act on the town arrays once a day in the order of ``AllegianceModel.step``.
 """
@@ -15,12 +15,12 @@ import mesa
 import numpy as np
 from mesa.discrete_space import FixedAgent
 
-from sim import rules
-from sim.rules import STANCES
+from sim.model import rules
+from sim.model.rules import STANCES
 
 if TYPE_CHECKING:
-    from sim.config import RivalGroup as RivalGroupConfig
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
+    from sim.scenario.schema import RivalGroup as RivalGroupConfig
 
 FRONT_STATUS = ("opposition", "contested", "regime")
 OPPOSITION, CONTESTED, REGIME = 0, 1, 2

@@ -8,7 +8,7 @@
    retaliation), then civil society invests in councils;
 4. rival groups update their alignment with HTS;
 5. households update grievances and fear, then choose stance, protest,
-   flight, return and recruitment (vectorized, :mod:`sim.households`);
+   flight, return and recruitment (vectorized, :mod:`sim.model.households`);
 6. towns aggregate their households and the day is collected.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from mesa import Model
 from mesa.discrete_space import OrthogonalMooreGrid
 
-from sim import rules
-from sim.agents import (
+from sim.model import rules
+from sim.model.actors import (
     FRONT_STATUS,
     HTS,
     OPPOSITION,
@@ -32,10 +32,8 @@ from sim.agents import (
     Town,
     TownState,
 )
-from sim.collect import Collector
-from sim.config import Scenario
-from sim.geography import Geography, build_geography
-from sim.households import (
+from sim.model.collect import Collector
+from sim.model.households import (
     RECRUITED_HTS,
     RECRUITED_RIVAL,
     HouseholdArrays,
@@ -43,7 +41,9 @@ from sim.households import (
     create_households,
     step_households,
 )
-from sim.rules import COOPERATE, RESIST
+from sim.model.rules import COOPERATE, RESIST
+from sim.scenario.geography import Geography, build_geography
+from sim.scenario.schema import Scenario
 
 STREAMS = ("init", "households", "air", "front", "hts", "repression", "casualties")
 
@@ -52,7 +52,7 @@ class AllegianceModel(Model):
     """Civilian allegiance under air strikes.
 
     Args:
-        scenario: a validated :class:`~sim.config.Scenario` (every parameter is there,
+        scenario: a validated :class:`~sim.scenario.schema.Scenario` (every parameter is there,
             with its unit, range and source).
         seed: root seed; defaults to ``scenario.seed``. Independent random streams for
             initialisation, households, the air campaign, the front, HTS and

@@ -1,4 +1,4 @@
-"""CLI commands ``sim sweep``, ``sim sensitivity`` and ``sim thesis`` (registered by ``sim.cli``)."""
+"""CLI commands ``sim sweep``, ``sim sensitivity`` and ``sim thesis`` (registered by ``sim.cli.main``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sim.loader import ScenarioError
+from sim.cli.main import fail, load
+from sim.scenario.loader import ScenarioError
 
 SetOption = Annotated[
     list[str] | None,
@@ -16,7 +17,6 @@ SetOption = Annotated[
 
 
 def _engine_options_ok(workers: int, scheduler: str | None, dask_local: int | None) -> None:
-    from sim.cli import fail
 
     if workers < 1:
         fail(f"--workers {workers}: must be at least 1")
@@ -37,7 +37,6 @@ def sweep(
     set_: SetOption = None,
 ) -> None:
     """Run (or resume) a parameter sweep; results stream to resumable Parquet parts."""
-    from sim.cli import fail
     from sim.experiments.spec import load_sweep
     from sim.experiments.sweep import run_sweep
 
@@ -55,9 +54,10 @@ def sweep(
 
 
 def _sensitivity(folder: Path, outcomes: list[str] | None) -> None:
-    from sim.experiments.sensitivity import write_sensitivity
+    from sim.analysis.sensitivity import write_sensitivity
+    from sim.viz.figures import draw_sensitivity
 
-    paths = write_sensitivity(folder, outcomes)
+    paths = write_sensitivity(folder, outcomes, draw=draw_sensitivity)
     typer.echo(f"sensitivity: {paths['csv']}\nfigure: {paths['png']}")
 
 
@@ -66,7 +66,6 @@ def sensitivity(
     outcome: Annotated[list[str] | None, typer.Option(help="Outcome to analyse (repeatable; default all).")] = None,
 ) -> None:
     """Sobol (S1, ST with CIs) or Morris (mu*, sigma) indices of a stored sweep: CSV and bar chart."""
-    from sim.cli import fail
 
     if not (sweep_dir / "manifest.json").exists():
         fail(f"{sweep_dir}: not a sweep results folder (no manifest.json)")
@@ -99,8 +98,8 @@ def thesis(
     ] = None,
 ) -> None:
     """Test the thesis with paired counterfactuals: effects, CIs, verdicts, ablation, heatmap, report."""
-    from sim.cli import fail, load
-    from sim.experiments.thesis import ThesisSettings, default_scenario, run_thesis
+    from sim.analysis.thesis import ThesisSettings, default_scenario, run_thesis
+    from sim.viz.figures import draw_thesis_figures
 
     _engine_options_ok(workers, scheduler, dask_local)
     scenario = scenario or default_scenario()
@@ -125,10 +124,12 @@ def thesis(
         kw["replicates"] = replicates
     settings = ThesisSettings.quick(**kw) if quick else ThesisSettings(**kw)
     try:
-        result = run_thesis(settings, out, workers=workers, scheduler=scheduler, dask_local=dask_local)
+        result = run_thesis(
+            settings, out, workers=workers, scheduler=scheduler, dask_local=dask_local, draw=draw_thesis_figures
+        )
     except ScenarioError as e:
         fail(str(e))
-    from sim.experiments.thesis import verdict_lines
+    from sim.analysis.thesis import verdict_lines
 
     typer.echo("\n".join(verdict_lines(result)))
     typer.echo(f"report: {result.report} ({result.seconds:.0f} s)")

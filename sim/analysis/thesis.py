@@ -27,6 +27,7 @@ import dataclasses
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.config import MECHANISM_NAMES
 from sim.experiments.design import replicate_seeds
 from sim.experiments.engine import Engine, make_engine
 from sim.experiments.spec import SweepSpec, spec_from_dict
 from sim.experiments.store import load_results
 from sim.experiments.sweep import SweepSummary, run_sweep
+from sim.run.provenance import stamp
+from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
+from sim.scenario.schema import MECHANISM_NAMES
 
 POLICY = "air_campaign.policy"
 CONTROL = "none"
@@ -136,7 +139,7 @@ def _base(settings: ThesisSettings) -> dict[str, Any]:
 
 def thesis_policies(settings: ThesisSettings, scenario_has_calendar: bool) -> list[str]:
     """Policies compared with ``none`` (calendar only if the scenario has a strike calendar)."""
-    from sim.config import POLICIES
+    from sim.scenario.schema import POLICIES
 
     if settings.policies is not None:
         return [p for p in settings.policies if p != CONTROL]
@@ -145,7 +148,7 @@ def thesis_policies(settings: ThesisSettings, scenario_has_calendar: bool) -> li
 
 def headline_spec(settings: ThesisSettings) -> SweepSpec:
     """Every policy and ``none``, ``replicates`` paired replicates each."""
-    from sim.loader import load_scenario
+    from sim.scenario.loader import load_scenario
 
     sc = load_scenario(settings.scenario, settings.overrides).scenario
     policies = [CONTROL, *thesis_policies(settings, bool(sc.air_campaign.calendar))]
@@ -353,117 +356,11 @@ def heatmap_table(
 # --------------------------------------------------------------------------- figures
 
 
-def plot_effects(effects: pd.DataFrame, outcomes: list[str], save: Path):
-    """Forest plot: mean paired difference and interval per comparison, one panel per outcome."""
-    import matplotlib.pyplot as plt
-
-    from sim.plots import PALETTE, style
-
-    colours = {
-        "supported": PALETTE["red"],
-        "contradicted": PALETTE["blue"],
-        "inconclusive": "#999999",
-        "higher": PALETTE["orange"],
-        "lower": PALETTE["sky"],
-    }
-    with style():
-        fig, axes = plt.subplots(
-            1,
-            len(outcomes),
-            figsize=(4.2 * len(outcomes), 0.5 + 0.4 * effects["treatment"].nunique() + 1),
-            squeeze=False,
-        )
-        for ax, o in zip(axes[0], outcomes, strict=True):
-            t = effects[effects["outcome"] == o].reset_index(drop=True)
-            yy = np.arange(len(t))
-            for i, r in t.iterrows():
-                ax.errorbar(
-                    r["mean_diff"],
-                    i,
-                    xerr=[[r["mean_diff"] - r["ci_low"]], [r["ci_high"] - r["mean_diff"]]],
-                    fmt="o",
-                    color=colours.get(r["verdict"], "black"),
-                    capsize=3,
-                )
-            ax.set_yticks(yy, [f"{a} vs {b}" for a, b in zip(t["treatment"], t["control"], strict=True)])
-            ax.invert_yaxis()
-            ax.axvline(0, color="black", lw=0.8)
-            ax.set_title(OUTCOMES.get(o, (o, 0))[0], fontsize=8)
-            ax.set_xlabel("paired difference (95% bootstrap CI)")
-        fig.tight_layout()
-        fig.savefig(save)
-    plt.close(fig)
-
-
-def plot_ablation(ablation: pd.DataFrame, outcome: str, save: Path):
-    """Bar chart of the headline effect with each mechanism off (the full model first)."""
-    import matplotlib.pyplot as plt
-
-    from sim.plots import PALETTE, style
-
-    t = ablation[ablation["outcome"] == outcome].reset_index(drop=True)
-    with style():
-        fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.38 * len(t)))
-        y = np.arange(len(t))
-        err = np.vstack([t["mean_diff"] - t["ci_low"], t["ci_high"] - t["mean_diff"]])
-        colours = [PALETTE["black"] if v == "all" else PALETTE["blue"] for v in t["variant"]]
-        ax.barh(y, t["mean_diff"], xerr=err, color=colours, capsize=3)
-        ax.set_yticks(y, ["all mechanisms" if v == "all" else f"without {v[3:]}" for v in t["variant"]])
-        ax.invert_yaxis()
-        ax.axvline(0, color="black", lw=0.8)
-        ax.set_xlabel(f"{TREATMENT} - {CONTROL}: {outcome} (95% CI)")
-        ax.set_title("Mechanism ablation of the headline effect")
-        fig.tight_layout()
-        fig.savefig(save)
-    plt.close(fig)
-
-
-def plot_heatmap(table: pd.DataFrame, x: str, y: str, outcomes: list[str], save: Path):
-    """Heatmap of the headline effect with its zero contour; inconclusive points marked x."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm
-
-    from sim.plots import style
-
-    with style():
-        fig, axes = plt.subplots(1, len(outcomes), figsize=(5.0 * len(outcomes), 4.2), squeeze=False)
-        for ax, o in zip(axes[0], outcomes, strict=True):
-            t = table[table["outcome"] == o]
-            grid = t.pivot(index=y, columns=x, values="mean_diff").sort_index().sort_index(axis=1)
-            xs, ys, z = grid.columns.to_numpy(float), grid.index.to_numpy(float), grid.to_numpy(float)
-            lim = max(float(np.nanmax(np.abs(z))), 1e-9)
-            mesh = ax.pcolormesh(xs, ys, z, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim), shading="nearest")
-            fig.colorbar(mesh, ax=ax, label=f"{TREATMENT} - {CONTROL}")
-            if z.shape[0] > 1 and z.shape[1] > 1 and np.nanmin(z) < 0 < np.nanmax(z):
-                cs = ax.contour(xs, ys, z, levels=[0.0], colors="black", linewidths=1.5)
-                ax.clabel(cs, fmt={0.0: "0"}, fontsize=8)
-            inc = t[t["verdict"] == "inconclusive"]
-            ax.scatter(inc[x], inc[y], marker="x", s=60, color="black", label="inconclusive (CI includes 0)")
-            for _, r in t.iterrows():
-                ax.annotate(
-                    f"{r['mean_diff']:+.2f}",
-                    (r[x], r[y]),
-                    textcoords="offset points",
-                    xytext=(0, 7),
-                    ha="center",
-                    fontsize=7,
-                )
-            ax.set_xlabel(x)
-            ax.set_ylabel(y)
-            ax.set_title(OUTCOMES.get(o, (o, 0))[0], fontsize=8)
-            ax.grid(False)
-            if len(inc):
-                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7)
-        fig.tight_layout()
-        fig.savefig(save)
-    plt.close(fig)
-
-
 # --------------------------------------------------------------------------- the test
 
 
 @dataclass
-class ThesisResult:
+class ThesisRun:
     """Tables and files of a thesis test."""
 
     folder: Path
@@ -491,7 +388,8 @@ def run_thesis(
     dask_local: int | None = None,
     progress: bool = True,
     report: bool = True,
-) -> ThesisResult:
+    draw: Callable[[Path], list[Path]] | None = None,
+) -> ThesisRun:
     """Run the thesis experiments on the sweep engine and write the report.
 
     Args:
@@ -500,9 +398,11 @@ def run_thesis(
         engine: an open engine to reuse; otherwise one pool is made for all experiments.
         workers, scheduler, dask_local: engine options as for :func:`run_sweep`.
         progress: progress bars.
-        report: write ``report.md``, CSVs and PNGs.
+        report: write ``report.md`` and the CSV tables.
+        draw: called with the folder once the tables are written, to add the figures the
+            report shows (``sim thesis`` passes :func:`sim.viz.figures.draw_thesis_figures`).
     """
-    from sim.loader import load_scenario
+    from sim.scenario.loader import load_scenario
 
     settings = settings or ThesisSettings()
     sc = load_scenario(settings.scenario, settings.overrides).scenario
@@ -537,9 +437,9 @@ def run_thesis(
         hm = heatmap_table(
             load_results(summaries["heatmap"].folder), settings.heatmap_x, settings.heatmap_y, list(HEADLINE), **kw
         )
-    result = ThesisResult(folder, effects, pairs, abl, hm, summaries, time.perf_counter() - t0)
+    result = ThesisRun(folder, effects, pairs, abl, hm, summaries, time.perf_counter() - t0)
     if report:
-        result.report = write_report(result, settings, sc.name, eng.description)
+        result.report = write_report(result, settings, sc.name, eng.description, draw)
     return result
 
 
@@ -559,7 +459,7 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def verdict_lines(result: ThesisResult) -> list[str]:
+def verdict_lines(result: ThesisRun) -> list[str]:
     """The report's first lines: headline verdicts, mechanisms, where the answer flips."""
     lines = []
     for control in (CONTROL, ALTERNATIVE):
@@ -600,18 +500,27 @@ def verdict_lines(result: ThesisResult) -> list[str]:
 
 
 def _window(settings: ThesisSettings) -> int:
-    from sim.loader import load_scenario
+    from sim.scenario.loader import load_scenario
 
     return load_scenario(settings.scenario, settings.overrides).scenario.output.summary_window_days
 
 
-def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: str, engine: str) -> Path:
-    """``report.md`` (verdicts first), CSV tables and PNG figures in the result folder."""
+def write_report(
+    result: ThesisRun,
+    settings: ThesisSettings,
+    scenario_name: str,
+    engine: str,
+    draw: Callable[[Path], list[Path]] | None = None,
+) -> Path:
+    """``report.md`` (verdicts first) and CSV tables in the result folder; figures through ``draw``."""
     f = result.folder
     f.mkdir(parents=True, exist_ok=True)
-    result.effects.to_csv(f / "effects.csv", index=False, float_format="%.6g")
-    result.pairs.to_csv(f / "pairs.csv", index=False, float_format="%.6g")
-    plot_effects(result.effects, list(HEADLINE), f / "effects.png")
+    write_csv_atomic(result.effects, f / "effects.csv", float_format="%.6g")
+    write_csv_atomic(result.pairs, f / "pairs.csv", float_format="%.6g")
+    if result.ablation is not None:
+        write_csv_atomic(result.ablation, f / "ablation.csv", float_format="%.6g")
+    if result.heatmap is not None:
+        write_csv_atomic(result.heatmap, f / "heatmap.csv", float_format="%.6g")
     parts = [
         f"# Thesis test: do strikes on resisting towns raise cooperation with HTS? ({scenario_name})",
         "",
@@ -646,8 +555,6 @@ def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: 
         "Tables: `effects.csv` (this table, with labels), `pairs.csv` (every paired difference and its seed).",
     ]
     if result.ablation is not None:
-        result.ablation.to_csv(f / "ablation.csv", index=False, float_format="%.6g")
-        plot_ablation(result.ablation, HEADLINE[0], f / "ablation.png")
         cols = ["variant", "outcome", "pairs", "mean_diff", "ci_low", "ci_high", "verdict", "change_when_off", "role"]
         parts += [
             "",
@@ -661,8 +568,6 @@ def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: 
             "replicate): positive means the mechanism carries the effect. Table: `ablation.csv`.",
         ]
     if result.heatmap is not None:
-        result.heatmap.to_csv(f / "heatmap.csv", index=False, float_format="%.6g")
-        plot_heatmap(result.heatmap, settings.heatmap_x, settings.heatmap_y, list(HEADLINE), f / "heatmap.png")
         parts += [
             "",
             f"## Where the thesis holds: {settings.heatmap_x} x {settings.heatmap_y}",
@@ -700,9 +605,7 @@ def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: 
         f"- runs: `{json.dumps(runs)}`",
         f"- written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
     ]
-    (f / "settings.json").write_text(json.dumps(settings.as_dict(), indent=2, default=str) + "\n")
-    from sim.runner import code_version, package_versions
-
+    write_json_atomic(settings.as_dict(), f / "settings.json")
     manifest = {
         "kind": "thesis",
         "scenario": scenario_name,
@@ -710,11 +613,11 @@ def write_report(result: ThesisResult, settings: ThesisSettings, scenario_name: 
         "engine": engine,
         "seconds": round(result.seconds, 1),
         "sweeps": runs,
-        "code_version": code_version(),
-        "packages": package_versions(),
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **stamp(),
     }
-    (f / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json_atomic(manifest, f / "manifest.json")
     path = f / "report.md"
-    path.write_text("\n".join(parts) + "\n")
+    write_text_atomic("\n".join(parts) + "\n", path)
+    if draw is not None:
+        draw(f)  # the figures report.md shows, drawn from the tables just written
     return path

@@ -2,7 +2,7 @@
 
 Each rule is a pure function of arrays and parameters, named after what it
 decides, so that "when does a household flee" is found here and nowhere else.
-The model (:mod:`sim.households`) calls them once per day over all households
+The model (:mod:`sim.model.households`) calls them once per day over all households
 (structure of arrays); the benchmarks call the same functions for the numpy
 floor. Symbols follow ``docs/ODD.md``.
 """

@@ -1,4 +1,4 @@
-"""Scenario file -> validated :class:`~sim.config.Scenario`, with precise errors.
+"""Scenario file -> validated :class:`~sim.scenario.schema.Scenario`, with precise errors.
 
 A scenario file may ``extends: other.yaml`` (a path relative to itself) and
 override any keys: mappings merge key by key, everything else (lists included)
@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from sim.config import Scenario, ScenarioRefError
+from sim.scenario.schema import Scenario, ScenarioRefError
 
 
 class ScenarioError(Exception):
@@ -346,7 +346,7 @@ def _known_depth(data: Any, loc: tuple[Any, ...]) -> int:
 
 def _check_geography(scenario: Scenario, docs: list[_Doc]) -> None:
     """Towns must fit the grid, one per cell: checked here so the error has its line."""
-    from sim.geography import GeographyError, build_geography
+    from sim.scenario.geography import GeographyError, build_geography
 
     try:
         build_geography(scenario)

@@ -20,14 +20,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LinearSegmentedColormap, Normalize
+from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
-from sim.config import Scenario
-from sim.plots import PALETTE, finish, style
+from sim.scenario.schema import Scenario
+from sim.viz.style import COOPERATION_CMAP, PALETTE, finish, style
 
-COOPERATION_CMAP = LinearSegmentedColormap.from_list("cooperation", [PALETTE["blue"], "#d9d9d9", PALETTE["red"]])
 KM_PER_DEG_LAT = 111.32
 
 

@@ -1,6 +1,6 @@
 """Households: structure-of-arrays state and the vectorized daily household step.
 
-Every household is also a Mesa agent (:class:`sim.agents.Household`), a thin
+Every household is also a Mesa agent (:class:`sim.model.actors.Household`), a thin
 view onto one row of these arrays, so Mesa tools and the app can inspect any
 household; but the daily rules run once over whole arrays, never in a Python
 loop over agents.
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim import rules
-from sim.rules import COOPERATE, F32, NEUTRAL, RESIST
+from sim.model import rules
+from sim.model.rules import COOPERATE, F32, NEUTRAL, RESIST
 
 if TYPE_CHECKING:
-    from sim.model import AllegianceModel
+    from sim.model.model import AllegianceModel
 
 NOT_RECRUITED, RECRUITED_HTS, RECRUITED_RIVAL = 0, 1, 2
 

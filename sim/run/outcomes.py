@@ -1,7 +1,7 @@
 """Scalar outcomes of a run: the named summaries that sweeps and the thesis test keep.
 
 An outcome is ``<series>:<reducer>``: a column of the governorate time series
-(``sim.collect.GOV_VARS``) reduced to one number by ``final`` (last day),
+(``sim.model.collect.GOV_VARS``) reduced to one number by ``final`` (last day),
 ``mean`` (mean over the last ``window`` days), ``max``, ``min``, ``total``
 (sum over the run) or ``change`` (last day minus first day). Shorthand names
 for the outcomes the project reports are in :data:`STANDARD_OUTCOMES`.
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from sim.collect import GOV_VARS
+from sim.model.collect import GOV_VARS
 
 REDUCERS = ("final", "mean", "max", "min", "total", "change")
 

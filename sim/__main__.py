@@ -1,0 +1,5 @@
+"""``python -m sim``: the same command line as ``sim``."""
+
+from sim.cli.main import main
+
+main()

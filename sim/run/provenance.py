@@ -1,0 +1,78 @@
+"""The one provenance stamp of every results folder: code version, packages, time.
+
+Runs, sweeps, thesis reports and calibrations all record :func:`stamp`.
+A git commit is recorded only when the package sits in its own checkout (the
+repository's top level is the folder holding this package's ``pyproject.toml``);
+an installed copy inside some unrelated repository records the package version
+alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sim._version import __version__
+
+PACKAGES = ("mesa", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "matplotlib", "SALib", "dask", "pyabc")
+PROJECT_NAME = "idlib-allegiance-sim"
+
+
+def now_utc() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def project_root() -> Path | None:
+    """The source checkout holding this package, if the package is not an installed copy."""
+    root = Path(__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    with contextlib.suppress(OSError):
+        if f'name = "{PROJECT_NAME}"' in pyproject.read_text(encoding="utf-8"):
+            return root
+    return None
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5)
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict[str, Any]:
+    """Package version and, in the project's own git checkout, the commit and whether ``sim/`` is dirty."""
+    info: dict[str, Any] = {"package": __version__, "git_commit": None, "git_dirty": None}
+    root = project_root()
+    if root is None:
+        return info
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        top = _git(root, "rev-parse", "--show-toplevel")
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
+            return info
+        commit = _git(root, "rev-parse", "HEAD")
+        if commit.returncode == 0:
+            info["git_commit"] = commit.stdout.strip()
+            status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", "sim")
+            info["git_dirty"] = bool(status.stdout.strip())
+    return info
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape results."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def stamp() -> dict[str, Any]:
+    """``code_version``, ``packages`` and ``created``: the fields every manifest carries."""
+    return {"code_version": code_version(), "packages": package_versions(), "created": now_utc()}

@@ -1,0 +1,193 @@
+"""Figure sets: the standard figures of a run, sweep or thesis folder, and the run folder ``sim run`` writes.
+
+Analysis and storage never draw; this module adds the figures to what they wrote:
+
+* :func:`write_run_folder` stores a run with its summary, map and observed-vs-simulated
+  table (the folder ``sim run`` writes);
+* :func:`standard_figures` draws the figure set of any results folder (``sim plot``);
+* :func:`draw_thesis_figures` and :func:`draw_sensitivity` are the drawing hooks that
+  :func:`sim.analysis.thesis.run_thesis` and :func:`sim.analysis.sensitivity.write_sensitivity`
+  take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from sim.analysis.observed import write_observed
+from sim.analysis.results import RunFolder, SweepFolder, ThesisFolder, load
+from sim.run.simulate import SimulationResult, save_run
+from sim.viz.maps import plot_run_map
+from sim.viz.plots import (
+    _stem,
+    label_of,
+    plot_ablation,
+    plot_bands,
+    plot_displacement_check,
+    plot_effects,
+    plot_map,
+    plot_observed,
+    plot_parameter_effects,
+    plot_policies,
+    plot_sensitivity,
+    plot_summary,
+    plot_sweep_heatmap,
+    plot_thesis_heatmap,
+    plot_towns,
+)
+
+FigureJob = tuple[str, Callable[[Path | None], plt.Figure]]
+
+
+def run_figures(run: RunFolder) -> list[FigureJob]:
+    """The standard figures of a run folder: (file stem, function of the save path)."""
+    jobs: list[FigureJob] = [
+        ("summary", lambda p: plot_summary(run.timeseries, run.scenario, save=p)),
+        ("towns_cooperation", lambda p: plot_towns(run.towns, "coop_share", save=p)),
+        ("towns_protest", lambda p: plot_towns(run.towns, "protest_share", save=p)),
+        ("towns_persons", lambda p: plot_towns(run.towns, "persons_present", save=p)),
+        ("map", lambda p: plot_run_map(run.towns, run.events, run.scenario, save=p)),
+        ("map_hts_control", lambda p: plot_map(run, "hts_control", save=p)),
+    ]
+    if run.observed is not None and len(run.observed):
+        jobs.append(("observed", lambda p: plot_observed(run.observed, save=p)))
+    if any(f.kind == "displacements" for f in run.scenario.observed.figures):
+        jobs.append(("displacement_check", lambda p: plot_displacement_check(run, save=p)))
+    return jobs
+
+
+def sweep_figures(sweep: SweepFolder) -> list[FigureJob]:
+    """The standard figures of a sweep folder: outcomes against each parameter, a heatmap of
+    the first outcome over the first two numeric parameters (the policy difference when a
+    policy parameter includes ``none``), kept daily series and sensitivity indices."""
+    jobs: list[FigureJob] = []
+    ok = sweep.ok
+    if ok.empty:
+        return jobs
+    outs = sweep.outcomes[:6]
+    jobs.append(("outcomes", lambda p: plot_parameter_effects(sweep, outs, save=p)))
+    numeric = [c for c in sweep.parameters if pd.api.types.is_numeric_dtype(ok[c]) and ok[c].nunique() > 1]
+    factor = [c for c in sweep.parameters if not pd.api.types.is_numeric_dtype(ok[c]) and ok[c].nunique() > 1]
+    factorial = sweep.manifest.get("design", {}).get("method") == "factorial"
+    if factorial and len(numeric) >= 2:
+        for out in outs[:2]:
+            jobs.append((f"heatmap_{_stem(out)}", lambda p, out=out: plot_sweep_heatmap(sweep, out, save=p)))
+    if factor:
+        by = factor[0]
+        jobs.append((f"by_{_stem(by)}", lambda p: plot_policies(ok, outs, by=by, save=p)))
+    series_by = factor[0] if factor else None
+    for name in sweep.series_names:
+        title, unit = label_of(name)
+
+        def series_plot(p: Path | None, name: str = name, title: str = title, unit: str = unit) -> plt.Figure:
+            return plot_bands(
+                sweep.series(name),
+                "value",
+                by=series_by,
+                titles=[title],
+                ylabel=unit,
+                title=f"sweep {sweep.name}",
+                save=p,
+            )
+
+        jobs.append((f"series_{_stem(name)}", series_plot))
+    for stem, table in sweep.sensitivity.items():
+        jobs.append((stem, lambda p, table=table: plot_sensitivity(table, save=p)))
+    return jobs
+
+
+def thesis_figures(thesis: ThesisFolder) -> list[FigureJob]:
+    """The standard figures of a thesis folder, from whichever of its tables are present."""
+    jobs: list[FigureJob] = []
+    effects = thesis.table("effects", "headline")
+    if effects is not None:
+        jobs.append(
+            (
+                "effects",
+                lambda p: plot_effects(
+                    effects, title="Effect of the targeting policy (paired replicates, 95% bootstrap interval)", save=p
+                ),
+            )
+        )
+    ablation = thesis.table("ablation", "mechanisms", "breakdown")
+    if ablation is not None:
+        jobs.append(("ablation", lambda p: plot_ablation(ablation, save=p)))
+    grid = thesis.table("heatmap", "where", "grid")
+    if grid is not None:
+        jobs.append(("heatmap", lambda p: plot_thesis_heatmap(grid, save=p)))
+    return jobs
+
+
+def _save_jobs(jobs: list[FigureJob], out: Path) -> list[Path]:
+    written = []
+    for name, make in jobs:
+        path = out / f"{name}.png"
+        plt.close(make(path))
+        written.append(path)
+    return written
+
+
+def standard_figures(path: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write the standard figure set of a run, sweep or thesis folder; return the files.
+
+    Args:
+        path: the results folder.
+        out: where to write the PNGs (default: ``<folder>/figures/``).
+    """
+    res = load(path)
+    out = Path(out) if out is not None else Path(path) / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(res, RunFolder):
+        jobs = run_figures(res)
+    elif isinstance(res, SweepFolder):
+        jobs = sweep_figures(res)
+    else:
+        jobs = thesis_figures(res)
+    return _save_jobs(jobs, out)
+
+
+def draw_thesis_figures(folder: Path) -> list[Path]:
+    """The thesis report's figures (``effects.png``, ``ablation.png``, ``heatmap.png``) from its tables."""
+    return _save_jobs(thesis_figures(load(folder)), Path(folder))
+
+
+def draw_sensitivity(table: pd.DataFrame, png: Path, title: str) -> Path:
+    """The sensitivity bar chart of an index table."""
+    plt.close(plot_sensitivity(table, title=title, save=png))
+    return png
+
+
+def run_extras(result: SimulationResult, folder: Path) -> dict[str, Any]:
+    """Figures and comparison tables written beside a run's data (summary, map, observed).
+
+    Returns entries to add to the manifest.
+    """
+    entries: dict[str, Any] = {}
+    plt.close(plot_summary(result.timeseries, result.scenario, save=folder / "summary.png"))
+    if result.scenario.towns[0].lat is not None:
+        plt.close(plot_run_map(result.towns, result.events, result.scenario, save=folder / "map.png"))
+    if result.scenario.observed.figures:
+        entries.update(write_observed(result, folder))
+    return entries
+
+
+def write_run_folder(
+    result: SimulationResult,
+    out_root: str | Path = "results",
+    run_id: str | None = None,
+    *,
+    figures: bool = True,
+    extras: Callable[[SimulationResult, Path], dict[str, Any]] | None = None,
+) -> Path:
+    """The run folder ``sim run`` writes: tables, manifest and (with ``figures``) summary, map, observed.
+
+    ``extras`` replaces :func:`run_extras` (the figures and tables added beside the data).
+    """
+    add = extras or run_extras
+    hook = (lambda tmp: add(result, tmp)) if figures else None
+    return save_run(result, out_root, run_id, extras=hook)
