@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sim.model.actors import FRONT_STATUS
 from sim.model.rules import COOPERATE, NEUTRAL, RESIST
+from sim.scenario.schema import FRONT_STATUS
 
 if TYPE_CHECKING:
     from sim.model.model import AllegianceModel
@@ -102,7 +102,7 @@ class Collector:
     def __init__(self, model: AllegianceModel):
         self.model = model
         days = model.scenario.days
-        n = model.ts.n
+        n = model.town_state.n
         self.town = {v: np.zeros((days, n)) for v in TOWN_VARS}
         self.gov = {v: np.zeros(days) for v in GOV_VARS}
         self.groups = [g.name for g in model.rival_groups]
@@ -112,7 +112,7 @@ class Collector:
     def collect(self, day: int) -> None:
         """Record the end-of-day state of ``day``."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         hh = m.hh
         w = m.weight
         T, G = self.town, self.gov
@@ -223,7 +223,7 @@ class Collector:
         for j, name in enumerate(self.groups):
             ts[f"alignment:{name}"] = self.align[:nd, j]
 
-        names = self.model.ts.names
+        names = self.model.town_state.names
         n = len(names)
         towns = pd.DataFrame({"day": np.repeat(day, n)})
         if dates is not None:

@@ -114,7 +114,7 @@ def step_households(model: AllegianceModel) -> None:
     """
     sc = model.scenario
     hh = model.hh
-    ts = model.ts
+    ts = model.town_state
     mech = sc.mechanisms
     rng = model.rng_households
     day = model.day
@@ -239,7 +239,7 @@ def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[n
     control, councils, protection or peers: a mechanism, not a drifting baseline.
     """
     sc = model.scenario
-    ts = model.ts
+    ts = model.town_state
     hh = model.hh
     ch = sc.choice
     mech = sc.mechanisms

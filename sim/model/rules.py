@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.scenario.schema import STANCES
+
 F32 = np.float32
-RESIST, NEUTRAL, COOPERATE = 0, 1, 2
-STANCES = ("resist", "neutral", "cooperate")
+# Stance codes index STANCES (derived from the schema).
+RESIST, NEUTRAL, COOPERATE = (STANCES.index(s) for s in ("resist", "neutral", "cooperate"))
+
+
+def half_life_decay(half_life_days: float) -> float:
+    """Daily retention factor of a memory with the given half-life: ``0.5 ** (1 / half_life)``."""
+    return 0.5 ** (1.0 / half_life_days)
 
 
 def saturating_gain(rate: np.ndarray) -> np.ndarray:
