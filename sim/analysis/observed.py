@@ -38,6 +38,7 @@ COLUMNS = (
     "ratio",
     "check",
     "calibrated",
+    "role",
     "window",
     "towns",
     "source",
@@ -84,6 +85,38 @@ def council_independent(frames: Frames, town: str) -> float:
     return float(bool(last["council_independent"].iloc[0]))
 
 
+def killed(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
+    """Civilians killed from day ``first`` to ``last`` in ``towns`` (every town if empty)."""
+    tw = frames["towns"]
+    inside = (tw["day"] >= first) & (tw["day"] <= last)
+    if towns:
+        inside &= tw["town"].astype(str).isin(list(towns))
+    return float(tw.loc[inside, "killed"].sum())
+
+
+def hosted_displaced(frames: Frames, towns: Sequence[str], day: int) -> float:
+    """Displaced persons hosted in ``towns`` (together) at the end of ``day``."""
+    tw = frames["towns"]
+    rows = tw[(tw["day"] == day) & tw["town"].astype(str).isin(list(towns))]
+    return float(rows["hosted_displaced"].sum())
+
+
+def protest_level(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean protest share in ``towns`` from day ``first`` to ``last``."""
+    tw = frames["towns"]
+    rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].astype(str).isin(list(towns))]
+    weight = float(rows["persons_present"].sum())
+    if weight <= 0:
+        return 0.0
+    return float((rows["protest_share"] * rows["persons_present"]).sum()) / weight
+
+
+def protest_present(frames: Frames, towns: Sequence[str], first: int, last: int, threshold: float) -> float:
+    """1 if protest against HTS is still present in ``towns`` over the window (mean share above
+    ``threshold``), else 0."""
+    return float(protest_level(frames, towns, first, last) > threshold)
+
+
 def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> float:
     """The simulated counterpart of one recorded figure, from one run's data."""
     days_run = int(frames["timeseries"]["day"].max()) + 1
@@ -94,6 +127,12 @@ def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> flo
         return arrival_share(frames, fig.towns, first, last)
     if fig.kind == "council_independent":
         return council_independent(frames, fig.towns[0])
+    if fig.kind == "killed":
+        return killed(frames, fig.towns, first, last)
+    if fig.kind == "hosted_displaced":
+        return hosted_displaced(frames, fig.towns, last)
+    if fig.kind == "protest_present":
+        return protest_present(frames, fig.towns, first, last, fig.threshold)
     raise ValueError(f"unknown observed kind {fig.kind!r}")
 
 
@@ -139,6 +178,9 @@ def replicate_frames(
 def _check(fig: ObservedFigure, mean: float, lo: float, hi: float) -> str:
     if math.isnan(mean):
         return "no data"
+    if fig.range is not None and fig.comparison == "equal":
+        inside = fig.range[0] <= mean <= fig.range[1]
+        return "mean within recorded range" if inside else "mean outside recorded range"
     if fig.comparison == "at_least":
         return "met" if mean >= fig.value else "not met"
     if fig.comparison == "at_most":
@@ -182,6 +224,7 @@ def observed_table(scenario: Scenario, replicate_data: Sequence[Frames]) -> pd.D
                 "ratio": mean / fig.value if fig.value else math.nan,
                 "check": _check(fig, mean, lo, hi),
                 "calibrated": "yes" if fig.calibrated else "no",
+                "role": fig.role,
                 "window": _window_text(fig, scenario, days_run),
                 "towns": ", ".join(fig.towns),
                 "source": fig.source,

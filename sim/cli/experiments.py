@@ -99,6 +99,13 @@ def thesis(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Scenario override key.path=value (repeatable).")
     ] = None,
+    posterior: Annotated[
+        Path | None,
+        typer.Option(help="Calibration folder: run the thesis on its posterior (and prior) draws instead."),
+    ] = None,
+    draws: Annotated[
+        int | None, typer.Option(help="With --posterior: posterior and prior draws (default 200; 20 with --quick).")
+    ] = None,
 ) -> None:
     """Test the thesis with paired counterfactuals: effects, CIs, verdicts, ablation, heatmap, report."""
     from sim.analysis.thesis import ThesisSettings, default_scenario, run_thesis
@@ -107,6 +114,11 @@ def thesis(
     _engine_options_ok(workers, scheduler, dask_local)
     scenario = scenario or default_scenario()
     load(scenario, set_)  # one clean error for a bad scenario or override
+    if posterior is not None:
+        from sim.cli.calibrate_cmd import posterior_thesis_cmd
+
+        posterior_thesis_cmd(scenario, posterior, draws, quick, workers, scheduler, seed, rope, out, days)
+        return
     if not 0 < sample_fraction <= 1:
         fail(f"--sample-fraction {sample_fraction}: must be in (0, 1]")
     if not 0 <= rope < 1:

@@ -132,9 +132,10 @@ def summary_text(result, folder: Path) -> str:
 
 def _register_commands() -> None:
     """Every command of ``sim``, registered here in one place."""
-    from sim.cli import app_cmd, experiments, results_cmd
+    from sim.cli import app_cmd, calibrate_cmd, experiments, results_cmd
 
     experiments.register(app)
+    calibrate_cmd.register(app)
     results_cmd.register(app)
     app_cmd.register(app)
 
