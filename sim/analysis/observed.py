@@ -101,14 +101,20 @@ def hosted_displaced(frames: Frames, towns: Sequence[str], day: int) -> float:
     return float(rows["hosted_displaced"].sum())
 
 
-def protest_level(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
-    """Persons-weighted mean protest share in ``towns`` from day ``first`` to ``last``."""
+def town_mean(frames: Frames, column: str, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean of a town-table share ``column`` in ``towns`` from day ``first`` to ``last``
+    (0 where nobody is present)."""
     tw = frames["towns"]
     rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].astype(str).isin(list(towns))]
     weight = float(rows["persons_present"].sum())
     if weight <= 0:
         return 0.0
-    return float((rows["protest_share"] * rows["persons_present"]).sum()) / weight
+    return float((rows[column] * rows["persons_present"]).sum()) / weight
+
+
+def protest_level(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean protest share in ``towns`` from day ``first`` to ``last``."""
+    return town_mean(frames, "protest_share", towns, first, last)
 
 
 def protest_present(frames: Frames, towns: Sequence[str], first: int, last: int, threshold: float) -> float:
@@ -133,6 +139,8 @@ def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> flo
         return hosted_displaced(frames, fig.towns, last)
     if fig.kind == "protest_present":
         return protest_present(frames, fig.towns, first, last, fig.threshold)
+    if fig.kind == "cooperation_share":
+        return town_mean(frames, "coop_share", fig.towns, first, last)
     raise ValueError(f"unknown observed kind {fig.kind!r}")
 
 

@@ -626,7 +626,13 @@ class Output(Strict):
 
 
 ObservedKind = Literal[
-    "displacements", "arrival_share", "council_independent", "killed", "hosted_displaced", "protest_present"
+    "displacements",
+    "arrival_share",
+    "council_independent",
+    "killed",
+    "hosted_displaced",
+    "protest_present",
+    "cooperation_share",
 ]
 ObservedRole = Literal["calibration", "validation", "check"]
 OBSERVED_ROLES: tuple[str, ...] = get_args(ObservedRole)
@@ -645,6 +651,8 @@ class ObservedFigure(Strict):
         ``hosted_displaced``: displaced persons hosted in ``towns`` (together) on the window's last day.
         ``protest_present``: whether protest against HTS is still present in ``towns`` over the
         window: 1 if their persons-weighted mean protest share exceeds ``threshold``, else 0.
+        ``cooperation_share``: persons-weighted mean share of households cooperating with HTS in
+        ``towns`` over the window (a survey figure).
 
     ``role`` says how calibration uses the figure: ``calibration`` (a target fitted by
     ``sim calibrate``), ``validation`` (held out, reported apart) or ``check`` (neither).
@@ -672,7 +680,10 @@ class ObservedFigure(Strict):
 
     @model_validator(mode="after")
     def _towns_for_kind(self) -> ObservedFigure:
-        if self.kind in ("arrival_share", "hosted_displaced", "protest_present") and not self.towns:
+        if (
+            self.kind in ("arrival_share", "hosted_displaced", "protest_present", "cooperation_share")
+            and not self.towns
+        ):
             raise ValueError(f"a {self.kind} figure needs its 'towns'")
         if self.kind == "council_independent" and len(self.towns) != 1:
             raise ValueError("a council_independent figure needs exactly one town in 'towns'")
