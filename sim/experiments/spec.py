@@ -34,10 +34,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.scenario.loader import ScenarioError, _explain, _Located, apply_set_overrides, load_scenario, set_path
+from sim.scenario.loader import (
+    Located,
+    ScenarioError,
+    _explain,
+    apply_set_overrides,
+    load_scenario,
+    read_yaml,
+    set_path,
+)
 
 SIM_MODEL = "sim"
 """Name of the built-in model function: run the simulation and reduce outcomes."""
@@ -343,26 +350,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
         ScenarioError: one message naming the file, line, key path and problem.
     """
     path = Path(path)
-    if not path.exists():
-        raise ScenarioError(path, "file not found")
-    if path.is_dir():
-        raise ScenarioError(path, "is a folder, not a sweep file")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except UnicodeDecodeError as e:
-        raise ScenarioError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        problem = getattr(e, "problem", None) or str(e)
-        raise ScenarioError(path, f"malformed YAML: {problem}", line=mark.line + 1 if mark else None) from None
-    if data is None:
-        raise ScenarioError(path, "empty sweep file")
-    if not isinstance(data, dict):
-        raise ScenarioError(path, f"a sweep must be a mapping of keys, not a {type(data).__name__}", line=1)
-    located = _Located(node)
+    data, located, sha = read_yaml(path, "sweep")
     apply_set_overrides(data, list(overrides or []), path)
     try:
         sf = SweepFile.model_validate(data)
@@ -374,7 +362,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
         if m:  # a message from the whole-file validator naming one parameter
             loc, msg = ("parameters", m.group(1)), m.group(2)
         raise ScenarioError(path, msg, key=".".join(map(str, loc)), line=located.line_of(loc)) from None
-    return _build(sf, path, hashlib.sha256(raw).hexdigest(), located)
+    return _build(sf, path, sha, located)
 
 
 def spec_from_dict(data: dict[str, Any], *, base_dir: str | Path = ".") -> SweepSpec:
@@ -384,7 +372,7 @@ def spec_from_dict(data: dict[str, Any], *, base_dir: str | Path = ".") -> Sweep
     except ValidationError as exc:
         loc, msg = _explain_sweep(exc.errors()[0])
         raise ScenarioError(None, msg, key=".".join(map(str, loc))) from None
-    return _build(sf, Path(base_dir) / "<dict>", None, _Located(None))
+    return _build(sf, Path(base_dir) / "<dict>", None, Located(None))
 
 
 def _explain_sweep(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
@@ -405,7 +393,7 @@ def _explain_sweep(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     return loc, f"unknown key {loc[-1]!r}{tip}"
 
 
-def _build(sf: SweepFile, path: Path, sha: str | None, located: _Located) -> SweepSpec:
+def _build(sf: SweepFile, path: Path, sha: str | None, located: Located) -> SweepSpec:
     base: dict[str, Any] | None = None
     days = sf.days
     if sf.model == SIM_MODEL:
@@ -457,7 +445,7 @@ def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return data
 
 
-def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: _Located) -> None:
+def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: Located) -> None:
     """Every value a parameter can take must give a valid scenario (checked at its extremes)."""
     from sim.scenario.schema import Scenario
 
@@ -484,7 +472,7 @@ def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: 
                 ) from None
 
 
-def _check_outcomes(sf: SweepFile, path: Path, located: _Located) -> None:
+def _check_outcomes(sf: SweepFile, path: Path, located: Located) -> None:
     if sf.model != SIM_MODEL:
         return
     from sim.model.collect import GOV_VARS

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -39,8 +39,12 @@ class ScenarioError(Exception):
 
 # --------------------------------------------------------------------------- YAML with line numbers
 
+#: Most nodes a document may expand to once aliases are followed. Scenario files have a few
+#: thousand; the bound stops a "billion laughs" alias bomb in milliseconds instead of gigabytes.
+MAX_YAML_NODES = 200_000
 
-class _Located:
+
+class Located:
     """Line numbers of every key path in one YAML document."""
 
     def __init__(self, node: yaml.Node | None):
@@ -68,39 +72,165 @@ class _Located:
         return None
 
 
-@dataclass
-class _Doc:
-    path: Path
+_Located = Located  # the former private name
+
+
+class YamlDocument(NamedTuple):
+    """One parsed YAML file: its data, the line of every key path, and the sha256 of its bytes."""
+
     data: dict[str, Any]
-    located: _Located
+    located: Located
     sha256: str
 
 
-def _read_yaml(path: Path) -> _Doc:
-    if not path.exists():
-        raise ScenarioError(path, "file not found")
-    if path.is_dir():
-        raise ScenarioError(path, "is a folder, not a scenario file")
-    raw = path.read_bytes()
+def _check_expansion(root: yaml.Node, source: str | Path | None) -> None:
+    """Refuse recursive aliases and documents that expand beyond :data:`MAX_YAML_NODES` nodes.
+
+    Aliases share nodes, so sizes are memoized per node: linear in the document's text.
+    """
+    size: dict[int, int] = {}
+    active: set[int] = set()
+
+    def walk(node: yaml.Node) -> int:
+        nid = id(node)
+        if nid in size:
+            return size[nid]
+        if nid in active:
+            raise ScenarioError(source, "recursive YAML alias", line=node.start_mark.line + 1)
+        active.add(nid)
+        n = 1
+        if isinstance(node, yaml.MappingNode):
+            n += sum(walk(k) + walk(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            n += sum(walk(v) for v in node.value)
+        active.discard(nid)
+        if n > MAX_YAML_NODES:
+            raise ScenarioError(
+                source,
+                f"YAML aliases expand this document beyond {MAX_YAML_NODES:,} nodes (an alias bomb?); "
+                "write the values out instead",
+                line=node.start_mark.line + 1,
+            )
+        size[nid] = n
+        return n
+
+    walk(root)
+
+
+def _key_text(node: yaml.Node) -> str:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else f"<{node.id} key>"
+
+
+def _check_duplicates(root: yaml.Node, source: str | Path | None) -> None:
+    """Refuse a key given twice in one mapping (block or flow style), at any depth.
+
+    Keys merged in by ``<<: *anchor`` may be overridden; only keys written out count.
+    """
+    seen_nodes: set[int] = set()
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if id(node) in seen_nodes:  # an aliased node is checked once
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag == "tag:yaml.org,2002:merge":
+                    walk(v, path)
+                    continue
+                ident = (k.tag, _key_text(k))
+                if isinstance(k, yaml.ScalarNode) and ident in first:
+                    a, b = first[ident].start_mark, k.start_mark
+                    where = f"lines {a.line + 1} and {b.line + 1}"
+                    if a.line == b.line:
+                        where = f"line {a.line + 1} (columns {a.column + 1} and {b.column + 1})"
+                    key = ".".join(map(str, (*path, k.value)))
+                    raise ScenarioError(source, f"duplicate key {k.value!r} on {where}", key=key, line=b.line + 1)
+                first.setdefault(ident, k)
+                walk(v, (*path, _key_text(k)))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                walk(v, (*path, i))
+
+    walk(root, ())
+
+
+def _parse(text: str, source: str | Path | None) -> tuple[Any, yaml.Node | None]:
+    """Compose ``text``, check it (aliases bounded, no duplicate keys), then build the Python data."""
+    loader = yaml.SafeLoader(text)
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ScenarioError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_expansion(node, source)
+        _check_duplicates(node, source)
+        return loader.construct_document(node), node
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(e, "problem", None) or str(e)
         context = getattr(e, "context", None)
         msg = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
-        raise ScenarioError(path, msg, line=line) from None
+        raise ScenarioError(source, msg, line=line) from None
+    finally:
+        loader.dispose()
+
+
+def parse_yaml_value(text: str, source: str | Path | None = None) -> Any:
+    """A YAML value given on the command line (``--set key=value``), with the same checks as files."""
+    data, _ = _parse(text, source)
+    return data
+
+
+def read_yaml(path: str | Path, kind: str = "YAML") -> YamlDocument:
+    """Read one YAML file of the project (scenario, sweep, calibration): the one YAML reader.
+
+    The document must be a mapping. Duplicate keys at any depth, recursive aliases and alias
+    expansion beyond :data:`MAX_YAML_NODES` nodes are refused.
+
+    Args:
+        path: the file.
+        kind: what the file is, for messages ("scenario", "sweep", ...).
+
+    Returns:
+        ``(data, located, sha256)``: the parsed mapping, line numbers by key path, and the
+        sha256 of the file's bytes.
+
+    Raises:
+        ScenarioError: one message naming the file, the line and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScenarioError(path, "file not found")
+    if path.is_dir():
+        raise ScenarioError(path, f"is a folder, not a {kind} file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ScenarioError(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    data, node = _parse(text, path)
     if data is None:
-        raise ScenarioError(path, "empty scenario file")
+        raise ScenarioError(path, f"empty {kind} file")
     if not isinstance(data, dict):
-        raise ScenarioError(path, f"a scenario must be a mapping of keys, not a {type(data).__name__}", line=1)
-    return _Doc(path, data, _Located(node), hashlib.sha256(raw).hexdigest())
+        raise ScenarioError(path, f"a {kind} must be a mapping of keys, not a {type(data).__name__}", line=1)
+    return YamlDocument(data, Located(node), hashlib.sha256(raw).hexdigest())
+
+
+@dataclass
+class _Doc:
+    path: Path
+    data: dict[str, Any]
+    located: Located
+    sha256: str
+
+
+def _read_yaml(path: Path) -> _Doc:
+    data, located, sha = read_yaml(path, "scenario")
+    return _Doc(path, data, located, sha)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +318,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ScenarioError(None, f"--set {text!r}: empty key path")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = parse_yaml_value(raw) if raw.strip() else ""
+    except ScenarioError as e:
+        if "malformed YAML" not in e.message:
+            raise ScenarioError(None, f"--set {text!r}: {e.message}") from None
         value = raw
     return key.split("."), value
 

@@ -36,10 +36,9 @@ from matplotlib.patches import FancyArrowPatch, Patch, PathPatch
 from matplotlib.path import Path as MplPath
 
 from sim.scenario.basemap import Basemap, basemap_covering
+from sim.scenario.geography import KM_PER_DEG_LAT
 from sim.scenario.schema import Scenario
 from sim.viz.style import COOPERATION_CMAP, PALETTE, finish, style
-
-KM_PER_DEG_LAT = 111.32
 
 
 def town_positions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, bool]:

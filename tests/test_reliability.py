@@ -1,0 +1,165 @@
+"""Reliability: every failure is one clear line, exit status 2, and loses nothing.
+
+Each case runs the ``sim`` command line as a subprocess, the way users run it:
+duplicate YAML keys, alias bombs, dates past the scenario window, unwritable
+outputs, full disks, runs started together, and sensitivity designs that cannot
+yield indices.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sim.scenario.loader import ScenarioError, read_yaml
+
+DATA = Path(__file__).parent / "data"
+TINY = DATA / "tiny.yaml"
+TINY_TEXT = TINY.read_text()
+
+
+def run_sim(command: list[str], *args: object, cwd: Path, timeout: float = 300, env=None):
+    """One ``sim`` invocation as a subprocess."""
+    return subprocess.run(
+        [*command, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def assert_one_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Exit status 2, no traceback, exactly one ``error:`` line on stderr holding every needle."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def files_under(root: Path) -> list[Path]:
+    """Every file and folder below ``root`` (empty folders count as leftovers too)."""
+    return sorted(root.rglob("*")) if root.exists() else []
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    """1-based line of the ``occurrence``-th line containing ``needle``."""
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if needle in line]
+    return hits[occurrence - 1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- duplicate keys
+
+DUP_NESTED = TINY_TEXT.replace("  sorties_per_day: 2\n", "  sorties_per_day: 2\n  sorties_per_day: 5\n")
+DUP_TOP = TINY_TEXT + "days: 40\n"
+DUP_FLOW = TINY_TEXT.replace("persons: 1200, stance: mixed}", "persons: 1200, stance: mixed, persons: 900}")
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "key", "first", "second"),
+    [
+        ("top", DUP_TOP, "days", "days: 12", "days: 40"),
+        ("nested", DUP_NESTED, "air_campaign.sorties_per_day", "sorties_per_day: 2", "sorties_per_day: 5"),
+        ("flow", DUP_FLOW, "towns.2.persons", "name: Gamma", "name: Gamma"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_duplicate_keys_in_a_scenario_are_one_line_naming_both_lines(
+    tmp_path, sim_command, case, text, key, first, second, command
+):
+    path = write(tmp_path / f"dup_{case}.yaml", text)
+    a, b = line_of(text, first), line_of(text, second)
+    out = tmp_path / "out"
+    args = ["run", path, "--out", out] if command == "run" else ["validate", path]
+    res = run_sim(sim_command, *args, cwd=tmp_path)
+    line = assert_one_line(res, f"{path}:{b}", key, "duplicate key")
+    assert (f"line {a} (columns" if a == b else f"lines {a} and {b}") in line
+    assert files_under(out) == []
+
+
+def test_duplicate_key_in_an_extended_file_names_that_file(tmp_path, sim_command):
+    parent = write(tmp_path / "parent.yaml", DUP_NESTED)
+    child = write(tmp_path / "child.yaml", "extends: parent.yaml\nseed: 3\n")
+    res = run_sim(sim_command, "validate", child, cwd=tmp_path)
+    assert_one_line(res, f"{parent}:", "air_campaign.sorties_per_day", "duplicate key")
+
+
+def test_duplicate_key_in_a_set_override_is_refused(tmp_path, sim_command):
+    res = run_sim(sim_command, "validate", TINY, "--set", "grid={cell_km: 1.0, cell_km: 3.0}", cwd=tmp_path)
+    assert_one_line(res, "--set", "duplicate key 'cell_km'")
+
+
+SWEEP = """name: dup_sweep
+scenario: {scenario}
+days: 3
+root_seed: 1
+replicates: 1
+design: {{method: factorial}}
+parameters:
+  mechanisms.rally: {{values: [0.0, 1.0]}}
+  mechanisms.rally: {{values: [2.0]}}
+outcomes: [coop_resisting_mean]
+"""
+
+
+def test_duplicate_keys_in_a_sweep_file_are_one_line(tmp_path, sim_command):
+    text = SWEEP.format(scenario=TINY)
+    path = write(tmp_path / "sweep.yaml", text)
+    out = tmp_path / "out"
+    res = run_sim(sim_command, "sweep", path, "--out", out, "--workers", "1", cwd=tmp_path)
+    assert_one_line(res, f"{path}:9", "parameters.mechanisms.rally", "lines 8 and 9")
+    assert files_under(out) == []
+
+
+def test_merge_keys_and_anchors_are_not_duplicates(tmp_path, sim_command):
+    text = TINY_TEXT.replace(
+        "  - {name: Gamma, x: 9, y: 5, persons: 1200, stance: mixed}",
+        "  - &gamma {name: Gamma, x: 9, y: 5, persons: 1200, stance: mixed}\n  - {<<: *gamma, name: Delta, x: 12}",
+    )
+    path = write(tmp_path / "anchors.yaml", text)
+    res = run_sim(sim_command, "validate", path, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "4 towns" in res.stdout
+
+
+# --------------------------------------------------------------------------- alias bombs
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """The "billion laughs": nine aliases of nine aliases ... (9**9 leaves from a few hundred bytes)."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefghij", "bcdefghijk"[: levels - 1], strict=False):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_in_well_under_a_second(tmp_path):
+    bomb = write(tmp_path / "bomb.yaml", alias_bomb())
+    assert bomb.stat().st_size < 400
+    t0 = time.perf_counter()
+    with pytest.raises(ScenarioError, match="alias"):
+        read_yaml(bomb, "scenario")
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.parametrize("command", ["validate", "sweep"])
+def test_an_alias_bomb_is_one_line_through_the_cli(tmp_path, sim_command, command):
+    bomb = write(tmp_path / "bomb.yaml", alias_bomb())
+    t0 = time.perf_counter()
+    res = run_sim(sim_command, command, bomb, cwd=tmp_path, timeout=60)
+    assert time.perf_counter() - t0 < 30  # the interpreter's start-up included; unbounded it takes minutes
+    assert_one_line(res, str(bomb), "alias")
+
+
+def test_a_recursive_alias_is_refused(tmp_path, sim_command):
+    path = write(tmp_path / "loop.yaml", TINY_TEXT + "description: &d [*d]\n")
+    res = run_sim(sim_command, "validate", path, cwd=tmp_path)
+    assert_one_line(res, str(path), "recursive YAML alias")
