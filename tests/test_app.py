@@ -135,7 +135,7 @@ def test_drawing_reads_town_arrays_only(fast_grid: Path, no_cell_access: None) -
     fig = app.draw_town_map(model, "resistance")
     ax = fig.axes[0]
     labels = {t.get_text() for t in ax.texts}
-    assert set(model.ts.names) <= {label.split(" (")[0] for label in labels}
+    assert set(model.town_state.names) <= {label.split(" (")[0] for label in labels}
     assert any("Day 6 of 30" in label for label in labels)
     assert app.draw_charts(model).axes
     model.release()

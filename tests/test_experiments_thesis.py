@@ -10,15 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from sim.analysis.statistics import mean_interval, verdict
 from sim.analysis.thesis import (
     HEADLINE,
     OUTCOMES,
     ThesisSettings,
-    bootstrap_ci,
     paired_differences,
     policy_effects,
     run_thesis,
-    verdict,
 )
 from sim.experiments import SerialEngine, load_results, run_sweep, spec_from_dict
 from sim.viz.figures import draw_thesis_figures
@@ -30,23 +29,23 @@ FAST = {"sample_fraction": 0.03, "days": 45}
 # --------------------------------------------------------------------------- statistics
 
 
-def test_bootstrap_ci_on_a_known_distribution() -> None:
+def test_mean_interval_on_a_known_distribution() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(1.0, 2.0, size=400)
-    lo, hi = bootstrap_ci(x, n_boot=4000, seed=7)
+    lo, hi = mean_interval(x, n_resamples=4000, seed=7)
     half = 1.96 * x.std(ddof=1) / np.sqrt(len(x))  # normal-theory interval of the mean
     assert lo == pytest.approx(x.mean() - half, abs=0.2 * half)
     assert hi == pytest.approx(x.mean() + half, abs=0.2 * half)
-    assert bootstrap_ci(x, n_boot=4000, seed=7) == (lo, hi)  # seeded
+    assert mean_interval(x, n_resamples=4000, seed=7) == (lo, hi)  # seeded
     # coverage of the true mean over many samples is close to the nominal 95%
     hits = 0
     for i in range(300):
         s = rng.exponential(1.0, size=60)
-        a, b = bootstrap_ci(s, n_boot=1000, seed=i)
+        a, b = mean_interval(s, n_resamples=1000, seed=i)
         hits += a <= 1.0 <= b
     assert 0.88 <= hits / 300 <= 0.99
-    assert bootstrap_ci(np.zeros(10)) == (0.0, 0.0)
-    assert all(np.isnan(bootstrap_ci(np.array([]))))
+    assert mean_interval(np.zeros(10)) == (0.0, 0.0)
+    assert all(np.isnan(mean_interval(np.array([]))))
 
 
 def test_verdict_rule() -> None:
@@ -153,9 +152,11 @@ def test_thesis_report_end_to_end(tmp_path: Path) -> None:
     result = run_thesis(settings, tmp_path, engine=SerialEngine(), progress=False, draw=draw_thesis_figures)
     text = result.report.read_text()
     body = text.split("## Verdict", 1)[1].strip().splitlines()
-    assert body[0].startswith("- Strikes on resisting towns vs no strikes") and "by current town" in body[0]
-    assert "by home town" in body[1]
-    assert any("vs strikes on HTS strongholds" in line for line in body[:4])
+    # first the headline verdict over both measures (issue 13), then each measure
+    assert body[0].startswith("- **Headline, strikes on resisting towns vs no strikes: ")
+    assert body[1].startswith("- Strikes on resisting towns vs no strikes") and "by current town" in body[1]
+    assert "by home town" in body[2]
+    assert any("vs strikes on HTS strongholds" in line for line in body[:6])
     for name in (
         "effects.csv",
         "pairs.csv",

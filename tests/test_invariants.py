@@ -57,14 +57,14 @@ def test_the_stress_run_exercises_strikes_deaths_flight_and_falls(run):
 
 def test_persons_are_conserved_per_home_town(run):
     model, _, towns, _ = run
-    initial = model.ts.persons0 * model.weight
+    initial = model.town_state.persons0 * model.weight
     total = by_day(towns, "persons_at_home") + by_day(towns, "displaced_out") + by_day(towns, "killed_cum")
     np.testing.assert_allclose(total, np.broadcast_to(initial, total.shape), rtol=1e-9)
 
 
 def test_present_plus_killed_is_the_initial_total(run):
     model, ts, towns, _ = run
-    initial = model.ts.persons0.sum() * model.weight
+    initial = model.town_state.persons0.sum() * model.weight
     np.testing.assert_allclose(
         by_day(towns, "persons_present").sum(axis=1) + by_day(towns, "killed_cum").sum(axis=1), initial
     )
@@ -76,7 +76,7 @@ def test_initial_persons_match_the_scenario(run):
     sc = model.scenario
     size = model.unit_size
     for i, town in enumerate(sc.towns):
-        assert abs(model.ts.persons0[i] * model.weight - town.persons) <= size * model.weight
+        assert abs(model.town_state.persons0[i] * model.weight - town.persons) <= size * model.weight
 
 
 def test_displaced_out_equals_displaced_hosted(run):
@@ -191,7 +191,7 @@ def test_collected_aggregates_match_a_plain_recomputation(run):
     """The collector's fast segment sums agree with np.bincount over the household arrays."""
     model, ts, towns, _ = run
     hh = model.hh
-    n, w = model.ts.n, model.weight
+    n, w = model.town_state.n, model.weight
     last = towns[towns["day"] == towns["day"].max()].set_index("town")
     present = np.bincount(hh.town, weights=hh.persons, minlength=n)
     np.testing.assert_allclose(last["persons_present"], present * w)

@@ -35,7 +35,9 @@ def calendar(town: str, days, strikes: int = 2, killed: int | None = 6) -> list[
 def by_town(model: AllegianceModel, values: np.ndarray) -> np.ndarray:
     """Mean of a household array over the households whose home is each town."""
     hh = model.hh
-    return np.bincount(hh.home, weights=values, minlength=model.ts.n) / np.bincount(hh.home, minlength=model.ts.n)
+    return np.bincount(hh.home, weights=values, minlength=model.town_state.n) / np.bincount(
+        hh.home, minlength=model.town_state.n
+    )
 
 
 # --------------------------------------------------------------------------- air strikes
@@ -393,7 +395,7 @@ def test_hts_strongholds_policy_hits_high_control_towns(targeted, grid):
 def test_frontline_policy_hits_towns_near_the_front(targeted):
     model, _ = targeted["frontline"]
     front = model.town_index("Village-B")  # the contested town
-    dist = dict(zip(model.ts.names, model.geo.distance_km[front], strict=True))
+    dist = dict(zip(model.town_state.names, model.geo.distance_km[front], strict=True))
 
     def mean_distance(policy: str) -> float:
         return targeted[policy][1]["town"].astype(str).map(dist).mean()

@@ -4,11 +4,16 @@ Paired counterfactuals on the sweep engine. Every targeting policy is run with
 the same replicate seeds as the ``none`` counterfactual (common random numbers,
 ``seeds: common``), so each replicate gives one paired difference that is due to
 the policy alone. For each outcome we report the mean difference, a seeded
-percentile-bootstrap 95% interval, the share of positive pairs and a verdict:
+BCa bootstrap 95% interval (:mod:`sim.analysis.statistics`), the share of positive
+pairs and a verdict against a minimum effect size (ROPE, default 0.02 in share units):
 
-* ``supported`` - the interval lies on the side the thesis predicts;
-* ``contradicted`` - the interval lies on the other side;
-* ``inconclusive`` - the interval includes zero.
+* ``supported`` - the whole interval lies beyond +ROPE on the side the thesis predicts;
+* ``contradicted`` - the whole interval lies beyond ROPE on the other side;
+* ``negligible`` - the whole interval lies within [-ROPE, +ROPE];
+* ``inconclusive`` - anything else.
+
+The headline verdict is given only where the home-town and current-town measures agree
+(otherwise "measures disagree", with both shown).
 
 Resisting-town cooperation is measured both by current town and by home town
 (the households who lived there at the start, wherever they are now), so that
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.analysis.statistics import DEFAULT_ROPE, DISAGREE, combined_verdict, mean_interval, summarize
 from sim.experiments.design import replicate_seeds
 from sim.experiments.engine import Engine, make_engine
 from sim.experiments.spec import SweepSpec, spec_from_dict
@@ -102,6 +108,7 @@ class ThesisSettings:
     mechanisms: list[str] = field(default_factory=lambda: list(MECHANISM_NAMES))
     n_boot: int = 2000
     level: float = 0.95
+    rope: float = DEFAULT_ROPE
     experiments: tuple[str, ...] = ("headline", "ablation", "heatmap")
 
     @classmethod
@@ -197,50 +204,11 @@ def heatmap_spec(settings: ThesisSettings) -> SweepSpec:
 # --------------------------------------------------------------------------- statistics
 
 
-def bootstrap_ci(x: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``x`` (seeded, reproducible).
-
-    Returns (nan, nan) for an empty sample and (x, x) for a constant one.
-    """
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    if np.all(x == x[0]):
-        return float(x[0]), float(x[0])
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-def verdict(lo: float, hi: float, expected_sign: int) -> str:
-    """``supported`` / ``contradicted`` / ``inconclusive`` from an interval and the predicted sign.
-
-    For outcomes without a prediction (sign 0): ``higher`` / ``lower`` / ``inconclusive``.
-    """
-    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0.0 <= hi:
-        return "inconclusive"
-    up = lo > 0.0
-    if expected_sign == 0:
-        return "higher" if up else "lower"
-    return "supported" if up == (expected_sign > 0) else "contradicted"
-
-
-def summarize(diffs: np.ndarray, expected_sign: int, *, n_boot: int, level: float, seed: int) -> dict[str, Any]:
-    """Mean difference, bootstrap interval, share of positive pairs and verdict."""
-    d = np.asarray(diffs, dtype=float)
-    d = d[np.isfinite(d)]
-    lo, hi = bootstrap_ci(d, n_boot=n_boot, level=level, seed=seed)
-    return {
-        "pairs": len(d),
-        "mean_diff": float(d.mean()) if len(d) else float("nan"),
-        "ci_low": lo,
-        "ci_high": hi,
-        "share_positive": float((d > 0).mean()) if len(d) else float("nan"),
-        "verdict": verdict(lo, hi, expected_sign),
-    }
+def rope_for(outcome: str, rope: float) -> float:
+    """The minimum effect size of an outcome: ``rope`` for shares (cooperation, resistance, protest),
+    zero for counts and levels, which have no common scale."""
+    share = outcome.startswith(("coop_", "resist_", "protest_")) or "share" in outcome
+    return rope if share else 0.0
 
 
 def paired_differences(
@@ -286,6 +254,7 @@ def policy_effects(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    rope: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Effects table (one row per comparison and outcome) and the paired differences."""
     rows, pairs = [], []
@@ -296,7 +265,12 @@ def policy_effects(
         for o in outcomes:
             label, sign = OUTCOMES.get(o, (o, 0))
             s = summarize(
-                d[o].to_numpy(), sign, n_boot=n_boot, level=level, seed=_seed_for(seed, treatment, control, o)
+                d[o].to_numpy(),
+                sign,
+                rope=rope_for(o, rope),
+                n_resamples=n_boot,
+                level=level,
+                seed=_seed_for(seed, treatment, control, o),
             )
             rows.append(
                 {"treatment": treatment, "control": control, "outcome": o, "label": label, "predicted_sign": sign, **s}
@@ -304,7 +278,9 @@ def policy_effects(
     return pd.DataFrame(rows), pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame()
 
 
-def ablation_table(df: pd.DataFrame, outcomes: list[str], *, n_boot: int, level: float, seed: int) -> pd.DataFrame:
+def ablation_table(
+    df: pd.DataFrame, outcomes: list[str], *, n_boot: int, level: float, seed: int, rope: float = 0.0
+) -> pd.DataFrame:
     """Headline effect per ablation variant, and the change from switching each mechanism off.
 
     ``change_when_off`` = effect(all) - effect(without the mechanism), paired by
@@ -318,7 +294,14 @@ def ablation_table(df: pd.DataFrame, outcomes: list[str], *, n_boot: int, level:
         v = d[d["mechanism"] == variant].set_index("replicate")
         for o in outcomes:
             _label, sign = OUTCOMES.get(o, (o, 0))
-            s = summarize(v[o].to_numpy(), sign, n_boot=n_boot, level=level, seed=_seed_for(seed, variant, o))
+            s = summarize(
+                v[o].to_numpy(),
+                sign,
+                rope=rope_for(o, rope),
+                n_resamples=n_boot,
+                level=level,
+                seed=_seed_for(seed, variant, o),
+            )
             row = {
                 "variant": variant,
                 "mechanism_off": variant.removeprefix("no_") if variant != "all" else "",
@@ -328,7 +311,7 @@ def ablation_table(df: pd.DataFrame, outcomes: list[str], *, n_boot: int, level:
             if variant != "all":
                 common = full.index.intersection(v.index)
                 dd = (full.loc[common, o] - v.loc[common, o]).to_numpy()
-                lo, hi = bootstrap_ci(dd, n_boot=n_boot, level=level, seed=_seed_for(seed, "dd", variant, o))
+                lo, hi = mean_interval(dd, n_resamples=n_boot, level=level, seed=_seed_for(seed, "dd", variant, o))
                 row.update(
                     change_when_off=float(dd.mean()) if len(dd) else float("nan"),
                     change_ci_low=lo,
@@ -340,7 +323,15 @@ def ablation_table(df: pd.DataFrame, outcomes: list[str], *, n_boot: int, level:
 
 
 def heatmap_table(
-    df: pd.DataFrame, x: str, y: str, outcomes: list[str], *, n_boot: int, level: float, seed: int
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    outcomes: list[str],
+    *,
+    n_boot: int,
+    level: float,
+    seed: int,
+    rope: float = 0.0,
 ) -> pd.DataFrame:
     """Headline effect, interval and verdict at each grid point of the two strengths."""
     d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=[x, y])
@@ -348,7 +339,14 @@ def heatmap_table(
     for (xv, yv), g in d.groupby([x, y], sort=True):
         for o in outcomes:
             _label, sign = OUTCOMES.get(o, (o, 0))
-            s = summarize(g[o].to_numpy(), sign, n_boot=n_boot, level=level, seed=_seed_for(seed, str(xv), str(yv), o))
+            s = summarize(
+                g[o].to_numpy(),
+                sign,
+                rope=rope_for(o, rope),
+                n_resamples=n_boot,
+                level=level,
+                seed=_seed_for(seed, str(xv), str(yv), o),
+            )
             rows.append({x: xv, y: yv, "outcome": o, **s})
     return pd.DataFrame(rows)
 
@@ -428,7 +426,7 @@ def run_thesis(
     comparisons = [(p, CONTROL) for p in treatments]
     if TREATMENT in treatments and ALTERNATIVE in treatments:
         comparisons.append((TREATMENT, ALTERNATIVE))
-    kw = {"n_boot": settings.n_boot, "level": settings.level, "seed": settings.root_seed}
+    kw = {"n_boot": settings.n_boot, "level": settings.level, "seed": settings.root_seed, "rope": settings.rope}
     effects, pairs = policy_effects(head, comparisons, outcomes, **kw)
     abl = hm = None
     if "ablation" in summaries:
@@ -463,6 +461,13 @@ def verdict_lines(result: ThesisRun) -> list[str]:
     """The report's first lines: headline verdicts, mechanisms, where the answer flips."""
     lines = []
     for control in (CONTROL, ALTERNATIVE):
+        h = result.headline(control).set_index("outcome")
+        if set(HEADLINE) <= set(h.index):
+            current, home = (h.loc[o, "verdict"] for o in HEADLINE)
+            versus = "no strikes" if control == CONTROL else "strikes on HTS strongholds"
+            both = combined_verdict(home, current)
+            detail = "" if both != DISAGREE else f" (by home town: {home}; by current town: {current})"
+            lines.append(f"- **Headline, strikes on resisting towns vs {versus}: {both}**{detail}")
         for _, r in result.headline(control).iterrows():
             how = "by home town" if "home" in r["outcome"] else "by current town"
             versus = "no strikes" if control == CONTROL else "strikes on HTS strongholds"
@@ -493,8 +498,8 @@ def verdict_lines(result: ThesisRun) -> list[str]:
             how = "by home town" if "home" in o else "by current town"
             lines.append(
                 f"- Across the {len(h)}-point grid ({how}): supported at {counts.get('supported', 0)}, "
-                f"contradicted at {counts.get('contradicted', 0)}, inconclusive at "
-                f"{counts.get('inconclusive', 0)} points."
+                f"contradicted at {counts.get('contradicted', 0)}, negligible at {counts.get('negligible', 0)}, "
+                f"inconclusive at {counts.get('inconclusive', 0)} points."
             )
     return lines
 
@@ -528,9 +533,12 @@ def write_report(
         "",
         *verdict_lines(result),
         "",
-        "Verdict rule: *supported* if the 95% bootstrap interval of the mean paired difference lies on the "
-        "side the thesis predicts (cooperation up, protest down), *contradicted* if it lies on the other "
-        "side, *inconclusive* if it includes zero. Pairs share seeds (common random numbers).",
+        f"Verdict rule (minimum effect size ROPE = {settings.rope:g} in share units, for share outcomes): "
+        "*supported* if the whole 95% BCa bootstrap interval of the mean paired difference lies beyond +ROPE "
+        "on the side the thesis predicts (cooperation up, protest down), *contradicted* if it lies beyond "
+        "ROPE on the other side, *negligible* if it lies within [-ROPE, +ROPE], *inconclusive* otherwise. "
+        "The headline verdict is given only where the home-town and current-town measures agree. "
+        "Pairs share seeds (common random numbers).",
         "",
         "## Policy comparisons (paired differences, treatment minus control)",
         "",
@@ -596,8 +604,8 @@ def write_report(
         "or taken on the last day (end)",
         f"- replicates: headline {settings.replicates}, ablation {settings.ablation_replicates}, heatmap "
         f"{settings.heatmap_replicates} per grid point ({settings.heatmap_levels} x {settings.heatmap_levels} grid)",
-        f"- bootstrap: {settings.n_boot} resamples, {settings.level:.0%} percentile intervals, "
-        "seeded from the root seed",
+        f"- bootstrap: {settings.n_boot} resamples, {settings.level:.0%} BCa intervals "
+        "(scipy.stats.bootstrap; percentile where BCa is undefined), seeded from the root seed",
         f"- root seed {settings.root_seed}; replicate r uses seed "
         f"`SeedSequence({settings.root_seed}).spawn(2)[1].spawn(R)[r]` under every policy; first seeds: "
         f"{', '.join(str(s) for s in seeds[:5])} ... (all in `pairs.csv` and the run folders)",

@@ -89,6 +89,9 @@ def thesis(
     sample_fraction: Annotated[float, typer.Option(help="Share of households as agents in thesis runs.")] = 0.1,
     days: Annotated[int | None, typer.Option(help="Days per run (default: the scenario's).")] = None,
     seed: Annotated[int, typer.Option(help="Root seed of all runs and bootstraps.")] = 20171113,
+    rope: Annotated[
+        float, typer.Option(help="Minimum effect size (share units) for a verdict other than negligible.")
+    ] = 0.02,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/thesis/<scenario>).")] = None,
     skip: Annotated[
         list[str] | None, typer.Option(help="Skip an experiment: ablation or heatmap (repeatable).")
@@ -106,6 +109,8 @@ def thesis(
     load(scenario, set_)  # one clean error for a bad scenario or override
     if not 0 < sample_fraction <= 1:
         fail(f"--sample-fraction {sample_fraction}: must be in (0, 1]")
+    if not 0 <= rope < 1:
+        fail(f"--rope {rope}: must be in [0, 1)")
     if replicates is not None and replicates < 2:
         fail(f"--replicates {replicates}: need at least 2 paired replicates")
     bad = [s for s in skip or [] if s not in ("ablation", "heatmap")]
@@ -118,6 +123,7 @@ def thesis(
         "sample_fraction": sample_fraction,
         "days": days,
         "root_seed": seed,
+        "rope": rope,
         "experiments": experiments,
     }
     if replicates is not None:

@@ -17,13 +17,14 @@ from mesa.discrete_space import FixedAgent
 
 from sim.model import rules
 from sim.model.rules import STANCES
+from sim.scenario.schema import FRONT_STATUS
 
 if TYPE_CHECKING:
     from sim.model.model import AllegianceModel
-    from sim.scenario.schema import RivalGroup as RivalGroupConfig
+    from sim.scenario.schema import RivalGroupConfig
 
-FRONT_STATUS = ("opposition", "contested", "regime")
-OPPOSITION, CONTESTED, REGIME = 0, 1, 2
+# Front status codes index FRONT_STATUS (derived from the schema).
+OPPOSITION, CONTESTED, REGIME = (FRONT_STATUS.index(s) for s in ("opposition", "contested", "regime"))
 
 
 @dataclass
@@ -82,12 +83,12 @@ class Town(FixedAgent):
     def __init__(self, model: AllegianceModel, index: int, cell: mesa.discrete_space.Cell, stance: str):
         super().__init__(model)
         self.index = index
-        self.name = model.ts.names[index]
+        self.name = model.town_state.names[index]
         self.initial_stance = stance
         self.cell = cell
 
     def _get(self, attr: str) -> float:
-        return float(getattr(self.model.ts, attr)[self.index])
+        return float(getattr(self.model.town_state, attr)[self.index])
 
     @property
     def council(self) -> float:
@@ -107,7 +108,7 @@ class Town(FixedAgent):
     @property
     def front_status(self) -> str:
         """'opposition', 'contested' or 'regime'."""
-        return FRONT_STATUS[int(self.model.ts.front[self.index])]
+        return FRONT_STATUS[int(self.model.town_state.front[self.index])]
 
 
 class Household(mesa.Agent):
@@ -125,12 +126,12 @@ class Household(mesa.Agent):
     @property
     def home_town(self) -> str:
         """Name of the town it lived in at the start."""
-        return self.model.ts.names[int(self.model.hh.home[self.index])]
+        return self.model.town_state.names[int(self.model.hh.home[self.index])]
 
     @property
     def current_town(self) -> str:
         """Name of the town it is in now."""
-        return self.model.ts.names[int(self.model.hh.town[self.index])]
+        return self.model.town_state.names[int(self.model.hh.town[self.index])]
 
     def __getattr__(self, name: str):
         # Any other state variable (g_regime, fear, displaced, ...) read from the arrays.
@@ -155,11 +156,11 @@ class AirCampaign(mesa.Agent):
             self.calendar.setdefault(sc.day_of(s), []).append((sc.town_names.index(s.town), s.strikes, s.killed))
         self.stream = model.rng_air
         self.casualty_stream = model.rng_casualties
-        self.rep_decay = 0.5 ** (1 / cfg.reputation_half_life_days)
+        self.rep_decay = rules.half_life_decay(cfg.reputation_half_life_days)
 
     def target_weights(self) -> np.ndarray:
         """Weights over towns under this policy (before sharpness); open, inhabited towns only."""
-        ts = self.model.ts
+        ts = self.model.town_state
         eligible = ts.open & (ts.present > 0)
         if self.policy == "random":
             w = np.ones(ts.n)
@@ -179,7 +180,7 @@ class AirCampaign(mesa.Agent):
     def step(self) -> None:
         """Step 1: pick targets, resolve strikes (casualties, damage, fighter losses)."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         cfg = m.scenario.air_campaign
         day = m.day
         ts.strikes_today[:] = 0
@@ -217,7 +218,7 @@ class AirCampaign(mesa.Agent):
 
     def _resolve(self, town: int, killed_real: int | None, source: str) -> None:
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         cfg = m.scenario.air_campaign
         if not ts.open[town]:
             return
@@ -256,7 +257,7 @@ class RegimeFront(mesa.Agent):
     def step(self) -> None:
         """Step 2: apply today's front changes; towns taken by the regime are emptied."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         cfg = m.scenario.front
         if not cfg.enabled:
             return
@@ -292,7 +293,7 @@ class HTS(mesa.Agent):
         self.retaliation = 0.0
         self.recruits = 0.0
         self.takeovers = 0
-        self.ret_decay = 0.5 ** (1 / cfg.retaliation_half_life_days)
+        self.ret_decay = rules.half_life_decay(cfg.retaliation_half_life_days)
         gb = cfg.governance_body
         self.governance_day = model.scenario.day_of(gb) if gb else None
         self.stream = model.rng_hts
@@ -306,7 +307,7 @@ class HTS(mesa.Agent):
     def step(self) -> None:
         """Step 3: finance, services, control, council takeovers, repression, retaliation, legitimacy."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         cfg = m.scenario.hts
         per_k = ts.present * m.weight / 1000.0
         income = cfg.income_per_control * float((ts.control * per_k * ts.open).sum())
@@ -331,7 +332,7 @@ class HTS(mesa.Agent):
 
     def _takeovers(self, cfg) -> None:
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         mult = 1.0
         if self.governance_day is not None and m.day >= self.governance_day:
             mult = cfg.governance_body.takeover_multiplier
@@ -357,7 +358,7 @@ class HTS(mesa.Agent):
     def _repress(self, cfg) -> None:
         """Arrest protesters: each with the town's arrest probability times the repression policy."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         hh = m.hh
         ts.arrests_today[:] = 0
         ts.security = cfg.security_per_control * ts.control * self.strength * ts.open
@@ -412,7 +413,7 @@ class RivalGroup(mesa.Agent):
     def step(self) -> None:
         """Step 4: regime pressure (threat where present) pulls alignment toward HTS."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         presence = ts.rival_presence[:, self.index]
         if presence.sum() > 0:
             pressure = float((presence * ts.threat).sum() / presence.sum())
@@ -424,7 +425,7 @@ class RivalGroup(mesa.Agent):
         cfg = m.scenario.rivals
         self.fighters *= 1 - cfg.attack_fighter_loss
         self.alignment = max(-1.0, self.alignment - cfg.attack_penalty)
-        m.ts.takeover_memory += cfg.attack_grievance * m.ts.rival_presence[:, self.index]
+        m.town_state.takeover_memory += cfg.attack_grievance * m.town_state.rival_presence[:, self.index]
         m.record_event("hts_attack_rival", -1, note=self.name)
 
 
@@ -434,7 +435,7 @@ class CivilSociety(mesa.Agent):
     def step(self) -> None:
         """Step 3b: councils gain legitimacy where civil society works; all decay slowly."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         cfg = m.scenario.civil_society
         working = ts.independent & ts.open
         ts.civil_society += cfg.recovery_rate * (m.civil_society0 - ts.civil_society) * working

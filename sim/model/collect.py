@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from sim.model.actors import FRONT_STATUS
 from sim.model.rules import COOPERATE, NEUTRAL, RESIST
+from sim.scenario.schema import FRONT_STATUS
 
 if TYPE_CHECKING:
     from sim.model.model import AllegianceModel
@@ -102,7 +102,7 @@ class Collector:
     def __init__(self, model: AllegianceModel):
         self.model = model
         days = model.scenario.days
-        n = model.ts.n
+        n = model.town_state.n
         self.town = {v: np.zeros((days, n)) for v in TOWN_VARS}
         self.gov = {v: np.zeros(days) for v in GOV_VARS}
         self.groups = [g.name for g in model.rival_groups]
@@ -112,11 +112,11 @@ class Collector:
     def collect(self, day: int) -> None:
         """Record the end-of-day state of ``day``."""
         m = self.model
-        ts = m.ts
+        ts = m.town_state
         hh = m.hh
         w = m.weight
         T, G = self.town, self.gov
-        by = m._by_stance
+        by = m.by_stance
         present = by.sum(axis=1)
         home_by = m.home_by_stance()
         home_alive = home_by.sum(axis=1)
@@ -172,12 +172,12 @@ class Collector:
         G["coop_share"][day] = _share(by[:, COOPERATE].sum(), tot)
         G["resist_share"][day] = _share(by[:, RESIST].sum(), tot)
         G["neutral_share"][day] = _share(by[:, NEUTRAL].sum(), tot)
-        G["protest_share"][day] = _share(m._protest_persons.sum(), tot)
+        G["protest_share"][day] = _share(m.protest_persons.sum(), tot)
         G["coop_share_resisting"][day] = _share(by[res, COOPERATE].sum(), present[res].sum())
         G["coop_share_resisting_home"][day] = _share(home_by[res, COOPERATE].sum(), home_alive[res].sum())
         G["resist_share_resisting"][day] = _share(by[res, RESIST].sum(), present[res].sum())
         G["resist_share_resisting_home"][day] = _share(home_by[res, RESIST].sum(), home_alive[res].sum())
-        G["protest_share_resisting"][day] = _share(m._protest_persons[res].sum(), present[res].sum())
+        G["protest_share_resisting"][day] = _share(m.protest_persons[res].sum(), present[res].sum())
         G["coop_share_other"][day] = _share(by[~res, COOPERATE].sum(), present[~res].sum())
         G["hts_control_mean"][day] = _share((ts.control * present).sum(), tot)
         G["hts_services_mean"][day] = _share((ts.services * present).sum(), tot)
@@ -223,7 +223,7 @@ class Collector:
         for j, name in enumerate(self.groups):
             ts[f"alignment:{name}"] = self.align[:nd, j]
 
-        names = self.model.ts.names
+        names = self.model.town_state.names
         n = len(names)
         towns = pd.DataFrame({"day": np.repeat(day, n)})
         if dates is not None:

@@ -39,6 +39,7 @@ from sim.model.households import (
     HouseholdArrays,
     calibrate_constants,
     create_households,
+    flight,
     step_households,
 )
 from sim.model.rules import COOPERATE, RESIST
@@ -90,17 +91,17 @@ class AllegianceModel(Model):
         self.weight = 1.0 / hc.sample_fraction  # real households (or persons) per agent
         self.geo = geography or build_geography(scenario)
         self.grid = OrthogonalMooreGrid((self.geo.width, self.geo.height), torus=False, random=self.random)
-        self.ts = self._init_towns()
-        self.civil_society0 = self.ts.civil_society.copy()
+        self.town_state = self._init_towns()
+        self.civil_society0 = self.town_state.civil_society.copy()
         self.hh: HouseholdArrays = create_households(self, gens["init"])
-        self.ts.persons0 = np.bincount(self.hh.home, weights=self.hh.persons, minlength=self.ts.n)
-        counts = np.bincount(self.hh.home, minlength=self.ts.n)
+        self.town_state.persons0 = np.bincount(self.hh.home, weights=self.hh.persons, minlength=self.town_state.n)
+        counts = np.bincount(self.hh.home, minlength=self.town_state.n)
         if np.any(np.diff(self.hh.home) < 0):
             raise AssertionError("households must be stored sorted by home town")
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self._home_empty = counts == 0
         self._home_starts = np.minimum(starts, len(self.hh) - 1)
-        self.ts.capacity = self.ts.persons0 * np.array([t.host_capacity for t in scenario.towns])
+        self.town_state.capacity = self.town_state.persons0 * np.array([t.host_capacity for t in scenario.towns])
         self.towns = [Town(self, i, self.grid[self.geo.cells[i]], t.stance) for i, t in enumerate(scenario.towns)]
         if household_agents:
             for i in range(len(self.hh)):
@@ -111,7 +112,10 @@ class AllegianceModel(Model):
         self.front = RegimeFront(self)
         self.civil_society = CivilSociety(self)
         self._near = self._nearest_matrix()
-        self._dest_probs: np.ndarray | None = None
+        # Public day state read by the collector and the household step (set by aggregate()):
+        # by_stance (persons by current town and stance), protest_persons, displaced_idx, and
+        # dest_probs (flight destination matrix, None until needed after towns change).
+        self.dest_probs: np.ndarray | None = None
         self.events: list[tuple] = []
         self.moves_today = 0.0
         self.moves_cum = 0.0
@@ -120,8 +124,8 @@ class AllegianceModel(Model):
         self.update_front_proximity()
         self.after_strikes()
         self.aggregate()
-        self.alpha_resist = np.zeros(self.ts.n)
-        self.alpha_coop = np.zeros(self.ts.n)
+        self.alpha_resist = np.zeros(self.town_state.n)
+        self.alpha_coop = np.zeros(self.town_state.n)
         self.prepare_household_terms()
         if scenario.choice.calibrate_constants:
             self.alpha_resist, self.alpha_coop = calibrate_constants(self)
@@ -219,8 +223,8 @@ class AllegianceModel(Model):
         w = ex.neighbour_weight * np.exp(-self.geo.distance_km / ex.neighbour_range_km)
         np.fill_diagonal(w, 0.0)
         self._neighbour = w
-        self._exp_decay = 0.5 ** (1 / ex.half_life_days)
-        self._memory_decay = 0.5 ** (1 / sc.grievance.memory_half_life_days)
+        self._exp_decay = rules.half_life_decay(ex.half_life_days)
+        self._memory_decay = rules.half_life_decay(sc.grievance.memory_half_life_days)
         return ts
 
     def _nearest_matrix(self) -> np.ndarray:
@@ -232,7 +236,7 @@ class AllegianceModel(Model):
 
     def update_front_proximity(self) -> None:
         """Front proximity: 1 in contested or regime-held towns, decaying with distance."""
-        ts = self.ts
+        ts = self.town_state
         ts.open = ts.front != REGIME
         front = ts.front != OPPOSITION
         if not front.any() or not self.scenario.front.enabled:
@@ -243,7 +247,7 @@ class AllegianceModel(Model):
 
     def after_strikes(self) -> None:
         """Update harm memories and the regime threat after the day's strikes."""
-        ts = self.ts
+        ts = self.town_state
         ex = self.scenario.exposure
         present = np.maximum(ts.present, 1e-9)
         harm = ex.casualty_weight * ts.killed_today / present * 1000.0 + ex.strike_weight * ts.strikes_today
@@ -256,12 +260,12 @@ class AllegianceModel(Model):
 
     def update_threat(self) -> None:
         """Regime threat per town: recent harm (in units of the safety scale) and front proximity."""
-        ts = self.ts
+        ts = self.town_state
         ts.threat = -np.expm1(-(ts.exposure_eff / self.scenario.flight.safety_harm_scale + ts.front_proximity))
 
     def prepare_household_terms(self) -> None:
         """Town-level parts of the household utilities, computed once per town per day."""
-        ts = self.ts
+        ts = self.town_state
         sc = self.scenario
         ch = sc.choice
         mech = sc.mechanisms
@@ -297,28 +301,28 @@ class AllegianceModel(Model):
         by the (few) displaced households: one sequential pass instead of a
         scattered one.
         """
-        ts = self.ts
+        ts = self.town_state
         hh = self.hh
         n = ts.n
-        self._displaced_idx = np.flatnonzero(hh.displaced)
+        self.displaced_idx = np.flatnonzero(hh.displaced)
         by = np.bincount(hh.town.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
         present = by.sum(axis=1)
         ts.present = present
         safe = np.maximum(present, 1e-12)
         ts.coop_share = by[:, COOPERATE] / safe
         ts.resist_share = by[:, RESIST] / safe
-        self._by_stance = by
+        self.by_stance = by
         protesting = np.flatnonzero(hh.protesting)
         protest = np.bincount(hh.town[protesting], weights=hh.persons[protesting], minlength=n)
-        self._protest_persons = protest
+        self.protest_persons = protest
         ts.protest_share = protest / safe
-        d = self._displaced_idx
+        d = self.displaced_idx
         ts.hosted = np.bincount(hh.town[d], weights=hh.persons[d], minlength=n)
-        self._dest_probs = None
+        self.dest_probs = None
 
     def update_reputation(self) -> None:
         """Resisting reputation: a decaying memory of protest, as the regime sees it."""
-        ts = self.ts
+        ts = self.town_state
         decay = self.air.rep_decay
         signal = np.minimum(1.0, ts.protest_share / self.scenario.air_campaign.reputation_protest_share)
         ts.reputation = np.where(ts.open, ts.reputation * decay + (1 - decay) * signal, 0.0)
@@ -329,9 +333,9 @@ class AllegianceModel(Model):
         weighted = hh.persons * values
         sums = np.add.reduceat(weighted, self._home_starts, dtype=np.float64)
         sums[self._home_empty] = 0.0
-        d = self._displaced_idx
+        d = self.displaced_idx
         if len(d):
-            n = self.ts.n
+            n = self.town_state.n
             sums -= np.bincount(hh.home[d], weights=weighted[d], minlength=n)
             sums += np.bincount(hh.town[d], weights=weighted[d], minlength=n)
         return sums
@@ -339,9 +343,9 @@ class AllegianceModel(Model):
     def home_by_stance(self) -> np.ndarray:
         """Persons by home town and stance, (towns, 3): the current-town table moved by the displaced."""
         hh = self.hh
-        n = self.ts.n
-        d = self._displaced_idx
-        by = self._by_stance.copy()
+        n = self.town_state.n
+        d = self.displaced_idx
+        by = self.by_stance.copy()
         if len(d):
             w = hh.persons[d]
             by -= np.bincount(hh.town[d].astype(np.intp) * 3 + hh.stance[d], weights=w, minlength=3 * n).reshape(n, 3)
@@ -350,38 +354,17 @@ class AllegianceModel(Model):
 
     # ------------------------------------------------------------------ household moves
 
-    def destination_probs(self) -> np.ndarray:
-        """P(destination | origin) for today's flights (cached until towns change)."""
-        if self._dest_probs is None:
-            ts = self.ts
-            fl = self.scenario.flight
-            safety = np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity)
-            safety = safety * np.where(ts.border, fl.border_safety, 1.0)
-            # Chain migration: kin and networks draw the displaced to where earlier displaced went.
-            pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
-            free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
-            self._dest_probs = rules.destination_weights(
-                self.geo.distance_km,
-                ts.open,
-                safety * pull,
-                free,
-                distance_exponent=fl.distance_exponent,
-                min_distance_km=self.geo.cell_km,
-            )
-        return self._dest_probs
-
-    def move_households(self, idx: np.ndarray, uniform: np.ndarray, *, reason: str) -> None:
-        """Move households ``idx`` to destinations drawn with ``uniform``; record the flows."""
+    def move_households(self, idx: np.ndarray, dest: np.ndarray, *, reason: str) -> None:
+        """Move households ``idx`` to towns ``dest`` (-1: no open destination, stay); record the flows."""
         hh = self.hh
         origin = hh.town[idx]
-        dest = rules.choose_destination(origin, uniform, self.destination_probs())
         ok = dest >= 0
         idx, origin, dest = idx[ok], origin[ok], dest[ok]
         if not len(idx):
             return
         hh.town[idx] = dest
         hh.displaced[idx] = dest != hh.home[idx]
-        n = self.ts.n
+        n = self.town_state.n
         flows = np.bincount(origin.astype(np.intp) * n + dest, weights=hh.persons[idx], minlength=n * n)
         moved = float(flows.sum()) * self.weight
         self.moves_today += moved
@@ -395,12 +378,12 @@ class AllegianceModel(Model):
                 persons=float(flows[k]) * self.weight,
                 note=reason,
             )
-        self._dest_probs = None
+        self.dest_probs = None
 
     def return_households(self, idx: np.ndarray) -> None:
         """Displaced households ``idx`` go back to their home towns."""
         hh = self.hh
-        n = self.ts.n
+        n = self.town_state.n
         flows = np.bincount(hh.town[idx].astype(np.intp) * n + hh.home[idx], weights=hh.persons[idx], minlength=n * n)
         hh.town[idx] = hh.home[idx]
         hh.displaced[idx] = False
@@ -410,22 +393,19 @@ class AllegianceModel(Model):
 
     def regime_takes(self, town: int) -> None:
         """The regime takes ``town``: HTS and councils gone, everyone present flees."""
-        ts = self.ts
+        ts = self.town_state
         ts.open[town] = False
         for arr in (ts.control, ts.services, ts.council, ts.reputation, ts.civil_society):
             arr[town] = 0.0
         ts.independent[town] = False
-        self._dest_probs = None
+        self.dest_probs = None
         self.update_front_proximity()
-        present = np.flatnonzero((self.hh.town == town) & (self.hh.persons > 0))
-        if len(present):
-            u = self.rng_front.random(len(present))
-            self.move_households(present, u, reason="front")
+        flight(self, fallen_town=town)
 
     def nearest_open_town(self, town: int) -> int:
         """Nearest town not held by the regime (-1 if none)."""
         for j in self._near[town]:
-            if self.ts.open[j]:
+            if self.town_state.open[j]:
                 return int(j)
         return -1
 
@@ -443,7 +423,7 @@ class AllegianceModel(Model):
         dead = np.minimum(counts.astype(np.float32), hh.persons[hit])
         hh.persons[hit] -= dead
         hh.harm[hit] += dead * np.float32(self.scenario.exposure.personal_weight)
-        self.ts.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=self.ts.n)
+        self.town_state.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=self.town_state.n)
         gone = hit[hh.persons[hit] <= 0]
         hh.protesting[gone] = False
         return float(dead.sum())
@@ -459,7 +439,7 @@ class AllegianceModel(Model):
         self.hts.recruits += len(coop) * self.weight
         res = idx[hh.stance[idx] == RESIST]
         if len(res) and self.rival_groups:
-            group = np.argmax(self.ts.rival_presence[hh.town[res]], axis=1)
+            group = np.argmax(self.town_state.rival_presence[hh.town[res]], axis=1)
             hh.recruited[res] = RECRUITED_RIVAL
             hh.rival_group[res] = group
             for g, c in enumerate(np.bincount(group, minlength=len(self.rival_groups))):
@@ -476,7 +456,7 @@ class AllegianceModel(Model):
 
     def town_index(self, name: str) -> int:
         """Index of a town by name."""
-        return self.ts.names.index(name)
+        return self.town_state.names.index(name)
 
     @property
     def households_alive(self) -> int:

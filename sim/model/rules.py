@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.scenario.schema import STANCES
+
 F32 = np.float32
-RESIST, NEUTRAL, COOPERATE = 0, 1, 2
-STANCES = ("resist", "neutral", "cooperate")
+# Stance codes index STANCES (derived from the schema).
+RESIST, NEUTRAL, COOPERATE = (STANCES.index(s) for s in ("resist", "neutral", "cooperate"))
+
+
+def half_life_decay(half_life_days: float) -> float:
+    """Daily retention factor of a memory with the given half-life: ``0.5 ** (1 / half_life)``."""
+    return 0.5 ** (1.0 / half_life_days)
 
 
 def saturating_gain(rate: np.ndarray) -> np.ndarray:
@@ -170,6 +177,15 @@ def flee_probability(hazard: np.ndarray) -> np.ndarray:
     hazard itself can flee; the model evaluates this exactly for those only.
     """
     return -np.expm1(-hazard)
+
+
+def town_safety(exposure_eff: np.ndarray, front_proximity: np.ndarray, harm_scale: float) -> np.ndarray:
+    """Safety of a town as households judge it: ``exp(-E_eff / harm_scale) * (1 - front_proximity)``.
+
+    Shared by the two decisions that weigh where it is safe: the choice of a
+    flight destination and the return home.
+    """
+    return np.exp(-exposure_eff / harm_scale) * (1 - front_proximity)
 
 
 def destination_weights(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -439,7 +439,7 @@ class HTSConfig(Strict):
     governance_body: GovernanceBody | None = Field(None, description="Salvation-Government-style body.")
 
 
-class RivalGroup(Strict):
+class RivalGroupConfig(Strict):
     """A rival rebel group (Ahrar al-Sham, Nour al-Din al-Zenki, FSA factions)."""
 
     name: str
@@ -448,7 +448,7 @@ class RivalGroup(Strict):
     towns: dict[str, float] = Field(default_factory=dict, description="presence (0-1) of the group in each named town")
 
     @model_validator(mode="after")
-    def _presence_range(self) -> RivalGroup:
+    def _presence_range(self) -> RivalGroupConfig:
         for town, presence in self.towns.items():
             if not 0 <= presence <= 1:
                 raise ValueError(f"presence in {town!r} must be in [0, 1] (got {presence})")
@@ -477,7 +477,7 @@ class Rivals(Strict):
     council_shield: float = param(
         0.8, 0, 1, unit="share", doc="How much a distanced rival shields councils from takeover."
     )
-    groups: list[RivalGroup] = Field(default_factory=list, description="rival rebel groups")
+    groups: list[RivalGroupConfig] = Field(default_factory=list, description="rival rebel groups")
 
 
 class CalendarStrike(DatedSwitch):
@@ -489,11 +489,16 @@ class CalendarStrike(DatedSwitch):
     source: str = ASSUMED
 
 
+FrontStatus = Literal["opposition", "contested", "regime"]
+FRONT_STATUS: tuple[str, ...] = get_args(FrontStatus)
+Stance = Literal["resist", "neutral", "cooperate"]
+STANCES: tuple[str, ...] = get_args(Stance)
+
 Policy = Literal["none", "random", "hts_strongholds", "resisting_towns", "frontline", "calendar"]
-POLICIES: tuple[str, ...] = ("none", "random", "hts_strongholds", "resisting_towns", "frontline", "calendar")
+POLICIES: tuple[str, ...] = get_args(Policy)
 
 
-class AirCampaign(Strict):
+class AirCampaignConfig(Strict):
     """Regime and Russian air campaign: the treatment."""
 
     policy: Policy = Field("resisting_towns", description="Targeting policy of the background sorties.")
@@ -535,7 +540,7 @@ class FrontEvent(DatedSwitch):
     source: str = ASSUMED
 
 
-class Front(Strict):
+class FrontConfig(Strict):
     """Regime ground front."""
 
     enabled: bool = Field(True, description="whether the ground front acts at all")
@@ -544,7 +549,7 @@ class Front(Strict):
     events: list[FrontEvent] = Field(default_factory=list, description="dated front status changes")
 
 
-class CivilSociety(Strict):
+class CivilSocietyConfig(Strict):
     """Civil society investment in independent councils."""
 
     council_rate: float = param(0.02, 0, 1, unit="1/day", doc="Council legitimacy gain per unit investment.")
@@ -586,7 +591,7 @@ class TownSpec(Strict):
     reputation: float | None = Field(
         None, ge=0, le=10, description="initial resisting reputation (default 1 if resisting, else 0)"
     )
-    front: Literal["opposition", "contested", "regime"] = Field("opposition", description="initial front status")
+    front: FrontStatus = Field("opposition", description="initial front status")
     host_capacity: float = Field(0.5, ge=0, le=20, description="displaced it can host, per resident")
     border: bool = Field(False, description="on the Turkish border (safer host for the displaced)")
     source: str = Field(ASSUMED, description="where the town's figures come from")
@@ -700,9 +705,9 @@ class Scenario(Strict):
     recruitment: Recruitment = Field(default_factory=Recruitment)
     hts: HTSConfig = Field(default_factory=HTSConfig)
     rivals: Rivals = Field(default_factory=Rivals)
-    air_campaign: AirCampaign = Field(default_factory=AirCampaign)
-    front: Front = Field(default_factory=Front)
-    civil_society: CivilSociety = Field(default_factory=CivilSociety)
+    air_campaign: AirCampaignConfig = Field(default_factory=AirCampaignConfig)
+    front: FrontConfig = Field(default_factory=FrontConfig)
+    civil_society: CivilSocietyConfig = Field(default_factory=CivilSocietyConfig)
     output: Output = Field(default_factory=Output)
     observed: Observed = Field(default_factory=Observed)
 

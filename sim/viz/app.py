@@ -17,7 +17,7 @@ scenario file with :func:`sim.scenario.loader.load_scenario` and builds an
 :class:`~sim.model.model.AllegianceModel`. SolaraViz rebuilds the model on *Reset* by
 calling ``AppModel(**controls)``.
 
-Drawing reads the town arrays (``model.ts``) and the collector's daily arrays only:
+Drawing reads the town arrays (``model.town_state``) and the collector's daily arrays only:
 it never iterates the household agents or the grid cells, so the page stays
 responsive at the synthetic scenario's size.
 """
@@ -276,7 +276,7 @@ def draw_town_map(model: AllegianceModel, mode: str = "cooperation") -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    ts = model.ts
+    ts = model.town_state
     key, cmap, title = COLOUR_MODES[mode]
     x, y, aspect = town_positions(model)
     w = model.weight

@@ -24,10 +24,9 @@ from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
+from sim.scenario.geography import KM_PER_DEG_LAT
 from sim.scenario.schema import Scenario
 from sim.viz.style import COOPERATION_CMAP, PALETTE, finish, style
-
-KM_PER_DEG_LAT = 111.32
 
 
 def town_positions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -38,6 +38,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
+from sim.analysis.statistics import mean_interval
 from sim.scenario.schema import Scenario
 
 if TYPE_CHECKING:
@@ -1053,7 +1054,8 @@ def sweep_effect_grid(sweep: SweepFolder, outcome: str) -> tuple[pd.DataFrame, s
 
     When a text parameter (the policy) has the value ``none``, the effect is the mean over
     replicates of (outcome under the other value - outcome under ``none``), paired by
-    replicate (common random numbers), with a t-based 95% interval. Returns the table and
+    replicate (common random numbers), with the BCa bootstrap 95% interval of
+    :func:`sim.analysis.statistics.mean_interval`. Returns the table and
     the names of the x, y and value columns.
     """
     ok = sweep.ok
@@ -1063,22 +1065,23 @@ def sweep_effect_grid(sweep: SweepFolder, outcome: str) -> tuple[pd.DataFrame, s
     policy = next((c for c in factor if "none" in set(ok[c].astype(str))), None)
     others = [c for c in factor if c != policy]
     if policy is None:
-        g = ok.groupby([x, y, *others])[outcome]
-        table = g.agg(value="mean", sd="std", n="size").reset_index()
+        values = ok[[x, y, *others, outcome]].rename(columns={outcome: "d"})
     else:
         treated = next(v for v in pd.unique(ok[policy].astype(str)) if v != "none")
         keys = [x, y, *others, "replicate"]
         a = ok[ok[policy].astype(str) == treated].set_index(keys)[outcome]
         b = ok[ok[policy].astype(str) == "none"].set_index(keys)[outcome]
-        diff = (a - b).dropna().rename("d").reset_index()
-        table = diff.groupby([x, y, *others])["d"].agg(value="mean", sd="std", n="size").reset_index()
+        values = (a - b).dropna().rename("d").reset_index()
         outcome = f"{outcome}: {treated} - none"
-    from scipy import stats
-
-    # t interval: with few replicates a normal interval would be far too narrow
-    tq = stats.t.ppf(0.975, (table["n"] - 1).clip(lower=1))
-    half = np.where(table["n"] > 1, tq * table["sd"].fillna(0) / np.sqrt(table["n"].clip(lower=1)), np.inf)
-    table["low"], table["high"] = table["value"] - half, table["value"] + half
+    rows = []
+    for key, g in values.groupby([x, y, *others], sort=True):
+        d = g["d"].to_numpy(dtype=float)
+        # the project's one interval method for paired effects (BCa bootstrap of the mean)
+        lo, hi = mean_interval(d) if len(d) > 1 else (-np.inf, np.inf)
+        rows.append(
+            {**dict(zip([x, y, *others], key, strict=True)), "value": d.mean(), "n": len(d), "low": lo, "high": hi}
+        )
+    table = pd.DataFrame(rows)
     table["inconclusive"] = (table["low"] <= 0) & (table["high"] >= 0)
     return table, x, y, outcome
 
