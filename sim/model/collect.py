@@ -324,7 +324,7 @@ class Collector:
         hh = m.hh
         w = m.weight
         T, G = self.town, self.gov
-        by = m._by_stance
+        by = m.by_stance
         present = by.sum(axis=1)
         home_by = m.home_by_stance()
         home_alive = home_by.sum(axis=1)
@@ -380,12 +380,12 @@ class Collector:
         G["coop_share"][day] = _share(by[:, COOPERATE].sum(), tot)
         G["resist_share"][day] = _share(by[:, RESIST].sum(), tot)
         G["neutral_share"][day] = _share(by[:, NEUTRAL].sum(), tot)
-        G["protest_share"][day] = _share(m._protest_persons.sum(), tot)
+        G["protest_share"][day] = _share(m.protest_persons.sum(), tot)
         G["coop_share_resisting"][day] = _share(by[res, COOPERATE].sum(), present[res].sum())
         G["coop_share_resisting_home"][day] = _share(home_by[res, COOPERATE].sum(), home_alive[res].sum())
         G["resist_share_resisting"][day] = _share(by[res, RESIST].sum(), present[res].sum())
         G["resist_share_resisting_home"][day] = _share(home_by[res, RESIST].sum(), home_alive[res].sum())
-        G["protest_share_resisting"][day] = _share(m._protest_persons[res].sum(), present[res].sum())
+        G["protest_share_resisting"][day] = _share(m.protest_persons[res].sum(), present[res].sum())
         G["coop_share_other"][day] = _share(by[~res, COOPERATE].sum(), present[~res].sum())
         G["hts_control_mean"][day] = _share((ts.control * present).sum(), tot)
         G["hts_services_mean"][day] = _share((ts.services * present).sum(), tot)
