@@ -177,7 +177,7 @@ def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path
     config = {
         "name": name,
         "seed": 3,
-        "scale": {"sample_fraction": 0.5},
+        "scale": {"sample_fraction": 0.25},
         "priors": {
             "mechanisms.rally": {"family": "uniform", "low": 0, "high": 3, "reason": "test"},
             "mechanisms.pretext_blame": {"family": "uniform", "low": 0, "high": 1, "reason": "test"},
@@ -187,12 +187,12 @@ def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path
             "killed": {"relative": 0.3, "reason": "test"},
         },
         "budget": {
-            "population": 16,
+            "population": 10,
             "generations": 2,
-            "max_runs": 200,
-            "predictive_draws": 4,
+            "max_runs": 120,
+            "predictive_draws": 2,
             "scale_check_seeds": 2,
-            "scale_check_fraction": 0.5,
+            "scale_check_fraction": 0.25,
         },
     }
     return _write_case(tmp_path / name, _record(truth, seed=404, figures=figures), config)
@@ -206,7 +206,7 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
         s, c = _coop_case(tmp_path, name, truth)
         result = calibrate(_cal(s, c), tmp_path / name / "cal", workers=1, progress=None)
         verdict = posterior_thesis(
-            s, result.folder, draws=8, workers=1, progress=False, out=tmp_path / name / "thesis", root_seed=9
+            s, result.folder, draws=6, workers=1, progress=False, out=tmp_path / name / "thesis", root_seed=9
         )
         p = verdict.probabilities
         total = p["p_above"] + p["p_within"] + p["p_below"]

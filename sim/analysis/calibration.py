@@ -17,6 +17,7 @@ Nothing here draws: figures come through the ``draw`` hook the CLI passes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -573,7 +574,6 @@ def draws_spec(
         "name": name,
         "scenario": str(Path(scenario).resolve()),
         "set": [f"households.sample_fraction={sample_fraction}"],
-        "model": "sim.experiments.calibration:draw_task",
         "root_seed": root_seed,
         "replicates": 1,
         "seeds": "common",
@@ -584,7 +584,9 @@ def draws_spec(
     }
     if days is not None:
         spec["days"] = days
-    return spec_from_dict(spec)
+    # built as a 'sim' sweep (the base scenario is loaded and the overrides checked), then run by
+    # draw_task, which gives every draw seeds of its own
+    return dataclasses.replace(spec_from_dict(spec), model="sim.experiments.calibration:draw_task")
 
 
 def probability_table(df: pd.DataFrame, rope: float, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -611,7 +613,7 @@ def probability_table(df: pd.DataFrame, rope: float, source: str) -> tuple[pd.Da
                     "predicted_sign": sign,
                     "rope": r,
                     "draws": int(np.isfinite(d[o].to_numpy(dtype=float)).sum()),
-                    "mean_effect": float(np.nanmean(d[o])),
+                    "mean_effect": float(np.nanmean(d[o])) if d[o].notna().any() else math.nan,
                     **p,
                 }
             )
