@@ -282,6 +282,7 @@ def run_abc(
     resumed_from = -1
     stop = "generations"
     b = cal.budget
+    extra_runs = 0
 
     def make_abc():
         from pyabc.distance.scale import mean_absolute_deviation
@@ -328,11 +329,23 @@ def run_abc(
                 if last_eps <= b.min_epsilon:
                     stop = f"min_epsilon ({b.min_epsilon:g})"
                     break
+            if b.max_minutes is not None and (time.perf_counter() - t_start) / 60 >= b.max_minutes:
+                stop = f"max_minutes ({b.max_minutes:g})"
+                break
+            # A generation may not overrun the run budget: pyabc's sampler gives up after
+            # population / min_acceptance_rate evaluations, and the generation is then not stored.
+            largest = (b.max_population or 2 * b.population) if b.adaptive_population else b.population
+            remaining = b.max_runs - runs
             _seed_generation(cal.seed, t)
-            abc.run(max_nr_populations=1, max_total_nr_simulations=b.max_runs)
+            abc.run(
+                max_nr_populations=1,
+                max_total_nr_simulations=b.max_runs,
+                min_acceptance_rate=min(1.0, largest / max(remaining, 1)),
+            )
             gens = generations_table(abc.history)
             if len(gens) == 0 or int(gens["t"].max()) < t:
-                stop = "sampler returned no population"
+                extra_runs += int(getattr(sampler, "nr_evaluations_", 0) or 0)
+                stop = f"max_runs ({b.max_runs}) reached during generation {t} (not stored)"
                 break
             row = gens[gens["t"] == t].iloc[0]
             runs = int(abc.history.total_nr_simulations) + prior_calibration_runs(abc.history)
@@ -358,7 +371,7 @@ def run_abc(
         folder=folder,
         posterior=posterior_table(history, cal.priors),
         generations=generations_table(history),
-        runs=int(history.total_nr_simulations) + prior_calibration_runs(history),
+        runs=int(history.total_nr_simulations) + prior_calibration_runs(history) + extra_runs,
         seconds=time.perf_counter() - t_start,
         resumed_from=max(resumed_from, 0),
         stop_reason=stop,
