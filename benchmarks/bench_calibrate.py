@@ -27,7 +27,6 @@ import platform
 import time
 from pathlib import Path
 
-
 from sim.analysis.calibration import TargetModel
 from sim.analysis.observed import figure_value
 from sim.experiments.calibration import draw_prior
