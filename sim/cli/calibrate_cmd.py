@@ -90,13 +90,43 @@ def summary_lines(result) -> str:
 # --------------------------------------------------------------------------- --apply
 
 
-def calibrated_yaml(base_name: str, stored, header: str = "") -> str:
-    """The text of a calibrated scenario file: ``extends`` the base, posterior medians with their source."""
+def _list_anchor(data: dict, path: str) -> str | None:
+    """The key path of the first list that ``path`` goes through in ``data`` (None: mappings only)."""
+    cur: object = data
+    parts = path.split(".")
+    for n, part in enumerate(parts):
+        if isinstance(cur, list):
+            return ".".join(parts[:n])
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return None
+
+
+class _WholeList:
+    """Marks a list written whole (``extends`` replaces lists)."""
+
+    def __init__(self, anchor: str):
+        self.anchor = anchor
+
+
+def calibrated_yaml(base_name: str, stored, resolved: dict, header: str = "") -> str:
+    """The text of a calibrated scenario file: ``extends`` the base, posterior medians with their source.
+
+    ``resolved`` is the scenario the base file resolves to (plain data): a parameter inside a list
+    (a schedule period, a rival group) is written as the whole list with its value replaced, since
+    ``extends`` replaces lists whole.
+    """
+    import copy
+
+    import yaml
+
+    from sim.scenario.calibration import _numeric_at
+    from sim.scenario.loader import set_path
+
     cid = stored.calibration_id
     lines = [
-        "# Idlib, 1 November 2017 - 28 February 2018: the shipped historical scenario, CALIBRATED."
-        if not header
-        else header,
+        header or "# Idlib, 1 November 2017 - 28 February 2018: the shipped historical scenario, CALIBRATED.",
         "#",
         f"# Every input comes from {base_name}; this file holds only the values calibration {cid}",
         "# fitted to the record (posterior medians). Written by `sim calibrate SCENARIO --apply` from",
@@ -104,27 +134,51 @@ def calibrated_yaml(base_name: str, stored, header: str = "") -> str:
         f"extends: {base_name}",
         "",
     ]
+
+    def source(r) -> str:
+        return (
+            f"source: calibration {cid}, posterior median (90% [{float(r.posterior_low):.4g}, "
+            f"{float(r.posterior_high):.4g}]; {r.record})"
+        )
+
     tree: dict = {}
+    lists: dict[str, list] = {}
+    data = copy.deepcopy(resolved)
     for r in stored.marginals.itertuples(index=False):
+        anchor = _list_anchor(resolved, r.parameter)
+        if anchor is not None:
+            set_path(data, r.parameter.split("."), float(f"{float(r.posterior_median):.6g}"))
+            lists.setdefault(anchor, []).append(r)
+            continue
         parts = r.parameter.split(".")
         cur = tree
         for part in parts[:-1]:
             cur = cur.setdefault(part, {})
         cur[parts[-1]] = r
+    for anchor in lists:
+        parts = anchor.split(".")
+        cur = tree
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+        cur[parts[-1]] = _WholeList(anchor)
 
     def emit(node: dict, indent: int) -> None:
+        pad = " " * indent
         for key, val in node.items():
             k = key if re.fullmatch(r"[A-Za-z0-9_]+", key) else f'"{key}"'
             if isinstance(val, dict):
-                lines.append(" " * indent + f"{k}:")
+                lines.append(f"{pad}{k}:")
                 emit(val, indent + 2)
-            else:
-                lines.append(
-                    " "
-                    * indent
-                    + f"{k}: {float(val.posterior_median):.6g}   # source: calibration {cid}, posterior median "
-                    f"(90% [{float(val.posterior_low):.4g}, {float(val.posterior_high):.4g}]; {val.record})"
+            elif isinstance(val, _WholeList):
+                anchor = val.anchor
+                for r in lists[anchor]:
+                    lines.append(f"{pad}# {r.parameter} = {float(r.posterior_median):.6g}: {source(r)}")
+                block = yaml.safe_dump(
+                    {key: _numeric_at(data, anchor)}, sort_keys=False, default_flow_style=None, width=200
                 )
+                lines.extend(pad + line for line in block.rstrip("\n").splitlines())
+            else:
+                lines.append(f"{pad}{k}: {float(val.posterior_median):.6g}   # {source(val)}")
 
     emit(tree, 0)
     return "\n".join(lines) + "\n"
@@ -146,7 +200,8 @@ def _apply(scenario: Path, folder: Path) -> None:
     base = doc.data.get("extends")
     if not isinstance(base, str):
         fail(f"{scenario}: --apply rewrites a scenario that 'extends' its base file; {scenario} has no 'extends'")
-    text = calibrated_yaml(base, stored)
+    resolved = load(scenario.parent / base).scenario.model_dump(mode="json")
+    text = calibrated_yaml(base, stored, resolved)
     tmp = scenario.with_name(f".{scenario.name}.apply-check.yaml")
     tmp.write_text(text)
     try:
@@ -157,7 +212,7 @@ def _apply(scenario: Path, folder: Path) -> None:
 
     for r in stored.marginals.itertuples(index=False):
         if abs(float(_numeric_at(check, r.parameter)) - float(f"{r.posterior_median:.6g}")) > 1e-12:
-            fail(f"{folder}: parameter {r.parameter!r} cannot be written as a mapping key (it is inside a list)")
+            fail(f"{folder}: parameter {r.parameter!r} did not reach the rewritten scenario")
     write_text_atomic(text, scenario)
     typer.echo(f"applied calibration {stored.calibration_id} to {scenario} ({len(stored.marginals)} values)")
 
