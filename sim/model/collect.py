@@ -3,6 +3,12 @@
 No DataFrame is built during a run: each day writes one row per table into
 numpy arrays, and :meth:`Collector.frames` turns them into tidy DataFrames once.
 Counts of persons are reported in real persons (scaled by 1 / sample_fraction).
+
+Who holds each town: ``towns`` has a categorical ``controller`` column (``hts``,
+``contested``, ``regime`` or a rival group's name); ``events`` has a
+``control_change`` row per change with ``controller_from``, ``controller_to`` and the
+cause in ``note``, and a ``coalition`` row (members in ``note``) per coalition formed;
+``timeseries`` has ``fighters:<group>`` and ``persons_under:<controller>`` per day.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from sim.model.control import CONTESTED as HELD_CONTESTED
+from sim.model.control import GROUP0, HTS_HOLDS
 from sim.model.rules import COOPERATE, NEUTRAL, RESIST
 from sim.scenario.schema import FRONT_STATUS
 
@@ -47,6 +55,7 @@ TOWN_VARS = (
     "reputation",
     "front_code",
     "arrests",
+    "controller",
 )
 
 GOV_VARS = (
@@ -87,9 +96,16 @@ GOV_VARS = (
     "arrests",
     "council_takeovers_cum",
     "towns_regime_held",
+    "persons_under_hts_share",
+    "towns_rival_held",
+    "towns_contested",
+    "control_changes_cum",
+    "coalitions_cum",
+    "fight_killed_cum",
+    "fight_fighters_lost_cum",
 )
 
-EVENT_COLUMNS = ("day", "event", "town", "to_town", "count", "persons", "note")
+EVENT_COLUMNS = ("day", "event", "town", "to_town", "count", "persons", "note", "controller_from", "controller_to")
 
 
 def _share(num: np.ndarray | float, den: np.ndarray | float):
@@ -107,6 +123,9 @@ class Collector:
         self.gov = {v: np.zeros(days) for v in GOV_VARS}
         self.groups = [g.name for g in model.rival_groups]
         self.align = np.zeros((days, len(self.groups)))
+        self.fighters = np.zeros((days, len(self.groups)))
+        self.controllers = list(model.controller_names)
+        self.under = np.zeros((days, len(self.controllers)))
         self.days_done = 0
 
     def collect(self, day: int) -> None:
@@ -157,6 +176,7 @@ class Collector:
         T["reputation"][day] = ts.reputation
         T["front_code"][day] = ts.front
         T["arrests"][day] = ts.arrests_today * w
+        T["controller"][day] = ts.controller
 
         tot = present.sum()
         res = m.resisting
@@ -198,8 +218,18 @@ class Collector:
         G["arrests"][day] = ts.arrests_today.sum() * w
         G["council_takeovers_cum"][day] = m.hts.takeovers
         G["towns_regime_held"][day] = (~ts.open).sum()
+        under = np.bincount(ts.controller, weights=present, minlength=len(self.controllers))
+        self.under[day] = under * w
+        G["persons_under_hts_share"][day] = _share(under[HTS_HOLDS], tot)
+        G["towns_rival_held"][day] = (ts.controller >= GROUP0).sum()
+        G["towns_contested"][day] = (ts.controller == HELD_CONTESTED).sum()
+        G["control_changes_cum"][day] = m.control_changes
+        G["coalitions_cum"][day] = len(m.conflict.coalitions)
+        G["fight_killed_cum"][day] = m.conflict.killed_cum * w
+        G["fight_fighters_lost_cum"][day] = m.conflict.fighters_lost_cum
         if len(self.groups):
             self.align[day] = align
+            self.fighters[day] = fighters
         self.days_done = day + 1
 
     # ------------------------------------------------------------------ frames
@@ -222,6 +252,10 @@ class Collector:
             ts[k] = v[:nd]
         for j, name in enumerate(self.groups):
             ts[f"alignment:{name}"] = self.align[:nd, j]
+        for j, name in enumerate(self.groups):
+            ts[f"fighters:{name}"] = self.fighters[:nd, j]
+        for j, name in enumerate(self.controllers):
+            ts[f"persons_under:{name}"] = self.under[:nd, j]
 
         names = self.model.town_state.names
         n = len(names)
@@ -236,6 +270,8 @@ class Collector:
         for k, v in self.town.items():
             if k == "front_code":
                 towns["front"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=list(FRONT_STATUS))
+            elif k == "controller":
+                towns["controller"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=self.controllers)
             elif k == "council_independent":
                 towns[k] = v[:nd].ravel().astype(bool)
             else:
@@ -259,4 +295,6 @@ class Collector:
         ev["persons"] = ev["persons"].astype(float)
         ev["event"] = ev["event"].astype(str)
         ev["note"] = ev["note"].astype(str)
+        for col in ("controller_from", "controller_to"):
+            ev[col] = pd.Categorical(ev[col].astype(str), categories=["", *self.controllers])
         return {"timeseries": ts, "towns": towns, "events": ev}

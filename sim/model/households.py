@@ -136,7 +136,7 @@ def step_households(model: AllegianceModel) -> None:
     hts_harm = (
         g.repression_weight * ts.repression
         + g.takeover_weight * ts.takeover_memory
-        + g.tax_weight * ts.control * ts.open
+        + g.tax_weight * ts.control * (ts.open & ts.hts_holds)  # HTS taxes only where it holds the town
     ).astype(F32)
 
     def gains(rate_of) -> np.ndarray:
@@ -180,7 +180,8 @@ def step_households(model: AllegianceModel) -> None:
 
     # --- protest against HTS ---------------------------------------------------------
     pr = sc.protest
-    eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & ts.open[town]
+    # Protest against HTS is protest against its rule: only where HTS holds the town (ODD 7.8.3).
+    eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & (ts.open & ts.hts_holds)[town]
     hh.protesting = rules.protest_decision(
         hh.g_hts,
         model.hts.legitimacy,
