@@ -18,6 +18,7 @@ from mesa.discrete_space import FixedAgent
 from sim.model import control, rules
 from sim.model.control import CONTESTED as HELD_CONTESTED
 from sim.model.control import GROUP0, HTS_HOLDS
+from sim.model.households import flight
 from sim.model.rules import STANCES
 from sim.scenario.schema import FRONT_STATUS
 
@@ -694,11 +695,7 @@ class Conflict(mesa.Agent):
         if r.fight_harm > 0 and len(here):
             gain = np.float32(rules.saturating_gain(m.scenario.fear.rate * r.fight_harm))
             hh.fear[here] += (1 - hh.fear[here]) * gain
-        if r.fight_flight > 0 and len(here):
-            uf = self.fight_stream.random(len(here))
-            go = uf < r.fight_flight
-            if go.any():
-                m.move_households(here[go], (uf[go] / r.fight_flight).astype(np.float32), reason="fighting")
+        flight(m, contested_town=town)
         return killed
 
     def _settle(self, town: int, *, winner: int, loser: int, local: np.ndarray) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.model import rules
+from sim.model.control import CONTESTED as HELD_CONTESTED
 from sim.model.rules import COOPERATE, F32, NEUTRAL, RESIST
 
 if TYPE_CHECKING:
@@ -194,26 +195,12 @@ def step_households(model: AllegianceModel) -> None:
         fear_risk_weight=pr.fear_risk_weight * mech.suppression,
     )
 
-    # --- flight ----------------------------------------------------------------------
+    # --- flight and return home -------------------------------------------------------
+    flight(model, rng.random(n, dtype=F32), exposure)
     fl = sc.flight
-    u_flee = rng.random(n, dtype=F32)
-    hazard = rules.flight_hazard(
-        hh.fear,
-        exposure,
-        (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[town],
-        exposure_rate=fl.exposure_rate * mech.exit,
-    )
-    candidates = np.flatnonzero(u_flee < hazard)  # P(flee) <= hazard
-    p_flee = rules.flee_probability(hazard[candidates])
-    fleeing_mask = (u_flee[candidates] < p_flee) & alive[candidates]
-    fleeing = candidates[fleeing_mask]
-    if len(fleeing):
-        model.move_households(fleeing, u_flee[fleeing] / p_flee[fleeing_mask], reason="flight")
-
-    # --- return home -------------------------------------------------------------------
     u_ret = rng.random(n, dtype=F32)
     p_ret_home = (
-        fl.return_rate * np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity) * ts.open
+        fl.return_rate * rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale) * ts.open
     ).astype(F32)
     returning = np.flatnonzero(hh.displaced & alive & (u_ret < p_ret_home[hh.home]) & (hh.town != hh.home))
     if len(returning):
@@ -228,6 +215,100 @@ def step_households(model: AllegianceModel) -> None:
     p_rec = rules.recruit_probability(hh.g_regime, rate_table.ravel()[town.astype(np.int32) * 3 + hh.stance])
     recruits = np.flatnonzero((u_rec < p_rec) & (hh.recruited == NOT_RECRUITED) & alive)
     model.enlist(recruits)
+
+
+def flight(
+    model: AllegianceModel,
+    u_flee: np.ndarray | None = None,
+    exposure: np.ndarray | None = None,
+    *,
+    fallen_town: int = -1,
+    contested_town: int = -1,
+) -> None:
+    """Flight: who leaves their current town today, and where they go.
+
+    Three callers, one rule. The daily household step passes ``u_flee`` (one uniform
+    per household) and each household's exposure ``E_i``; the front passes
+    ``fallen_town`` when the regime takes a town, and everyone present must leave;
+    a fight for a town passes ``contested_town`` (ODD 7.6).
+
+    1. Who flees. Forced: every living household in ``fallen_town`` (uniforms from
+       the front stream, one per household present). From a fight: each living
+       household in ``contested_town`` with probability ``rivals.fight_flight`` (uniforms
+       from the fight stream, one per household present). Otherwise the daily hazard
+       ``h_i = f_E * s_exit * F_i * E_i + f_front * front_proximity_t * open_t``;
+       since ``P(flee) = 1 - exp(-h) <= h``, only households with ``u_flee < h`` are
+       candidates, and a candidate flees if ``u_flee < P(flee)``.
+    2. Where to. ``P(j | i)`` proportional to free capacity * safety * chain-migration
+       pull / distance^gamma over open towns j != i (:func:`destination_matrix`),
+       drawn by inverse CDF with the flight's uniform rescaled (``u / P(flee)``),
+       so no extra draw depends on the state (common random numbers).
+    3. Move: the household keeps its home town and is displaced while away from it.
+    """
+    hh = model.hh
+    ts = model.town_state
+    if fallen_town >= 0:
+        fleeing = np.flatnonzero((hh.town == fallen_town) & (hh.persons > 0))
+        if not len(fleeing):
+            return
+        u_dest = model.rng_front.random(len(fleeing))
+        reason = "front"
+    elif contested_town >= 0:
+        here = np.flatnonzero((hh.town == contested_town) & (hh.persons > 0))
+        p = model.scenario.rivals.fight_flight
+        if not len(here) or p <= 0:
+            return
+        u = model.rng_fight.random(len(here))
+        go = u < p
+        fleeing = here[go]
+        if not len(fleeing):
+            return
+        u_dest = u[go] / p
+        reason = "fighting"
+    else:
+        fl = model.scenario.flight
+        hazard = rules.flight_hazard(
+            hh.fear,
+            exposure,
+            (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[hh.town],
+            exposure_rate=fl.exposure_rate * model.scenario.mechanisms.exit,
+        )
+        candidates = np.flatnonzero(u_flee < hazard)  # P(flee) <= hazard
+        p_flee = rules.flee_probability(hazard[candidates])
+        fleeing_mask = (u_flee[candidates] < p_flee) & (hh.persons[candidates] > 0)
+        fleeing = candidates[fleeing_mask]
+        if not len(fleeing):
+            return
+        u_dest = u_flee[fleeing] / p_flee[fleeing_mask]
+        reason = "flight"
+    dest = rules.choose_destination(hh.town[fleeing], u_dest, destination_matrix(model))
+    model.move_households(fleeing, dest, reason=reason)
+
+
+def destination_matrix(model: AllegianceModel) -> np.ndarray:
+    """P(destination | origin) for fleeing households (cached by the model until towns change).
+
+    Weight of town j: free capacity * safety * pull / max(distance, cell)^gamma, with
+    safety from :func:`rules.town_safety` times the border bonus, and the pull of the
+    displaced already there (chain migration through kin and networks).
+    """
+    if model.dest_probs is None:
+        ts = model.town_state
+        fl = model.scenario.flight
+        safety = rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale)
+        safety = safety * np.where(ts.border, fl.border_safety, 1.0)
+        safety = safety * (ts.controller != HELD_CONTESTED)  # nobody flees into a town being fought over
+        pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
+        free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
+        model.dest_probs = rules.destination_weights(
+            model.geo.distance_km,
+            ts.open,
+            safety * pull,
+            free,
+            distance_exponent=fl.distance_exponent,
+            min_distance_km=model.geo.cell_km,
+        )
+    return model.dest_probs
 
 
 def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ from sim.model.households import (
     HouseholdArrays,
     calibrate_constants,
     create_households,
+    flight,
     step_households,
 )
 from sim.model.rules import COOPERATE, RESIST
@@ -128,7 +129,10 @@ class AllegianceModel(Model):
         self.front = RegimeFront(self)
         self.civil_society = CivilSociety(self)
         self._near = self._nearest_matrix()
-        self._dest_probs: np.ndarray | None = None
+        # Public day state read by the collector and the household step (set by aggregate()):
+        # by_stance (persons by current town and stance), protest_persons, displaced_idx, and
+        # dest_probs (flight destination matrix, None until needed after towns change).
+        self.dest_probs: np.ndarray | None = None
         self.events: list[tuple] = []
         self.moves_today = 0.0
         self.moves_cum = 0.0
@@ -316,7 +320,7 @@ class AllegianceModel(Model):
         if code != HELD_CONTESTED:
             ts.attacker[town] = ts.defender[town] = NO_SIDE
         self.control_changes += 1
-        self._dest_probs = None
+        self.dest_probs = None
         self.record_event(
             "control_change",
             town,
@@ -370,21 +374,21 @@ class AllegianceModel(Model):
         ts = self.town_state
         hh = self.hh
         n = ts.n
-        self._displaced_idx = np.flatnonzero(hh.displaced)
+        self.displaced_idx = np.flatnonzero(hh.displaced)
         by = np.bincount(hh.town.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
         present = by.sum(axis=1)
         ts.present = present
         safe = np.maximum(present, 1e-12)
         ts.coop_share = by[:, COOPERATE] / safe
         ts.resist_share = by[:, RESIST] / safe
-        self._by_stance = by
+        self.by_stance = by
         protesting = np.flatnonzero(hh.protesting)
         protest = np.bincount(hh.town[protesting], weights=hh.persons[protesting], minlength=n)
-        self._protest_persons = protest
+        self.protest_persons = protest
         ts.protest_share = protest / safe
-        d = self._displaced_idx
+        d = self.displaced_idx
         ts.hosted = np.bincount(hh.town[d], weights=hh.persons[d], minlength=n)
-        self._dest_probs = None
+        self.dest_probs = None
 
     def update_reputation(self) -> None:
         """Resisting reputation: a decaying memory of protest, as the regime sees it."""
@@ -399,7 +403,7 @@ class AllegianceModel(Model):
         weighted = hh.persons * values
         sums = np.add.reduceat(weighted, self._home_starts, dtype=np.float64)
         sums[self._home_empty] = 0.0
-        d = self._displaced_idx
+        d = self.displaced_idx
         if len(d):
             n = self.town_state.n
             sums -= np.bincount(hh.home[d], weights=weighted[d], minlength=n)
@@ -410,8 +414,8 @@ class AllegianceModel(Model):
         """Persons by home town and stance, (towns, 3): the current-town table moved by the displaced."""
         hh = self.hh
         n = self.town_state.n
-        d = self._displaced_idx
-        by = self._by_stance.copy()
+        d = self.displaced_idx
+        by = self.by_stance.copy()
         if len(d):
             w = hh.persons[d]
             by -= np.bincount(hh.town[d].astype(np.intp) * 3 + hh.stance[d], weights=w, minlength=3 * n).reshape(n, 3)
@@ -420,32 +424,10 @@ class AllegianceModel(Model):
 
     # ------------------------------------------------------------------ household moves
 
-    def destination_probs(self) -> np.ndarray:
-        """P(destination | origin) for today's flights (cached until towns change)."""
-        if self._dest_probs is None:
-            ts = self.town_state
-            fl = self.scenario.flight
-            safety = np.exp(-ts.exposure_eff / fl.safety_harm_scale) * (1 - ts.front_proximity)
-            safety = safety * np.where(ts.border, fl.border_safety, 1.0)
-            safety = safety * (ts.controller != HELD_CONTESTED)  # nobody flees into a town being fought over
-            # Chain migration: kin and networks draw the displaced to where earlier displaced went.
-            pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
-            free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
-            self._dest_probs = rules.destination_weights(
-                self.geo.distance_km,
-                ts.open,
-                safety * pull,
-                free,
-                distance_exponent=fl.distance_exponent,
-                min_distance_km=self.geo.cell_km,
-            )
-        return self._dest_probs
-
-    def move_households(self, idx: np.ndarray, uniform: np.ndarray, *, reason: str) -> None:
-        """Move households ``idx`` to destinations drawn with ``uniform``; record the flows."""
+    def move_households(self, idx: np.ndarray, dest: np.ndarray, *, reason: str) -> None:
+        """Move households ``idx`` to towns ``dest`` (-1: no open destination, stay); record the flows."""
         hh = self.hh
         origin = hh.town[idx]
-        dest = rules.choose_destination(origin, uniform, self.destination_probs())
         ok = dest >= 0
         idx, origin, dest = idx[ok], origin[ok], dest[ok]
         if not len(idx):
@@ -466,7 +448,7 @@ class AllegianceModel(Model):
                 persons=float(flows[k]) * self.weight,
                 note=reason,
             )
-        self._dest_probs = None
+        self.dest_probs = None
 
     def return_households(self, idx: np.ndarray) -> None:
         """Displaced households ``idx`` go back to their home towns."""
@@ -487,12 +469,9 @@ class AllegianceModel(Model):
             arr[town] = 0.0
         ts.independent[town] = False
         self.change_controller(town, REGIME_HOLDS, "regime advance")
-        self._dest_probs = None
+        self.dest_probs = None
         self.update_front_proximity()
-        present = np.flatnonzero((self.hh.town == town) & (self.hh.persons > 0))
-        if len(present):
-            u = self.rng_front.random(len(present))
-            self.move_households(present, u, reason="front")
+        flight(self, fallen_town=town)
 
     def nearest_open_town(self, town: int) -> int:
         """Nearest town not held by the regime (-1 if none)."""

@@ -179,6 +179,15 @@ def flee_probability(hazard: np.ndarray) -> np.ndarray:
     return -np.expm1(-hazard)
 
 
+def town_safety(exposure_eff: np.ndarray, front_proximity: np.ndarray, harm_scale: float) -> np.ndarray:
+    """Safety of a town as households judge it: ``exp(-E_eff / harm_scale) * (1 - front_proximity)``.
+
+    Shared by the two decisions that weigh where it is safe: the choice of a
+    flight destination and the return home.
+    """
+    return np.exp(-exposure_eff / harm_scale) * (1 - front_proximity)
+
+
 def destination_weights(
     distance_km: np.ndarray,
     open_town: np.ndarray,

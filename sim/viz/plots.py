@@ -506,6 +506,8 @@ def plot_observed(observed: pd.DataFrame, *, title: str | None = None, save: str
                 )
             check = str(getattr(row, "check", "") or "")
             text = f"model {_num(sim_)} (range {_num(lo)}-{_num(hi)}) vs record {_num(obs)}"
+            if np.isnan(sim_):  # e.g. a window the run did not reach: the check says why
+                text = f"no model value vs record {_num(obs)}"
             tx.text(
                 0.0,
                 y,
