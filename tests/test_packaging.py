@@ -37,8 +37,8 @@ RUNTIME_ONLY = {
     "ipyvuetify": "bounded below 2 for Mesa 3.3's SolaraViz (Vuetify 2)",
     "ipyvue": "bounded below 3 for Mesa 3.3's SolaraViz (Vuetify 2)",
 }
-#: Declared for code other work adds (calibration, map labels): must be imported once it lands.
-PLANNED = {"pyabc": "sim calibrate (ABC-SMC)", "adjusttext": "map labels that do not overlap"}
+#: Declared for code other work adds (calibration): must be imported once it lands.
+PLANNED = {"pyabc": "sim calibrate (ABC-SMC)"}
 
 
 def _norm(name: str) -> str:
@@ -193,10 +193,18 @@ def _run(installed: dict[str, Path], *args: str, timeout: float = 600) -> subpro
 def test_wheel_carries_the_scenarios_and_metadata(installed: dict[str, Path]):
     with zipfile.ZipFile(installed["wheel"]) as whl:
         names = set(whl.namelist())
-    tracked = subprocess.run(["git", "ls-files", "scenarios"], cwd=ROOT, capture_output=True, text=True, check=True)
-    files = tracked.stdout.split() or [p.relative_to(ROOT).as_posix() for p in (ROOT / "scenarios").rglob("*.yaml")]
-    missing = [f for f in files if f"sim/{f}" not in names]
+    scenarios = [p.relative_to(ROOT).as_posix() for p in (ROOT / "scenarios").rglob("*.yaml")]
+    assert len(scenarios) >= 8
+    missing = [f for f in scenarios if f"sim/{f}" not in names]
     assert not missing, f"scenario files missing from the wheel: {missing}"
+    # Data files inside the package (e.g. the bundled geography) travel with it too.
+    data = [
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "sim").rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    ]
+    missing = [f for f in data if f not in names]
+    assert not missing, f"package data missing from the wheel (add it to [tool.setuptools.package-data]): {missing}"
     assert "sim/py.typed" in names
     dist_info = f"idlib_allegiance_sim-{__version__}.dist-info"
     assert f"{dist_info}/licenses/LICENSE" in names
