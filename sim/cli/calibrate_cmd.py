@@ -13,12 +13,19 @@ from sim.scenario.loader import ScenarioError
 
 
 def default_config(scenario: Path, name: str) -> Path:
-    """``scenarios/calibration/<scenario name>.yaml`` next to the scenario file."""
-    return scenario.resolve().parent / "calibration" / f"{name}.yaml"
+    """``calibration/<scenario name>.yaml`` beside the scenario file, else the shipped one of that name."""
+    from sim.scenario import shipped
+
+    beside = scenario.resolve().parent / "calibration" / f"{name}.yaml"
+    if beside.exists():
+        return beside
+    return shipped.shipped_path(name, "calibration") or beside
 
 
 def calibrate(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file to calibrate.")],
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario file, or the name of a shipped scenario (idlib_2017_2018).")
+    ],
     config: Annotated[
         Path | None, typer.Option(help="Calibration file (default: calibration/<scenario name>.yaml beside it).")
     ] = None,
@@ -37,8 +44,13 @@ def calibrate(
 
     if workers < 1:
         fail(f"--workers {workers}: must be at least 1")
+    from sim.scenario import shipped
+
     loaded = load(scenario)
-    cfg = config or default_config(scenario, loaded.scenario.name)
+    scenario = loaded.path  # a shipped name becomes its file
+    cfg = (
+        shipped.resolve(config, "calibration") if config is not None else default_config(scenario, loaded.scenario.name)
+    )
     try:
         cal = load_calibration(cfg, loaded, quick=quick)
     except ScenarioError as e:
