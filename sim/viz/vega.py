@@ -231,7 +231,11 @@ def map_spec(
                             "domain": ["regime", "contested"],
                             "range": [GEO_COLOURS["regime"], GEO_COLOURS["contested"]],
                         },
-                        "legend": {"title": "front (from the front events)", "labelExpr": _expr_map(FRONT_LABELS)},
+                        "legend": (
+                            {"title": "front (from the front events)", "labelExpr": _expr_map(FRONT_LABELS)}
+                            if kind == "regime"
+                            else None
+                        ),
                     },
                 },
             }
@@ -387,15 +391,16 @@ def map_spec(
             )
     return {
         "$schema": VEGA_LITE_SCHEMA,
+        "autosize": {"type": "pad", "resize": True},
         "width": frame.width,
         "height": frame.height,
         "projection": proj,
         "datasets": {"towns": [], "front": [], "strikes": [], "header": []},
         "layer": layers,
-        "resolve": {"scale": {"color": "independent", "fill": "independent"}},
+        "resolve": {"scale": {"color": "independent"}},
         "config": {
             "view": {"stroke": "#bbbbbb"},
-            "legend": {"orient": "right", "labelFontSize": 12, "titleFontSize": 12},
+            "legend": {"orient": "right", "labelFontSize": 12, "titleFontSize": 12, "labelLimit": 280},
         },
     }
 
@@ -454,7 +459,7 @@ CHART_SERIES = sorted({k for _, _, lines, _ in CHART_PANELS for k, _, _ in lines
 
 
 def chart_spec(
-    *, calendar: bool, first: str | int, last: str | int, width: int = 430, height: int = 190
+    *, calendar: bool, first: str | int, last: str | int, width: int = 390, height: int = 180
 ) -> dict[str, Any]:
     """Four panels over time (dates for a calendar scenario, else days), x fixed to the scenario's length."""
     if calendar:
@@ -532,6 +537,7 @@ def chart_spec(
         panels.append(panel)
     return {
         "$schema": VEGA_LITE_SCHEMA,
+        "autosize": {"type": "pad", "resize": True},  # re-measure axes as the data grow
         "datasets": {"series": [], "now": []},
         "vconcat": [
             {"hconcat": panels[:2], "resolve": {"scale": {"color": "independent"}}},
