@@ -53,7 +53,7 @@ def main() -> None:
             time.sleep(0.3)
         with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
             browser = pw.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 1500, "height": 1480}
+                profile, executable_path=CHROMIUM, args=ARGS, headless=True, viewport={"width": 1500, "height": 1760}
             )
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/", timeout=180_000)
