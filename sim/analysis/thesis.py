@@ -48,6 +48,7 @@ from sim.experiments.store import load_results
 from sim.experiments.sweep import SweepSummary, run_sweep
 from sim.run.provenance import stamp
 from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
+from sim.scenario.loader import resolve_input
 from sim.scenario.schema import MECHANISM_NAMES
 
 POLICY = "air_campaign.policy"
@@ -74,11 +75,8 @@ HEADLINE: tuple[str, str] = ("coop_resisting_mean", "coop_resisting_home_mean")
 
 
 def default_scenario() -> Path:
-    """The synthetic grid scenario shipped with the project."""
-    here = Path("scenarios/synthetic_grid.yaml")
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[2] / "scenarios" / "synthetic_grid.yaml"
+    """The synthetic grid scenario shipped with the package (found from any working directory)."""
+    return resolve_input("synthetic_grid")
 
 
 @dataclass
