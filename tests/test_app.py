@@ -26,6 +26,7 @@ from mesa.discrete_space import Cell
 import sim.viz.app as app
 from sim.run.simulate import simulate
 from sim.scenario.loader import load_scenario
+from sim.viz import maps
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_YAML = ROOT / "scenarios" / "synthetic_grid.yaml"
@@ -232,10 +233,14 @@ def test_towns_marked_by_controller(fast_grid: Path) -> None:
     model = app.AppModel(str(fast_grid))
     _, layout = app.map_view(model, "cooperation")
     ts = model.town_state
-    had = getattr(model, "controller_names", None), getattr(ts, "controller", None)
-    if had[1] is None:
-        kinds = {t["kind"] for t in vega.map_data(model, layout, "coop_share", "")["towns"]}
-        assert kinds <= {"hts", "contested", "regime"}
+    had = model.controller_names, ts.controller
+    # The model's own controller (sim.model.control) sets each town's mark and tooltip.
+    real = vega.town_controllers(model)
+    assert real is not None and set(real) <= set(model.controller_names)
+    towns = vega.map_data(model, layout, "coop_share", "")["towns"]
+    front = np.asarray(vega.FRONT_STATUS, dtype=object)[np.asarray(ts.front, dtype=int)]
+    assert [t["kind"] for t in towns] == maps.controller_kinds(front, real).tolist()
+    # A constructed holder per town: HTS, a rival group, contested, the regime in turn.
     names = ["hts", "Ahrar al-Sham", "contested", "regime"]
     codes = np.arange(ts.n) % 4
     model.controller_names, ts.controller = names, codes
