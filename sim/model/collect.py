@@ -68,6 +68,13 @@ GOV_VARS = (
     "resist_share_resisting",
     "resist_share_resisting_home",
     "protest_share_resisting",
+    "persons_resisting_stayers",
+    "persons_resisting_left",
+    "persons_resisting_guests",
+    "coop_share_resisting_stayers",
+    "coop_share_resisting_left",
+    "coop_share_resisting_guests",
+    "killed_resisting_home_cum",
     "coop_share_other",
     "hts_control_mean",
     "hts_services_mean",
@@ -178,6 +185,20 @@ class Collector:
         G["resist_share_resisting"][day] = _share(by[res, RESIST].sum(), present[res].sum())
         G["resist_share_resisting_home"][day] = _share(home_by[res, RESIST].sum(), home_alive[res].sum())
         G["protest_share_resisting"][day] = _share(m.protest_persons[res].sum(), present[res].sum())
+        # Composition of the two resisting-town measures (current town = stayers + guests,
+        # home town = stayers + those who left; the dead are in neither).
+        home_res = res[hh.home]
+        away = hh.town != hh.home
+        coop = hh.stance == COOPERATE
+        for key, mask in (
+            ("stayers", home_res & ~away),
+            ("left", home_res & away),
+            ("guests", res[hh.town] & away),
+        ):
+            persons = float(hh.persons[mask].sum())
+            G[f"persons_resisting_{key}"][day] = persons * w
+            G[f"coop_share_resisting_{key}"][day] = _share(float(hh.persons[mask & coop].sum()), persons)
+        G["killed_resisting_home_cum"][day] = ts.killed_home_cum[res].sum() * w
         G["coop_share_other"][day] = _share(by[~res, COOPERATE].sum(), present[~res].sum())
         G["hts_control_mean"][day] = _share((ts.control * present).sum(), tot)
         G["hts_services_mean"][day] = _share((ts.services * present).sum(), tot)

@@ -38,8 +38,11 @@ from sim.model.households import (
     RECRUITED_RIVAL,
     HouseholdArrays,
     calibrate_constants,
+    calibrate_protest,
     create_households,
+    draw_stances_from_choice,
     flight,
+    stationary_protest,
     step_households,
 )
 from sim.model.rules import COOPERATE, RESIST
@@ -124,12 +127,22 @@ class AllegianceModel(Model):
         self.update_front_proximity()
         self.after_strikes()
         self.aggregate()
-        self.alpha_resist = np.zeros(self.town_state.n)
-        self.alpha_coop = np.zeros(self.town_state.n)
         self.prepare_household_terms()
+        self.threshold_shift = 0.0
+        self.balance = self.zero_balance()
         if scenario.choice.calibrate_constants:
-            self.alpha_resist, self.alpha_coop = calibrate_constants(self)
+            # Each household carries its origin town's constants wherever it goes (dispositions travel).
+            alpha_resist, alpha_coop = calibrate_constants(self)
+            self.hh.intercept_resist[:] = alpha_resist[self.hh.home]
+            self.hh.intercept_coop[:] = alpha_coop[self.hh.home]
+            draw_stances_from_choice(self, gens["init"])
+            self.aggregate()
             self.prepare_household_terms()
+        if scenario.protest.calibrate_threshold:
+            calibrate_protest(self, gens["init"])
+            self.aggregate()
+        if scenario.baseline.stationary:
+            self.balance_baseline()
         self.collector = Collector(self)
         self.snapshots: dict[int, dict[str, np.ndarray]] = {}
 
@@ -194,6 +207,7 @@ class AllegianceModel(Model):
             exposure_eff=z(),
             repression=z(),
             takeover_memory=z(),
+            retaliation=z(),
             front=front,
             front_proximity=z(),
             capacity=z(),
@@ -222,7 +236,7 @@ class AllegianceModel(Model):
         ex = sc.exposure
         w = ex.neighbour_weight * np.exp(-self.geo.distance_km / ex.neighbour_range_km)
         np.fill_diagonal(w, 0.0)
-        self._neighbour = w
+        self.neighbour = w
         self._exp_decay = rules.half_life_decay(ex.half_life_days)
         self._memory_decay = rules.half_life_decay(sc.grievance.memory_half_life_days)
         return ts
@@ -231,6 +245,64 @@ class AllegianceModel(Model):
         d = self.geo.distance_km.copy()
         np.fill_diagonal(d, np.inf)
         return np.argsort(d, axis=1)
+
+    # ------------------------------------------------------------------ stationary baseline
+
+    def zero_balance(self) -> dict[str, float | np.ndarray]:
+        """Baseline balances that change nothing (``baseline.stationary: false``)."""
+        n = self.town_state.n
+        return {
+            "resources": 0.0,
+            "legitimacy": 0.0,
+            "services": np.zeros(n),
+            "control": np.zeros(n),
+            "council": np.zeros(n),
+            "takeover_pressure": np.zeros(n),
+            "hts_harm": np.zeros(n),
+        }
+
+    def balance_baseline(self) -> None:
+        """Make the initial state a fixed point of the whole system without shocks (ODD 5.7).
+
+        Every town-level process gets a constant balance equal to its drift in the
+        initial state (with protest at its stationary level), so it moves only when
+        its inputs depart from that state: HTS resources, services, control and
+        legitimacy, council legitimacy, and the pressure behind council takeovers.
+        The repression memory starts at its stationary level, and HTS's standing
+        coercion (that memory and taxes) is the standing level that G_H0 already
+        reflects: only coercion above it raises G_H.
+        """
+        ts = self.town_state
+        sc = self.scenario
+        ps = stationary_protest(self, 0.0)[0]
+        ts.protest_share = ps
+        p_arrest = rules.arrest_probability(
+            sc.hts.security_per_control * ts.control * self.hts.strength * ts.open,
+            ps,
+            arrest_constant=sc.protest.arrest_constant,
+            crowd_scale=sc.protest.crowd_scale,
+        )
+        # Arrests per household agent per day at the stationary protest, remembered at q per day.
+        ts.repression = sc.hts.repression * p_arrest * ps / (1 - self._memory_decay) * ts.open
+        drifts = self.hts.drifts()
+        self.balance.update({k: drifts[k] for k in ("resources", "services", "control", "legitimacy")})
+        self.balance["takeover_pressure"] = np.asarray(drifts["takeover_pressure"]).copy()
+        self.balance["council"] = self.civil_society.drift()
+        self.balance["hts_harm"] = self.hts_harm()
+        self.aggregate()  # back to the realised protest of day -1
+
+    def hts_harm(self) -> np.ndarray:
+        """HTS's own coercion felt in each town today (before the home-team discount and standing level).
+
+        ``repression_weight * repression_t + takeover_weight * takeover_memory_t + tax_weight * C_t * open_t``.
+        """
+        ts = self.town_state
+        g = self.scenario.grievance
+        return (
+            g.repression_weight * ts.repression
+            + g.takeover_weight * ts.takeover_memory
+            + g.tax_weight * ts.control * ts.open
+        )
 
     # ------------------------------------------------------------------ town-level updates
 
@@ -252,7 +324,7 @@ class AllegianceModel(Model):
         present = np.maximum(ts.present, 1e-9)
         harm = ex.casualty_weight * ts.killed_today / present * 1000.0 + ex.strike_weight * ts.strikes_today
         ts.exposure = ts.exposure * self._exp_decay + harm
-        ts.exposure_eff = ts.exposure + self._neighbour @ ts.exposure
+        ts.exposure_eff = ts.exposure + self.neighbour @ ts.exposure
         self.hh.harm *= np.float32(self._exp_decay)
         self.update_threat()
         ts.repression *= self._memory_decay
@@ -273,23 +345,20 @@ class AllegianceModel(Model):
         rel = np.array([g.fighters for g in self.rival_groups]) / self.hts.reference_fighters
         rival_support = ts.rival_presence @ (np.maximum(align, 0) * rel) if len(align) else 0.0
         strength = np.minimum(ts.control * self.hts.strength + rival_support, sc.hts.strength_cap)
-        # Protection as households value it: zero when the rally mechanism is off.
+        # Protection as households value it, local: the threat in and near the town, HTS's
+        # presence there and its retaliation for strikes on it or its neighbours. Zero when
+        # the rally mechanism is off.
         ts.protection = (
-            mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * self.hts.retaliation) * ts.open
+            mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * ts.retaliation) * ts.open
         )
-        calibrated = sc.choice.calibrate_constants
+        # Town terms only: the intercepts are the household's own (HouseholdArrays.intercept_*).
         ts.coop_base = (
-            (self.alpha_coop if calibrated else ch.cooperate_intercept)
-            + ch.services_weight * ts.services
+            ch.services_weight * ts.services
             + mech.institutions * ch.service_gap_weight * ts.services * ts.damage
             + mech.control * ch.control_weight * ts.control
             + ch.peer_weight * ts.coop_share
         )
-        ts.resist_base = (
-            (self.alpha_resist if calibrated else ch.resist_intercept)
-            + ch.council_weight * ts.council * ts.independent
-            + ch.peer_weight * ts.resist_share
-        )
+        ts.resist_base = ch.council_weight * ts.council * ts.independent + ch.peer_weight * ts.resist_share
         guard = ts.rival_presence @ (1 - np.maximum(align, 0)) if len(align) else np.zeros(ts.n)
         ts.rival_guard = sc.rivals.council_shield * np.clip(guard, 0, 1)
 
@@ -398,6 +467,7 @@ class AllegianceModel(Model):
         for arr in (ts.control, ts.services, ts.council, ts.reputation, ts.civil_society):
             arr[town] = 0.0
         ts.independent[town] = False
+        self.balance["council"][town] = 0.0
         self.dest_probs = None
         self.update_front_proximity()
         flight(self, fallen_town=town)

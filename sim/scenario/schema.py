@@ -61,11 +61,12 @@ class Mechanisms(Strict):
     regime_blame: float = param(
         1.0,
         0,
-        10,
-        unit="multiplier",
-        source="Lyall, Blair & Imai 2013",
-        doc="Asymmetric blame: harm from regime strikes becomes grievance against the regime "
-        "(HTS coercion never lowers it). Multiplies grievance.regime_rate.",
+        1,
+        unit="share",
+        source="Condra & Shapiro 2012; Lyall, Blair & Imai 2013",
+        doc="Blame on the perpetrator: share of strike harm blamed on the regime, feeding grievance "
+        "against the regime at grievance.regime_rate. Independent of pretext_blame (blaming HTS "
+        "for drawing the strikes does not absolve the regime).",
     )
     institutions: float = param(
         1.0,
@@ -92,8 +93,8 @@ class Mechanisms(Strict):
         1,
         unit="share",
         source="Condra & Shapiro 2012",
-        doc="Blame on the pretext (lambda): share of strike harm blamed on HTS for drawing "
-        "the strikes; 1 - lambda is blamed on the regime.",
+        doc="Blame on the pretext: share of strike harm blamed on HTS for drawing the strikes, "
+        "feeding grievance against HTS at grievance.hts_rate. Raises G_H without lowering G_R.",
     )
     exit: float = param(
         1.0,
@@ -112,6 +113,16 @@ class Mechanisms(Strict):
         unit="multiplier",
         source="Kalyvas 2006",
         doc="Control drives collaboration. Multiplies choice.control_weight.",
+    )
+    consolidation: float = param(
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Kalyvas 2006",
+        doc="Collaboration drives control (the control feedback): HTS control grows with the "
+        "cooperating share and erodes with protest. Multiplies hts.consolidation_rate and "
+        "hts.protest_erosion.",
     )
 
 
@@ -260,6 +271,15 @@ class Grievance(Strict):
     tax_weight: float = param(
         0.004, 0, 1, unit="per (control*day)", doc="Daily HTS-attributed harm of taxes per unit control."
     )
+    home_team_discount: float = param(
+        0.5,
+        0,
+        1,
+        unit="share",
+        source="Lyall, Blair & Imai 2013 (direction); size assumed",
+        doc="Home-team discount: share by which HTS's own coercion (repression, arrests, council "
+        "takeovers, taxes, attacks on rivals) raises G_H less than the same harm would; 0 is off.",
+    )
 
 
 class Fear(Strict):
@@ -284,10 +304,11 @@ class Choice(Strict):
     cooperate_intercept: float = param(0.0, -10, 10, doc="b0 for cooperating (without calibrated constants).")
     resist_intercept: float = param(0.0, -10, 10, doc="b0 for resisting (without calibrated constants).")
     protection_weight: float = param(
-        1.5, 0, 50, source="assumed (rally mechanism)", doc="b_P: weight of protection_t * G_R."
-    )
-    regime_grievance_weight: float = param(
-        1.0, 0, 50, doc="b_R: weight of G_R on cooperating (the regime as first enemy)."
+        1.5,
+        0,
+        50,
+        source="assumed (rally mechanism)",
+        doc="b_P: weight of protection_t * G_R, the one channel through which regime grievance enters the choice.",
     )
     services_weight: float = param(1.5, 0, 50, doc="b_S: weight of HTS services.")
     service_gap_weight: float = param(2.0, 0, 50, doc="Extra service value where strike damage hollowed out the town.")
@@ -302,12 +323,42 @@ class Choice(Strict):
 class Protest(Strict):
     """Protest against HTS: Epstein (2002) Model I with HTS in the role of the police."""
 
-    threshold_mean: float = param(0.2, 0, 1, source="Epstein 2002", doc="Mean protest threshold T_i.")
+    calibrate_threshold: bool = Field(
+        True,
+        description="Shift every household's protest threshold by one constant, solved at the start so that "
+        "the stationary ordinary-day protest share in resisting towns is protest.ordinary_share (arrests "
+        "and jail included); households that would protest start protesting or in jail in their "
+        "stationary proportions.",
+    )
+    ordinary_share: float = param(
+        0.02,
+        0.0001,
+        0.5,
+        unit="share of persons",
+        source="MODEL.md: demonstrations in these towns drew hundreds to a few thousand people, "
+        "about 0.5-5% of a town on a protest day",
+        doc="Ordinary-day protest share in resisting towns that the threshold calibration matches "
+        "(the documented order of magnitude of the rule itself, not a validation target).",
+    )
+
+    threshold_mean: float = param(
+        0.2,
+        0,
+        1,
+        source="Epstein 2002",
+        doc="Mean protest threshold T_i before the calibration shift (protest.calibrate_threshold).",
+    )
     threshold_sd: float = param(0.05, 0, 1, doc="Spread of T_i (normal, clipped at 0).")
     arrest_constant: float = param(
         2.3, 0, 50, source="Epstein 2002", doc="k in P_arrest = 1 - exp(-k * security / (1 + crowd))."
     )
-    crowd_scale: float = param(20.0, 0, 1000, doc="Crowd size in P_arrest: protest share of town times this.")
+    crowd_scale: float = param(
+        5.0,
+        0,
+        1000,
+        doc="Crowd size in P_arrest: protest share of town times this (safety in numbers; at 20 the ordinary "
+        "protest level was an unstable state that tipped into mass protest within days, ODD 5.8).",
+    )
     fear_risk_weight: float = param(
         1.0, 0, 50, source="Lyall 2009", doc="kappa: fear adds to the perceived risk of gathering."
     )
@@ -415,10 +466,17 @@ class HTSConfig(Strict):
     protest_shield: float = param(3.0, 0, 100, unit="-", doc="How strongly protest protects a council from takeover.")
     consolidation_rate: float = param(0.003, 0, 1, unit="1/day", doc="Growth of control with the cooperating share.")
     protest_erosion: float = param(0.05, 0, 1, unit="1/day", doc="Erosion of control per unit protest share.")
-    retaliation_rate: float = param(0.05, 0, 10, unit="per strike", doc="Retaliation activity per regime strike.")
+    retaliation_rate: float = param(
+        0.05,
+        0,
+        10,
+        unit="per strike",
+        doc="Retaliation activity in a town per regime strike on it (neighbours' strikes weighted by "
+        "exposure.neighbour_weight * exp(-distance / exposure.neighbour_range_km)).",
+    )
     retaliation_half_life_days: float = param(14.0, 0.5, 365, unit="days", doc="Half-life of retaliation memory.")
     rally_protection_boost: float = param(
-        1.0, 0, 20, unit="-", doc="Protection value gained per unit retaliation memory."
+        1.0, 0, 20, unit="-", doc="Protection value gained per unit of the town's retaliation memory."
     )
     attack_rivals_rate: float = param(
         0.0, 0, 1, unit="1/day", doc="Daily probability of an HTS attack on a rival group."
@@ -567,6 +625,18 @@ class CivilSocietyConfig(Strict):
     )
 
 
+class Baseline(Strict):
+    """The no-shock baseline: a stationary state by construction (ODD 5.7)."""
+
+    stationary: bool = Field(
+        True,
+        description="Balance every town-level process at the initial state (control, services, councils, "
+        "HTS legitimacy and resources get a constant term that zeroes their drift at the start; HTS "
+        "coercion and council takeovers act on departures from their standing levels), so that with no "
+        "strikes and no front the whole system stands still; false gives the unbalanced processes.",
+    )
+
+
 # --------------------------------------------------------------------------- geography
 
 
@@ -708,6 +778,7 @@ class Scenario(Strict):
     air_campaign: AirCampaignConfig = Field(default_factory=AirCampaignConfig)
     front: FrontConfig = Field(default_factory=FrontConfig)
     civil_society: CivilSocietyConfig = Field(default_factory=CivilSocietyConfig)
+    baseline: Baseline = Field(default_factory=Baseline)
     output: Output = Field(default_factory=Output)
     observed: Observed = Field(default_factory=Observed)
 
