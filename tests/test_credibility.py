@@ -209,3 +209,36 @@ def test_all_mechanisms_off_gives_a_negligible_home_town_effect(tmp_path: Path) 
     assert "composition" in line and f"{h.loc[HEADLINE[0], 'mean_diff']:+.3f}" in line
     own = c.loc["coop_share_resisting_stayers:mean", "difference"]
     assert abs(own) <= 0.02
+
+
+# --------------------------------------------------------------------------- the campaign's dated intensity
+
+
+def test_idlib_campaign_intensity_is_a_dated_sourced_schedule_addressable_by_key_path() -> None:
+    path = SCENARIOS / "idlib_2017_2018.yaml"
+    sc = load_scenario(path).scenario
+    periods = {p.name: p for p in sc.air_campaign.schedule}
+    assert str(periods["escalation"].date) == "2017-11-01" and str(periods["decrease"].date) == "2018-02-11"
+    for p in periods.values():
+        assert "REACH/ISMI" in p.source and "assumed" in p.source
+    model = AllegianceModel(sc, household_agents=False)
+    feb11 = sc.day_of(periods["decrease"])
+    assert (model.air.sorties[:feb11] == periods["escalation"].sorties_per_day).all()
+    assert (model.air.sorties[feb11:] == periods["decrease"].sorties_per_day).all()
+    # Each level is a parameter with a key path (what calibration puts priors on).
+    by_name = load_scenario(path, ["air_campaign.schedule.decrease.sorties_per_day=0"]).scenario
+    by_index = load_scenario(path, ["air_campaign.schedule.1.sorties_per_day=0"]).scenario
+    for s in (by_name, by_index):
+        m = AllegianceModel(s, household_agents=False)
+        assert (m.air.sorties[feb11:] == 0).all() and (m.air.sorties[:feb11] == model.air.sorties[:feb11]).all()
+    # January's killed count is a check against SNHR's 223, not a calibration target.
+    jan = [f for f in sc.observed.figures if f.kind == "killed"]
+    assert len(jan) == 1 and jan[0].value == 223 and not jan[0].calibrated and "SNHR" in jan[0].source
+
+
+def test_schedule_periods_must_be_in_date_order(tiny) -> None:
+    with pytest.raises(ValueError, match="date order"):
+        tiny(air_campaign={"schedule": [{"name": "b", "day": 5}, {"name": "a", "day": 2}]})
+    sc = tiny(days=10, air_campaign={"schedule": [{"name": "a", "day": 2, "sorties_per_day": 7.0}]})
+    sorties = AllegianceModel(sc, household_agents=False).air.sorties
+    assert list(sorties) == [3.0, 3.0] + [7.0] * 8

@@ -152,6 +152,10 @@ class AirCampaign(mesa.Agent):
         self.policy = cfg.policy
         self.start_day = sc.day_of(cfg.start) if cfg.start else 0
         self.end_day = sc.day_of(cfg.end) if cfg.end else sc.days
+        # Mean background sorties per day: the flat level, then each dated period until the next.
+        self.sorties = np.full(sc.days, cfg.sorties_per_day)
+        for period in cfg.schedule:
+            self.sorties[min(sc.day_of(period), sc.days) :] = period.sorties_per_day
         self.calendar: dict[int, list[tuple[int, int, int | None]]] = {}
         for s in cfg.calendar:
             self.calendar.setdefault(sc.day_of(s), []).append((sc.town_names.index(s.town), s.strikes, s.killed))
@@ -189,7 +193,7 @@ class AirCampaign(mesa.Agent):
         ts.damage *= 1 - cfg.damage_repair_rate
         # Same draws for every policy: the sortie count and the per-sortie uniforms come from
         # this stream only; casualties and victims come from another, so they cannot shift them.
-        n_sorties = int(self.stream.poisson(cfg.sorties_per_day))
+        n_sorties = int(self.stream.poisson(self.sorties[day]))
         u = self.stream.random((n_sorties, 3))
         if self.policy == "none":  # the counterfactual: no air campaign at all, dated strikes included
             m.after_strikes()

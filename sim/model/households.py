@@ -391,7 +391,7 @@ def _resist_probability(model: AllegianceModel) -> np.ndarray:
 
 
 def stationary_protest(
-    model: AllegianceModel, threshold_shift: float
+    model: AllegianceModel, threshold_shift: float, p_res: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The protest rule's stationary state for a given threshold shift.
 
@@ -409,40 +409,48 @@ def stationary_protest(
     ``ps_t = sum_i persons_i x_i / P_t`` enters the rule through the peer push and the
     crowd in ``P_arrest``: solved by fixed-point iteration.
 
-    Returns ``(ps_t, would mask, x_i, y_i, w_i)``.
+    ``p_res`` (each household's resist probability) may be passed when the state has not
+    changed, to save recomputing the utilities. Returns ``(ps_t, would mask, x_i, y_i, w_i)``.
     """
     sc = model.scenario
     hh = model.hh
     ts = model.town_state
     pr = sc.protest
     n = ts.n
-    town = hh.town
-    able = (hh.persons > 0) & ts.open[town]
-    p_res = _resist_probability(model)
+    p_res_all = _resist_probability(model) if p_res is None else p_res
     security = sc.hts.security_per_control * ts.control * model.hts.strength * ts.open
-    present = np.maximum(np.bincount(town, weights=hh.persons, minlength=n), 1e-12)
-    drive = hh.g_hts * F32(1.0 - model.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
+    present = np.maximum(np.bincount(hh.town, weights=hh.persons, minlength=n), 1e-12)
+    drive_all = hh.g_hts * F32(1.0 - model.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
         pr.fear_risk_weight * sc.mechanisms.suppression
     )
-    threshold = np.maximum(hh.threshold + F32(threshold_shift), 0)
+    threshold_all = np.maximum(hh.threshold + F32(threshold_shift), 0)
+    # Only households that would protest with the largest peer push and no risk can ever qualify.
+    cand = np.flatnonzero((hh.persons > 0) & ts.open[hh.town] & (drive_all + F32(pr.peer_weight) > threshold_all))
+    town, persons = hh.town[cand], hh.persons[cand]
+    p_res, drive, threshold, risk = p_res_all[cand], drive_all[cand], threshold_all[cand], hh.risk_aversion[cand]
     jail, r = float(pr.jail_days), sc.choice.revision_rate
     ps = np.zeros(n)
-    for _ in range(100):
+    for _ in range(40):
         p_arrest = rules.arrest_probability(
             security, ps, arrest_constant=pr.arrest_constant, crowd_scale=pr.crowd_scale
         )
-        would = able & (drive + (pr.peer_weight * ps)[town] - hh.risk_aversion * p_arrest[town] > threshold)
+        would = drive + (pr.peer_weight * ps)[town] - risk * p_arrest[town] > threshold
         a = (sc.hts.repression * p_arrest)[town]
         k = a * jail * (1 + jail * r * p_res) / (1 + jail * r)
         x = np.where(would, p_res / (1 + k), 0.0)
-        new = np.bincount(town, weights=hh.persons * x, minlength=n) / present
-        done = np.max(np.abs(new - ps)) < 1e-10
+        new = np.bincount(town, weights=persons * x, minlength=n) / present
+        done = np.max(np.abs(new - ps)) < 1e-6  # in share units: 0.005% of a town
         ps = 0.5 * (ps + new)  # damped: the crowd term can make the plain iteration oscillate
         if done:
             break
+    size = len(hh)
+    out_would = np.zeros(size, bool)
+    out_would[cand] = would
+    out = [np.zeros(size) for _ in range(3)]
     y = x * k
-    w = np.where(would, a * x * jail - y, 0.0)
-    return ps, would, x, y, np.maximum(w, 0.0)
+    for arr, v in zip(out, (x, y, np.maximum(np.where(would, a * x * jail - y, 0.0), 0.0)), strict=True):
+        arr[cand] = v
+    return ps, out_would, out[0], out[1], out[2]
 
 
 def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
@@ -463,12 +471,14 @@ def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
     res = model.resisting if model.resisting.any() else np.ones(ts.n, bool)
     present = np.bincount(hh.town, weights=hh.persons, minlength=ts.n)
 
+    p_res = _resist_probability(model)
+
     def share(c: float) -> float:
-        ps = stationary_protest(model, c)[0]
+        ps = stationary_protest(model, c, p_res)[0]
         return float((ps * present)[res].sum() / max(present[res].sum(), 1e-12))
 
-    lo, hi = -2.0, 2.0  # the share falls as the shift rises
-    for _ in range(40):
+    lo, hi = -1.5, 1.5  # the share falls as the shift rises (net drives lie within [-1, 1])
+    for _ in range(24):  # to 2e-7 in threshold units
         mid = 0.5 * (lo + hi)
         if share(mid) > pr.ordinary_share:
             lo = mid
@@ -476,10 +486,10 @@ def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
             hi = mid
     shift = 0.5 * (lo + hi)
     hh.threshold[:] = np.maximum(hh.threshold + F32(shift), 0)
-    _, would, _, y, w = stationary_protest(model, 0.0)
+    _, would, _, y, w = stationary_protest(model, 0.0, p_res)
     # Start each would-be protester in its stationary state given its drawn stance.
     resisting = hh.stance == RESIST
-    p = _resist_probability(model)
+    p = p_res
     p_jail = np.where(resisting, y / np.maximum(p, 1e-12), w / np.maximum(1 - p, 1e-12))
     u = rng.random((2, len(hh)))
     jailed = would & (u[0] < p_jail)

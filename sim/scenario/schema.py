@@ -556,12 +556,33 @@ Policy = Literal["none", "random", "hts_strongholds", "resisting_towns", "frontl
 POLICIES: tuple[str, ...] = get_args(Policy)
 
 
+class SortiePeriod(DatedSwitch):
+    """A period of the background campaign's intensity: from its date (or day) to the next period's."""
+
+    name: str = Field(
+        min_length=1, description="label of the period (key path air_campaign.schedule.<name>.sorties_per_day)"
+    )
+    sorties_per_day: float = param(
+        3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson) during this period."
+    )
+    source: str = Field(ASSUMED, description="where the period's dates and level come from")
+
+
 class AirCampaignConfig(Strict):
     """Regime and Russian air campaign: the treatment."""
 
     policy: Policy = Field("resisting_towns", description="Targeting policy of the background sorties.")
     sorties_per_day: float = param(
-        3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson), the same for every policy."
+        3.0,
+        0,
+        500,
+        unit="strikes/day",
+        doc="Mean background strikes per day (Poisson), the same for every policy; before the first period of "
+        "air_campaign.schedule (throughout if there is none).",
+    )
+    schedule: list[SortiePeriod] = Field(
+        default_factory=list,
+        description="dated intensity periods of the background campaign (piecewise constant, in date order)",
     )
     start: DatedSwitch | None = Field(None, description="first day of the background campaign")
     end: DatedSwitch | None = Field(None, description="last day of the background campaign")
@@ -695,7 +716,7 @@ class Output(Strict):
 # --------------------------------------------------------------------------- observed record
 
 
-ObservedKind = Literal["displacements", "arrival_share", "council_independent"]
+ObservedKind = Literal["displacements", "arrival_share", "council_independent", "killed"]
 
 
 class ObservedFigure(Strict):
@@ -707,6 +728,7 @@ class ObservedFigure(Strict):
         ``arrival_share``: share of those displacements arriving in ``towns``.
         ``council_independent``: whether the council of the single town in ``towns`` is still
         independent of HTS on the last day (1 yes, 0 no).
+        ``killed``: civilians killed by strikes from ``start`` to ``end``, both days included.
     """
 
     name: str = Field(min_length=1, description="label of the figure in the comparison table")
@@ -804,6 +826,9 @@ class Scenario(Strict):
 
         for i, s in enumerate(self.air_campaign.calendar):
             check(s.town, ("air_campaign", "calendar", i, "town"))
+        periods = self.air_campaign.schedule
+        if len({p.name for p in periods}) != len(periods):
+            raise ScenarioRefError(("air_campaign", "schedule"), "duplicate period names")
         for i, e in enumerate(self.front.events):
             check(e.town, ("front", "events", i, "town"))
         for gi, g in enumerate(self.rivals.groups):
@@ -828,6 +853,10 @@ class Scenario(Strict):
         for i, f in enumerate(self.observed.figures):
             if f.start and f.end and self.day_of(f.start) > self.day_of(f.end):
                 raise ScenarioRefError(("observed", "figures", i, "end"), "end is before start")
+        starts = [self.day_of(p) for p in periods]
+        for i in range(1, len(starts)):
+            if starts[i] <= starts[i - 1]:
+                raise ScenarioRefError(("air_campaign", "schedule", i), "periods must be in date order")
         for d in self.output.household_snapshot_days:
             if not 0 <= d < self.days:
                 raise ScenarioRefError(("output", "household_snapshot_days"), f"day {d} is outside 0..{self.days - 1}")
@@ -837,6 +866,7 @@ class Scenario(Strict):
         items: list[tuple[tuple[Any, ...], DatedSwitch]] = []
         items += [(("air_campaign", "calendar", i), s) for i, s in enumerate(self.air_campaign.calendar)]
         items += [(("front", "events", i), e) for i, e in enumerate(self.front.events)]
+        items += [(("air_campaign", "schedule", i), p) for i, p in enumerate(self.air_campaign.schedule)]
         for key in ("start", "end"):
             v = getattr(self.air_campaign, key)
             if v is not None:
