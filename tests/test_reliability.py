@@ -163,3 +163,111 @@ def test_a_recursive_alias_is_refused(tmp_path, sim_command):
     path = write(tmp_path / "loop.yaml", TINY_TEXT + "description: &d [*d]\n")
     res = run_sim(sim_command, "validate", path, cwd=tmp_path)
     assert_one_line(res, str(path), "recursive YAML alias")
+
+
+# --------------------------------------------------------------------------- dates and the scenario window
+
+STRIKE = "    - {day: 2, town: Alpha, strikes: 2, killed: 6}\n"
+DATED = TINY_TEXT.replace("days: 12\n", "days: 12\nstart_date: 2018-01-01\n")
+
+
+@pytest.mark.parametrize(
+    ("case", "text", "key", "needles"),
+    [
+        (
+            "strike-day",
+            TINY_TEXT,
+            "air_campaign.calendar.1",
+            ["day 30 is after the last day of the scenario, day 11"],
+        ),
+        (
+            "strike-date",
+            DATED,
+            "air_campaign.calendar.1",
+            ["date 2018-02-01 is after the last day of the scenario, 2018-01-12"],
+        ),
+        ("front-event", DATED, "front.events.0", ["date 2018-03-01 is after the last day"]),
+        ("governance-body", DATED, "hts.governance_body", ["day 12 is after the last day of the scenario, day 11"]),
+        ("observed-window", DATED, "observed.figures.0.end", ["date 2018-01-20 is after the last day"]),
+    ],
+)
+def test_a_date_after_the_window_is_one_line_naming_file_line_and_key(tmp_path, sim_command, case, text, key, needles):
+    additions = {
+        "strike-day": (
+            "    - {day: 2, town: Alpha, strikes: 2, killed: 6}\n",
+            "    - {day: 30, town: Alpha, strikes: 1}\n",
+        ),
+        "strike-date": (
+            "    - {day: 2, town: Alpha, strikes: 2, killed: 6}\n",
+            "    - {date: 2018-02-01, town: Beta}\n",
+        ),
+    }
+    if case in additions:
+        anchor, extra = additions[case]
+        text = text.replace(anchor, anchor + extra)
+        needle = extra.strip()
+    elif case == "front-event":
+        text = text.replace("front:\n  enabled: false\n", "front:\n  enabled: false\n  events:\n")
+        text += "    - {date: 2018-03-01, town: Gamma, status: regime}\n"
+        needle = "2018-03-01"
+    elif case == "governance-body":
+        text += "hts:\n  governance_body: {day: 12}\n"
+        needle = "governance_body"
+    else:
+        text += (
+            "observed:\n  figures:\n    - name: moves\n      kind: displacements\n"
+            "      start: {date: 2018-01-03}\n      end: {date: 2018-01-20}\n      value: 10\n      source: test\n"
+        )
+        needle = "end: {date: 2018-01-20}"
+    path = write(tmp_path / f"{case}.yaml", text)
+    out = tmp_path / "out"
+    for args in (["validate", path], ["run", path, "--out", out]):
+        res = run_sim(sim_command, *args, cwd=tmp_path)
+        assert_one_line(res, f"{path}:{line_of(text, needle)}", key, *needles)
+    assert files_under(out) == []
+
+
+LATE_STRIKE = TINY_TEXT.replace(
+    "    - {day: 2, town: Alpha, strikes: 2, killed: 6}\n",
+    "    - {day: 2, town: Alpha, strikes: 2, killed: 6}\n    - {day: 8, town: Beta, strikes: 1}\n",
+)
+
+
+def test_a_shorter_or_longer_run_keeps_dates_of_the_scenario_window(tmp_path, sim_command):
+    path = write(tmp_path / "late.yaml", LATE_STRIKE.replace("days: 12", "days: 8"))  # day 8 is past days 0..7
+    assert_one_line(run_sim(sim_command, "validate", path, cwd=tmp_path), "day 8 is after the last day")
+    # --days longer than the file's window reaches the strike; shorter than a valid window cuts it on purpose
+    assert run_sim(sim_command, "validate", path, "--set", "days=9", cwd=tmp_path).returncode == 0
+    ok = write(tmp_path / "ok.yaml", LATE_STRIKE)
+    res = run_sim(sim_command, "validate", ok, "--set", "days=5", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+
+OBSERVED = DATED + (
+    "observed:\n  replicates: 1\n  figures:\n"
+    "    - {name: moves, kind: displacements, start: {day: 2}, end: {day: 10}, value: 100, source: test}\n"
+    "    - {name: Alpha council, kind: council_independent, towns: [Alpha], value: 1, source: test}\n"
+)
+
+
+def test_a_run_that_stops_before_an_observed_window_ends_says_window_not_reached(tmp_path, sim_command):
+    import pandas as pd
+
+    path = write(tmp_path / "observed.yaml", OBSERVED)
+    out = tmp_path / "out"
+    res = run_sim(sim_command, "run", path, "--days", "5", "--out", out, "--run-id", "short", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    [moves] = [line for line in res.stdout.splitlines() if "moves:" in line]
+    assert "window not reached" in moves and "ratio" not in moves and "nan" not in moves
+    assert "the run ends 2018-01-05" in moves
+    obs = pd.read_csv(out / "tiny" / "short" / "observed.csv").set_index("figure")
+    assert obs.loc["moves", "check"] == "window not reached"
+    assert pd.isna(obs.loc["moves", "simulated"]) and pd.isna(obs.loc["moves", "ratio"])
+    assert obs.loc["moves", "window"] == "2018-01-03 .. 2018-01-11"
+    assert obs.loc["Alpha council", "check"] != "window not reached"  # a figure of the run's last day
+    # the full window gives a value and a ratio
+    res = run_sim(sim_command, "run", path, "--out", out, "--run-id", "full", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    full = pd.read_csv(out / "tiny" / "full" / "observed.csv").set_index("figure")
+    assert full.loc["moves", "check"] != "window not reached"
+    assert full.loc["moves", "ratio"] == pytest.approx(full.loc["moves", "simulated"] / 100)

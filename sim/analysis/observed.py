@@ -44,6 +44,9 @@ COLUMNS = (
     "note",
 )
 
+NOT_REACHED = "window not reached"
+"""The ``check`` of a figure whose window ends after the run's last day (no value, no ratio)."""
+
 Frames = dict[str, pd.DataFrame]
 Runner = Callable[[Scenario, int], Frames]
 
@@ -155,29 +158,36 @@ def _check(fig: ObservedFigure, mean: float, lo: float, hi: float) -> str:
     return "record within model range" if lo <= fig.value <= hi else "record outside model range"
 
 
+def _day_text(scenario: Scenario, day: int) -> str:
+    d = scenario.date_of(day)
+    return str(d) if d is not None else f"day {day}"
+
+
 def _window_text(fig: ObservedFigure, scenario: Scenario, days_run: int) -> str:
     if fig.kind == "council_independent":
-        day = days_run - 1
-    else:
-        first, last, _ = window_days(fig, scenario, days_run)
-        a, b = scenario.date_of(first), scenario.date_of(last)
-        return f"{a} .. {b}" if a is not None else f"day {first} .. {last}"
-    d = scenario.date_of(day)
-    return f"end ({d})" if d is not None else f"end (day {day})"
+        return f"end ({_day_text(scenario, days_run - 1)})"
+    first = scenario.day_of(fig.start) if fig.start is not None else 0
+    last = scenario.day_of(fig.end) if fig.end is not None else days_run - 1
+    a, b = scenario.date_of(first), scenario.date_of(last)
+    return f"{a} .. {b}" if a is not None else f"day {first} .. {last}"
 
 
 def observed_table(scenario: Scenario, replicate_data: Sequence[Frames]) -> pd.DataFrame:
     """One row per recorded figure: model mean / min / max over replicates against the record."""
     rows: list[dict[str, Any]] = []
+    days_run = int(replicate_data[0]["timeseries"]["day"].max()) + 1
     for fig in scenario.observed.figures:
-        values = np.array([figure_value(fig, scenario, f) for f in replicate_data], dtype=float)
+        _, _, clipped = window_days(fig, scenario, days_run)
+        if clipped:  # a run shorter than the window: a partial sum is no comparison
+            values = np.array([], dtype=float)
+            check, note = NOT_REACHED, f"the run ends on {_day_text(scenario, days_run - 1)}, before the window ends"
+        else:
+            values = np.array([figure_value(fig, scenario, f) for f in replicate_data], dtype=float)
+            check, note = "", ""
         ok = values[~np.isnan(values)]
         mean = float(ok.mean()) if len(ok) else math.nan
         lo = float(ok.min()) if len(ok) else math.nan
         hi = float(ok.max()) if len(ok) else math.nan
-        days_run = int(replicate_data[0]["timeseries"]["day"].max()) + 1
-        _, _, clipped = window_days(fig, scenario, days_run)
-        note = fig.note + ("; window truncated: the run ends before it" if clipped else "")
         rows.append(
             {
                 "figure": fig.name,
@@ -185,16 +195,16 @@ def observed_table(scenario: Scenario, replicate_data: Sequence[Frames]) -> pd.D
                 "simulated": mean,
                 "sim_min": lo,
                 "sim_max": hi,
-                "replicates": len(values),
+                "replicates": len(replicate_data),
                 "observed": fig.value,
                 "comparison": fig.comparison,
                 "ratio": mean / fig.value if fig.value else math.nan,
-                "check": _check(fig, mean, lo, hi),
+                "check": check or _check(fig, mean, lo, hi),
                 "calibrated": "yes" if fig.calibrated else "no",
                 "window": _window_text(fig, scenario, days_run),
                 "towns": ", ".join(fig.towns),
                 "source": fig.source,
-                "note": note.strip("; "),
+                "note": "; ".join(t for t in (fig.note, note) if t),
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))

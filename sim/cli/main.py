@@ -119,13 +119,21 @@ def summary_text(result, folder: Path) -> str:
     if observed.exists():
         import pandas as pd
 
-        obs = pd.read_csv(observed)
+        from sim.analysis.observed import NOT_REACHED
+
+        obs = pd.read_csv(observed, keep_default_na=False, na_values=[""])
         lines.append("  observed vs simulated:")
         for _, row in obs.iterrows():
-            lines.append(
-                f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
-                f"(ratio {row['ratio']:.2f}; {row['source']})"
-            )
+            if row["check"] == NOT_REACHED:
+                lines.append(f"    {row['figure']}: {NOT_REACHED} (window {row['window']}; the run ends {when})")
+            elif pd.isna(row["simulated"]):
+                lines.append(f"    {row['figure']}: no model value ({row['check']}; {row['source']})")
+            else:
+                ratio = f"ratio {row['ratio']:.2f}; " if pd.notna(row["ratio"]) else ""
+                lines.append(
+                    f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
+                    f"({ratio}{row['source']})"
+                )
     lines.append(f"results: {folder}")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -429,6 +429,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
     """
     path = Path(path)
     data, docs = _resolve(path, [])
+    file_days = data.get("days", Scenario.model_fields["days"].default)
     overrides = list(overrides or [])
     apply_set_overrides(data, overrides, path)
     try:
@@ -438,22 +439,12 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
         more = len(exc.errors()) - 1
         if more:
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
-        key = ".".join(str(p) for p in loc)
-        # Blame the override if it set this key (or a key above or below it), else the file
-        # whose content reaches deepest into the key path (lists come whole from one file).
-        parts = [str(p) for p in loc]
-        for text in overrides:
-            set_parts = text.partition("=")[0].strip().split(".")
-            n = min(len(parts), len(set_parts))
-            if n and parts[:n] == set_parts[:n]:
-                raise ScenarioError(path, f"{msg} (from --set {text})", key=key) from None
-        best, best_depth = docs[0], -1
-        for doc in docs:
-            depth = _known_depth(doc.data, loc)
-            if depth > best_depth:
-                best, best_depth = doc, depth
-        file, line = best.path, best.located.line_of(loc)
-        raise ScenarioError(file, msg, key=key, line=line) from None
+        _blame(loc, msg, path, docs, overrides)
+    # A dated item after the window of the files would silently never happen. A run made shorter
+    # (--days, --set days=...) cuts the window on purpose; one made longer can reach the item.
+    window = max(file_days, scenario.days) if isinstance(file_days, int) else scenario.days
+    for loc, msg in scenario.dated_after(window):
+        _blame(loc, msg, path, docs, overrides)
     _check_geography(scenario, docs)
     return LoadedScenario(
         scenario=scenario,
@@ -461,6 +452,25 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
         file_hashes={str(d.path): d.sha256 for d in docs},
         overrides=overrides,
     )
+
+
+def _blame(loc: tuple[Any, ...], msg: str, path: Path, docs: list[_Doc], overrides: list[str]) -> NoReturn:
+    """Raise ``msg`` for key path ``loc``, blaming the override that set it, else the file and line that hold it."""
+    key = ".".join(str(p) for p in loc)
+    # Blame the override if it set this key (or a key above or below it), else the file
+    # whose content reaches deepest into the key path (lists come whole from one file).
+    parts = [str(p) for p in loc]
+    for text in overrides:
+        set_parts = text.partition("=")[0].strip().split(".")
+        n = min(len(parts), len(set_parts))
+        if n and parts[:n] == set_parts[:n]:
+            raise ScenarioError(path, f"{msg} (from --set {text})", key=key) from None
+    best, best_depth = docs[0], -1
+    for doc in docs:
+        depth = _known_depth(doc.data, loc)
+        if depth > best_depth:
+            best, best_depth = doc, depth
+    raise ScenarioError(best.path, msg, key=key, line=best.located.line_of(loc)) from None
 
 
 def _known_depth(data: Any, loc: tuple[Any, ...]) -> int:

@@ -880,6 +880,23 @@ class Scenario(Strict):
                     items.append((("observed", "figures", i, key), v))
         return items
 
+    def dated_after(self, days: int) -> list[tuple[tuple[Any, ...], str]]:
+        """Dated items after the last day of a ``days``-day window (they would never happen), each with a message.
+
+        Not a validator: a shorter run (``--days``, a sweep's ``days``) may cut the window on purpose;
+        the loader checks the window the scenario files give (:func:`sim.scenario.loader.load_scenario`).
+        """
+        out: list[tuple[tuple[Any, ...], str]] = []
+        for loc, item in self._dated_items():
+            day = self.day_of(item)
+            if day > days - 1:
+                if item.date is not None:
+                    what = f"date {item.date} is after the last day of the scenario, {self.date_of(days - 1)}"
+                else:
+                    what = f"day {day} is after the last day of the scenario, day {days - 1}"
+                out.append((loc, f"{what} (days: {days})"))
+        return out
+
     # ----------------------------------------------------------------- calendar helpers
 
     def day_of(self, item: DatedSwitch) -> int:
