@@ -20,6 +20,7 @@ from sim.analysis.observed import (
     compare,
     displacements,
     figure_value,
+    killed,
     observed_table,
     replicate_seeds,
     window_days,
@@ -154,6 +155,7 @@ def test_observed_values_are_recomputed_from_the_run(run_95: SimulationResult) -
             inside = tw["day"].between(first, last) & tw["town"].astype(str).isin(fig.towns)
             assert row.simulated == pytest.approx(tw.loc[inside, "killed"].sum())
             assert 0 < row.simulated < tw.loc[tw["day"].between(first, last), "killed"].sum() + 1
+            assert row.simulated == pytest.approx(killed(run_95.frames, fig.towns, first, last))
         elif fig.kind == "hosted_displaced":
             tw = run_95.towns
             rows = tw[(tw["day"] == last) & tw["town"].astype(str).isin(fig.towns)]

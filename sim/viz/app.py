@@ -378,7 +378,7 @@ def _app() -> dict[str, Any]:
             policy: targeting policy of the air campaign (default: the file's).
             seed: root seed, an integer or the text of the seed box (default: the file's;
                 text that is not an integer falls back to the file's seed with a notice).
-            rally, regime_blame, institutions, suppression, pretext_blame, exit, control:
+            rally, regime_blame, institutions, suppression, pretext_blame, exit, control, consolidation:
                 mechanism strengths (default: the file's); see :class:`sim.scenario.schema.Mechanisms`.
         """
 
@@ -394,6 +394,7 @@ def _app() -> dict[str, Any]:
             pretext_blame: float | None = None,
             exit: float | None = None,
             control: float | None = None,
+            consolidation: float | None = None,
         ):
             path = Path(scenario_file) if scenario_file else served_scenario()
             base = load_scenario(path).scenario
@@ -406,6 +407,7 @@ def _app() -> dict[str, Any]:
                 "pretext_blame": pretext_blame,
                 "exit": exit,
                 "control": control,
+                "consolidation": consolidation,
             }
             self.overrides = control_overrides(base, policy=policy, seed=seed_value, **mechanisms)
             self.loaded = load_scenario(path, self.overrides)
