@@ -337,11 +337,19 @@ def run_abc(
             largest = (b.max_population or 2 * b.population) if b.adaptive_population else b.population
             remaining = b.max_runs - runs
             _seed_generation(cal.seed, t)
-            abc.run(
-                max_nr_populations=1,
-                max_total_nr_simulations=b.max_runs,
-                min_acceptance_rate=min(1.0, largest / max(remaining, 1)),
-            )
+            try:
+                abc.run(
+                    max_nr_populations=1,
+                    max_total_nr_simulations=b.max_runs,
+                    min_acceptance_rate=min(1.0, largest / max(remaining, 1)),
+                )
+            except (AssertionError, ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
+                # pyabc refuses a generation whose importance weights degenerate (all zero or
+                # nan: the perturbation kernel's density underflows in many dimensions); the
+                # stored generations stand and the run stops, saying so.
+                extra_runs += int(getattr(sampler, "nr_evaluations_", 0) or 0)
+                stop = f"numerical failure in generation {t} (not stored): {type(e).__name__}: {str(e)[:120]}"
+                break
             gens = generations_table(abc.history)
             if len(gens) == 0 or int(gens["t"].max()) < t:
                 extra_runs += int(getattr(sampler, "nr_evaluations_", 0) or 0)
