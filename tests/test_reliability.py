@@ -462,3 +462,20 @@ def test_two_runs_started_together_both_land(tmp_path, sim_command):
         ids.add(manifest["run_id"])
     assert len(ids) == 2
     assert not [p for p in (out / "tiny").iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+# --------------------------------------------------------------------------- sensitivity designs
+
+
+@pytest.mark.parametrize("design", ["{method: sobol, samples: 8}", "{method: morris, trajectories: 4}"])
+def test_a_sensitivity_design_of_one_parameter_is_refused_at_validation(tmp_path, sim_command, design):
+    text = (
+        f"name: one_parameter\nscenario: {TINY}\ndays: 3\nroot_seed: 1\ndesign: {design}\n"
+        "parameters:\n  mechanisms.rally: {range: [0, 3]}\noutcomes: [coop_resisting_mean]\n"
+    )
+    path = write(tmp_path / "one.yaml", text)
+    out = tmp_path / "out"
+    res = run_sim(sim_command, "sweep", path, "--out", out, cwd=tmp_path)
+    method = design.split()[1].rstrip(",")
+    assert_one_line(res, f"{path}:7", "parameters", f"a {method} design needs at least two parameters (got 1)")
+    assert files_under(out) == []

@@ -25,11 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-class OutputError(Exception):
+class OutputError(OSError):
     """A results location that cannot be written: one line naming the path and the reason.
 
     Every write failure of the writers below (disk full included) is raised as this, after
-    cleaning up, so the command line prints it as one line without a traceback.
+    cleaning up, so the command line prints it as one line without a traceback. It is an
+    ``OSError``, so code that handled the operating system's errors still does.
     """
 
     def __init__(self, path: str | Path, message: str, reason: str = ""):
@@ -99,7 +100,7 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(e, OSError):
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise OutputError(path, f"cannot write {path}: {os_reason(e)}", os_reason(e)) from None
         raise
 
