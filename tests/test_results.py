@@ -31,7 +31,7 @@ def test_load_run_folder():
     assert isinstance(run, results.RunFolder) and run.kind == "run"
     assert run.name == "synthetic_grid" and run.run_id == "grid"
     assert len(run.timeseries) == 25 and set(GOV_VARS) <= set(run.timeseries.columns)
-    assert {v for v in TOWN_VARS if v not in ("front_code",)} <= set(run.towns.columns)
+    assert set(TOWN_VARS) <= set(run.towns.columns)
     assert run.towns["town"].nunique() == len(run.scenario.towns)
     assert not run.has_calendar and run.observed is None
     pos = run.town_table()

@@ -7,6 +7,7 @@ Counts of persons are reported in real persons (scaled by 1 / sample_fraction).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,78 +19,285 @@ from sim.scenario.schema import FRONT_STATUS
 if TYPE_CHECKING:
     from sim.model.model import AllegianceModel
 
-TOWN_VARS = (
-    "persons_present",
-    "persons_at_home",
-    "displaced_out",
-    "hosted_displaced",
-    "killed_cum",
-    "strikes",
-    "strikes_cum",
-    "killed",
-    "coop_share",
-    "resist_share",
-    "neutral_share",
-    "protest_share",
-    "coop_share_home",
-    "resist_share_home",
-    "council",
-    "council_independent",
-    "hts_control",
-    "hts_services",
-    "damage",
-    "exposure",
-    "threat",
-    "protection",
-    "fear_mean",
-    "grievance_regime_mean",
-    "grievance_hts_mean",
-    "reputation",
-    "front_code",
-    "arrests",
-)
 
-GOV_VARS = (
-    "persons_present",
-    "killed_cum",
-    "killed",
-    "displaced_persons",
-    "displacement_moves",
-    "displacement_moves_cum",
-    "returns",
-    "strikes",
-    "strikes_cum",
-    "coop_share",
-    "resist_share",
-    "neutral_share",
-    "protest_share",
-    "coop_share_resisting",
-    "coop_share_resisting_home",
-    "resist_share_resisting",
-    "resist_share_resisting_home",
-    "protest_share_resisting",
-    "coop_share_other",
-    "hts_control_mean",
-    "hts_services_mean",
-    "council_mean",
-    "councils_independent",
-    "hts_fighters",
-    "hts_resources",
-    "hts_legitimacy",
-    "hts_retaliation",
-    "hts_recruits_cum",
-    "rival_recruits_cum",
-    "rival_alignment_mean",
-    "rival_fighters",
-    "fear_mean",
-    "grievance_regime_mean",
-    "grievance_hts_mean",
-    "arrests",
-    "council_takeovers_cum",
-    "towns_regime_held",
-)
+@dataclass(frozen=True)
+class Column:
+    """One output column: a short title for axes, its unit, and what it means.
 
-EVENT_COLUMNS = ("day", "event", "town", "to_town", "count", "persons", "note")
+    These definitions are the one source of the output data dictionary
+    (``docs/OUTPUTS.md``, written by ``python -m sim.model.datadict``) and of the
+    axis labels of every figure (:data:`sim.viz.style.LABELS`). A column the
+    collector records must be defined here first: the arrays are allocated from
+    these keys.
+    """
+
+    title: str
+    unit: str
+    meaning: str
+
+
+PERSONS = "persons"
+PERSONS_PER_DAY = "persons per day"
+SHARE = "share of persons"
+LEVEL01 = "level, 0 to 1"
+
+# Key columns of the timeseries table (not collected state).
+TIMESERIES_KEYS: dict[str, Column] = {
+    "day": Column("day", "day index", "Day of the run; 0 is the first simulated day (`start_date`)."),
+    "date": Column(
+        "date", "calendar date", "`start_date` plus `day`; present only when the scenario has a `start_date`."
+    ),
+}
+
+# Governorate-level state collected once a day (one row per day in ``timeseries``).
+GOV_COLUMNS: dict[str, Column] = {
+    "persons_present": Column(
+        "persons present", PERSONS, "Living persons in the governorate's open towns at the end of the day."
+    ),
+    "killed_cum": Column("civilians killed (cumulative)", PERSONS, "Civilians killed by air strikes since day 0."),
+    "killed": Column("civilians killed", PERSONS_PER_DAY, "Civilians killed by air strikes on this day."),
+    "displaced_persons": Column(
+        "displaced persons", PERSONS, "Living persons who are away from their home town at the end of the day."
+    ),
+    "displacement_moves": Column(
+        "displacements per day",
+        PERSONS_PER_DAY,
+        "Persons who moved to another town on this day (one person may move more than once).",
+    ),
+    "displacement_moves_cum": Column(
+        "displacements (cumulative)",
+        PERSONS,
+        "Displacement moves since day 0, counted per move (as OCHA counts displacements).",
+    ),
+    "returns": Column("returns", PERSONS_PER_DAY, "Displaced persons who went back to their home town on this day."),
+    "strikes": Column("air strikes", "strikes per day", "Air strikes landing on this day."),
+    "strikes_cum": Column("air strikes (cumulative)", "strikes", "Air strikes since day 0."),
+    "coop_share": Column("cooperation with HTS", SHARE, "Share of persons present who cooperate with HTS."),
+    "resist_share": Column("resisting HTS", SHARE, "Share of persons present who resist HTS."),
+    "neutral_share": Column("neutral", SHARE, "Share of persons present who neither cooperate with nor resist HTS."),
+    "protest_share": Column("protest participation", SHARE, "Share of persons present who protested on this day."),
+    "coop_share_resisting": Column(
+        "cooperation with HTS, resisting towns",
+        SHARE,
+        "Share cooperating among persons present in towns whose initial stance is resisting (by current town).",
+    ),
+    "coop_share_resisting_home": Column(
+        "cooperation with HTS, resisting towns (by home)",
+        SHARE,
+        "Share cooperating among living persons whose home town's initial stance is resisting, wherever they are.",
+    ),
+    "resist_share_resisting": Column(
+        "resisting HTS, resisting towns",
+        SHARE,
+        "Share resisting among persons present in towns whose initial stance is resisting (by current town).",
+    ),
+    "resist_share_resisting_home": Column(
+        "resisting HTS, resisting towns (by home)",
+        SHARE,
+        "Share resisting among living persons whose home town's initial stance is resisting, wherever they are.",
+    ),
+    "protest_share_resisting": Column(
+        "protest participation, resisting towns",
+        SHARE,
+        "Share protesting among persons present in towns whose initial stance is resisting.",
+    ),
+    "coop_share_other": Column(
+        "cooperation with HTS, other towns",
+        SHARE,
+        "Share cooperating among persons present in towns whose initial stance is not resisting.",
+    ),
+    "hts_control_mean": Column(
+        "HTS control (person-weighted)", LEVEL01, "HTS control of the towns, weighted by the persons present in each."
+    ),
+    "hts_services_mean": Column(
+        "HTS services (person-weighted)", LEVEL01, "HTS services in the towns, weighted by the persons present in each."
+    ),
+    "council_mean": Column(
+        "council legitimacy (person-weighted)",
+        LEVEL01,
+        "Legitimacy of the local councils, weighted by the persons present in each town.",
+    ),
+    "councils_independent": Column("independent councils", "towns", "Towns whose council is still independent of HTS."),
+    "hts_fighters": Column(
+        "HTS fighters", "fighters", "HTS fighters (recruits added, losses to strikes and fights removed)."
+    ),
+    "hts_resources": Column(
+        "HTS resources", "resource units", "HTS resources: income from controlled towns minus the cost of services."
+    ),
+    "hts_legitimacy": Column(
+        "HTS legitimacy", LEVEL01, "HTS legitimacy, adjusting toward the governorate's cooperating share."
+    ),
+    "hts_retaliation": Column(
+        "HTS retaliation", "level", "HTS retaliation against the regime: a decaying memory of the strikes (0 = none)."
+    ),
+    "hts_recruits_cum": Column(
+        "recruits to HTS (cumulative)", "fighters", "Fighters recruited by HTS from cooperating households since day 0."
+    ),
+    "rival_recruits_cum": Column(
+        "recruits to rival groups (cumulative)",
+        "fighters",
+        "Fighters recruited by rival groups from resisting households since day 0.",
+    ),
+    "rival_alignment_mean": Column(
+        "rival alignment with HTS",
+        "alignment (-1..1)",
+        "Alignment of the rival groups with HTS, weighted by their fighters (-1 hostile, 0 distanced, 1 allied).",
+    ),
+    "rival_fighters": Column("rival fighters", "fighters", "Fighters of all rival groups together."),
+    "fear_mean": Column("fear (mean)", LEVEL01, "Mean fear of the persons present."),
+    "grievance_regime_mean": Column(
+        "grievance against the regime (mean)", LEVEL01, "Mean grievance against the regime of the persons present."
+    ),
+    "grievance_hts_mean": Column(
+        "grievance against HTS (mean)", LEVEL01, "Mean grievance against HTS of the persons present."
+    ),
+    "arrests": Column("arrests", PERSONS_PER_DAY, "Protesters arrested by HTS on this day."),
+    "council_takeovers_cum": Column(
+        "council takeovers by HTS (cumulative)", "towns", "Independent councils taken over by HTS since day 0."
+    ),
+    "towns_regime_held": Column(
+        "towns taken by the regime", "towns", "Towns held by the regime at the end of the day."
+    ),
+}
+
+# One column per rival group of the scenario, named after the group.
+RIVAL_GROUP_COLUMNS: dict[str, Column] = {
+    "alignment:<group>": Column(
+        "alignment with HTS",
+        "alignment (-1..1)",
+        "Alignment of the rival group `<group>` with HTS (one column per group in `rivals.groups`).",
+    ),
+}
+
+TIMESERIES_COLUMNS: dict[str, Column] = {**TIMESERIES_KEYS, **GOV_COLUMNS, **RIVAL_GROUP_COLUMNS}
+
+# Key columns of the towns table.
+TOWN_KEYS: dict[str, Column] = {
+    "day": TIMESERIES_KEYS["day"],
+    "date": TIMESERIES_KEYS["date"],
+    "town": Column("town", "name", "Town name, as in the scenario's `towns`."),
+    "initial_stance": Column(
+        "initial stance", "category", "The town's stance toward HTS at the start (`towns[].stance` of the scenario)."
+    ),
+}
+
+# Town-level state collected once a day (one row per town per day in ``towns``).
+TOWN_STATE_COLUMNS: dict[str, Column] = {
+    "persons_present": Column(
+        "persons present", PERSONS, "Living persons in the town (residents at home plus displaced guests)."
+    ),
+    "persons_at_home": Column("residents at home", PERSONS, "Living residents of the town who are in it."),
+    "displaced_out": Column(
+        "residents displaced elsewhere", PERSONS, "Living residents of the town who are in another town."
+    ),
+    "hosted_displaced": Column(
+        "displaced persons hosted", PERSONS, "Displaced persons from other towns staying in the town."
+    ),
+    "killed_cum": Column(
+        "civilians killed (cumulative)",
+        PERSONS,
+        "Residents of the town (by home town) killed by air strikes since day 0.",
+    ),
+    "strikes": Column("air strikes", "strikes per day", "Air strikes landing on the town on this day."),
+    "strikes_cum": Column("air strikes (cumulative)", "strikes", "Air strikes on the town since day 0."),
+    "killed": Column("civilians killed", PERSONS_PER_DAY, "Persons killed by air strikes in the town on this day."),
+    "coop_share": Column("cooperation with HTS", SHARE, "Share of persons present in the town who cooperate with HTS."),
+    "resist_share": Column("resisting HTS", SHARE, "Share of persons present in the town who resist HTS."),
+    "neutral_share": Column("neutral", SHARE, "Share of persons present in the town who neither cooperate nor resist."),
+    "protest_share": Column(
+        "protest participation", SHARE, "Share of persons present in the town who protested on this day."
+    ),
+    "coop_share_home": Column(
+        "cooperation with HTS (by home town)",
+        SHARE,
+        "Share cooperating among the town's living residents, wherever they are.",
+    ),
+    "resist_share_home": Column(
+        "resisting HTS (by home town)", SHARE, "Share resisting among the town's living residents, wherever they are."
+    ),
+    "council": Column("council legitimacy", LEVEL01, "Legitimacy of the town's local council."),
+    "council_independent": Column(
+        "independent council", "true/false", "Whether the town's council is still independent of HTS (not taken over)."
+    ),
+    "hts_control": Column("HTS control", LEVEL01, "HTS control of the town."),
+    "hts_services": Column("HTS services", LEVEL01, "Services HTS provides in the town."),
+    "damage": Column("damage", LEVEL01, "Physical damage to the town's market and council from air strikes."),
+    "exposure": Column(
+        "exposure to recent harm",
+        "killed per 1,000 residents (decaying)",
+        "Decaying memory of harm (killed per 1,000 present and strikes, weighted by `exposure`), "
+        "plus neighbouring towns' harm weighted by distance.",
+    ),
+    "threat": Column(
+        "regime threat", "level", "Regime threat felt in the town, from 0 to 1: recent harm and closeness to the front."
+    ),
+    "protection": Column(
+        "protection value of HTS",
+        "level",
+        "Protection households expect from HTS: rally strength times threat times HTS strength in the town "
+        "(0 when regime-held).",
+    ),
+    "fear_mean": Column("fear (mean)", LEVEL01, "Mean fear of the persons present in the town."),
+    "grievance_regime_mean": Column(
+        "grievance against the regime (mean)", LEVEL01, "Mean grievance against the regime of the persons present."
+    ),
+    "grievance_hts_mean": Column(
+        "grievance against HTS (mean)", LEVEL01, "Mean grievance against HTS of the persons present."
+    ),
+    "reputation": Column(
+        "resisting reputation",
+        LEVEL01,
+        "The town's resisting reputation as the regime sees it: a decaying memory of protest.",
+    ),
+    "front": Column(
+        "front status", "category", "Front status of the town: `opposition`, `contested` or `regime` (held)."
+    ),
+    "arrests": Column("arrests", PERSONS_PER_DAY, "Protesters arrested by HTS in the town on this day."),
+}
+
+TOWN_COLUMNS: dict[str, Column] = {**TOWN_KEYS, **TOWN_STATE_COLUMNS}
+
+# Columns of the events table, one row per event.
+EVENT_COLUMNS: dict[str, Column] = {
+    "day": TIMESERIES_KEYS["day"],
+    "date": TIMESERIES_KEYS["date"],
+    "event": Column("event", "category", "Kind of event (see the event kinds below)."),
+    "town": Column("town", "name", "Town where the event happened, or the origin of a flow; empty when no town."),
+    "to_town": Column("destination", "name", "Destination town of a displacement or return flow; empty otherwise."),
+    "count": Column(
+        "count",
+        "occurrences",
+        "1 for a strike, front change, takeover, attack or return flow; the number of arrests; "
+        "0 for a displacement flow.",
+    ),
+    "persons": Column("persons", PERSONS, "Persons concerned: killed by a strike, arrested, or moving in a flow."),
+    "note": Column(
+        "note",
+        "text",
+        "Detail by kind: the targeting source of a strike, the reason of a flight, the new front status, "
+        "the group attacked.",
+    ),
+}
+EVENT_KINDS: dict[str, str] = {
+    "strike": (
+        "An air strike on `town`; `persons` killed; `note` the targeting policy or `calendar` "
+        "(`:miss` for a miss landing on the nearest town)."
+    ),
+    "displacement": (
+        "Persons fleeing from `town` to `to_town` on this day; `note` is `flight` (own decision) "
+        "or `front` (everyone present flees a town the regime takes)."
+    ),
+    "return": "Displaced persons going back from `town` to their home town `to_town`.",
+    "arrests": "HTS arrests protesters in `town`; `count` arrests, `persons` arrested persons.",
+    "council_takeover": "HTS takes over the independent council of `town`.",
+    "front": "The front status of `town` changes; `note` the new status.",
+    "hts_attack_rival": "HTS attacks a rival group; `note` the group.",
+}
+
+# Arrays the collector fills each day, derived from the definitions above.
+TOWN_VARS = tuple(TOWN_STATE_COLUMNS)
+GOV_VARS = tuple(GOV_COLUMNS)
+_EVENT_FIELDS = tuple(k for k in EVENT_COLUMNS if k != "date")  # the order of a recorded event tuple
 
 
 def _share(num: np.ndarray | float, den: np.ndarray | float):
@@ -155,7 +363,7 @@ class Collector:
         for key, s in sums.items():
             T[key][day] = _share(s, present)
         T["reputation"][day] = ts.reputation
-        T["front_code"][day] = ts.front
+        T["front"][day] = ts.front
         T["arrests"][day] = ts.arrests_today * w
 
         tot = present.sum()
@@ -234,14 +442,14 @@ class Collector:
             categories=["resisting", "hts", "rival", "mixed", "unknown"],
         )
         for k, v in self.town.items():
-            if k == "front_code":
+            if k == "front":
                 towns["front"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=list(FRONT_STATUS))
             elif k == "council_independent":
                 towns[k] = v[:nd].ravel().astype(bool)
             else:
                 towns[k] = v[:nd].ravel()
 
-        ev = pd.DataFrame(self.model.events, columns=list(EVENT_COLUMNS))
+        ev = pd.DataFrame(self.model.events, columns=list(_EVENT_FIELDS))
         ev["day"] = ev["day"].astype(np.int64)
         if dates is not None:
             ev.insert(

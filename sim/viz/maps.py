@@ -1,12 +1,19 @@
 """Town maps: towns at their coordinates, coloured by cooperation with HTS.
 
-:func:`plot_town_map` draws one date on one axis: each town is a disc at its
+:func:`plot_town_map` draws one date on one axis: each town is a marker at its
 longitude and latitude (or grid cell), its area proportional to the persons
 present, its colour the share cooperating with HTS on a blue (resisting) -
 grey - vermillion (cooperating) scale that stays readable with colour-blind
-vision (Okabe & Ito colours). Regime-held towns are crosses, contested towns
-have a dashed ring, strikes so far are purple rings, and the largest
-displacement flows so far are orange arrows whose width grows with persons.
+vision (Okabe & Ito colours). The marker's shape says who holds the town
+(:data:`CONTROLLER_MARKERS`: HTS a disc, a rival group a square, contested a
+diamond, the regime a cross); without a controller column the front status alone
+marks contested and regime-held towns. Strikes so far are purple rings, and the
+largest displacement flows so far are orange arrows whose width grows with persons.
+
+Under the towns, for scenarios in the Idlib area, lie the bundled outline
+(:mod:`sim.scenario.basemap`: Turkish border, governorate, M5 and M4) and the areas the
+regime holds or contests on that day (:func:`front_areas`, from the front events).
+Labels are placed by adjustText so that they do not overprint each other.
 :func:`plot_run_map` puts the first day and a chosen day side by side; it is the
 ``map.png`` of a run folder.
 """
@@ -14,16 +21,21 @@ displacement flows so far are orange arrows whose width grows with persons.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
-from matplotlib.patches import FancyArrowPatch
+from matplotlib.patches import FancyArrowPatch, Patch, PathPatch
+from matplotlib.path import Path as MplPath
 
+from sim.scenario.basemap import Basemap, basemap_covering
 from sim.scenario.geography import KM_PER_DEG_LAT
 from sim.scenario.schema import Scenario
 from sim.viz.style import COOPERATION_CMAP, PALETTE, finish, style
@@ -73,6 +85,261 @@ def flows_until(events: pd.DataFrame, day: int, *, first_day: int = 0) -> pd.Dat
     return flows.sort_values("persons", ascending=False, ignore_index=True)
 
 
+# --------------------------------------------------------------------------- geography under the towns
+
+#: Marker shape per controller kind (matplotlib marker codes; the app maps them to Vega shapes).
+CONTROLLER_MARKERS = {"hts": "o", "rival": "s", "contested": "D", "regime": "X"}
+CONTROLLER_LABELS = {
+    "hts": "held by HTS",
+    "rival": "held by a rival group",
+    "contested": "contested",
+    "regime": "taken by the regime",
+}
+#: Colours of the outline and of the front areas.
+GEO_COLOURS = {
+    "governorate_fill": "#f7f5ef",
+    "governorate_edge": "#8c8c8c",
+    "border": "#3b3b3b",
+    "road": "#b0a590",
+    "regime": "#8a8a8a",
+    "contested": "#c8c8c8",
+    "front": "#4d4d4d",
+}
+#: A town's area reaches at most this far (km) when shading what the regime holds or contests.
+FRONT_RADIUS_KM = 9.0
+#: Raster step (km) of the nearest-town grid the front areas are traced on.
+FRONT_STEP_KM = 0.75
+
+
+def controller_kinds(front: np.ndarray, controller: np.ndarray | None = None) -> np.ndarray:
+    """Per town: 'hts', 'rival', 'contested' or 'regime'.
+
+    Args:
+        front: front status per town ('opposition', 'contested', 'regime').
+        controller: who holds each town ('hts', a rival group's name, 'contested',
+            'regime'), when the run records it; otherwise the front status alone decides
+            and every opposition town counts as held by HTS.
+    """
+    front = np.asarray(front).astype(str)
+    if controller is None:
+        return np.where(front == "regime", "regime", np.where(front == "contested", "contested", "hts"))
+    ctl = np.asarray(controller).astype(str)
+    kind = np.where(np.isin(ctl, ["hts", "contested", "regime"]), ctl, "rival")
+    return np.where(front == "regime", "regime", kind)  # the front event overrides a stale holder
+
+
+@functools.lru_cache(maxsize=16)
+def _nearest_town_grid(
+    points: tuple[tuple[float, float], ...], radius_km: float, step_km: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Longitude and latitude axes of a raster around the towns and each cell's nearest town (-1: none)."""
+    xy = np.array(points, dtype=float)
+    lat0 = float(xy[:, 1].mean())
+    km_lon = KM_PER_DEG_LAT * math.cos(math.radians(lat0))
+    pad_lon, pad_lat = 1.5 * radius_km / km_lon, 1.5 * radius_km / KM_PER_DEG_LAT
+    lon = np.arange(xy[:, 0].min() - pad_lon, xy[:, 0].max() + pad_lon, step_km / km_lon)
+    lat = np.arange(xy[:, 1].min() - pad_lat, xy[:, 1].max() + pad_lat, step_km / KM_PER_DEG_LAT)
+    gx, gy = np.meshgrid(lon, lat)
+    dx = (gx[..., None] - xy[:, 0]) * km_lon
+    dy = (gy[..., None] - xy[:, 1]) * KM_PER_DEG_LAT
+    dist = np.hypot(dx, dy)
+    nearest = dist.argmin(axis=2)
+    nearest[dist.min(axis=2) > radius_km] = -1
+    return lon, lat, nearest
+
+
+def front_areas(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    front: np.ndarray,
+    *,
+    radius_km: float = FRONT_RADIUS_KM,
+    step_km: float = FRONT_STEP_KM,
+) -> dict[str, list[list[np.ndarray]]]:
+    """The areas the regime holds and contests, from the towns' front status on one day.
+
+    An approximation, not a surveyed front line: each point within ``radius_km`` of a town
+    belongs to its nearest town, and takes that town's front status. The edge of the
+    regime-held area is the front.
+
+    Returns:
+        ``{'regime': polygons, 'contested': polygons}``; a polygon is a list of rings
+        (outer ring first, then holes), each an ``(n, 2)`` array of longitude, latitude.
+    """
+    from contourpy import FillType, contour_generator
+
+    front = np.asarray(front).astype(str)
+    out: dict[str, list[list[np.ndarray]]] = {"regime": [], "contested": []}
+    if not np.isin(front, list(out)).any():
+        return out
+    points = tuple(zip(np.asarray(lon, float).tolist(), np.asarray(lat, float).tolist(), strict=True))
+    glon, glat, nearest = _nearest_town_grid(points, float(radius_km), float(step_km))
+    status = np.where(nearest >= 0, front[np.maximum(nearest, 0)], "")
+    for kind in out:
+        mask = np.pad((status == kind).astype(float), 1)  # padded so that areas close at the edge
+        if not mask.any():
+            continue
+        dlon, dlat = glon[1] - glon[0], glat[1] - glat[0]
+        px = np.concatenate([[glon[0] - dlon], glon, [glon[-1] + dlon]])
+        py = np.concatenate([[glat[0] - dlat], glat, [glat[-1] + dlat]])
+        gen = contour_generator(px, py, mask, fill_type=FillType.OuterOffset)
+        polys, offsets = gen.filled(0.5, 1.5)
+        for pts, off in zip(polys, offsets, strict=True):
+            out[kind].append([pts[a:b] for a, b in itertools.pairwise(off)])
+    return out
+
+
+def _polygon_path(polygons: list[list[np.ndarray]]) -> MplPath | None:
+    rings = [ring for poly in polygons for ring in poly]
+    if not rings:
+        return None
+    return MplPath.make_compound_path(*[MplPath(ring, closed=True) for ring in rings])
+
+
+def draw_front(ax: plt.Axes, lon: np.ndarray, lat: np.ndarray, front: np.ndarray) -> None:
+    """Shade the areas the regime holds (grey, outlined: the front) and contests (hatched)."""
+    areas = front_areas(lon, lat, front)
+    regime = _polygon_path(areas["regime"])
+    contested = _polygon_path(areas["contested"])
+    if contested is not None:
+        ax.add_patch(
+            PathPatch(
+                contested,
+                facecolor=GEO_COLOURS["contested"],
+                edgecolor=GEO_COLOURS["front"],
+                hatch="///",
+                lw=0.0,
+                alpha=0.45,
+                zorder=0.6,
+            )
+        )
+    if regime is not None:
+        ax.add_patch(PathPatch(regime, facecolor=GEO_COLOURS["regime"], edgecolor="none", alpha=0.45, zorder=0.7))
+        ax.add_patch(PathPatch(regime, facecolor="none", edgecolor=GEO_COLOURS["front"], lw=1.4, zorder=0.8))
+
+
+def road_label_point(road: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Where to write a road's name: the vertex among the towns' extent farthest from every town."""
+    inside = (road[:, 0] >= x.min()) & (road[:, 0] <= x.max()) & (road[:, 1] >= y.min()) & (road[:, 1] <= y.max())
+    inner = road[inside] if inside.any() else road
+    dist = np.hypot(inner[:, None, 0] - x[None, :], inner[:, None, 1] - y[None, :]).min(axis=1)
+    return inner[int(dist.argmax())]
+
+
+def draw_basemap(ax: plt.Axes, base: Basemap, x: np.ndarray, y: np.ndarray) -> None:
+    """Governorate, roads, the Turkish border and a few reference places, under everything else."""
+    gov = base.governorate
+    ax.fill(gov[:, 0], gov[:, 1], facecolor=GEO_COLOURS["governorate_fill"], edgecolor="none", zorder=0.1)
+    ax.plot(gov[:, 0], gov[:, 1], color=GEO_COLOURS["governorate_edge"], lw=0.8, ls=(0, (4, 2)), zorder=0.2)
+    for name, road in base.roads.items():
+        ax.plot(road[:, 0], road[:, 1], color=GEO_COLOURS["road"], lw=2.2, solid_capstyle="round", zorder=0.3)
+        mid = road_label_point(road, x, y)
+        ax.text(
+            mid[0],
+            mid[1],
+            name,
+            fontsize=6.5,
+            fontweight="bold",
+            color="#7a6f58",
+            ha="center",
+            va="center",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": GEO_COLOURS["road"], "lw": 0.6},
+            zorder=0.9,
+            clip_on=True,
+        )
+    b = base.border
+    ax.plot(b[:, 0], b[:, 1], color=GEO_COLOURS["border"], lw=1.6, ls=(0, (6, 2, 1, 2)), zorder=0.4, label="_border")
+    for name, (px, py) in base.labels.items():
+        ax.text(px, py, name, fontsize=8, color="#555555", style="italic", ha="center", va="center", clip_on=True)
+
+
+def draw_towns(
+    ax: plt.Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    sizes: np.ndarray,
+    values: np.ndarray,
+    kinds: np.ndarray,
+    *,
+    cmap: Any,
+    norm: Normalize,
+) -> Any:
+    """Town markers: shape by controller kind, colour by ``values``; regime-held towns as black crosses.
+
+    Returns the first colour-mapped collection (for a colour bar), or a ScalarMappable.
+    """
+    mappable = None
+    for kind, marker in CONTROLLER_MARKERS.items():
+        sel = kinds == kind
+        if not sel.any():
+            continue
+        if kind == "regime":
+            ax.scatter(x[sel], y[sel], s=50, marker=marker, c=PALETTE["black"], zorder=4)
+            continue
+        coll = ax.scatter(
+            x[sel],
+            y[sel],
+            s=sizes[sel] * (0.8 if marker != "o" else 1.0),
+            c=values[sel],
+            marker=marker,
+            cmap=cmap,
+            norm=norm,
+            edgecolors=PALETTE["green"] if kind == "rival" else "#333333",
+            linewidths=1.4 if kind == "rival" else 0.5,
+            zorder=3,
+        )
+        mappable = mappable or coll
+    if kinds.size and (kinds == "contested").any():
+        sel = kinds == "contested"
+        ax.scatter(
+            x[sel],
+            y[sel],
+            s=sizes[sel] * 1.6 + 60,
+            facecolors="none",
+            edgecolors=PALETTE["black"],
+            linestyles="--",
+            linewidths=0.9,
+            zorder=2,
+        )
+    return mappable or plt.cm.ScalarMappable(cmap=cmap, norm=norm)
+
+
+def controller_handles() -> list[Line2D]:
+    """Legend keys for the controller shapes and the front areas."""
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker=CONTROLLER_MARKERS[k],
+            markersize=7,
+            markerfacecolor="white" if k != "regime" else "black",
+            markeredgecolor=PALETTE["green"] if k == "rival" else "black",
+            markeredgewidth=1.4 if k == "rival" else 0.8,
+            label=CONTROLLER_LABELS[k],
+        )
+        for k in CONTROLLER_MARKERS
+    ]
+    handles.append(
+        Patch(
+            facecolor=GEO_COLOURS["regime"],
+            edgecolor=GEO_COLOURS["front"],
+            alpha=0.6,
+            label="regime-held area (edge: front)",
+        )
+    )
+    return handles
+
+
+def basemap_handles() -> list[Line2D]:
+    """Legend keys for the outline."""
+    return [
+        Line2D([], [], color=GEO_COLOURS["border"], lw=1.6, ls=(0, (6, 2, 1, 2)), label="Turkish border"),
+        Line2D([], [], color=GEO_COLOURS["governorate_edge"], lw=0.8, ls=(0, (4, 2)), label="Idlib governorate"),
+        Line2D([], [], color=GEO_COLOURS["road"], lw=2.2, label="main roads (M5, M4)"),
+    ]
+
+
 def plot_town_map(
     towns: pd.DataFrame,
     events: pd.DataFrame,
@@ -119,42 +386,30 @@ def plot_town_map(
         else:
             fig = ax.figure
         ax.grid(False)
+        base = draw_geography(ax, x, y, geo, front)
         if flows:
             draw_flows(ax, events, names, x, y, first_day=0, last_day=day, max_flows=max_flows)
-        held = front == "regime"
-        alive = ~held
         sizes = np.maximum(persons * size_scale, 6.0)
-        ax.scatter(
-            x[alive],
-            y[alive],
-            s=sizes[alive],
-            c=coop[alive],
-            cmap=COOPERATION_CMAP,
-            norm=Normalize(0, 1),
-            edgecolors="#333333",
-            linewidths=0.5,
-            zorder=3,
-        )
-        ax.scatter(x[held], y[held], s=50, marker="X", c=PALETTE["black"], zorder=4)
-        contested = front == "contested"
-        if contested.any():
-            ax.scatter(
-                x[contested],
-                y[contested],
-                s=sizes[contested] * 1.6 + 60,
-                facecolors="none",
-                edgecolors=PALETTE["black"],
-                linestyles="--",
-                linewidths=0.9,
-                zorder=2,
-            )
+        kinds = controller_kinds(front, today["controller"].to_numpy() if "controller" in today else None)
+        draw_towns(ax, x, y, sizes, coop, kinds, cmap=COOPERATION_CMAP, norm=Normalize(0, 1))
         if strikes:
             draw_strike_rings(ax, events, names, x, y, sizes, first_day=0, last_day=day)
+        frame_map(ax, x, y, geo, base=base)
+        ax.set_title(f"{_label(scenario, day)}: cooperation with HTS")
         if labels:
             label_towns(ax, names, x, y, sizes)
-        frame_map(ax, x, y, geo)
-        ax.set_title(f"{_label(scenario, day)}: cooperation with HTS")
         return finish(fig, save)
+
+
+def draw_geography(ax: plt.Axes, x: np.ndarray, y: np.ndarray, geo: bool, front: np.ndarray) -> Basemap | None:
+    """The outline (for towns in the Idlib area) and the regime-held and contested areas."""
+    if not geo:
+        return None
+    base = basemap_covering(x, y)
+    if base is not None:
+        draw_basemap(ax, base, x, y)
+    draw_front(ax, x, y, front)
+    return base
 
 
 def draw_flows(
@@ -216,25 +471,54 @@ def draw_strike_rings(
     ax.scatter(x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"], linewidths=1.1, zorder=2)
 
 
-def label_towns(ax: plt.Axes, names: list[str], x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> None:
-    """Town names beside their markers; aggregate districts and camps in grey italics."""
+def label_towns(ax: plt.Axes, names: list[str], x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> list[Any]:
+    """Town names beside their markers, moved apart by adjustText; aggregates in grey italics.
+
+    Call last, once the axes limits, colour bar and legend are in place (adjustText works in
+    display space); labels do not take part in the layout.
+    """
+    from adjustText import adjust_text
+
+    fig = ax.figure
+    if fig.get_layout_engine() is not None:
+        fig.draw_without_rendering()  # settle the layout first: adjustText works in display space
+    texts = []
     for i, n in enumerate(names):
         aggregate = any(w in n for w in ("villages", "camps"))
-        r = math.sqrt(max(sizes[i], 6.0) / math.pi) + 1.5
-        ax.annotate(
-            n,
-            (x[i], y[i]),
-            xytext=(r * 0.7, r * 0.7),
-            textcoords="offset points",
-            fontsize=6.5,
-            color="#555555" if aggregate else "#111111",
-            style="italic" if aggregate else "normal",
-            zorder=5,
+        texts.append(
+            ax.text(
+                x[i],
+                y[i],
+                n,
+                fontsize=6.5,
+                color="#555555" if aggregate else "#111111",
+                style="italic" if aggregate else "normal",
+                ha="left",
+                va="bottom",
+                zorder=5,
+                in_layout=False,
+            )
         )
+    if len(texts) > 1:
+        adjust_text(
+            texts,
+            x=x,
+            y=y,
+            ax=ax,
+            expand=(1.1, 1.35),
+            arrowprops={"arrowstyle": "-", "color": "#777777", "lw": 0.5},
+            min_arrow_len=8,
+        )
+    return texts
 
 
-def frame_map(ax: plt.Axes, x: np.ndarray, y: np.ndarray, geo: bool, grid_unit: str = "") -> None:
-    """Aspect, axis labels, scale bar (with coordinates) and padding of a town map."""
+def frame_map(
+    ax: plt.Axes, x: np.ndarray, y: np.ndarray, geo: bool, grid_unit: str = "", *, base: Basemap | None = None
+) -> None:
+    """Aspect, axis labels, scale bar (with coordinates) and padding of a town map.
+
+    With an outline (``base``) the frame also shows the border just north of the towns.
+    """
     if geo:
         ax.set_aspect(1.0 / math.cos(math.radians(float(np.mean(y)))))
         ax.set(xlabel="longitude (°E)", ylabel="latitude (°N)")
@@ -244,8 +528,11 @@ def frame_map(ax: plt.Axes, x: np.ndarray, y: np.ndarray, geo: bool, grid_unit: 
         ax.set(xlabel=f"grid column{grid_unit}", ylabel=f"grid row{grid_unit}")
     pad_x = 0.06 * (x.max() - x.min() + 1e-9)
     pad_y = 0.05 * (y.max() - y.min() + 1e-9)
+    top = y.max() + pad_y
+    if base is not None:
+        top = max(top, y.max() + 0.06)  # the border runs a few km north of the northernmost towns
     ax.set_xlim(x.min() - pad_x, x.max() + 2.5 * pad_x)
-    ax.set_ylim(y.min() - pad_y, y.max() + pad_y)
+    ax.set_ylim(y.min() - pad_y, top)
 
 
 def _scale_bar(ax: plt.Axes, x: np.ndarray, y: np.ndarray, km: float = 10.0) -> None:
@@ -282,28 +569,19 @@ def size_and_strike_handles(size_scale: float, persons_ref: float, struck_label:
     return size_key, struck_key
 
 
-def _legend(fig: plt.Figure, ax: plt.Axes, size_scale: float, persons_ref: float) -> None:
+def _legend(fig: plt.Figure, ax: plt.Axes, size_scale: float, persons_ref: float, geo: bool = False) -> None:
     size_key, struck_key = size_and_strike_handles(size_scale, persons_ref, "struck so far (wider ring: more strikes)")
     handles = [
         size_key,
         struck_key,
-        Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            markersize=9,
-            markerfacecolor="none",
-            markeredgecolor="black",
-            label="contested front (dashed ring)",
-        ),
-        Line2D([], [], ls="", marker="X", markersize=7, color="black", label="taken by the regime"),
         Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6, label="displacement flows so far (width: persons)"),
+        *controller_handles(),
+        *(basemap_handles() if geo else []),
     ]
     fig.legend(
         handles=handles,
         loc="outside lower center",
-        ncols=len(handles),
+        ncols=6,
         fontsize=8,
         frameon=False,
         handletextpad=0.4,
@@ -325,14 +603,21 @@ def plot_run_map(
     size_scale = 900.0 / max(float(towns["persons_present"].max()), 1.0)
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(14.0, 7.2), sharex=True, sharey=True, layout="constrained")
-        plot_town_map(towns, events, scenario, 0, ax=axes[0], flows=False, size_scale=size_scale)
-        plot_town_map(towns, events, scenario, when, ax=axes[1], size_scale=size_scale)
+        plot_town_map(towns, events, scenario, 0, ax=axes[0], flows=False, size_scale=size_scale, labels=False)
+        plot_town_map(towns, events, scenario, when, ax=axes[1], size_scale=size_scale, labels=False)
         axes[1].set_ylabel("")
-        _legend(fig, axes[1], size_scale, 100_000 if towns["persons_present"].max() > 2e5 else 10_000)
+        ref = 100_000 if towns["persons_present"].max() > 2e5 else 10_000
+        x, y, geo = town_positions(scenario)
+        _legend(fig, axes[1], size_scale, ref, geo=geo and basemap_covering(x, y) is not None)
         policy = scenario.air_campaign.policy
         fig.suptitle(
             f"{scenario.name}: towns sized by persons present, coloured by cooperation "
             f"with HTS (background targeting: {policy})",
             fontsize=11,
         )
+        day = _resolve_day(towns, scenario, when)
+        for ax, d in zip(axes, (0, day), strict=True):
+            on_day = towns[towns["day"] == d]
+            persons = on_day.set_index(on_day["town"].astype(str)).reindex(scenario.town_names)["persons_present"]
+            label_towns(ax, scenario.town_names, x, y, np.maximum(persons.to_numpy(float) * size_scale, 6.0))
         return finish(fig, save)

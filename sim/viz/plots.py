@@ -44,7 +44,18 @@ from sim.scenario.schema import Scenario
 if TYPE_CHECKING:
     from sim.analysis.results import RunFolder, SweepFolder
 
-from sim.viz.maps import draw_flows, draw_strike_rings, frame_map, label_towns, size_and_strike_handles
+from sim.viz.maps import (
+    basemap_handles,
+    controller_handles,
+    controller_kinds,
+    draw_flows,
+    draw_geography,
+    draw_strike_rings,
+    draw_towns,
+    frame_map,
+    label_towns,
+    size_and_strike_handles,
+)
 from sim.viz.style import (
     COOPERATION_CMAP,
     DIVERGING_CMAP,
@@ -414,27 +425,17 @@ def plot_map(
         else:
             fig = ax.figure
         ax.grid(False)
+        base = draw_geography(ax, x, y, geo, today["front"].astype(str).to_numpy())
         if flows:
             draw_flows(ax, events, names, x, y, first_day=first, last_day=day, max_flows=max_flows)
-        alive = ~held
-        sc = ax.scatter(
-            x[alive],
-            y[alive],
-            s=sizes[alive],
-            c=values[alive],
-            cmap=cmap,
-            norm=norm,
-            edgecolors="#333333",
-            linewidths=0.5,
-            zorder=3,
+        kinds = controller_kinds(
+            today["front"].to_numpy(), today["controller"].to_numpy() if "controller" in today else None
         )
-        ax.scatter(x[held], y[held], s=50, marker="X", c=PALETTE["black"], zorder=4)
+        sc = draw_towns(ax, x, y, sizes, values, kinds, cmap=cmap, norm=norm)
         if strikes:
             draw_strike_rings(ax, events, names, x, y, sizes, first_day=first, last_day=day)
-        if labels:
-            label_towns(ax, names, x, y, sizes)
         cell = run.manifest.get("config", {}).get("grid", {}).get("cell_km")
-        frame_map(ax, x, y, geo, f" ({cell:g} km cells)" if cell else "")
+        frame_map(ax, x, y, geo, f" ({cell:g} km cells)" if cell else "", base=base)
         name, unit = label_of(variable)
         date = run.date_of(day)
         when_text = f"{date:%-d %b %Y}" if date is not None else f"day {day}"
@@ -448,8 +449,9 @@ def plot_map(
         ref = 100_000 if towns["persons_present"].max() > 2e5 else 10_000
         handles = [
             *size_and_strike_handles(size_scale, ref, "struck (wider ring: more strikes)"),
-            Line2D([], [], ls="", marker="X", markersize=7, color="black", label="taken by the regime"),
             Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6, label="displacement (width: persons)"),
+            *controller_handles(),
+            *(basemap_handles() if base is not None else []),
         ]
         ax.legend(
             handles=handles,
@@ -458,8 +460,10 @@ def plot_map(
             borderpad=0.3,
             labelspacing=0.8,
             bbox_to_anchor=(0.0, -0.09),
-            ncols=2,
+            ncols=3,
         )
+        if labels:
+            label_towns(ax, names, x, y, sizes)
         return finish(fig, save)
 
 

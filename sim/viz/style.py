@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 
+from sim.model.collect import GOV_COLUMNS, TOWN_STATE_COLUMNS
+
 # Okabe & Ito (2008) colour-blind-safe palette.
 PALETTE = {
     "blue": "#0072B2",
@@ -42,58 +44,10 @@ DIVERGING_CMAP = LinearSegmentedColormap.from_list("blue_vermillion", [PALETTE["
 COOPERATION_CMAP = LinearSegmentedColormap.from_list("cooperation", [PALETTE["blue"], "#d9d9d9", PALETTE["red"]])
 SEQUENTIAL_CMAP = "cividis"
 
-# variable -> (title, unit label); used for axis labels everywhere.
+# variable -> (title, unit label); used for axis labels everywhere. Derived from the
+# collector's column definitions (the one source of titles, units and meanings).
 LABELS: dict[str, tuple[str, str]] = {
-    "coop_share": ("cooperation with HTS", "share of persons"),
-    "coop_share_home": ("cooperation with HTS (by home town)", "share of persons"),
-    "coop_share_resisting": ("cooperation with HTS, resisting towns", "share of persons"),
-    "coop_share_resisting_home": ("cooperation with HTS, resisting towns (by home)", "share of persons"),
-    "coop_share_other": ("cooperation with HTS, other towns", "share of persons"),
-    "resist_share": ("resisting HTS", "share of persons"),
-    "resist_share_home": ("resisting HTS (by home town)", "share of persons"),
-    "resist_share_resisting": ("resisting HTS, resisting towns", "share of persons"),
-    "resist_share_resisting_home": ("resisting HTS, resisting towns (by home)", "share of persons"),
-    "neutral_share": ("neutral", "share of persons"),
-    "protest_share": ("protest participation", "share of persons"),
-    "protest_share_resisting": ("protest participation, resisting towns", "share of persons"),
-    "persons_present": ("persons present", "persons"),
-    "persons_at_home": ("residents at home", "persons"),
-    "displaced_out": ("residents displaced elsewhere", "persons"),
-    "hosted_displaced": ("displaced persons hosted", "persons"),
-    "displaced_persons": ("displaced persons", "persons"),
-    "displacement_moves": ("displacements per day", "persons per day"),
-    "displacement_moves_cum": ("displacements (cumulative)", "persons"),
-    "returns": ("returns", "households per day"),
-    "killed": ("civilians killed", "persons per day"),
-    "killed_cum": ("civilians killed (cumulative)", "persons"),
-    "strikes": ("air strikes", "strikes per day"),
-    "strikes_cum": ("air strikes (cumulative)", "strikes"),
-    "council": ("council legitimacy", "level, 0 to 1"),
-    "council_mean": ("council legitimacy (person-weighted)", "level, 0 to 1"),
-    "councils_independent": ("independent councils", "towns"),
-    "hts_control": ("HTS control", "level, 0 to 1"),
-    "hts_control_mean": ("HTS control (person-weighted)", "level, 0 to 1"),
-    "hts_services": ("HTS services", "level, 0 to 1"),
-    "hts_services_mean": ("HTS services (person-weighted)", "level, 0 to 1"),
-    "damage": ("damage", "level, 0 to 1"),
-    "exposure": ("exposure to recent harm", "killed per 1,000 residents (decaying)"),
-    "threat": ("regime threat", "level"),
-    "protection": ("protection value of HTS", "level"),
-    "fear_mean": ("fear (mean)", "level, 0 to 1"),
-    "grievance_regime_mean": ("grievance against the regime (mean)", "level, 0 to 1"),
-    "grievance_hts_mean": ("grievance against HTS (mean)", "level, 0 to 1"),
-    "reputation": ("resisting reputation", "level, 0 to 1"),
-    "arrests": ("arrests", "persons per day"),
-    "hts_fighters": ("HTS fighters", "fighters"),
-    "hts_resources": ("HTS resources", "units"),
-    "hts_legitimacy": ("HTS legitimacy", "level, 0 to 1"),
-    "hts_retaliation": ("HTS retaliation", "level"),
-    "hts_recruits_cum": ("recruits to HTS (cumulative)", "persons"),
-    "rival_recruits_cum": ("recruits to rival groups (cumulative)", "persons"),
-    "rival_alignment_mean": ("rival alignment with HTS", "alignment (-1..1)"),
-    "rival_fighters": ("rival fighters", "fighters"),
-    "council_takeovers_cum": ("council takeovers by HTS (cumulative)", "towns"),
-    "towns_regime_held": ("towns taken by the regime", "towns"),
+    name: (col.title, col.unit) for table in (TOWN_STATE_COLUMNS, GOV_COLUMNS) for name, col in table.items()
 }
 SHARE_VARS = {k for k, (_, unit) in LABELS.items() if unit.startswith("share") or unit.startswith("level, 0 to 1")}
 PERSON_SHARE_VARS = {k for k, (_, unit) in LABELS.items() if unit.startswith("share of persons")}
