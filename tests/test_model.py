@@ -196,7 +196,14 @@ def test_rival_alignment_rises_under_regime_pressure(tiny, run_model):
     def alignment(sorties: float, pressure_rate: float = 0.05) -> np.ndarray:
         sc = tiny(
             days=30,
-            rivals={"groups": groups, "pressure_rate": pressure_rate},
+            # Only the common threat moves alignment here (the other drivers: tests/test_rivals.py).
+            rivals={
+                "groups": groups,
+                "pressure_rate": pressure_rate,
+                "pretext_rate": 0.0,
+                "predation_rate": 0.0,
+                "resistance_rate": 0.0,
+            },
             air_campaign={"policy": "random", "sorties_per_day": sorties},
         )
         return run_model(sc).collector.frames()["timeseries"]["alignment:G"].to_numpy()
@@ -499,7 +506,16 @@ def test_the_governance_body_multiplies_takeovers_from_its_founding(tiny, run_mo
 def test_hts_attacks_push_rivals_away(tiny, run_model):
     groups = [{"name": "G", "fighters": 1000, "alignment": 0.2, "towns": {"A": 1.0}}]
     sc = tiny(
-        days=10, rivals={"groups": groups, "attack_penalty": 0.3, "pressure_rate": 0.0}, hts={"attack_rivals_rate": 1.0}
+        days=10,
+        rivals={
+            "groups": groups,
+            "attack_penalty": 0.3,
+            "pressure_rate": 0.0,
+            "pretext_rate": 0.0,
+            "predation_rate": 0.0,
+            "resistance_rate": 0.0,
+        },
+        hts={"attack_rivals_rate": 1.0},
     )
     frames = run_model(sc).collector.frames()
     ts = frames["timeseries"]

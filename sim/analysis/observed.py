@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from sim.scenario.loader import with_values
 from sim.scenario.schema import ObservedFigure, Scenario
 
 if TYPE_CHECKING:
@@ -121,8 +122,7 @@ def replicate_scenario(scenario: Scenario) -> Scenario:
     frac = scenario.observed.sample_fraction
     if frac is None or frac == scenario.households.sample_fraction:
         return scenario
-    households = scenario.households.model_copy(update={"sample_fraction": frac})
-    return scenario.model_copy(update={"households": households})
+    return with_values(scenario, {"households.sample_fraction": frac}, source="observed.sample_fraction")
 
 
 def replicate_frames(

@@ -48,6 +48,7 @@ from sim.experiments.store import load_results
 from sim.experiments.sweep import SweepSummary, run_sweep
 from sim.run.provenance import stamp
 from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
+from sim.scenario.loader import resolve_input
 from sim.scenario.schema import MECHANISM_NAMES
 
 POLICY = "air_campaign.policy"
@@ -68,17 +69,22 @@ OUTCOMES: dict[str, tuple[str, int]] = {
     "hts_fighters_final": ("HTS fighters (end)", 1),
     "hts_recruits_final": ("HTS recruits (cumulative)", 1),
     "rival_alignment_final": ("rival groups' alignment with HTS (end)", 1),
+    "rival_alignment_window": ("rival groups' alignment with HTS (window mean)", 1),
+    "under_hts_mean": ("share of persons living under HTS control (window mean)", 1),
+    "under_hts_final": ("share of persons living under HTS control (end)", 1),
     "displaced_final": ("displaced persons (end)", 0),
 }
 HEADLINE: tuple[str, str] = ("coop_resisting_mean", "coop_resisting_home_mean")
+#: Secondary outcomes of the article's second claim: under regime pressure the rival groups
+#: take up HTS's offer to reunite (alignment up) and HTS holds more of the population.
+SECOND_CLAIM: tuple[str, ...] = ("rival_alignment_window", "under_hts_mean")
+ALIGNMENT_SCALE = 2.0
+"""Width of the alignment scale (-1..1) relative to a share's (0..1): its ROPE is scaled by it."""
 
 
 def default_scenario() -> Path:
-    """The synthetic grid scenario shipped with the project."""
-    here = Path("scenarios/synthetic_grid.yaml")
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parents[2] / "scenarios" / "synthetic_grid.yaml"
+    """The synthetic grid scenario shipped with the package (found from any working directory)."""
+    return resolve_input("synthetic_grid")
 
 
 @dataclass
@@ -205,9 +211,15 @@ def heatmap_spec(settings: ThesisSettings) -> SweepSpec:
 
 
 def rope_for(outcome: str, rope: float) -> float:
-    """The minimum effect size of an outcome: ``rope`` for shares (cooperation, resistance, protest),
-    zero for counts and levels, which have no common scale."""
-    share = outcome.startswith(("coop_", "resist_", "protest_")) or "share" in outcome
+    """The minimum effect size of an outcome, or zero for counts and levels with no common scale.
+
+    ``rope`` for shares (cooperation, resistance, protest, persons under HTS control);
+    ``ALIGNMENT_SCALE * rope`` for rival alignment, whose -1..1 scale is twice as wide, so
+    that the same fraction of the scale counts as negligible (0.04 for the default 0.02).
+    """
+    if "alignment" in outcome:
+        return ALIGNMENT_SCALE * rope
+    share = outcome.startswith(("coop_", "resist_", "protest_", "under_hts")) or "share" in outcome
     return rope if share else 0.0
 
 
@@ -475,6 +487,14 @@ def verdict_lines(result: ThesisRun) -> list[str]:
                 f"- Strikes on resisting towns vs {versus}, "
                 f"cooperation with HTS in resisting towns ({how}, window mean): {_fmt_effect(r)}"
             )
+    e = result.effects
+    second = e[(e["treatment"] == TREATMENT) & (e["control"] == CONTROL) & e["outcome"].isin(SECOND_CLAIM)]
+    for _, r in second.set_index("outcome").reindex(list(SECOND_CLAIM)).dropna(subset=["verdict"]).iterrows():
+        lines.append(
+            f"- Second claim (rivals reunite with HTS under regime pressure), secondary outcome, strikes on "
+            f"resisting towns vs no strikes, {r['label']} (predicted {'up' if r['predicted_sign'] > 0 else 'down'}): "
+            f"{_fmt_effect(r)}"
+        )
     if result.ablation is not None:
         a = result.ablation[(result.ablation["outcome"] == HEADLINE[0]) & (result.ablation["variant"] != "all")]
         carries = [
@@ -538,6 +558,9 @@ def write_report(
         "on the side the thesis predicts (cooperation up, protest down), *contradicted* if it lies beyond "
         "ROPE on the other side, *negligible* if it lies within [-ROPE, +ROPE], *inconclusive* otherwise. "
         "The headline verdict is given only where the home-town and current-town measures agree. "
+        "The article's second claim (rival groups reunite with HTS) is judged by secondary outcomes with the same "
+        f"rule: the share of persons under HTS control with ROPE = {settings.rope:g}, rival alignment (on its "
+        f"-1..1 scale) with ROPE = {ALIGNMENT_SCALE * settings.rope:g}. "
         "Pairs share seeds (common random numbers).",
         "",
         "## Policy comparisons (paired differences, treatment minus control)",

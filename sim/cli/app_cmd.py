@@ -12,7 +12,10 @@ from sim.cli.main import fail, load
 
 
 def app_command(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML file.", metavar="SCENARIO")] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(help="Scenario file or shipped scenario name (default: synthetic_grid).", metavar="SCENARIO"),
+    ] = None,
     port: Annotated[int, typer.Option(help="Port (0: any free port).", metavar="PORT")] = 8765,
     host: Annotated[str, typer.Option(help="Address to listen on.", metavar="HOST")] = "127.0.0.1",
 ) -> None:

@@ -12,7 +12,7 @@ from sim.scenario.loader import ScenarioError
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a top-level sweep key: key=value (e.g. replicates=2)."),
+    typer.Option("--set", metavar="KEY=VALUE", help="Override a top-level sweep key: key=value (e.g. replicates=2)."),
 ]
 
 
@@ -27,11 +27,23 @@ def _engine_options_ok(workers: int, scheduler: str | None, dask_local: int | No
 
 
 def sweep(
-    file: Annotated[Path, typer.Argument(help="Sweep YAML file (see scenarios/sweeps/).")],
-    workers: Annotated[int, typer.Option(help="Local worker processes (1: serial).")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Run on the dask scheduler at this address.")] = None,
-    dask_local: Annotated[int | None, typer.Option(help="Run on a dask LocalCluster of N workers.")] = None,
-    out: Annotated[Path, typer.Option(help="Results root; the sweep goes to OUT/<name>/.")] = Path("results/sweeps"),
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Sweep file, or the name of a shipped sweep (mechanisms_morris, mechanisms_sobol, ...).",
+            metavar="SWEEP",
+        ),
+    ],
+    workers: Annotated[int, typer.Option(metavar="N", help="Local worker processes (1: serial).")] = 2,
+    scheduler: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Run on the dask scheduler at this address.")
+    ] = None,
+    dask_local: Annotated[
+        int | None, typer.Option(metavar="N", help="Run on a dask LocalCluster of N workers.")
+    ] = None,
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Results root; the sweep goes to DIR/<name>/.")] = Path(
+        "results/sweeps"
+    ),
     fresh: Annotated[bool, typer.Option(help="Discard stored results of this sweep first.")] = False,
     sensitivity: Annotated[bool, typer.Option(help="Run `sim sensitivity` on the result afterwards.")] = False,
     set_: SetOption = None,
@@ -78,13 +90,20 @@ def sensitivity(
 
 
 def thesis(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario file (default: the synthetic grid).")] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Argument(help="Scenario file or shipped scenario name (default: synthetic_grid).", metavar="SCENARIO"),
+    ] = None,
     replicates: Annotated[
         int | None, typer.Option(help="Paired replicates per policy (default 30; 10 with --quick).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Local worker processes (1: serial).")] = 2,
-    scheduler: Annotated[str | None, typer.Option(help="Run on the dask scheduler at this address.")] = None,
-    dask_local: Annotated[int | None, typer.Option(help="Run on a dask LocalCluster of N workers.")] = None,
+    workers: Annotated[int, typer.Option(metavar="N", help="Local worker processes (1: serial).")] = 2,
+    scheduler: Annotated[
+        str | None, typer.Option(metavar="ADDRESS", help="Run on the dask scheduler at this address.")
+    ] = None,
+    dask_local: Annotated[
+        int | None, typer.Option(metavar="N", help="Run on a dask LocalCluster of N workers.")
+    ] = None,
     quick: Annotated[
         bool, typer.Option(help="Fewer replicates and a 3 x 3 heatmap (about a third of the runs).")
     ] = False,
@@ -99,7 +118,8 @@ def thesis(
         list[str] | None, typer.Option(help="Skip an experiment: ablation or heatmap (repeatable).")
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Scenario override key.path=value (repeatable).")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Scenario override key.path=value (repeatable)."),
     ] = None,
 ) -> None:
     """Test the thesis with paired counterfactuals: effects, CIs, verdicts, ablation, heatmap, report."""
@@ -107,8 +127,9 @@ def thesis(
     from sim.viz.figures import draw_thesis_figures
 
     _engine_options_ok(workers, scheduler, dask_local)
-    scenario = scenario or default_scenario()
-    loaded = load(scenario, set_)  # one clean error for a bad scenario or override
+    # One clean error for a bad scenario or override; a shipped name becomes its file.
+    loaded = load(scenario or default_scenario(), set_)
+    scenario = loaded.path
     if not 0 < sample_fraction <= 1:
         fail(f"--sample-fraction {sample_fraction}: must be in (0, 1]")
     if not 0 <= rope < 1:

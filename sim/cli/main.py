@@ -12,15 +12,41 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
+from sim._version import __version__
+from sim.cli.conventions import ReadableCommand, ReadableGroup
 from sim.scenario.loader import ScenarioError
 
 app = typer.Typer(
+    cls=ReadableGroup,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Agent-based simulation of civilian allegiance under air strikes (Idlib, 2017-2018).",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Agent-based simulation of civilian allegiance under air strikes (Idlib, 2017-2018).
+
+    SCENARIO arguments take a file or the name of a scenario shipped with the package
+    (idlib_2017_2018, synthetic_grid, policies/none, ...), from any working directory.
+    """
+
 
 EXIT_BAD_INPUT = 2
 
@@ -53,13 +79,23 @@ def output_ok(option: str, path: Path) -> None:
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a parameter: key.path=value (repeatable); list items by index or name."),
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a parameter: key.path=value (repeatable); list items by index or name.",
+    ),
 ]
 
 
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario file, or the name of a shipped scenario (idlib_2017_2018, policies/none, ...).",
+            metavar="SCENARIO",
+        ),
+    ],
     set_: SetOption = None,
 ) -> None:
     """Check a scenario file and print what it resolves to."""
@@ -75,13 +111,23 @@ def validate(
 
 @app.command()
 def run(
-    file: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    seed: Annotated[int | None, typer.Option(help="Root seed (default: the scenario's).")] = None,
-    days: Annotated[int | None, typer.Option(help="Days to simulate (default: the scenario's).")] = None,
-    out: Annotated[Path, typer.Option(help="Results root; the run goes to OUT/<scenario>/<run-id>/.")] = Path(
-        "results"
-    ),
-    run_id: Annotated[str | None, typer.Option(help="Name of the run folder (default: time and seed).")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario file, or the name of a shipped scenario (idlib_2017_2018, policies/none, ...).",
+            metavar="SCENARIO",
+        ),
+    ],
+    seed: Annotated[int | None, typer.Option(metavar="SEED", help="Root seed (default: the scenario's).")] = None,
+    days: Annotated[
+        int | None, typer.Option(metavar="DAYS", help="Days to simulate (default: the scenario's).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Results root; the run goes to DIR/<scenario>/<run-id>/.")
+    ] = Path("results"),
+    run_id: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Name of the run folder (default: time and seed).")
+    ] = None,
     set_: SetOption = None,
 ) -> None:
     """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
@@ -157,6 +203,9 @@ def _register_commands() -> None:
     experiments.register(app)
     results_cmd.register(app)
     app_cmd.register(app)
+    for info in app.registered_commands:  # one help convention for every command
+        if info.cls in (None, TyperCommand):
+            info.cls = ReadableCommand
 
 
 def main() -> None:

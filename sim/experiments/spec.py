@@ -43,6 +43,7 @@ from sim.scenario.loader import (
     apply_set_overrides,
     load_scenario,
     read_yaml,
+    resolve_input,
     set_path,
 )
 
@@ -348,13 +349,13 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     """Read and validate a sweep file (and its base scenario).
 
     Args:
-        path: the sweep YAML file.
+        path: the sweep YAML file, or the name of a shipped sweep (``"mechanisms_morris"``).
         overrides: ``key=value`` overrides of top-level sweep keys (e.g. ``replicates=2``).
 
     Raises:
         ScenarioError: one message naming the file, line, key path and problem.
     """
-    path = Path(path)
+    path = resolve_input(path, "sweep")
     data, located, sha = read_yaml(path, "sweep")
     apply_set_overrides(data, list(overrides or []), path)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from sim.experiments.design import build_design, plan_runs, run_tasks
 from sim.experiments.engine import Engine, SerialEngine, make_engine
 from sim.experiments.spec import SweepSpec, load_sweep
 from sim.experiments.store import SweepStore
-from sim.run.provenance import stamp
+from sim.run.provenance import now_utc, stamp
 from sim.run.store import OutputError
 
 DEFAULT_OUT = Path("results/sweeps")
@@ -134,6 +133,7 @@ def run_sweep(
     skip = set(done)
     pending = len(runs) - len(skip & set(runs["run"].tolist()))
     own_engine = engine is None
+    started = now_utc()  # before the first run (and before workers start)
     t0 = time.perf_counter()
     ran = failed = 0
     errors: list[str] = []
@@ -193,7 +193,8 @@ def run_sweep(
         try:
             store.add_session(
                 {
-                    "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "started": started,
+                    "finished": now_utc(),
                     "engine": eng.description,
                     "ran": ran,
                     "failed": failed,

@@ -15,7 +15,10 @@ import mesa
 import numpy as np
 from mesa.discrete_space import FixedAgent
 
-from sim.model import rules
+from sim.model import control, rules
+from sim.model.control import CONTESTED as HELD_CONTESTED
+from sim.model.control import GROUP0, HTS_HOLDS
+from sim.model.households import flight
 from sim.model.rules import STANCES
 from sim.scenario.schema import FRONT_STATUS
 
@@ -49,6 +52,10 @@ class TownState:
     capacity: np.ndarray  # model persons it can host as displaced
     border: np.ndarray  # bool
     rival_presence: np.ndarray  # (towns, groups) presence 0-1
+    controller: np.ndarray  # int16 controller code (sim.model.control): HTS, contested, regime, GROUP0 + group
+    attacker: np.ndarray  # int16 controller code of the side attacking a contested town (NO_SIDE if none)
+    defender: np.ndarray  # int16 controller code of the side defending it (NO_SIDE if none)
+    advance: np.ndarray  # decaying memory of front changes, distance-weighted
     # derived each day
     open: np.ndarray  # bool: not regime-held
     present: np.ndarray  # model persons present
@@ -64,6 +71,9 @@ class TownState:
     resist_base: np.ndarray  # town part of U_resist
     rival_presence_total: np.ndarray
     rival_guard: np.ndarray  # how much distanced rivals shield the council
+    hts_holds: np.ndarray  # bool: controller is HTS (HTS services, taxes, security, takeovers apply)
+    common_threat: np.ndarray  # regime harm and front advance, 0-1 (the rivals' common threat)
+    predation: np.ndarray  # HTS-attributed harm of arrests, takeovers and taxes (what rivals see of HTS)
     # today's and cumulative tallies
     strikes_today: np.ndarray
     killed_today: np.ndarray  # model persons killed in the town today
@@ -109,6 +119,11 @@ class Town(FixedAgent):
     def front_status(self) -> str:
         """'opposition', 'contested' or 'regime'."""
         return FRONT_STATUS[int(self.model.town_state.front[self.index])]
+
+    @property
+    def controller(self) -> str:
+        """Who holds the town: 'hts', a rival group's name, 'contested' or 'regime'."""
+        return self.model.controller_names[int(self.model.town_state.controller[self.index])]
 
 
 class Household(mesa.Agent):
@@ -274,6 +289,8 @@ class RegimeFront(mesa.Agent):
             if ts.front[town] >= code:
                 continue
             ts.front[town] = code
+            # A front change is news to every town near it: the rivals' common threat (7.6).
+            ts.advance += np.exp(-m.geo.distance_km[:, town] / cfg.range_km)
             m.record_event("front", town, note=FRONT_STATUS[code])
             if code == REGIME:
                 m.regime_takes(town)
@@ -293,6 +310,7 @@ class HTS(mesa.Agent):
         self.retaliation = 0.0
         self.recruits = 0.0
         self.takeovers = 0
+        self.fight_losses = 0.0  # fighters lost in fights for towns
         self.ret_decay = rules.half_life_decay(cfg.retaliation_half_life_days)
         gb = cfg.governance_body
         self.governance_day = model.scenario.day_of(gb) if gb else None
@@ -309,16 +327,19 @@ class HTS(mesa.Agent):
         m = self.model
         ts = m.town_state
         cfg = m.scenario.hts
+        # HTS taxes, serves and consolidates only where it holds the town (7.4; a rival-held or
+        # contested town has none of it); protest erodes its control wherever the town is open.
+        rule = ts.hts_holds & ts.open
         per_k = ts.present * m.weight / 1000.0
-        income = cfg.income_per_control * float((ts.control * per_k * ts.open).sum())
-        cost = cfg.service_cost * float((ts.services * per_k * ts.open).sum())
+        income = cfg.income_per_control * float((ts.control * per_k * rule).sum())
+        cost = cfg.service_cost * float((ts.services * per_k * rule).sum())
         self.resources = max(0.0, self.resources + income - cost)
         funding = self.resources / (self.resources + cfg.funding_half)
         ts.services += (
-            cfg.service_rate * ts.control * funding * (1 - ts.services) - cfg.service_decay * ts.services
+            cfg.service_rate * ts.control * funding * (1 - ts.services) * rule - cfg.service_decay * ts.services
         ) * ts.open
         ts.control += (
-            cfg.consolidation_rate * ts.coop_share * (1 - ts.control)
+            cfg.consolidation_rate * ts.coop_share * (1 - ts.control) * rule
             - cfg.protest_erosion * ts.protest_share * ts.control
         ) * ts.open
         np.clip(ts.control, 0, 1, out=ts.control)
@@ -345,7 +366,7 @@ class HTS(mesa.Agent):
             * (1 - ts.rival_guard)
         )
         u = self.stream.random(ts.n)
-        taken = np.flatnonzero((u < p) & ts.independent & ts.open)
+        taken = np.flatnonzero((u < p) & ts.independent & ts.open & ts.hts_holds)
         for t in taken:
             ts.independent[t] = False
             ts.council[t] *= 1 - cfg.takeover_council_loss
@@ -361,7 +382,7 @@ class HTS(mesa.Agent):
         ts = m.town_state
         hh = m.hh
         ts.arrests_today[:] = 0
-        ts.security = cfg.security_per_control * ts.control * self.strength * ts.open
+        ts.security = cfg.security_per_control * ts.control * self.strength * (ts.open & ts.hts_holds)
         ts.p_arrest = rules.arrest_probability(
             ts.security,
             ts.protest_share,
@@ -400,7 +421,13 @@ class HTS(mesa.Agent):
 
 
 class RivalGroup(mesa.Agent):
-    """A rival rebel group whose alignment with HTS moves under regime pressure."""
+    """A rival rebel group: fighters, presence, cohesion and an alignment with HTS that moves both ways.
+
+    Public state: ``name``, ``fighters``, ``alignment`` (-1 hostile .. +1 cooperating),
+    ``cohesion``, ``recruits``, and the fighters lost to HTS attacks (``attack_losses``) and
+    in fights for towns (``fight_losses``). Its coalition, if any, is
+    ``model.conflict.side[index]`` (the index of the coalition's first member).
+    """
 
     def __init__(self, model: AllegianceModel, index: int, cfg: RivalGroupConfig):
         super().__init__(model)
@@ -408,25 +435,295 @@ class RivalGroup(mesa.Agent):
         self.name = cfg.name
         self.fighters = float(cfg.fighters)
         self.alignment = float(cfg.alignment)
+        self.cohesion = float(cfg.cohesion)
+        self.outside_backing = float(cfg.outside_backing)
         self.recruits = 0.0
+        self.attack_losses = 0.0
+        self.fight_losses = 0.0
 
-    def step(self) -> None:
-        """Step 4: regime pressure (threat where present) pulls alignment toward HTS."""
+    def drivers(self) -> tuple[float, float]:
+        """Today's pull toward HTS (common threat) and away from it (pretext, predation, resistance, backing).
+
+        Each is a rate times a presence-weighted mean over the open towns where the group is
+        present (ODD 7.6); a rate of zero removes its driver exactly.
+        """
         m = self.model
         ts = m.town_state
-        presence = ts.rival_presence[:, self.index]
-        if presence.sum() > 0:
-            pressure = float((presence * ts.threat).sum() / presence.sum())
-            self.alignment += m.scenario.rivals.pressure_rate * pressure * (1 - self.alignment)
+        r = m.scenario.rivals
+        presence = ts.rival_presence[:, [self.index]] * ts.open[:, None]
+        strike_harm = -np.expm1(-ts.exposure_eff / m.scenario.flight.safety_harm_scale)
+        threat, harm, predation, resistance = (
+            float(control.presence_weighted(presence, v)[0])
+            for v in (ts.common_threat, strike_harm, ts.predation, ts.resist_share)
+        )
+        up = r.pressure_rate * threat
+        down = r.pretext_rate * harm + r.predation_rate * predation + r.resistance_rate * resistance
+        down += self.outside_backing
+        return up, down
+
+    def step(self) -> None:
+        """Step 4: alignment rises with the common threat and falls with predation, resistance and backing."""
+        up, down = self.drivers()
+        self.alignment = float(control.alignment_update(self.alignment, up, down))
 
     def attacked(self) -> None:
         """HTS attacks the group: fighters lost, alignment drops, grievance where present."""
         m = self.model
         cfg = m.scenario.rivals
-        self.fighters *= 1 - cfg.attack_fighter_loss
+        lost = self.fighters * cfg.attack_fighter_loss
+        self.fighters -= lost
+        self.attack_losses += lost
         self.alignment = max(-1.0, self.alignment - cfg.attack_penalty)
         m.town_state.takeover_memory += cfg.attack_grievance * m.town_state.rival_presence[:, self.index]
         m.record_event("hts_attack_rival", -1, note=self.name)
+
+
+class Conflict(mesa.Agent):
+    """Coalitions of hostile rival groups and fights between HTS and rival sides for towns (step 4b).
+
+    A *side* is a group alone or a coalition; ``side[g]`` is the index of the first member
+    of group g's side. Hostile sides (alignment at most ``-rivals.hostility_threshold``)
+    attack HTS-held towns where their local strength is at least ``rivals.contest_threshold``
+    times HTS's; HTS attacks rival-held towns where it is that much stronger and the holder's
+    alignment is below ``rivals.hts_tolerance``. An attacked town is contested until the
+    fight is decided; each fight day costs both sides fighters and the town's civilians
+    lives, fear and homes. The rules are the pure functions of :mod:`sim.model.control`.
+    """
+
+    def __init__(self, model: AllegianceModel):
+        super().__init__(model)
+        self.side = np.arange(len(model.rival_groups))
+        self.coalitions: list[list[str]] = []  # members of each coalition formed, by name, in order
+        self.stream = model.rng_control
+        self.fight_stream = model.rng_fight
+        self.killed_cum = 0.0  # model persons killed in fighting
+        self.fighters_lost_cum = 0.0  # fighters of all sides lost in fighting
+        sc = model.scenario
+        groups = [g.name for g in sc.rivals.groups]
+        self.scheduled: dict[int, list[tuple[int, int, str]]] = {}
+        for e in sc.rivals.events:
+            code = HTS_HOLDS if e.controller == "hts" else GROUP0 + groups.index(e.controller)
+            self.scheduled.setdefault(sc.day_of(e), []).append((sc.town_names.index(e.town), code, e.source))
+
+    # ------------------------------------------------------------------ sides
+
+    def members(self, root: int) -> np.ndarray:
+        """Group indices of the side whose first member is ``root``."""
+        return np.flatnonzero(self.side == root)
+
+    def side_name(self, code: int) -> str:
+        """Name of the side with controller code ``code``: 'HTS', a group, or 'A + B' for a coalition."""
+        if code == HTS_HOLDS:
+            return "HTS"
+        groups = self.model.rival_groups
+        return " + ".join(groups[g].name for g in self.members(int(self.side[code - GROUP0])))
+
+    def pool_alignment(self) -> None:
+        """A coalition acts as one group: its members share their fighter-weighted mean alignment."""
+        groups = self.model.rival_groups
+        for root in np.unique(self.side):
+            idx = self.members(int(root))
+            if len(idx) < 2:
+                continue
+            w = np.array([groups[g].fighters for g in idx])
+            a = np.array([groups[g].alignment for g in idx])
+            pooled = float((w * a).sum() / w.sum()) if w.sum() > 0 else float(a.mean())
+            for g in idx:
+                groups[g].alignment = pooled
+
+    def _merge(self, town: int, roots: list[int]) -> None:
+        new_root = min(roots)
+        self.side[np.isin(self.side, roots)] = new_root
+        names = [self.model.rival_groups[g].name for g in self.members(new_root)]
+        self.coalitions.append(names)
+        self.model.record_event("coalition", town, count=len(names), note=" + ".join(names))
+        self.pool_alignment()
+
+    # ------------------------------------------------------------------ the day
+
+    def _strengths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        m = self.model
+        ts = m.town_state
+        r = m.scenario.rivals
+        groups = m.rival_groups
+        ref = m.hts.reference_fighters
+        fighters = np.array([g.fighters for g in groups])
+        cohesion = np.array([g.cohesion for g in groups])
+        presence = ts.rival_presence * ts.open[:, None]
+        local = control.rival_local_strength(presence, fighters, cohesion, ref, ts.resist_share, r.support_weight)
+        hts = control.hts_local_strength(
+            ts.control * ts.open, m.hts.fighters, m.scenario.hts.cohesion, ref, ts.coop_share, r.support_weight
+        )
+        sides, sizes = control.side_strength(local, self.side, r.coalition_cohesion)
+        align = np.array([g.alignment for g in groups])
+        hostile = (align <= -r.hostility_threshold) & (sizes > 0)
+        return local, hts, sides, hostile
+
+    def step(self) -> None:
+        """Step 4b: coalitions, new attacks, then a day of fighting in every contested town."""
+        m = self.model
+        ts = m.town_state
+        r = m.scenario.rivals
+        # Fixed-shape draws whatever happens, so paired runs keep common random numbers.
+        u = self.stream.random((ts.n, 3))
+        u_coalition = self.stream.random()
+        for town, code, source in self.scheduled.get(m.day, []):  # dated inputs, if the scenario has any
+            if not ts.open[town]:
+                continue
+            old = int(ts.controller[town])
+            if code >= GROUP0 and old == HTS_HOLDS:  # the same consequences as a capture in a fight
+                ts.control[town] *= 1 - r.capture_control_loss
+                ts.services[town] = 0.0
+            elif code == HTS_HOLDS and old >= GROUP0:
+                ts.control[town] += r.retake_control_gain * (1 - ts.control[town])
+            m.change_controller(town, code, f"scheduled ({source})")
+        if not m.rival_groups:
+            return
+        self.pool_alignment()
+        local, hts, sides, hostile = self._strengths()
+        held_by_hts = ts.hts_holds & ts.open
+        if r.coalition_rate > 0 and u_coalition < r.coalition_rate:
+            found = control.coalition_candidate(
+                sides, hts, hostile, held_by_hts, r.contest_threshold, r.coalition_match
+            )
+            if found is not None:
+                self._merge(*found)
+                local, hts, sides, hostile = self._strengths()
+        self._start_fights(u[:, 0], hts, sides, hostile)
+        for t in np.flatnonzero(ts.controller == HELD_CONTESTED):
+            self._fight(int(t), u[t, 1], u[t, 2], local, hts, sides)
+
+    def _start_fights(self, u: np.ndarray, hts: np.ndarray, sides: np.ndarray, hostile: np.ndarray) -> None:
+        m = self.model
+        ts = m.town_state
+        r = m.scenario.rivals
+        groups = m.rival_groups
+        # Rival sides attack HTS-held towns where they are strong enough.
+        if r.attack_rate > 0:
+            ratio = np.where(hostile[None, :], control.attack_ratio(sides, hts[:, None]), 0.0)
+            best = np.argmax(ratio, axis=1)
+            best_ratio = ratio[np.arange(ts.n), best]
+            strong = (best_ratio >= r.contest_threshold) & (best_ratio > 0)
+            start = ts.hts_holds & ts.open & strong & (u < r.attack_rate)
+            for t in np.flatnonzero(start):
+                self._contest(int(t), GROUP0 + int(best[t]), HTS_HOLDS)
+        # HTS attacks rival-held towns where it is strong enough and the holder not aligned enough.
+        if r.hts_retake_rate > 0:
+            for t in np.flatnonzero((ts.controller >= GROUP0) & ts.open):
+                holder = int(ts.controller[t]) - GROUP0
+                root = int(self.side[holder])
+                ratio = float(control.attack_ratio(np.array(hts[t]), np.array(sides[t, root])))
+                tolerated = groups[holder].alignment >= r.hts_tolerance
+                if ratio >= r.contest_threshold and not tolerated and u[t] < r.hts_retake_rate:
+                    for g in self.members(root):  # an attack on a group's town is predation against it
+                        groups[g].alignment = max(-1.0, groups[g].alignment - r.attack_penalty)
+                    self._contest(int(t), HTS_HOLDS, int(ts.controller[t]))
+
+    def _contest(self, town: int, attacker: int, defender: int) -> None:
+        m = self.model
+        ts = m.town_state
+        ts.attacker[town] = attacker
+        ts.defender[town] = defender
+        m.change_controller(town, HELD_CONTESTED, f"attack by {self.side_name(attacker)}")
+
+    def _side_forces(self, code: int, town: int, local: np.ndarray, hts: np.ndarray, sides: np.ndarray):
+        """(strength, fighters present per member, member indices) of the side with code ``code`` in ``town``."""
+        m = self.model
+        ts = m.town_state
+        if code == HTS_HOLDS:
+            return float(hts[town]), np.array([ts.control[town] * m.hts.fighters]), None
+        root = int(self.side[code - GROUP0])
+        idx = self.members(root)
+        present = ts.rival_presence[town, idx] * np.array([m.rival_groups[g].fighters for g in idx])
+        return float(sides[town, root]), present, idx
+
+    def _lose(self, code: int, loss: np.ndarray, idx: np.ndarray | None) -> None:
+        m = self.model
+        if code == HTS_HOLDS:
+            m.hts.fighters = max(0.0, m.hts.fighters - float(loss[0]))
+            m.hts.fight_losses += float(loss[0])
+        else:
+            for g, lost in zip(idx, loss, strict=True):
+                m.rival_groups[g].fighters = max(0.0, m.rival_groups[g].fighters - float(lost))
+                m.rival_groups[g].fight_losses += float(lost)
+        self.fighters_lost_cum += float(loss.sum())
+
+    def _fight(self, town: int, u_decide: float, u_winner: float, local, hts, sides) -> None:
+        """One fight day in a contested town: losses, civilian harm, flight, and perhaps a decision."""
+        m = self.model
+        ts = m.town_state
+        r = m.scenario.rivals
+        att, dfd = int(ts.attacker[town]), int(ts.defender[town])
+        s_att, f_att, idx_att = self._side_forces(att, town, local, hts, sides)
+        s_dfd, f_dfd, idx_dfd = self._side_forces(dfd, town, local, hts, sides)
+        lost_att, lost_dfd = control.fight_losses(
+            float(f_att.sum()), float(f_dfd.sum()), s_att, s_dfd, r.fight_attrition, m.hts.reference_fighters
+        )
+        self._lose(att, control.split_losses(lost_att, f_att), idx_att)
+        self._lose(dfd, control.split_losses(lost_dfd, f_dfd), idx_dfd)
+        killed = self._civilian_harm(town)
+        m.record_event(
+            "fighting",
+            town,
+            count=round(lost_att + lost_dfd),
+            persons=killed * m.weight,
+            note=f"{self.side_name(att)} vs {self.side_name(dfd)}",
+        )
+        if u_decide >= r.resolution_rate:
+            return
+        p_att = float(control.contest_success(control.attack_ratio(np.array(s_att), np.array(s_dfd)), r.decisiveness))
+        if u_winner < p_att:
+            self._settle(town, winner=att, loser=dfd, local=local)
+        else:
+            self._settle(town, winner=dfd, loser=att, local=local)
+
+    def _civilian_harm(self, town: int) -> float:
+        """Casualties, fear and flight of the civilians present in a contested town; returns model persons killed."""
+        m = self.model
+        ts = m.town_state
+        r = m.scenario.rivals
+        hh = m.hh
+        killed = 0.0
+        if r.fight_casualties > 0:
+            density = ts.present[town] / max(ts.persons0[town], 1e-9)
+            expected = r.fight_casualties * min(density, m.scenario.air_campaign.density_cap)
+            expected *= m.scenario.households.sample_fraction
+            killed = m.kill_persons(town, int(self.fight_stream.poisson(expected)), self.fight_stream, harm=False)
+            ts.killed_today[town] += killed
+            self.killed_cum += killed
+        here = np.flatnonzero((hh.town == town) & (hh.persons > 0))
+        if r.fight_harm > 0 and len(here):
+            gain = np.float32(rules.saturating_gain(m.scenario.fear.rate * r.fight_harm))
+            hh.fear[here] += (1 - hh.fear[here]) * gain
+        flight(m, contested_town=town)
+        return killed
+
+    def _settle(self, town: int, *, winner: int, loser: int, local: np.ndarray) -> None:
+        m = self.model
+        ts = m.town_state
+        r = m.scenario.rivals
+        attacker = int(ts.attacker[town])
+        if loser != HTS_HOLDS:  # a beaten rival side loses its footing in the town
+            for g in self.members(int(self.side[loser - GROUP0])):
+                ts.rival_presence[town, g] *= 1 - r.defeat_presence_loss
+        if winner == HTS_HOLDS:
+            if attacker == HTS_HOLDS:
+                ts.control[town] += r.retake_control_gain * (1 - ts.control[town])
+                cause = f"retaken by HTS from {self.side_name(loser)}"
+            else:
+                cause = f"held by HTS against {self.side_name(loser)}"
+            m.change_controller(town, HTS_HOLDS, cause)
+            return
+        root = int(self.side[winner - GROUP0])
+        idx = self.members(root)
+        holder = int(idx[np.argmax(local[town, idx])]) if winner == attacker else winner - GROUP0
+        if winner == attacker:  # HTS driven out: its hold and its services go
+            ts.control[town] *= 1 - r.capture_control_loss
+            ts.services[town] = 0.0
+            cause = f"taken by {self.side_name(winner)} from HTS"
+        else:
+            cause = f"held by {self.side_name(winner)} against HTS"
+        m.change_controller(town, GROUP0 + holder, cause)
 
 
 class CivilSociety(mesa.Agent):

@@ -3,6 +3,12 @@
 No DataFrame is built during a run: each day writes one row per table into
 numpy arrays, and :meth:`Collector.frames` turns them into tidy DataFrames once.
 Counts of persons are reported in real persons (scaled by 1 / sample_fraction).
+
+Who holds each town: ``towns`` has a categorical ``controller`` column (``hts``,
+``contested``, ``regime`` or a rival group's name); ``events`` has a
+``control_change`` row per change with ``controller_from``, ``controller_to`` and the
+cause in ``note``, and a ``coalition`` row (members in ``note``) per coalition formed;
+``timeseries`` has ``fighters:<group>`` and ``persons_under:<controller>`` per day.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from sim.model.control import CONTESTED as HELD_CONTESTED
+from sim.model.control import GROUP0, HTS_HOLDS
 from sim.model.rules import COOPERATE, NEUTRAL, RESIST
 from sim.scenario.schema import FRONT_STATUS
 
@@ -54,8 +62,14 @@ GOV_COLUMNS: dict[str, Column] = {
     "persons_present": Column(
         "persons present", PERSONS, "Living persons in the governorate's open towns at the end of the day."
     ),
-    "killed_cum": Column("civilians killed (cumulative)", PERSONS, "Civilians killed by air strikes since day 0."),
-    "killed": Column("civilians killed", PERSONS_PER_DAY, "Civilians killed by air strikes on this day."),
+    "killed_cum": Column(
+        "civilians killed (cumulative)",
+        PERSONS,
+        "Civilians killed by air strikes and in fighting between HTS and rival groups since day 0.",
+    ),
+    "killed": Column(
+        "civilians killed", PERSONS_PER_DAY, "Civilians killed by air strikes and in fighting on this day."
+    ),
     "displaced_persons": Column(
         "displaced persons", PERSONS, "Living persons who are away from their home town at the end of the day."
     ),
@@ -158,6 +172,33 @@ GOV_COLUMNS: dict[str, Column] = {
     "towns_regime_held": Column(
         "towns taken by the regime", "towns", "Towns held by the regime at the end of the day."
     ),
+    "persons_under_hts_share": Column(
+        "persons under HTS control", SHARE, "Share of persons present who live in towns HTS holds (`controller` hts)."
+    ),
+    "towns_rival_held": Column(
+        "towns held by rival groups", "towns", "Towns a rival group holds at the end of the day."
+    ),
+    "towns_contested": Column(
+        "towns contested", "towns", "Towns HTS and a rival side are fighting for at the end of the day."
+    ),
+    "control_changes_cum": Column(
+        "control changes (cumulative)",
+        "changes",
+        "Changes of a town's controller since day 0 (`control_change` events).",
+    ),
+    "coalitions_cum": Column(
+        "coalitions formed (cumulative)", "coalitions", "Coalitions of rival groups formed since day 0."
+    ),
+    "fight_killed_cum": Column(
+        "civilians killed in fighting (cumulative)",
+        PERSONS,
+        "Civilians killed in fighting between HTS and rival sides since day 0 (included in `killed_cum`).",
+    ),
+    "fight_fighters_lost_cum": Column(
+        "fighters lost in fighting (cumulative)",
+        "fighters",
+        "Fighters of HTS and the rival groups lost in fights for towns since day 0.",
+    ),
 }
 
 # One column per rival group of the scenario, named after the group.
@@ -166,6 +207,15 @@ RIVAL_GROUP_COLUMNS: dict[str, Column] = {
         "alignment with HTS",
         "alignment (-1..1)",
         "Alignment of the rival group `<group>` with HTS (one column per group in `rivals.groups`).",
+    ),
+    "fighters:<group>": Column(
+        "fighters", "fighters", "Fighters of the rival group `<group>` (one column per group in `rivals.groups`)."
+    ),
+    "persons_under:<controller>": Column(
+        "persons under a controller",
+        PERSONS,
+        "Persons present in towns held by `<controller>`: `hts`, `contested`, `regime` or a rival group "
+        "(one column each).",
     ),
 }
 
@@ -196,11 +246,13 @@ TOWN_STATE_COLUMNS: dict[str, Column] = {
     "killed_cum": Column(
         "civilians killed (cumulative)",
         PERSONS,
-        "Residents of the town (by home town) killed by air strikes since day 0.",
+        "Residents of the town (by home town) killed by air strikes and in fighting since day 0.",
     ),
     "strikes": Column("air strikes", "strikes per day", "Air strikes landing on the town on this day."),
     "strikes_cum": Column("air strikes (cumulative)", "strikes", "Air strikes on the town since day 0."),
-    "killed": Column("civilians killed", PERSONS_PER_DAY, "Persons killed by air strikes in the town on this day."),
+    "killed": Column(
+        "civilians killed", PERSONS_PER_DAY, "Persons killed by air strikes and in fighting in the town on this day."
+    ),
     "coop_share": Column("cooperation with HTS", SHARE, "Share of persons present in the town who cooperate with HTS."),
     "resist_share": Column("resisting HTS", SHARE, "Share of persons present in the town who resist HTS."),
     "neutral_share": Column("neutral", SHARE, "Share of persons present in the town who neither cooperate nor resist."),
@@ -253,6 +305,12 @@ TOWN_STATE_COLUMNS: dict[str, Column] = {
         "front status", "category", "Front status of the town: `opposition`, `contested` or `regime` (held)."
     ),
     "arrests": Column("arrests", PERSONS_PER_DAY, "Protesters arrested by HTS in the town on this day."),
+    "controller": Column(
+        "controller",
+        "category",
+        "Who holds the town at the end of the day: `hts`, a rival group's name, `contested` (HTS and a rival "
+        "side fighting for it) or `regime`.",
+    ),
 }
 
 TOWN_COLUMNS: dict[str, Column] = {**TOWN_KEYS, **TOWN_STATE_COLUMNS}
@@ -275,7 +333,13 @@ EVENT_COLUMNS: dict[str, Column] = {
         "note",
         "text",
         "Detail by kind: the targeting source of a strike, the reason of a flight, the new front status, "
-        "the group attacked.",
+        "the group attacked, the cause of a control change, the members of a coalition, the sides of a fight.",
+    ),
+    "controller_from": Column(
+        "controller before", "category", "For a `control_change`: who held the town before; empty otherwise."
+    ),
+    "controller_to": Column(
+        "controller after", "category", "For a `control_change`: who holds the town after; empty otherwise."
     ),
 }
 EVENT_KINDS: dict[str, str] = {
@@ -285,13 +349,22 @@ EVENT_KINDS: dict[str, str] = {
     ),
     "displacement": (
         "Persons fleeing from `town` to `to_town` on this day; `note` is `flight` (own decision) "
-        "or `front` (everyone present flees a town the regime takes)."
+        "or `front` (everyone present flees a town the regime takes) or `fighting` (flight from a contested town)."
     ),
     "return": "Displaced persons going back from `town` to their home town `to_town`.",
     "arrests": "HTS arrests protesters in `town`; `count` arrests, `persons` arrested persons.",
     "council_takeover": "HTS takes over the independent council of `town`.",
     "front": "The front status of `town` changes; `note` the new status.",
     "hts_attack_rival": "HTS attacks a rival group; `note` the group.",
+    "control_change": (
+        "Who holds `town` changes from `controller_from` to `controller_to`; `note` the cause (an attack, a "
+        "capture, a defence, a retake, `regime advance`, or `scheduled (...)` for a dated input)."
+    ),
+    "coalition": "Rival groups join forces where together they match HTS in `town`; `count` members, `note` names.",
+    "fighting": (
+        "A fight day in contested `town`; `count` fighters lost on both sides, `persons` civilians killed, "
+        "`note` the two sides."
+    ),
 }
 
 # Arrays the collector fills each day, derived from the definitions above.
@@ -315,6 +388,9 @@ class Collector:
         self.gov = {v: np.zeros(days) for v in GOV_VARS}
         self.groups = [g.name for g in model.rival_groups]
         self.align = np.zeros((days, len(self.groups)))
+        self.fighters = np.zeros((days, len(self.groups)))
+        self.controllers = list(model.controller_names)
+        self.under = np.zeros((days, len(self.controllers)))
         self.days_done = 0
 
     def collect(self, day: int) -> None:
@@ -365,6 +441,7 @@ class Collector:
         T["reputation"][day] = ts.reputation
         T["front"][day] = ts.front
         T["arrests"][day] = ts.arrests_today * w
+        T["controller"][day] = ts.controller
 
         tot = present.sum()
         res = m.resisting
@@ -406,8 +483,18 @@ class Collector:
         G["arrests"][day] = ts.arrests_today.sum() * w
         G["council_takeovers_cum"][day] = m.hts.takeovers
         G["towns_regime_held"][day] = (~ts.open).sum()
+        under = np.bincount(ts.controller, weights=present, minlength=len(self.controllers))
+        self.under[day] = under * w
+        G["persons_under_hts_share"][day] = _share(under[HTS_HOLDS], tot)
+        G["towns_rival_held"][day] = (ts.controller >= GROUP0).sum()
+        G["towns_contested"][day] = (ts.controller == HELD_CONTESTED).sum()
+        G["control_changes_cum"][day] = m.control_changes
+        G["coalitions_cum"][day] = len(m.conflict.coalitions)
+        G["fight_killed_cum"][day] = m.conflict.killed_cum * w
+        G["fight_fighters_lost_cum"][day] = m.conflict.fighters_lost_cum
         if len(self.groups):
             self.align[day] = align
+            self.fighters[day] = fighters
         self.days_done = day + 1
 
     # ------------------------------------------------------------------ frames
@@ -430,6 +517,10 @@ class Collector:
             ts[k] = v[:nd]
         for j, name in enumerate(self.groups):
             ts[f"alignment:{name}"] = self.align[:nd, j]
+        for j, name in enumerate(self.groups):
+            ts[f"fighters:{name}"] = self.fighters[:nd, j]
+        for j, name in enumerate(self.controllers):
+            ts[f"persons_under:{name}"] = self.under[:nd, j]
 
         names = self.model.town_state.names
         n = len(names)
@@ -444,6 +535,8 @@ class Collector:
         for k, v in self.town.items():
             if k == "front":
                 towns["front"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=list(FRONT_STATUS))
+            elif k == "controller":
+                towns[k] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=self.controllers)
             elif k == "council_independent":
                 towns[k] = v[:nd].ravel().astype(bool)
             else:
@@ -467,4 +560,6 @@ class Collector:
         ev["persons"] = ev["persons"].astype(float)
         ev["event"] = ev["event"].astype(str)
         ev["note"] = ev["note"].astype(str)
+        for col in ("controller_from", "controller_to"):
+            ev[col] = pd.Categorical(ev[col].astype(str), categories=["", *self.controllers])
         return {"timeseries": ts, "towns": towns, "events": ev}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sim.model import rules
+from sim.model.control import CONTESTED as HELD_CONTESTED
 from sim.model.rules import COOPERATE, F32, NEUTRAL, RESIST
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def step_households(model: AllegianceModel) -> None:
     hts_harm = (
         g.repression_weight * ts.repression
         + g.takeover_weight * ts.takeover_memory
-        + g.tax_weight * ts.control * ts.open
+        + g.tax_weight * ts.control * (ts.open & ts.hts_holds)  # HTS taxes only where it holds the town
     ).astype(F32)
 
     def gains(rate_of) -> np.ndarray:
@@ -180,7 +181,8 @@ def step_households(model: AllegianceModel) -> None:
 
     # --- protest against HTS ---------------------------------------------------------
     pr = sc.protest
-    eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & ts.open[town]
+    # Protest against HTS is protest against its rule: only where HTS holds the town (ODD 7.8.3).
+    eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & (ts.open & ts.hts_holds)[town]
     hh.protesting = rules.protest_decision(
         hh.g_hts,
         model.hts.legitimacy,
@@ -221,15 +223,19 @@ def flight(
     exposure: np.ndarray | None = None,
     *,
     fallen_town: int = -1,
+    contested_town: int = -1,
 ) -> None:
     """Flight: who leaves their current town today, and where they go.
 
-    Two callers, one rule. The daily household step passes ``u_flee`` (one uniform
+    Three callers, one rule. The daily household step passes ``u_flee`` (one uniform
     per household) and each household's exposure ``E_i``; the front passes
-    ``fallen_town`` when the regime takes a town, and everyone present must leave.
+    ``fallen_town`` when the regime takes a town, and everyone present must leave;
+    a fight for a town passes ``contested_town`` (ODD 7.6).
 
     1. Who flees. Forced: every living household in ``fallen_town`` (uniforms from
-       the front stream, one per household present). Otherwise the daily hazard
+       the front stream, one per household present). From a fight: each living
+       household in ``contested_town`` with probability ``rivals.fight_flight`` (uniforms
+       from the fight stream, one per household present). Otherwise the daily hazard
        ``h_i = f_E * s_exit * F_i * E_i + f_front * front_proximity_t * open_t``;
        since ``P(flee) = 1 - exp(-h) <= h``, only households with ``u_flee < h`` are
        candidates, and a candidate flees if ``u_flee < P(flee)``.
@@ -247,6 +253,18 @@ def flight(
             return
         u_dest = model.rng_front.random(len(fleeing))
         reason = "front"
+    elif contested_town >= 0:
+        here = np.flatnonzero((hh.town == contested_town) & (hh.persons > 0))
+        p = model.scenario.rivals.fight_flight
+        if not len(here) or p <= 0:
+            return
+        u = model.rng_fight.random(len(here))
+        go = u < p
+        fleeing = here[go]
+        if not len(fleeing):
+            return
+        u_dest = u[go] / p
+        reason = "fighting"
     else:
         fl = model.scenario.flight
         hazard = rules.flight_hazard(
@@ -279,6 +297,7 @@ def destination_matrix(model: AllegianceModel) -> np.ndarray:
         fl = model.scenario.flight
         safety = rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale)
         safety = safety * np.where(ts.border, fl.border_safety, 1.0)
+        safety = safety * (ts.controller != HELD_CONTESTED)  # nobody flees into a town being fought over
         pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
         free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
         model.dest_probs = rules.destination_weights(

@@ -6,7 +6,8 @@
 2. the front line moves; towns taken by the regime are emptied;
 3. HTS acts (finance, services, control, council takeovers, repression,
    retaliation), then civil society invests in councils;
-4. rival groups update their alignment with HTS;
+4. rival groups update their alignment with HTS; hostile groups may form a coalition and
+   sides fight for towns (:class:`~sim.model.actors.Conflict`, rules in :mod:`sim.model.control`);
 5. households update grievances and fear, then choose stance, protest,
    flight, return and recruitment (vectorized, :mod:`sim.model.households`);
 6. towns aggregate their households and the day is collected.
@@ -18,7 +19,7 @@ import numpy as np
 from mesa import Model
 from mesa.discrete_space import OrthogonalMooreGrid
 
-from sim.model import rules
+from sim.model import control, rules
 from sim.model.actors import (
     FRONT_STATUS,
     HTS,
@@ -26,6 +27,7 @@ from sim.model.actors import (
     REGIME,
     AirCampaign,
     CivilSociety,
+    Conflict,
     Household,
     RegimeFront,
     RivalGroup,
@@ -33,6 +35,8 @@ from sim.model.actors import (
     TownState,
 )
 from sim.model.collect import Collector
+from sim.model.control import CONTESTED as HELD_CONTESTED
+from sim.model.control import GROUP0, HTS_HOLDS, NO_SIDE, REGIME_HOLDS
 from sim.model.households import (
     RECRUITED_HTS,
     RECRUITED_RIVAL,
@@ -46,11 +50,19 @@ from sim.model.rules import COOPERATE, RESIST
 from sim.scenario.geography import Geography, build_geography
 from sim.scenario.schema import Scenario
 
-STREAMS = ("init", "households", "air", "front", "hts", "repression", "casualties")
+# New streams go at the end: SeedSequence children do not depend on how many are spawned.
+STREAMS = ("init", "households", "air", "front", "hts", "repression", "casualties", "control", "fight")
 
 
 class AllegianceModel(Model):
     """Civilian allegiance under air strikes.
+
+    Public state read by the collector and the app: ``town_state`` (per-town arrays,
+    :class:`~sim.model.actors.TownState`; ``town_state.controller`` holds each town's
+    controller code, whose names are ``controller_names``: ``"hts"``, ``"contested"``,
+    ``"regime"``, then the rival groups in scenario order; ``Town.controller`` gives one
+    town's as a name), ``hh`` (household arrays), ``hts``, ``rival_groups``, ``conflict``
+    (coalitions and fights), ``events``.
 
     Args:
         scenario: a validated :class:`~sim.scenario.schema.Scenario` (every parameter is there,
@@ -85,6 +97,9 @@ class AllegianceModel(Model):
         self.rng_hts = gens["hts"]
         self.rng_repression = gens["repression"]
         self.rng_casualties = gens["casualties"]
+        self.rng_control = gens["control"]
+        self.rng_fight = gens["fight"]
+        self.controller_names = control.controller_names([g.name for g in scenario.rivals.groups])
 
         hc = scenario.households
         self.unit_size = 1 if hc.unit == "person" else hc.size
@@ -108,6 +123,8 @@ class AllegianceModel(Model):
                 Household(self, i)
         self.hts = HTS(self)
         self.rival_groups = [RivalGroup(self, i, g) for i, g in enumerate(scenario.rivals.groups)]
+        self.conflict = Conflict(self)
+        self.control_changes = 0
         self.air = AirCampaign(self)
         self.front = RegimeFront(self)
         self.civil_society = CivilSociety(self)
@@ -144,8 +161,10 @@ class AllegianceModel(Model):
         self.update_threat()
         self.hts.step()  # 3
         self.civil_society.step()  # 3b
+        self.update_predation()
         for group in self.rival_groups:  # 4
             group.step()
+        self.conflict.step()  # 4b: coalitions and fights for towns
         self.prepare_household_terms()
         step_households(self)  # 5
         self.aggregate()  # 6
@@ -179,6 +198,11 @@ class AllegianceModel(Model):
         arr = lambda attr: np.array([float(getattr(t, attr)) for t in towns])  # noqa: E731
         front = np.array([FRONT_STATUS.index(t.front) for t in towns], dtype=np.int8)
         rep = np.array([t.reputation if t.reputation is not None else float(t.stance == "resisting") for t in towns])
+        groups = [grp.name for grp in sc.rivals.groups]
+        controller = np.array(
+            [HTS_HOLDS if t.controller == "hts" else GROUP0 + groups.index(t.controller) for t in towns], dtype=np.int16
+        )
+        controller[front == REGIME] = REGIME_HOLDS
         z = lambda: np.zeros(n)  # noqa: E731
         ts = TownState(
             names=names,
@@ -199,6 +223,10 @@ class AllegianceModel(Model):
             capacity=z(),
             border=np.array([t.border for t in towns]),
             rival_presence=presence,
+            controller=controller,
+            attacker=np.full(n, NO_SIDE, dtype=np.int16),
+            defender=np.full(n, NO_SIDE, dtype=np.int16),
+            advance=z(),
             open=front != REGIME,
             present=z(),
             hosted=z(),
@@ -213,6 +241,9 @@ class AllegianceModel(Model):
             resist_base=z(),
             rival_presence_total=np.clip(presence.sum(axis=1), 0, 1),
             rival_guard=z(),
+            hts_holds=controller == HTS_HOLDS,
+            common_threat=z(),
+            predation=z(),
             strikes_today=z(),
             killed_today=z(),
             strikes_cum=z(),
@@ -254,6 +285,7 @@ class AllegianceModel(Model):
         ts.exposure = ts.exposure * self._exp_decay + harm
         ts.exposure_eff = ts.exposure + self._neighbour @ ts.exposure
         self.hh.harm *= np.float32(self._exp_decay)
+        ts.advance *= self._exp_decay
         self.update_threat()
         ts.repression *= self._memory_decay
         ts.takeover_memory *= self._memory_decay
@@ -262,6 +294,40 @@ class AllegianceModel(Model):
         """Regime threat per town: recent harm (in units of the safety scale) and front proximity."""
         ts = self.town_state
         ts.threat = -np.expm1(-(ts.exposure_eff / self.scenario.flight.safety_harm_scale + ts.front_proximity))
+        ts.common_threat = control.common_threat(
+            ts.exposure_eff, ts.advance, self.scenario.flight.safety_harm_scale, self.scenario.rivals.advance_weight
+        )
+
+    def update_predation(self) -> None:
+        """HTS predation per town as rival groups see it: the HTS-attributed harm of arrests,
+        council takeovers and taxes, weighted as households weigh it (ODD 7.6)."""
+        ts = self.town_state
+        g = self.scenario.grievance
+        ts.predation = (
+            g.repression_weight * ts.repression
+            + g.takeover_weight * ts.takeover_memory
+            + g.tax_weight * ts.control * (ts.open & ts.hts_holds)
+        )
+
+    def change_controller(self, town: int, code: int, cause: str) -> None:
+        """Hand ``town`` to the controller with code ``code``; record a ``control_change`` event."""
+        ts = self.town_state
+        old = int(ts.controller[town])
+        if old == code:
+            return
+        ts.controller[town] = code
+        ts.hts_holds[town] = code == HTS_HOLDS
+        if code != HELD_CONTESTED:
+            ts.attacker[town] = ts.defender[town] = NO_SIDE
+        self.control_changes += 1
+        self.dest_probs = None
+        self.record_event(
+            "control_change",
+            town,
+            note=cause,
+            controller_from=self.controller_names[old],
+            controller_to=self.controller_names[code],
+        )
 
     def prepare_household_terms(self) -> None:
         """Town-level parts of the household utilities, computed once per town per day."""
@@ -272,7 +338,10 @@ class AllegianceModel(Model):
         align = np.array([g.alignment for g in self.rival_groups])
         rel = np.array([g.fighters for g in self.rival_groups]) / self.hts.reference_fighters
         rival_support = ts.rival_presence @ (np.maximum(align, 0) * rel) if len(align) else 0.0
-        strength = np.minimum(ts.control * self.hts.strength + rival_support, sc.hts.strength_cap)
+        # HTS protects, serves and controls where it holds the town; a rival holder backs resistance.
+        holds = ts.hts_holds
+        rival_held = ts.controller >= GROUP0
+        strength = np.minimum(ts.control * holds * self.hts.strength + rival_support, sc.hts.strength_cap)
         # Protection as households value it: zero when the rally mechanism is off.
         ts.protection = (
             mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * self.hts.retaliation) * ts.open
@@ -282,13 +351,14 @@ class AllegianceModel(Model):
             (self.alpha_coop if calibrated else ch.cooperate_intercept)
             + ch.services_weight * ts.services
             + mech.institutions * ch.service_gap_weight * ts.services * ts.damage
-            + mech.control * ch.control_weight * ts.control
+            + mech.control * ch.control_weight * ts.control * holds
             + ch.peer_weight * ts.coop_share
         )
         ts.resist_base = (
             (self.alpha_resist if calibrated else ch.resist_intercept)
             + ch.council_weight * ts.council * ts.independent
             + ch.peer_weight * ts.resist_share
+            + mech.control * sc.rivals.rule_weight * rival_held
         )
         guard = ts.rival_presence @ (1 - np.maximum(align, 0)) if len(align) else np.zeros(ts.n)
         ts.rival_guard = sc.rivals.council_shield * np.clip(guard, 0, 1)
@@ -398,6 +468,7 @@ class AllegianceModel(Model):
         for arr in (ts.control, ts.services, ts.council, ts.reputation, ts.civil_society):
             arr[town] = 0.0
         ts.independent[town] = False
+        self.change_controller(town, REGIME_HOLDS, "regime advance")
         self.dest_probs = None
         self.update_front_proximity()
         flight(self, fallen_town=town)
@@ -409,8 +480,12 @@ class AllegianceModel(Model):
                 return int(j)
         return -1
 
-    def kill_persons(self, town: int, k: int, rng: np.random.Generator) -> float:
-        """Kill up to ``k`` persons among those present in ``town`` (chosen by household size)."""
+    def kill_persons(self, town: int, k: int, rng: np.random.Generator, *, harm: bool = True) -> float:
+        """Kill up to ``k`` persons among those present in ``town`` (chosen by household size).
+
+        ``harm`` adds the deaths to the victims' households' personal harm memory (which
+        feeds their grievances like strike harm); fighting between rebels passes False.
+        """
         if k <= 0:
             return 0.0
         hh = self.hh
@@ -422,7 +497,8 @@ class AllegianceModel(Model):
         hit, counts = np.unique(victims, return_counts=True)
         dead = np.minimum(counts.astype(np.float32), hh.persons[hit])
         hh.persons[hit] -= dead
-        hh.harm[hit] += dead * np.float32(self.scenario.exposure.personal_weight)
+        if harm:
+            hh.harm[hit] += dead * np.float32(self.scenario.exposure.personal_weight)
         self.town_state.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=self.town_state.n)
         gone = hit[hh.persons[hit] <= 0]
         hh.protesting[gone] = False
@@ -447,10 +523,19 @@ class AllegianceModel(Model):
                 self.rival_groups[g].recruits += c * self.weight
 
     def record_event(
-        self, kind: str, town: int, *, to_town: int = -1, count: int = 1, persons: float = 0.0, note: str = ""
+        self,
+        kind: str,
+        town: int,
+        *,
+        to_town: int = -1,
+        count: int = 1,
+        persons: float = 0.0,
+        note: str = "",
+        controller_from: str = "",
+        controller_to: str = "",
     ) -> None:
-        """Append an event row (strike, council takeover, arrests, displacement, ...)."""
-        self.events.append((self.day, kind, town, to_town, count, persons, note))
+        """Append an event row (strike, council takeover, arrests, displacement, control change, ...)."""
+        self.events.append((self.day, kind, town, to_town, count, persons, note, controller_from, controller_to))
 
     # ------------------------------------------------------------------ convenience
 

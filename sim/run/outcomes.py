@@ -3,8 +3,10 @@
 An outcome is ``<series>:<reducer>``: a column of the governorate time series
 (``sim.model.collect.GOV_VARS``) reduced to one number by ``final`` (last day),
 ``mean`` (mean over the last ``window`` days), ``max``, ``min``, ``total``
-(sum over the run) or ``change`` (last day minus first day). Shorthand names
-for the outcomes the project reports are in :data:`STANDARD_OUTCOMES`.
+(sum over the run) or ``change`` (last day minus first day); the per-group and
+per-controller columns (``alignment:<group>``, ``fighters:<group>``,
+``persons_under:<controller>``) reduce the same way. Shorthand names for the
+outcomes the project reports are in :data:`STANDARD_OUTCOMES`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pandas as pd
 from sim.model.collect import GOV_VARS
 
 REDUCERS = ("final", "mean", "max", "min", "total", "change")
+#: Prefixes of the per-group and per-controller columns of the time series.
+SERIES_PREFIXES = ("alignment:", "fighters:", "persons_under:")
 
 STANDARD_OUTCOMES: dict[str, str] = {
     "coop_resisting_final": "coop_share_resisting:final",
@@ -31,6 +35,12 @@ STANDARD_OUTCOMES: dict[str, str] = {
     "hts_fighters_final": "hts_fighters:final",
     "hts_recruits_final": "hts_recruits_cum:final",
     "rival_alignment_final": "rival_alignment_mean:final",
+    "rival_alignment_window": "rival_alignment_mean:mean",
+    "under_hts_final": "persons_under_hts_share:final",
+    "under_hts_mean": "persons_under_hts_share:mean",
+    "towns_rival_held_final": "towns_rival_held:final",
+    "control_changes_total": "control_changes_cum:final",
+    "rival_fighters_final": "rival_fighters:final",
     "displaced_final": "displaced_persons:final",
     "displacements_total": "displacement_moves_cum:final",
     "killed_total": "killed_cum:final",
@@ -48,7 +58,7 @@ def resolve(name: str) -> tuple[str, str]:
     series, _, reducer = spec.partition(":")
     reducer = reducer or "final"
     valid_series = set(GOV_VARS)
-    if series not in valid_series and not series.startswith("alignment:"):
+    if series not in valid_series and not series.startswith(SERIES_PREFIXES):
         import difflib
 
         hint = difflib.get_close_matches(series, [*STANDARD_OUTCOMES, *GOV_VARS], n=1)

@@ -19,26 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sim._version import __version__
+from sim.scenario.shipped import project_root
 
 PACKAGES = ("mesa", "numpy", "pandas", "pyarrow", "pydantic", "scipy", "matplotlib", "SALib", "dask", "pyabc")
-PROJECT_NAME = "idlib-allegiance-sim"
 
 
 def now_utc() -> str:
     """The current UTC time, ISO 8601 to the second."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def project_root() -> Path | None:
-    """The source checkout holding this package, if the package is not an installed copy."""
-    root = Path(__file__).resolve().parents[2]
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
-        return None
-    with contextlib.suppress(OSError):
-        if f'name = "{PROJECT_NAME}"' in pyproject.read_text(encoding="utf-8"):
-            return root
-    return None
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,11 @@ import numpy as np
 import pandas as pd
 
 from sim.model.model import AllegianceModel
+from sim.run.outcomes import STANDARD_OUTCOMES, OutcomeError, compute_outcomes
+from sim.run.outcomes import resolve as resolve_outcome
 from sim.run.provenance import stamp
 from sim.run.store import new_run_id, run_folder, write_run
-from sim.scenario.loader import LoadedScenario, config_hash
+from sim.scenario.loader import LoadedScenario, ScenarioError, config_hash, load_scenario, with_values
 from sim.scenario.schema import Scenario
 
 
@@ -72,7 +74,7 @@ def simulate(
     loaded = scenario if isinstance(scenario, LoadedScenario) else None
     sc = loaded.scenario if loaded else scenario
     if days is not None and days != sc.days:
-        sc = sc.model_copy(update={"days": int(days)})
+        sc = with_values(sc, {"days": days}, source="simulate")
     seed = sc.seed if seed is None else int(seed)
     t0 = time.perf_counter()
     model = AllegianceModel(sc, seed, household_agents=household_agents)
@@ -110,6 +112,49 @@ def simulate(
     snapshots = model.snapshots
     model.release()
     return SimulationResult(sc, seed, frames, manifest, snapshots)
+
+
+def run_model(
+    scenario: Scenario | LoadedScenario | str | Path,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    days: int | None = None,
+    outcomes: Iterable[str] | None = None,
+) -> dict[str, float]:
+    """Run one scenario once and return its named scalar outcomes: the model as a plain function.
+
+    This is the entry for outside tools (the EMA workbench, optimisers, notebooks):
+    parameters in, numbers out, nothing written.
+
+    Args:
+        scenario: a validated scenario, or a scenario file or shipped scenario name.
+        params: ``{key.path: value}`` changes (``{"mechanisms.rally": 2.0}``), validated
+            exactly as ``--set`` validates them.
+        seed: root seed (default: the scenario's).
+        days: days to run (default: the scenario's).
+        outcomes: outcome names, standard (:data:`~sim.run.outcomes.STANDARD_OUTCOMES`) or
+            ``series:reducer`` (default: every standard outcome).
+
+    Returns:
+        ``{outcome: value}``; window means use ``output.summary_window_days``.
+
+    Raises:
+        ScenarioError: a bad scenario, parameter, ``days`` or outcome name, naming the key and the problem.
+    """
+    if isinstance(scenario, LoadedScenario):
+        scenario = scenario.scenario
+    elif not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario).scenario
+    if params:
+        scenario = with_values(scenario, params, source="params")
+    names = list(STANDARD_OUTCOMES if outcomes is None else outcomes)
+    for name in names:
+        try:
+            resolve_outcome(name)
+        except OutcomeError as e:
+            raise ScenarioError("outcomes", str(e), key=str(name)) from None
+    result = simulate(scenario, seed, days=days, household_agents=False)
+    return compute_outcomes(result.timeseries, names, result.scenario.output.summary_window_days)
 
 
 def save_run(

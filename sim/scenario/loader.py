@@ -13,13 +13,16 @@ import copy
 import difflib
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from sim.scenario import shipped
 from sim.scenario.schema import Scenario, ScenarioRefError
 
 
@@ -356,6 +359,45 @@ def apply_set_overrides(data: dict[str, Any], overrides: list[str], path: Path) 
             raise ScenarioError(path, f"--set {text!r}: {e.message}", key=e.key) from None
 
 
+def with_values(scenario: Scenario, values: Mapping[str, Any], *, source: str = "values") -> Scenario:
+    """A validated copy of ``scenario`` with ``{key.path: value}`` changes, applied as ``--set`` applies them.
+
+    ``Scenario.model_copy(update=...)`` skips validation; this does not: the changed
+    scenario is validated as a whole (ranges, types, unknown keys, cross-references,
+    geography), exactly like a scenario file with ``--set`` overrides.
+
+    Args:
+        scenario: the scenario to copy (left unchanged).
+        values: key paths (``"mechanisms.rally"``, ``"towns.Saraqib.council"``) to values.
+        source: what to name as the origin in error messages.
+
+    Raises:
+        ScenarioError: one message naming the key and the problem.
+    """
+    data = scenario.model_dump(mode="json")
+    for key, value in values.items():
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise ScenarioError(source, f"{key!r}: expected a key path like 'mechanisms.rally'")
+        if isinstance(value, np.generic):  # numpy scalars from samplers: plain Python values
+            value = value.item()
+        try:
+            set_path(data, key.split("."), value)
+        except ScenarioError as e:
+            raise ScenarioError(source, e.message, key=e.key or key) from None
+    try:
+        changed = Scenario.model_validate(data)
+    except ValidationError as exc:
+        loc, msg = _explain(exc.errors()[0])
+        raise ScenarioError(source, msg, key=".".join(str(p) for p in loc)) from None
+    from sim.scenario.geography import GeographyError, build_geography
+
+    try:
+        build_geography(changed)
+    except GeographyError as e:
+        raise ScenarioError(source, e.message, key=".".join(map(str, e.loc))) from None
+    return changed
+
+
 def _list_index(items: list[Any], key: str, path: list[str]) -> int:
     if key.lstrip("-").isdigit():
         idx = int(key)
@@ -420,14 +462,37 @@ def _explain(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     return loc, msg
 
 
+def resolve_input(name_or_path: str | Path, kind: str = "scenario") -> Path:
+    """A file path as given, or a shipped file by name (:mod:`sim.scenario.shipped`).
+
+    Args:
+        name_or_path: a path, or a shipped name (``"idlib_2017_2018"``; a sweep: ``"mechanisms_morris"``).
+        kind: ``"scenario"`` or ``"sweep"``.
+
+    Raises:
+        ScenarioError: neither a file nor a shipped name; the message lists the shipped names.
+    """
+    path = shipped.resolve(name_or_path, kind)
+    if not path.exists():
+        names = shipped.shipped_names(kind)
+        hint = f" (shipped {kind}s: {', '.join(names)})" if names else ""
+        raise ScenarioError(path, f"file not found, and not the name of a shipped {kind}{hint}")
+    return path
+
+
 def load_scenario(path: str | Path, overrides: list[str] | None = None) -> LoadedScenario:
-    """Read, merge, override and validate a scenario file.
+    """Read, merge, override and validate a scenario file, or a shipped scenario by name.
+
+    Args:
+        path: a scenario file, or the name of a shipped scenario (``"idlib_2017_2018"``,
+            ``"policies/none"``; see :func:`sim.scenario.shipped.shipped_names`).
+        overrides: ``key.path=value`` strings, as ``--set`` takes them.
 
     Raises:
         ScenarioError: for any problem with the file, its extends chain,
             the overrides, or the values.
     """
-    path = Path(path)
+    path = resolve_input(path)
     data, docs = _resolve(path, [])
     file_days = data.get("days", Scenario.model_fields["days"].default)
     overrides = list(overrides or [])

@@ -436,7 +436,25 @@ class HTSConfig(Strict):
     fighters_lost_per_strike: float = param(
         2.0, 0, 1000, unit="fighters", doc="Fighters killed per strike at full control."
     )
+    cohesion: float = param(
+        1.0, 0, 1, unit="0-1", doc="Share of HTS fighters present that fight as one (multiplies its local strength)."
+    )
     governance_body: GovernanceBody | None = Field(None, description="Salvation-Government-style body.")
+
+
+class ControlEvent(DatedSwitch):
+    """A dated change of who holds a town: an input for replaying history, like a calendar strike.
+
+    The shipped scenarios carry none: who holds what is an output of the model.
+    """
+
+    town: str
+    controller: str = Field(description="'hts' or the name of a rival group present in the town")
+    source: str = ASSUMED
+
+
+#: Controller names that are not rival groups (a town's `controller` is one of these or a group's name).
+RESERVED_CONTROLLERS: tuple[str, ...] = ("hts", "contested", "regime")
 
 
 class RivalGroupConfig(Strict):
@@ -445,27 +463,89 @@ class RivalGroupConfig(Strict):
     name: str
     fighters: float = param(2000, 0, 1e6, unit="fighters", doc="Initial fighters.")
     alignment: float = param(-0.3, -1, 1, unit="-1..1", doc="Initial alignment with HTS.")
-    towns: dict[str, float] = Field(default_factory=dict, description="presence (0-1) of the group in each named town")
+    towns: dict[str, float] = Field(
+        default_factory=dict,
+        description="presence (0-1) of the group in each named town: the share of its fighters it can bring "
+        "to bear there",
+    )
+    cohesion: float = param(
+        1.0,
+        0,
+        1,
+        unit="0-1",
+        source="assumed (Christia 2012: fragmented groups fight below their numbers)",
+        doc="Share of the group's fighters present that fight as one (multiplies its local strength).",
+    )
+    outside_backing: float = param(
+        0.0,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (Christia 2012: outside patrons shift alliances)",
+        doc="Daily pull of the group's alignment away from HTS by outside backers (toward -1); 0 = none.",
+    )
+    source: str = Field(ASSUMED, description="where the group's figures come from")
 
     @model_validator(mode="after")
     def _presence_range(self) -> RivalGroupConfig:
         for town, presence in self.towns.items():
             if not 0 <= presence <= 1:
                 raise ValueError(f"presence in {town!r} must be in [0, 1] (got {presence})")
+        if self.name in RESERVED_CONTROLLERS:
+            raise ValueError(f"a rival group cannot be called {self.name!r} (a reserved controller name)")
         return self
 
 
 class Rivals(Strict):
-    """Alignment dynamics shared by rival groups."""
+    """Rival groups: alignment drivers, coalitions and fighting for towns (ODD 7.6)."""
 
     pressure_rate: float = param(
         0.01,
         0,
         1,
         unit="1/day",
-        doc="Alignment gain toward HTS per unit regime pressure (presence-weighted threat in the group's towns).",
+        source="Haid 2018 (the common threat reunites); Christia 2012",
+        doc="Alignment gain toward HTS per unit common threat: presence-weighted regime harm (strikes) "
+        "and front advance in the group's towns (a standing front is no pressure).",
     )
-    attack_penalty: float = param(0.3, 0, 2, unit="-", doc="Alignment lost per HTS attack on the group.")
+    advance_weight: float = param(
+        1.0,
+        0,
+        100,
+        unit="harm per front change",
+        doc="Common threat of a front change (a town becoming contested or regime-held) at zero distance; "
+        "decays with distance (front.range_km) and in time (exposure.half_life_days).",
+    )
+    pretext_rate: float = param(
+        0.002,
+        0,
+        1,
+        unit="1/day",
+        source="Condra & Shapiro 2012 (blame for drawing strikes); default = pressure_rate x mechanisms.pretext_blame "
+        "(the households' split), assumed",
+        doc="Alignment loss per unit regime strike harm in the group's towns that the group blames on HTS for "
+        "drawing the strikes (strikes only, not the front).",
+    )
+    predation_rate: float = param(
+        0.1,
+        0,
+        100,
+        unit="1/(harm*day)",
+        source="assumed (Christia 2012; Kalyvas 2006)",
+        doc="Alignment loss per unit HTS predation in the group's towns: the HTS-attributed harm of arrests, "
+        "council takeovers and taxes there, weighted as households weigh it (grievance.*_weight).",
+    )
+    resistance_rate: float = param(
+        0.002,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (Kalyvas 2006: armed actors answer to their civilian base)",
+        doc="Alignment loss per unit share of persons resisting HTS in the group's towns.",
+    )
+    attack_penalty: float = param(
+        0.3, 0, 2, unit="-", doc="Alignment lost per HTS attack on the group (also when HTS attacks a town it holds)."
+    )
     attack_fighter_loss: float = param(0.1, 0, 1, unit="share", doc="Share of a group's fighters lost per HTS attack.")
     attack_grievance: float = param(
         0.5,
@@ -477,7 +557,124 @@ class Rivals(Strict):
     council_shield: float = param(
         0.8, 0, 1, unit="share", doc="How much a distanced rival shields councils from takeover."
     )
+    hostility_threshold: float = param(
+        0.5,
+        0,
+        1,
+        unit="-1..1",
+        doc="A group is hostile to HTS (may fight it and join a coalition) when its alignment is at most minus this.",
+    )
+    contest_threshold: float = param(
+        3.0,
+        0,
+        100,
+        unit="ratio",
+        source="assumed (the attacker's 3:1 rule of thumb, Mearsheimer 1989)",
+        doc="Local strength ratio (attacker / holder) from which a side attacks a town.",
+    )
+    attack_rate: float = param(
+        0.1,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily probability that a hostile side strong enough in an HTS-held town attacks it; "
+        "0 = rivals never attack.",
+    )
+    hts_retake_rate: float = param(
+        0.1,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily probability that HTS attacks a rival-held town where it is strong enough; 0 = HTS never retakes.",
+    )
+    hts_tolerance: float = param(
+        0.5,
+        -1,
+        1,
+        unit="-1..1",
+        doc="HTS leaves a rival-held town alone while the holder's alignment is at least this.",
+    )
+    support_weight: float = param(
+        1.0,
+        0,
+        100,
+        unit="-",
+        source="assumed (Kalyvas 2006: civilians' support and control feed each other)",
+        doc="Local strength gained per unit share of civilian support (resisting persons for rivals, "
+        "cooperating persons for HTS).",
+    )
+    resolution_rate: float = param(
+        0.2, 0, 1, unit="1/day", doc="Daily probability that a fight for a contested town is decided."
+    )
+    decisiveness: float = param(
+        2.0,
+        0,
+        20,
+        unit="exponent",
+        source="Tullock 1980; Hirshleifer 1989 (ratio-form contest success function)",
+        doc="d in P(attacker wins) = r^d / (1 + r^d), r = attacker / defender local strength.",
+    )
+    fight_attrition: float = param(
+        0.02,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (Lanchester attrition)",
+        doc="Fighters each side loses per fight day per fighter-equivalent of the opponent's local strength.",
+    )
+    fight_casualties: float = param(
+        1.0, 0, 500, unit="persons/day", doc="Mean civilians killed per fight day at full population."
+    )
+    fight_harm: float = param(
+        1.0, 0, 100, unit="harm/day", doc="Harm per fight day that raises fear (at fear.rate) of households present."
+    )
+    fight_flight: float = param(
+        0.01, 0, 1, unit="1/day", doc="Daily probability that a household present in a contested town flees."
+    )
+    capture_control_loss: float = param(
+        0.5, 0, 1, unit="share", doc="Share of HTS control lost when a rival takes a town from it."
+    )
+    retake_control_gain: float = param(
+        0.3, 0, 1, unit="share", doc="HTS control gained (toward 1) when HTS retakes a town."
+    )
+    defeat_presence_loss: float = param(
+        0.5, 0, 1, unit="share", doc="Share of a defeated rival side's presence in the town it loses or fails to take."
+    )
+    coalition_rate: float = param(
+        0.05,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (Christia 2012: alliances form to balance the strongest)",
+        doc="Daily probability that hostile sides able together, not alone, to match HTS in a town merge; "
+        "0 = no coalitions.",
+    )
+    coalition_match: float = param(
+        1.0,
+        0,
+        100,
+        unit="ratio",
+        doc="Combined local strength ratio to HTS at which hostile sides can form a coalition (1 = parity).",
+    )
+    coalition_cohesion: float = param(
+        0.8,
+        0,
+        1,
+        unit="0-1",
+        source="assumed (Christia 2012: coalitions are less cohesive than their members)",
+        doc="Factor on a coalition's pooled local strength.",
+    )
+    rule_weight: float = param(
+        1.0,
+        0,
+        50,
+        source="assumed (Kalyvas 2006: control drives collaboration with the controller)",
+        doc="Utility of resisting HTS in a town a rival holds (times mechanisms.control).",
+    )
     groups: list[RivalGroupConfig] = Field(default_factory=list, description="rival rebel groups")
+    events: list[ControlEvent] = Field(
+        default_factory=list, description="dated changes of who holds a town (inputs; none by default)"
+    )
 
 
 class CalendarStrike(DatedSwitch):
@@ -594,6 +791,11 @@ class TownSpec(Strict):
     front: FrontStatus = Field("opposition", description="initial front status")
     host_capacity: float = Field(0.5, ge=0, le=20, description="displaced it can host, per resident")
     border: bool = Field(False, description="on the Turkish border (safer host for the displaced)")
+    controller: str = Field(
+        "hts",
+        description="who holds the town at the start: 'hts' or the name of a rival group present in it "
+        "(a regime-held town is held by the regime)",
+    )
     source: str = Field(ASSUMED, description="where the town's figures come from")
 
     @model_validator(mode="after")
@@ -744,6 +946,18 @@ class Scenario(Strict):
         gnames = [g.name for g in self.rivals.groups]
         if len(set(gnames)) != len(gnames):
             raise ScenarioRefError(("rivals", "groups"), "duplicate rival group names")
+        holders = [(("towns", i, "controller"), t.name, t.controller) for i, t in enumerate(self.towns)]
+        for i, e in enumerate(self.rivals.events):
+            check(e.town, ("rivals", "events", i, "town"))
+            holders.append((("rivals", "events", i, "controller"), e.town, e.controller))
+        for loc, town, holder in holders:
+            if holder == "hts":
+                continue
+            if holder not in gnames:
+                options = ", ".join(["'hts'", *(repr(g) for g in gnames)])
+                raise ScenarioRefError(loc, f"unknown controller {holder!r} (use one of {options})")
+            if self.rivals.groups[gnames.index(holder)].towns.get(town, 0.0) <= 0:
+                raise ScenarioRefError(loc, f"{holder!r} holds {town!r} but has no presence there")
         for key in {t.stance for t in self.towns} - set(self.households.initial.stance):
             raise ScenarioRefError(
                 ("households", "initial", "stance"), f"no initial stance shares for town stance {key!r}"
@@ -766,6 +980,7 @@ class Scenario(Strict):
         items: list[tuple[tuple[Any, ...], DatedSwitch]] = []
         items += [(("air_campaign", "calendar", i), s) for i, s in enumerate(self.air_campaign.calendar)]
         items += [(("front", "events", i), e) for i, e in enumerate(self.front.events)]
+        items += [(("rivals", "events", i), e) for i, e in enumerate(self.rivals.events)]
         for key in ("start", "end"):
             v = getattr(self.air_campaign, key)
             if v is not None:

@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sim.scenario.schema import MECHANISM_NAMES, POLICIES, Mechanisms, Scenario
+from sim.scenario.shipped import shipped_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from sim.model.model import AllegianceModel
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SCENARIO = Path("scenarios/synthetic_grid.yaml")
+DEFAULT_SCENARIO = "synthetic_grid"  # a shipped scenario (sim.scenario.shipped)
 SCENARIO_ENV = "SIM_APP_SCENARIO"
 DEFAULT_PORT = 8765
 
@@ -68,7 +68,7 @@ def served_scenario() -> Path:
     env = os.environ.get(SCENARIO_ENV)
     if env:
         return Path(env)
-    return DEFAULT_SCENARIO if DEFAULT_SCENARIO.exists() else ROOT / DEFAULT_SCENARIO
+    return shipped_path(DEFAULT_SCENARIO) or Path(DEFAULT_SCENARIO)
 
 
 def parse_seed(value: int | str | None, default: int) -> tuple[int, str]:
