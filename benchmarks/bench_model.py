@@ -41,14 +41,13 @@ IDLIB = ROOT / "scenarios" / "idlib_2017_2018.yaml"
 
 def scaled_scenario(households: int):
     """The synthetic grid with town populations scaled to about ``households`` households."""
-    from sim.scenario.loader import load_scenario
+    from sim.scenario.loader import load_scenario, with_values
 
     sc = load_scenario(SYNTHETIC).scenario
     size = sc.households.size
     total = sum(t.persons for t in sc.towns) / size
     factor = households / total
-    towns = [t.model_copy(update={"persons": max(1, round(t.persons * factor))}) for t in sc.towns]
-    return sc.model_copy(update={"towns": towns})
+    return with_values(sc, {f"towns.{i}.persons": max(1, round(t.persons * factor)) for i, t in enumerate(sc.towns)})
 
 
 def time_model_steps(model, steps: int) -> float:
@@ -220,8 +219,9 @@ def _child_person_level(days: int) -> dict:
         loaded = load_scenario(IDLIB, ["households.unit=person", "households.sample_fraction=1.0", f"days={days}"])
         name = "idlib_2017_2018"
     else:  # before the Idlib scenario exists: the grid scaled to Idlib's 2.4 million persons
-        sc = scaled_scenario(400_000).model_copy(update={"days": days})
-        loaded = sc.model_copy(update={"households": sc.households.model_copy(update={"unit": "person"})})
+        from sim.scenario.loader import with_values
+
+        loaded = with_values(scaled_scenario(400_000), {"days": days, "households.unit": "person"})
         name = "synthetic_grid x 2.4M persons"
     t0 = time.perf_counter()
     r = simulate(loaded)

@@ -34,7 +34,7 @@ def test_minimal_scenario_takes_the_documented_defaults():
     assert sc.resisting_towns == []
 
 
-def test_the_seven_mechanisms_of_model_md_each_have_a_strength():
+def test_the_mechanisms_of_model_md_each_have_a_strength():
     assert set(MECHANISM_NAMES) == {
         "rally",
         "regime_blame",
@@ -43,6 +43,7 @@ def test_the_seven_mechanisms_of_model_md_each_have_a_strength():
         "pretext_blame",
         "exit",
         "control",
+        "consolidation",
     }
     for name in MECHANISM_NAMES:
         Mechanisms(**{name: 0.0})  # zero (off) is always allowed

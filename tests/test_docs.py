@@ -21,6 +21,7 @@ MODEL_MECHANISMS = {
     "blame on the pretext": "pretext_blame",
     "exit": "exit",
     "control drives collaboration": "control",
+    "collaboration drives control": "consolidation",
 }
 
 

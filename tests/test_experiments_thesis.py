@@ -111,7 +111,7 @@ def _headline(tmp_path: Path, overrides: list[str]) -> pd.DataFrame:
 def test_rally_and_protection_dominate_supported(tmp_path: Path) -> None:
     h = _headline(
         tmp_path,
-        ["mechanisms.rally=3", "mechanisms.regime_blame=2", "mechanisms.suppression=0", "mechanisms.pretext_blame=0"],
+        ["mechanisms.rally=3", "mechanisms.suppression=0", "mechanisms.pretext_blame=0"],
     )
     for o in HEADLINE:
         assert h.loc[o, "verdict"] == "supported", h

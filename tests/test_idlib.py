@@ -19,6 +19,7 @@ from sim.analysis.observed import (
     compare,
     displacements,
     figure_value,
+    killed,
     observed_table,
     replicate_seeds,
     window_days,
@@ -140,6 +141,10 @@ def test_observed_values_are_recomputed_from_the_run(run_95: SimulationResult) -
             share = moves[moves["to_town"].astype(str).isin(fig.towns)]["persons"].sum() / moves["persons"].sum()
             assert row.simulated == pytest.approx(share)
             assert row.simulated == pytest.approx(arrival_share(run_95.frames, fig.towns, first, last))
+        elif fig.kind == "killed":
+            ts = run_95.timeseries
+            assert row.simulated == pytest.approx(ts.loc[ts["day"].between(first, last), "killed"].sum())
+            assert row.simulated == pytest.approx(killed(run_95.frames, first, last))
         else:
             tw = run_95.towns
             last_row = tw[(tw["day"] == 94) & (tw["town"].astype(str) == fig.towns[0])]

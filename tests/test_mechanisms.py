@@ -106,9 +106,14 @@ def test_pretext_blame_turns_part_of_strike_harm_against_hts(tiny, run_model):
     assert np.mean(hh.g_hts[hit] - hh.g_hts0[hit]) > 0.05
 
 
-def test_full_pretext_blame_leaves_regime_grievance_untouched(tiny, run_model):
-    hh = run_model(_blame_scenario(tiny, pretext_blame=1.0)).hh
-    np.testing.assert_array_equal(hh.g_regime, hh.g_regime0)
+def test_blame_independence_more_hts_blame_leaves_regime_grievance_unchanged(tiny, run_model):
+    """Blaming HTS for drawing the strikes does not absolve the regime (Condra & Shapiro 2012)."""
+    low = run_model(_blame_scenario(tiny, pretext_blame=0.0)).hh
+    high = run_model(_blame_scenario(tiny, pretext_blame=1.0)).hh
+    hit = low.home == 0
+    assert np.all(low.g_regime[hit] > low.g_regime0[hit])  # the strikes raised G_R
+    np.testing.assert_array_equal(high.g_regime, low.g_regime)  # and the pretext took none of it away
+    assert np.mean(high.g_hts[hit] - low.g_hts[hit]) > 0.05  # while G_H rose
 
 
 def test_regime_blame_zero_means_strikes_add_nothing_to_grievance_against_the_regime(tiny, run_model):

@@ -120,6 +120,7 @@ def _services_scenario(tiny, services_weight: float):
         days=40,
         hts={"service_rate": 0.1, "consolidation_rate": 0.0, "takeover_rate": 0.0, "resources": 1e6},
         choice={"services_weight": services_weight, "revision_rate": 0.5},
+        baseline={"stationary": False},  # the raw process rule, not balanced at the start
     )
 
 
@@ -143,9 +144,10 @@ def _repression_scenario(tiny, repression: float):
         days=40,
         hts={"repression": repression, "takeover_rate": 0.0},
         mechanisms={"pretext_blame": 0.0},  # strikes then add nothing to G_H: arrests are the only cause
-        grievance={"repression_weight": 1.0},
+        grievance={"repression_weight": 1.0, "home_team_discount": 0.0},
         protest={"jail_days": 5},
         air_campaign={"policy": "calendar", "calendar": calendar("A", range(0, 30, 3))},
+        baseline={"stationary": False},  # all coercion counts, not only what exceeds its standing level
     )
 
 
@@ -223,6 +225,8 @@ def _council_scenario(tiny, takeover_rate: float, **extra):
         {"name": "A", "x": 1, "y": 1, "persons": 3000, "council": 0.3, "hts_control": 0.9, "civil_society": 0.5},
         {"name": "C", "x": 31, "y": 1, "persons": 3000, "council": 0.3, "hts_control": 0.0, "civil_society": 0.5},
     ]
+    # The raw takeover rule: without a stationary baseline only shocks would raise the pressure.
+    extra.setdefault("baseline", {"stationary": False})
     return tiny(towns=towns, days=20, hts={"takeover_rate": takeover_rate, "protest_shield": 0.0}, **extra)
 
 
@@ -253,7 +257,8 @@ def test_civil_society_raises_council_legitimacy(tiny, run_model):
         {"name": "A", "x": 1, "y": 1, "persons": 3000, "council": 0.3, "civil_society": 0.9},
         {"name": "C", "x": 31, "y": 1, "persons": 3000, "council": 0.3, "civil_society": 0.0},
     ]
-    frames = run_model(tiny(towns=towns, days=30, hts={"takeover_rate": 0.0})).collector.frames()
+    sc = tiny(towns=towns, days=30, hts={"takeover_rate": 0.0}, baseline={"stationary": False})
+    frames = run_model(sc).collector.frames()
     a = series(frames["towns"], "A", "council")
     c = series(frames["towns"], "C", "council")
     assert a[-1] > 0.45 and np.all(np.diff(a) > 0)
@@ -566,10 +571,10 @@ FROZEN = (
 
 
 def _shares_by_label(model: AllegianceModel) -> dict[str, np.ndarray]:
+    """Persons-weighted shares by town label over all days (everyone revises daily: independent draws)."""
     towns = model.collector.frames()["towns"]
-    final = towns[towns["day"] == towns["day"].max()]
     out = {}
-    for label, rows in final.groupby("initial_stance", observed=True):
+    for label, rows in towns.groupby("initial_stance", observed=True):
         w = rows["persons_present"]
         out[label] = np.array([(rows[c] * w).sum() / w.sum() for c in ("resist_share", "neutral_share", "coop_share")])
     return out

@@ -126,6 +126,7 @@ def test_with_hts_predation_and_no_pressure_alignment_falls(tiny, run_model):
         days=40,
         rivals=rivals(groups, predation_rate=2.0, council_shield=0.0),
         hts={"takeover_rate": 0.5, "repression": 1.0},
+        baseline={"stationary": False},  # the raw takeover rule: no shock is needed for takeovers
     )
     model = run_model(sc)
     a = alignment(model)
@@ -249,6 +250,7 @@ def test_in_a_rival_held_town_hts_takes_over_no_council_and_arrests_no_one(tiny,
             hts={"takeover_rate": 1.0, "repression": 1.0, "security_per_control": 5.0},
             households={"initial": {"grievance_hts_resisting": 0.9}},
             protest={"threshold_mean": 0.05},
+            baseline={"stationary": False},  # the raw rules: takeovers and service decay without a shock
         )
         model = run_model(sc)
         ev = model.collector.frames()["events"]
@@ -270,9 +272,8 @@ def test_who_holds_a_town_changes_what_its_civilians_choose(tiny, run_model):
         towns = [dict(t) for t in tiny().model_dump()["towns"]]
         towns[0]["controller"] = controller
         model = run_model(tiny(towns=towns, days=1, rivals=rivals(_held_by_g(500))))
-        return float(model.town_state.coop_base[0] - model.alpha_coop[0]), float(
-            model.town_state.resist_base[0] - model.alpha_resist[0]
-        )
+        # town terms only: the constants are the households' own (they travel with them)
+        return float(model.town_state.coop_base[0]), float(model.town_state.resist_base[0])
 
     (c_hts, r_hts), (c_g, r_g) = coop_base("hts"), coop_base("G")
     assert c_g < c_hts and r_g > r_hts

@@ -54,26 +54,37 @@ def test_saturating_update_without_baseline_decays_to_zero():
 def test_regime_grievance_rate_is_a_R_times_blame_share_times_exposure():
     e = f32(0.0, 1.0, 2.0)
     np.testing.assert_allclose(
-        rules.regime_grievance_rate(e, regime_rate=0.5, regime_blame=2.0, pretext_blame=0.25),
-        0.5 * 2.0 * 0.75 * np.array([0.0, 1.0, 2.0]),
+        rules.regime_grievance_rate(e, regime_rate=0.5, regime_blame=0.8),
+        0.5 * 0.8 * np.array([0.0, 1.0, 2.0]),
         rtol=1e-6,
     )
 
 
-@pytest.mark.parametrize(("blame", "pretext"), [(0.0, 0.2), (1.0, 1.0)])
-def test_regime_grievance_rate_is_zero_when_switched_off_or_fully_blamed_on_hts(blame, pretext):
-    rate = rules.regime_grievance_rate(f32(5.0, 50.0), 0.3, blame, pretext)
-    np.testing.assert_array_equal(rate, [0.0, 0.0])
+def test_regime_grievance_rate_is_zero_when_no_harm_is_blamed_on_the_regime():
+    np.testing.assert_array_equal(rules.regime_grievance_rate(f32(5.0, 50.0), 0.3, 0.0), [0.0, 0.0])
 
 
-def test_hts_grievance_rate_adds_pretext_share_of_exposure_to_hts_harm():
-    rate = rules.hts_grievance_rate(f32(2.0, 0.0), f32(0.1, 0.3), hts_rate=0.5, pretext_blame=0.25)
-    np.testing.assert_allclose(rate, [0.5 * (0.25 * 2 + 0.1), 0.5 * 0.3], rtol=1e-6)
+def test_hts_grievance_rate_adds_pretext_share_of_exposure_to_discounted_coercion():
+    rate = rules.hts_grievance_rate(
+        f32(2.0, 0.0), f32(0.1, 0.3), hts_rate=0.5, pretext_blame=0.25, home_team_discount=0.4
+    )
+    np.testing.assert_allclose(rate, [0.5 * (0.25 * 2 + 0.6 * 0.1), 0.5 * 0.6 * 0.3], rtol=1e-6)
 
 
 def test_pretext_zero_means_strikes_add_nothing_to_hts_grievance():
-    rate = rules.hts_grievance_rate(f32(100.0), f32(0.0), hts_rate=5.0, pretext_blame=0.0)
+    rate = rules.hts_grievance_rate(f32(100.0), f32(0.0), hts_rate=5.0, pretext_blame=0.0, home_team_discount=0.0)
     np.testing.assert_array_equal(rate, [0.0])
+
+
+def test_home_team_discount_scales_only_hts_coercion():
+    """Off (0) vs on: the strike-harm part of G_H's rate is unchanged, the coercion part shrinks."""
+    e, coercion = f32(3.0, 0.0, 3.0), f32(0.0, 0.2, 0.2)
+    off = rules.hts_grievance_rate(e, coercion, hts_rate=0.5, pretext_blame=0.3, home_team_discount=0.0)
+    on = rules.hts_grievance_rate(e, coercion, hts_rate=0.5, pretext_blame=0.3, home_team_discount=0.75)
+    assert on[0] == off[0]  # strike harm only: no change
+    np.testing.assert_allclose(off[1:] - on[1:], 0.5 * 0.75 * 0.2, rtol=1e-5)
+    full = rules.hts_grievance_rate(e, coercion, hts_rate=0.5, pretext_blame=0.3, home_team_discount=1.0)
+    np.testing.assert_allclose(full, 0.5 * 0.3 * e, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- stance choice
@@ -92,7 +103,6 @@ def _utilities(**kw):
     }
     weights = {
         "protection_weight": 1.0,
-        "regime_grievance_weight": 1.0,
         "hts_grievance_weight": 1.0,
         "fear_withdrawal": 1.0,
         "disengagement": 1.0,
@@ -112,14 +122,21 @@ def test_stance_utilities_follow_the_documented_formula():
         resist_base=f32(-0.2),
         protection=f32(0.5),
         protection_weight=2.0,
-        regime_grievance_weight=1.5,
         hts_grievance_weight=3.0,
         fear_withdrawal=0.7,
         disengagement=1.25,
     )
-    assert u_c[0] == pytest.approx(0.1 + 2.0 * 0.5 * 0.4 + 1.5 * 0.4 - 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
+    assert u_c[0] == pytest.approx(0.1 + 2.0 * 0.5 * 0.4 - 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
     assert u_r[0] == pytest.approx(-0.2 + 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
     assert u_n[0] == pytest.approx(1.25, rel=1e-6)
+
+
+def test_regime_grievance_enters_the_choice_once_through_protection():
+    """Without protection, regime grievance leaves every utility unchanged (no second channel)."""
+    low = _utilities(g_regime=f32(*[0.0] * 4))
+    high = _utilities(g_regime=f32(*[1.0] * 4))
+    for a, b in zip(low, high, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_protection_raises_cooperation_utility_only_through_regime_grievance():

@@ -81,6 +81,13 @@ def arrival_share(frames: Frames, towns: Sequence[str], first: int, last: int) -
     return float(moves.loc[into, "persons"].sum()) / total
 
 
+def killed(frames: Frames, first: int, last: int) -> float:
+    """Civilians killed by strikes from day ``first`` to ``last``, both included (real persons)."""
+    ts = frames["timeseries"]
+    inside = (ts["day"] >= first) & (ts["day"] <= last)
+    return float(ts.loc[inside, "killed"].sum())
+
+
 def council_independent(frames: Frames, town: str) -> float:
     """1 if ``town``'s council is still independent of HTS on the run's last day, else 0."""
     tw = frames["towns"]
@@ -98,6 +105,8 @@ def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> flo
         return arrival_share(frames, fig.towns, first, last)
     if fig.kind == "council_independent":
         return council_independent(frames, fig.towns[0])
+    if fig.kind == "killed":
+        return killed(frames, first, last)
     raise ValueError(f"unknown observed kind {fig.kind!r}")
 
 

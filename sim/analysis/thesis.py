@@ -75,6 +75,17 @@ OUTCOMES: dict[str, tuple[str, int]] = {
     "displaced_final": ("displaced persons (end)", 0),
 }
 HEADLINE: tuple[str, str] = ("coop_resisting_mean", "coop_resisting_home_mean")
+# Composition of the two resisting-town measures: current town = residents at home + guests,
+# home town = residents at home + those who left; the dead are in neither (window means).
+COMPOSITION: dict[str, str] = {
+    "persons_resisting_stayers:mean": "residents at home (persons)",
+    "persons_resisting_left:mean": "residents who left (persons)",
+    "persons_resisting_guests:mean": "displaced guests present (persons)",
+    "killed_resisting_home_cum:final": "residents killed (persons, cumulative)",
+    "coop_share_resisting_stayers:mean": "cooperation of residents at home",
+    "coop_share_resisting_left:mean": "cooperation of residents who left",
+    "coop_share_resisting_guests:mean": "cooperation of guests",
+}
 #: Secondary outcomes of the article's second claim: under regime pressure the rival groups
 #: take up HTS's offer to reunite (alignment up) and HTS holds more of the population.
 SECOND_CLAIM: tuple[str, ...] = ("rival_alignment_window", "under_hts_mean")
@@ -141,7 +152,7 @@ def _base(settings: ThesisSettings) -> dict[str, Any]:
         "set": sets,
         "root_seed": settings.root_seed,
         "seeds": "common",
-        "outcomes": list(OUTCOMES),
+        "outcomes": [*OUTCOMES, *COMPOSITION],
         "window": window,
         "batch_size": 10,
     }
@@ -453,6 +464,61 @@ def run_thesis(
     return result
 
 
+def composition_table(df: pd.DataFrame, treatment: str = TREATMENT, control: str = CONTROL) -> pd.DataFrame:
+    """Who makes up each resisting-town measure under the treatment and the control (means over pairs).
+
+    Rows: the composition outcomes and the two headline measures; columns ``control``,
+    ``treatment`` and ``difference`` (the mean paired difference).
+    """
+    names = [*COMPOSITION, *HEADLINE]
+    present = [o for o in names if o in df.columns]
+    if not present or not {treatment, control} <= set(df[POLICY]):
+        return pd.DataFrame(columns=["quantity", "label", "control", "treatment", "difference"])
+    d = paired_differences(df, treatment, control, present)
+    ok = df[df["status"] == "ok"]
+    rows = []
+    for o in present:
+        label = COMPOSITION.get(o) or OUTCOMES[o][0]
+        rows.append(
+            {
+                "quantity": o,
+                "label": label,
+                "control": float(ok.loc[ok[POLICY] == control, o].mean()),
+                "treatment": float(ok.loc[ok[POLICY] == treatment, o].mean()),
+                "difference": float(d[o].mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def composition_lines(comp: pd.DataFrame) -> list[str]:
+    """The decomposition paragraph: how much of each measure's effect is the residents' own change.
+
+    Both measures share the residents still at home; the rest of a measure's effect is
+    composition: guests arriving (current town) or residents leaving (home town), with the
+    dead in neither measure.
+    """
+    c = comp.set_index("quantity")
+    need = ["coop_share_resisting_stayers:mean", *HEADLINE]
+    if not set(need) <= set(c.index):
+        return []
+    own = c.loc["coop_share_resisting_stayers:mean", "difference"]
+    current, home = (c.loc[o, "difference"] for o in HEADLINE)
+
+    def n(key: str) -> str:
+        return f"{c.loc[key, 'difference']:+,.0f}" if key in c.index else "n/a"
+
+    return [
+        f"By current town the effect is {current:+.3f}, by home town {home:+.3f}. Among residents still at "
+        f"home (in both measures) cooperation changed by {own:+.3f}; the rest is composition: "
+        f"{current - own:+.3f} by current town (guests present {n('persons_resisting_guests:mean')}, "
+        f"residents at home {n('persons_resisting_stayers:mean')} persons), {home - own:+.3f} by home town "
+        f"(residents who left {n('persons_resisting_left:mean')} persons), with "
+        f"{n('killed_resisting_home_cum:final')} more residents killed (in neither measure). "
+        "Table: `composition.csv`.",
+    ]
+
+
 def _fmt_effect(r: pd.Series) -> str:
     return (
         f"**{r['verdict']}**: {r['mean_diff']:+.3f} (95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
@@ -585,6 +651,17 @@ def write_report(
         "",
         "Tables: `effects.csv` (this table, with labels), `pairs.csv` (every paired difference and its seed).",
     ]
+    comp = composition_table(load_results(result.summaries["headline"].folder))
+    if len(comp):
+        write_csv_atomic(comp, f / "composition.csv", float_format="%.6g")
+        parts += [
+            "",
+            f"## Composition of the resisting-town measures ({TREATMENT} vs {CONTROL})",
+            "",
+            *composition_lines(comp),
+            "",
+            _md_table(comp[["label", "control", "treatment", "difference"]]),
+        ]
     if result.ablation is not None:
         cols = ["variant", "outcome", "pairs", "mean_diff", "ci_low", "ci_high", "verdict", "change_when_off", "role"]
         parts += [

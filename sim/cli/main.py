@@ -24,7 +24,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Agent-based simulation of civilian allegiance under air strikes (Idlib, 2017-2018).",
+    help=(
+        "Agent-based simulation of civilian allegiance under air strikes (Idlib, 2017-2018).\n\n"
+        "SCENARIO arguments take a file or the name of a scenario shipped with the package "
+        "(idlib_2017_2018, synthetic_grid, policies/none, ...), from any working directory."
+    ),
 )
 
 
@@ -41,11 +45,7 @@ def _options(
         typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """Agent-based simulation of civilian allegiance under air strikes (Idlib, 2017-2018).
-
-    SCENARIO arguments take a file or the name of a scenario shipped with the package
-    (idlib_2017_2018, synthetic_grid, policies/none, ...), from any working directory.
-    """
+    """Options of ``sim`` itself (the help text is the app's)."""
 
 
 EXIT_BAD_INPUT = 2

@@ -47,6 +47,7 @@ class TownState:
     exposure_eff: np.ndarray  # E_t plus distance-weighted neighbours' harm
     repression: np.ndarray  # decaying memory of arrests per household
     takeover_memory: np.ndarray  # decaying memory of council takeovers
+    retaliation: np.ndarray  # decaying memory of HTS retaliation for strikes on the town and its neighbours
     front: np.ndarray  # int8 OPPOSITION / CONTESTED / REGIME
     front_proximity: np.ndarray  # 0-1
     capacity: np.ndarray  # model persons it can host as displaced
@@ -166,6 +167,10 @@ class AirCampaign(mesa.Agent):
         self.policy = cfg.policy
         self.start_day = sc.day_of(cfg.start) if cfg.start else 0
         self.end_day = sc.day_of(cfg.end) if cfg.end else sc.days
+        # Mean background sorties per day: the flat level, then each dated period until the next.
+        self.sorties = np.full(sc.days, cfg.sorties_per_day)
+        for period in cfg.schedule:
+            self.sorties[min(sc.day_of(period), sc.days) :] = period.sorties_per_day
         self.calendar: dict[int, list[tuple[int, int, int | None]]] = {}
         for s in cfg.calendar:
             self.calendar.setdefault(sc.day_of(s), []).append((sc.town_names.index(s.town), s.strikes, s.killed))
@@ -203,7 +208,7 @@ class AirCampaign(mesa.Agent):
         ts.damage *= 1 - cfg.damage_repair_rate
         # Same draws for every policy: the sortie count and the per-sortie uniforms come from
         # this stream only; casualties and victims come from another, so they cannot shift them.
-        n_sorties = int(self.stream.poisson(cfg.sorties_per_day))
+        n_sorties = int(self.stream.poisson(self.sorties[day]))
         u = self.stream.random((n_sorties, 3))
         if self.policy == "none":  # the counterfactual: no air campaign at all, dated strikes included
             m.after_strikes()
@@ -307,7 +312,6 @@ class HTS(mesa.Agent):
         self.reference_fighters = float(cfg.reference_fighters)
         self.resources = float(cfg.resources)
         self.legitimacy = float(cfg.legitimacy)
-        self.retaliation = 0.0
         self.recruits = 0.0
         self.takeovers = 0
         self.fight_losses = 0.0  # fighters lost in fights for towns
@@ -318,12 +322,25 @@ class HTS(mesa.Agent):
         self.rng_arrest = model.rng_repression
 
     @property
+    def retaliation(self) -> float:
+        """Retaliation memory averaged over persons present (the towns' own memories drive protection)."""
+        ts = self.model.town_state
+        return float((ts.retaliation * ts.present).sum() / max(ts.present.sum(), 1e-9))
+
+    @property
     def strength(self) -> float:
         """Fighters relative to ``hts.reference_fighters``, capped at ``hts.strength_cap``."""
         return min(self.fighters / self.reference_fighters, self.model.scenario.hts.strength_cap)
 
-    def step(self) -> None:
-        """Step 3: finance, services, control, council takeovers, repression, retaliation, legitimacy."""
+    def drifts(self) -> dict[str, float | np.ndarray]:
+        """Daily changes implied by today's state, before any baseline balance.
+
+        ``resources`` (income - cost), ``services`` and ``control`` per town (before
+        ``open`` and the consolidation strength), ``legitimacy``, and the council
+        ``takeover_pressure`` per town (the takeover probability without its rate).
+        The same expressions give the balances of a stationary start
+        (:meth:`AllegianceModel.balance_baseline`), so the two cannot drift apart.
+        """
         m = self.model
         ts = m.town_state
         cfg = m.scenario.hts
@@ -333,38 +350,53 @@ class HTS(mesa.Agent):
         per_k = ts.present * m.weight / 1000.0
         income = cfg.income_per_control * float((ts.control * per_k * rule).sum())
         cost = cfg.service_cost * float((ts.services * per_k * rule).sum())
-        self.resources = max(0.0, self.resources + income - cost)
         funding = self.resources / (self.resources + cfg.funding_half)
-        ts.services += (
-            cfg.service_rate * ts.control * funding * (1 - ts.services) * rule - cfg.service_decay * ts.services
-        ) * ts.open
-        ts.control += (
-            cfg.consolidation_rate * ts.coop_share * (1 - ts.control) * rule
-            - cfg.protest_erosion * ts.protest_share * ts.control
-        ) * ts.open
-        np.clip(ts.control, 0, 1, out=ts.control)
-        self._takeovers(cfg)
-        self._repress(cfg)
-        strikes = float(ts.strikes_today.sum())
-        self.retaliation = self.retaliation * self.ret_decay + cfg.retaliation_rate * strikes
-        self._attack_rivals(cfg)
         gov_coop = float((ts.coop_share * ts.present).sum() / max(ts.present.sum(), 1e-9))
-        self.legitimacy += cfg.legitimacy_adjust * (gov_coop - self.legitimacy)
+        return {
+            "resources": income - cost,
+            "services": cfg.service_rate * ts.control * funding * (1 - ts.services) * rule
+            - cfg.service_decay * ts.services,
+            "control": cfg.consolidation_rate * ts.coop_share * (1 - ts.control) * rule
+            - cfg.protest_erosion * ts.protest_share * ts.control,
+            "legitimacy": cfg.legitimacy_adjust * (gov_coop - self.legitimacy),
+            "takeover_pressure": ts.control
+            * (1 - ts.council)
+            * np.exp(-cfg.protest_shield * ts.protest_share)
+            * (1 - ts.rival_guard),
+        }
 
-    def _takeovers(self, cfg) -> None:
+    def step(self) -> None:
+        """Step 3: finance, services, control, council takeovers, repression, retaliation, legitimacy.
+
+        Each process moves by its drift minus its baseline balance (zero unless
+        ``baseline.stationary``), so the initial state is a fixed point without shocks.
+        """
+        m = self.model
+        ts = m.town_state
+        cfg = m.scenario.hts
+        bal = m.balance
+        d = self.drifts()
+        self.resources = max(0.0, self.resources + d["resources"] - bal["resources"])
+        ts.services += (d["services"] - bal["services"]) * ts.open
+        np.clip(ts.services, 0, 1, out=ts.services)
+        ts.control += m.scenario.mechanisms.consolidation * (d["control"] - bal["control"]) * ts.open
+        np.clip(ts.control, 0, 1, out=ts.control)
+        self._takeovers(cfg, d["takeover_pressure"] - bal["takeover_pressure"])
+        self._repress(cfg)
+        # Retaliation is local: for strikes on the town and (distance-weighted) on its neighbours.
+        struck = ts.strikes_today + m.neighbour @ ts.strikes_today
+        ts.retaliation = ts.retaliation * self.ret_decay + cfg.retaliation_rate * struck
+        self._attack_rivals(cfg)
+        self.legitimacy += d["legitimacy"] - bal["legitimacy"]
+
+    def _takeovers(self, cfg, pressure: np.ndarray) -> None:
+        """Council takeovers with probability ``rate * m_gov * pressure`` (pressure above its standing level)."""
         m = self.model
         ts = m.town_state
         mult = 1.0
         if self.governance_day is not None and m.day >= self.governance_day:
             mult = cfg.governance_body.takeover_multiplier
-        p = (
-            cfg.takeover_rate
-            * mult
-            * ts.control
-            * (1 - ts.council)
-            * np.exp(-cfg.protest_shield * ts.protest_share)
-            * (1 - ts.rival_guard)
-        )
+        p = cfg.takeover_rate * mult * np.maximum(pressure, 0.0)
         u = self.stream.random(ts.n)
         taken = np.flatnonzero((u < p) & ts.independent & ts.open & ts.hts_holds)
         for t in taken:
@@ -373,6 +405,7 @@ class HTS(mesa.Agent):
             ts.control[t] += cfg.takeover_control_gain * (1 - ts.control[t])
             ts.takeover_memory[t] += 1.0
             ts.civil_society[t] *= 1 - m.scenario.civil_society.takeover_loss
+            m.balance["council"][t] = 0.0  # the council leaves its standing balance
             self.takeovers += 1
             m.record_event("council_takeover", int(t))
 
@@ -397,7 +430,8 @@ class HTS(mesa.Agent):
                 pr = m.scenario.protest
                 hh.jailed_until[arrested] = m.day + pr.jail_days
                 hh.protesting[arrested] = False
-                hh.g_hts[arrested] += (1 - hh.g_hts[arrested]) * np.float32(pr.arrest_grievance)
+                jump = pr.arrest_grievance * (1 - m.scenario.grievance.home_team_discount)
+                hh.g_hts[arrested] += (1 - hh.g_hts[arrested]) * np.float32(jump)
                 ts.arrests_today[:] = np.bincount(hh.town[arrested], minlength=ts.n)
                 arrested_persons = np.bincount(hh.town[arrested], weights=hh.persons[arrested], minlength=ts.n)
                 households = np.maximum(ts.present / m.unit_size, 1.0)
@@ -729,6 +763,14 @@ class Conflict(mesa.Agent):
 class CivilSociety(mesa.Agent):
     """Civil society: investment raises the legitimacy of independent councils."""
 
+    def drift(self) -> np.ndarray:
+        """Daily change of council legitimacy implied by today's state, before any baseline balance."""
+        m = self.model
+        ts = m.town_state
+        cfg = m.scenario.civil_society
+        gain = cfg.council_rate * ts.civil_society * (ts.independent & ts.open)
+        return gain * (1 - ts.council) - cfg.council_decay * ts.council
+
     def step(self) -> None:
         """Step 3b: councils gain legitimacy where civil society works; all decay slowly."""
         m = self.model
@@ -736,6 +778,5 @@ class CivilSociety(mesa.Agent):
         cfg = m.scenario.civil_society
         working = ts.independent & ts.open
         ts.civil_society += cfg.recovery_rate * (m.civil_society0 - ts.civil_society) * working
-        gain = cfg.council_rate * ts.civil_society * working
-        ts.council += gain * (1 - ts.council) - cfg.council_decay * ts.council
+        ts.council += self.drift() - m.balance["council"]
         np.clip(ts.council, 0, 1, out=ts.council)

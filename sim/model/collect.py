@@ -115,6 +115,39 @@ GOV_COLUMNS: dict[str, Column] = {
         SHARE,
         "Share protesting among persons present in towns whose initial stance is resisting.",
     ),
+    "persons_resisting_stayers": Column(
+        "residents at home, resisting towns",
+        PERSONS,
+        "Living persons whose home town's initial stance is resisting and who are in their home town "
+        "(in both resisting-town measures).",
+    ),
+    "persons_resisting_left": Column(
+        "residents away, resisting towns",
+        PERSONS,
+        "Living persons whose home town's initial stance is resisting and who are elsewhere "
+        "(in the by-home measure only).",
+    ),
+    "persons_resisting_guests": Column(
+        "guests in resisting towns",
+        PERSONS,
+        "Displaced persons present in towns whose initial stance is resisting (in the by-current-town measure only).",
+    ),
+    "coop_share_resisting_stayers": Column(
+        "cooperation, residents at home (resisting towns)",
+        SHARE,
+        "Share cooperating among `persons_resisting_stayers`.",
+    ),
+    "coop_share_resisting_left": Column(
+        "cooperation, residents away (resisting towns)", SHARE, "Share cooperating among `persons_resisting_left`."
+    ),
+    "coop_share_resisting_guests": Column(
+        "cooperation, guests in resisting towns", SHARE, "Share cooperating among `persons_resisting_guests`."
+    ),
+    "killed_resisting_home_cum": Column(
+        "residents of resisting towns killed (cumulative)",
+        PERSONS,
+        "Civilians killed since day 0 whose home town's initial stance is resisting (in neither measure).",
+    ),
     "coop_share_other": Column(
         "cooperation with HTS, other towns",
         SHARE,
@@ -142,7 +175,10 @@ GOV_COLUMNS: dict[str, Column] = {
         "HTS legitimacy", LEVEL01, "HTS legitimacy, adjusting toward the governorate's cooperating share."
     ),
     "hts_retaliation": Column(
-        "HTS retaliation", "level", "HTS retaliation against the regime: a decaying memory of the strikes (0 = none)."
+        "HTS retaliation",
+        "level",
+        "HTS retaliation against the regime, persons-weighted mean of the towns' own memories of strikes on "
+        "them and their neighbours (0 = none).",
     ),
     "hts_recruits_cum": Column(
         "recruits to HTS (cumulative)", "fighters", "Fighters recruited by HTS from cooperating households since day 0."
@@ -287,7 +323,7 @@ TOWN_STATE_COLUMNS: dict[str, Column] = {
         "protection value of HTS",
         "level",
         "Protection households expect from HTS: rally strength times threat times HTS strength in the town "
-        "(0 when regime-held).",
+        "times its retaliation for strikes on the town and its neighbours (0 when regime-held).",
     ),
     "fear_mean": Column("fear (mean)", LEVEL01, "Mean fear of the persons present in the town."),
     "grievance_regime_mean": Column(
@@ -463,6 +499,20 @@ class Collector:
         G["resist_share_resisting"][day] = _share(by[res, RESIST].sum(), present[res].sum())
         G["resist_share_resisting_home"][day] = _share(home_by[res, RESIST].sum(), home_alive[res].sum())
         G["protest_share_resisting"][day] = _share(m.protest_persons[res].sum(), present[res].sum())
+        # Composition of the two resisting-town measures (current town = stayers + guests,
+        # home town = stayers + those who left; the dead are in neither).
+        home_res = res[hh.home]
+        away = hh.town != hh.home
+        coop = hh.stance == COOPERATE
+        for key, mask in (
+            ("stayers", home_res & ~away),
+            ("left", home_res & away),
+            ("guests", res[hh.town] & away),
+        ):
+            persons = float(hh.persons[mask].sum())
+            G[f"persons_resisting_{key}"][day] = persons * w
+            G[f"coop_share_resisting_{key}"][day] = _share(float(hh.persons[mask & coop].sum()), persons)
+        G["killed_resisting_home_cum"][day] = ts.killed_home_cum[res].sum() * w
         G["coop_share_other"][day] = _share(by[~res, COOPERATE].sum(), present[~res].sum())
         G["hts_control_mean"][day] = _share((ts.control * present).sum(), tot)
         G["hts_services_mean"][day] = _share((ts.services * present).sum(), tot)

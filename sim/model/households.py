@@ -39,6 +39,8 @@ class HouseholdArrays:
     harm: np.ndarray  # float32 personal harm memory (members killed, weighted, decaying)
     risk_aversion: np.ndarray  # float32 R_i, U(0, 1)
     threshold: np.ndarray  # float32 T_i
+    intercept_resist: np.ndarray  # float32 alpha_R of the household's origin (travels with it)
+    intercept_coop: np.ndarray  # float32 alpha_C of the household's origin (travels with it)
     displaced: np.ndarray  # bool: away from home
     protesting: np.ndarray  # bool
     recruited: np.ndarray  # int8 NOT_RECRUITED / RECRUITED_HTS / RECRUITED_RIVAL
@@ -91,6 +93,8 @@ def create_households(model: AllegianceModel, rng: np.random.Generator) -> House
         harm=np.zeros(n_total, dtype=F32),
         risk_aversion=rng.random(n_total, dtype=F32),
         threshold=np.maximum(0, rng.normal(sc.protest.threshold_mean, sc.protest.threshold_sd, n_total)).astype(F32),
+        intercept_resist=np.full(n_total, sc.choice.resist_intercept, dtype=F32),
+        intercept_coop=np.full(n_total, sc.choice.cooperate_intercept, dtype=F32),
         displaced=np.zeros(n_total, dtype=bool),
         protesting=np.zeros(n_total, dtype=bool),
         recruited=np.zeros(n_total, dtype=np.int8),
@@ -132,13 +136,9 @@ def step_households(model: AllegianceModel) -> None:
     exposure[personal] += hh.harm[personal]
     e_personal = exposure[personal]
     t_personal = town[personal]
-    lam = mech.pretext_blame
     g = sc.grievance
-    hts_harm = (
-        g.repression_weight * ts.repression
-        + g.takeover_weight * ts.takeover_memory
-        + g.tax_weight * ts.control * (ts.open & ts.hts_holds)  # HTS taxes only where it holds the town
-    ).astype(F32)
+    # HTS's coercion above its standing level (which G_H0 already reflects; zero without a stationary baseline).
+    hts_harm = np.maximum(model.hts_harm() - model.balance["hts_harm"], 0.0).astype(F32)
 
     def gains(rate_of) -> np.ndarray:
         out = rules.saturating_gain(rate_of(e_town, hts_harm))[town]
@@ -148,12 +148,15 @@ def step_households(model: AllegianceModel) -> None:
 
     rules.saturating_update(
         hh.g_regime,
-        gains(lambda e, _: rules.regime_grievance_rate(e, g.regime_rate, mech.regime_blame, lam)),
+        gains(lambda e, _: rules.regime_grievance_rate(e, g.regime_rate, mech.regime_blame)),
         g.regime_decay,
         hh.g_regime0,
     )
     rules.saturating_update(
-        hh.g_hts, gains(lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, lam)), g.hts_decay, hh.g_hts0
+        hh.g_hts,
+        gains(lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, mech.pretext_blame, g.home_team_discount)),
+        g.hts_decay,
+        hh.g_hts0,
     )
     rules.saturating_update(hh.fear, gains(lambda e, _: e * F32(sc.fear.rate)), sc.fear.decay)
 
@@ -168,11 +171,10 @@ def step_households(model: AllegianceModel) -> None:
             hh.g_hts[revising],
             hh.fear[revising],
             hh.displaced[revising],
-            ts.coop_base.astype(F32)[t_rev],
-            ts.resist_base.astype(F32)[t_rev],
+            ts.coop_base.astype(F32)[t_rev] + hh.intercept_coop[revising],
+            ts.resist_base.astype(F32)[t_rev] + hh.intercept_resist[revising],
             ts.protection.astype(F32)[t_rev],
             protection_weight=ch.protection_weight,
-            regime_grievance_weight=ch.regime_grievance_weight,
             hts_grievance_weight=ch.hts_grievance_weight,
             fear_withdrawal=ch.fear_withdrawal * mech.suppression,
             disengagement=ch.displaced_disengagement * mech.exit,
@@ -344,7 +346,6 @@ def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[n
         ts.resist_base.astype(F32)[town],
         ts.protection.astype(F32)[town],
         protection_weight=ch.protection_weight,
-        regime_grievance_weight=ch.regime_grievance_weight,
         hts_grievance_weight=ch.hts_grievance_weight,
         fear_withdrawal=ch.fear_withdrawal * mech.suppression,
         disengagement=ch.displaced_disengagement * mech.exit,
@@ -363,3 +364,154 @@ def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[n
         alpha_r += np.log(target[:, 0] / target[:, 1]) - np.log(np.maximum(p_r, 1e-9) / p_n)
         alpha_c += np.log(target[:, 2] / target[:, 1]) - np.log(np.maximum(p_c, 1e-9) / p_n)
     return alpha_r, alpha_c
+
+
+def stance_utilities_now(model: AllegianceModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every household's utilities of resisting, neutrality and cooperating in today's state."""
+    sc = model.scenario
+    hh = model.hh
+    ts = model.town_state
+    ch = sc.choice
+    mech = sc.mechanisms
+    town = hh.town
+    return rules.stance_utilities(
+        hh.g_regime,
+        hh.g_hts,
+        hh.fear,
+        hh.displaced,
+        ts.coop_base.astype(F32)[town] + hh.intercept_coop,
+        ts.resist_base.astype(F32)[town] + hh.intercept_resist,
+        ts.protection.astype(F32)[town],
+        protection_weight=ch.protection_weight,
+        hts_grievance_weight=ch.hts_grievance_weight,
+        fear_withdrawal=ch.fear_withdrawal * mech.suppression,
+        disengagement=ch.displaced_disengagement * mech.exit,
+    )
+
+
+def draw_stances_from_choice(model: AllegianceModel, rng: np.random.Generator) -> None:
+    """Initial stances drawn from each household's own calibrated choice probabilities.
+
+    The stance process (a share revising each day by the logit) has, for a fixed state,
+    each household's logit probabilities as its stationary distribution. Drawing the
+    initial stances from them (rather than independently of grievances) starts the
+    households already sorted, so no sorting transient moves protest or peers in the
+    first weeks.
+    """
+    u_r, u_n, u_c = stance_utilities_now(model)
+    model.hh.stance[:] = rules.choose_stance(u_r, u_n, u_c, rng.random(len(model.hh), dtype=F32))
+
+
+def _resist_probability(model: AllegianceModel) -> np.ndarray:
+    u_r, u_n, u_c = stance_utilities_now(model)
+    m = np.maximum(np.maximum(u_r, u_n), u_c)
+    e_r = np.exp(u_r - m)
+    return (e_r / (e_r + np.exp(u_n - m) + np.exp(u_c - m))).astype(float)
+
+
+def stationary_protest(
+    model: AllegianceModel, threshold_shift: float, p_res: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The protest rule's stationary state for a given threshold shift.
+
+    A household "would protest" if the Epstein rule holds for it were it resisting. Its
+    stance is resist with probability p_i (its logit probability), revised at rate r
+    (``choice.revision_rate``); while resisting and free it protests and is arrested
+    with daily probability ``a_t = hts.repression * P_arrest_t``, then jailed J days
+    (``protest.jail_days``), whatever its stance. The stationary share of its time
+    spent protesting (a four-state chain: resist or not, free or jailed) is
+
+        x_i = p_i / (1 + a_t J (1 + J r p_i) / (1 + J r)),
+
+    and it is jailed while resisting a share ``y_i = a_t x_i J (1 + J r p_i) / (1 + J r)``,
+    while not resisting ``w_i = a_t x_i J - y_i``. The town's protest share
+    ``ps_t = sum_i persons_i x_i / P_t`` enters the rule through the peer push and the
+    crowd in ``P_arrest``: solved by fixed-point iteration.
+
+    ``p_res`` (each household's resist probability) may be passed when the state has not
+    changed, to save recomputing the utilities. Returns ``(ps_t, would mask, x_i, y_i, w_i)``.
+    """
+    sc = model.scenario
+    hh = model.hh
+    ts = model.town_state
+    pr = sc.protest
+    n = ts.n
+    p_res_all = _resist_probability(model) if p_res is None else p_res
+    security = sc.hts.security_per_control * ts.control * model.hts.strength * ts.open
+    present = np.maximum(np.bincount(hh.town, weights=hh.persons, minlength=n), 1e-12)
+    drive_all = hh.g_hts * F32(1.0 - model.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
+        pr.fear_risk_weight * sc.mechanisms.suppression
+    )
+    threshold_all = np.maximum(hh.threshold + F32(threshold_shift), 0)
+    # Only households that would protest with the largest peer push and no risk can ever qualify.
+    cand = np.flatnonzero((hh.persons > 0) & ts.open[hh.town] & (drive_all + F32(pr.peer_weight) > threshold_all))
+    town, persons = hh.town[cand], hh.persons[cand]
+    p_res, drive, threshold, risk = p_res_all[cand], drive_all[cand], threshold_all[cand], hh.risk_aversion[cand]
+    jail, r = float(pr.jail_days), sc.choice.revision_rate
+    ps = np.zeros(n)
+    for _ in range(40):
+        p_arrest = rules.arrest_probability(
+            security, ps, arrest_constant=pr.arrest_constant, crowd_scale=pr.crowd_scale
+        )
+        would = drive + (pr.peer_weight * ps)[town] - risk * p_arrest[town] > threshold
+        a = (sc.hts.repression * p_arrest)[town]
+        k = a * jail * (1 + jail * r * p_res) / (1 + jail * r)
+        x = np.where(would, p_res / (1 + k), 0.0)
+        new = np.bincount(town, weights=persons * x, minlength=n) / present
+        done = np.max(np.abs(new - ps)) < 1e-6  # in share units: 0.005% of a town
+        ps = 0.5 * (ps + new)  # damped: the crowd term can make the plain iteration oscillate
+        if done:
+            break
+    size = len(hh)
+    out_would = np.zeros(size, bool)
+    out_would[cand] = would
+    out = [np.zeros(size) for _ in range(3)]
+    y = x * k
+    for arr, v in zip(out, (x, y, np.maximum(np.where(would, a * x * jail - y, 0.0), 0.0)), strict=True):
+        arr[cand] = v
+    return ps, out_would, out[0], out[1], out[2]
+
+
+def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
+    """Solve the threshold shift for the ordinary-day protest share and start protest stationary.
+
+    The shift c (added to every T_i) is found by bisection so that the persons-weighted
+    stationary protest share of the resisting towns (all towns if none is labelled
+    resisting) is ``protest.ordinary_share``: the rule is matched to the recorded order
+    of magnitude of ordinary protest (hundreds to a few thousand people in towns of
+    10,000-80,000), not to any outcome. Households that would protest then start in
+    their stationary proportions: in jail with probability ``a_t J / (1 + a_t J)`` (days
+    left uniform over 1..J), protesting otherwise, so day 0 has no spike.
+    """
+    sc = model.scenario
+    hh = model.hh
+    ts = model.town_state
+    pr = sc.protest
+    res = model.resisting if model.resisting.any() else np.ones(ts.n, bool)
+    present = np.bincount(hh.town, weights=hh.persons, minlength=ts.n)
+
+    p_res = _resist_probability(model)
+
+    def share(c: float) -> float:
+        ps = stationary_protest(model, c, p_res)[0]
+        return float((ps * present)[res].sum() / max(present[res].sum(), 1e-12))
+
+    lo, hi = -1.5, 1.5  # the share falls as the shift rises (net drives lie within [-1, 1])
+    for _ in range(24):  # to 2e-7 in threshold units
+        mid = 0.5 * (lo + hi)
+        if share(mid) > pr.ordinary_share:
+            lo = mid
+        else:
+            hi = mid
+    shift = 0.5 * (lo + hi)
+    hh.threshold[:] = np.maximum(hh.threshold + F32(shift), 0)
+    _, would, _, y, w = stationary_protest(model, 0.0, p_res)
+    # Start each would-be protester in its stationary state given its drawn stance.
+    resisting = hh.stance == RESIST
+    p = p_res
+    p_jail = np.where(resisting, y / np.maximum(p, 1e-12), w / np.maximum(1 - p, 1e-12))
+    u = rng.random((2, len(hh)))
+    jailed = would & (u[0] < p_jail)
+    hh.jailed_until[jailed] = 1 + (u[1, jailed] * max(pr.jail_days, 1)).astype(np.int32)
+    hh.protesting[:] = would & resisting & ~jailed
+    model.threshold_shift = shift

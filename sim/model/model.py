@@ -42,8 +42,11 @@ from sim.model.households import (
     RECRUITED_RIVAL,
     HouseholdArrays,
     calibrate_constants,
+    calibrate_protest,
     create_households,
+    draw_stances_from_choice,
     flight,
+    stationary_protest,
     step_households,
 )
 from sim.model.rules import COOPERATE, RESIST
@@ -141,12 +144,22 @@ class AllegianceModel(Model):
         self.update_front_proximity()
         self.after_strikes()
         self.aggregate()
-        self.alpha_resist = np.zeros(self.town_state.n)
-        self.alpha_coop = np.zeros(self.town_state.n)
         self.prepare_household_terms()
+        self.threshold_shift = 0.0
+        self.balance = self.zero_balance()
         if scenario.choice.calibrate_constants:
-            self.alpha_resist, self.alpha_coop = calibrate_constants(self)
+            # Each household carries its origin town's constants wherever it goes (dispositions travel).
+            alpha_resist, alpha_coop = calibrate_constants(self)
+            self.hh.intercept_resist[:] = alpha_resist[self.hh.home]
+            self.hh.intercept_coop[:] = alpha_coop[self.hh.home]
+            draw_stances_from_choice(self, gens["init"])
+            self.aggregate()
             self.prepare_household_terms()
+        if scenario.protest.calibrate_threshold:
+            calibrate_protest(self, gens["init"])
+            self.aggregate()
+        if scenario.baseline.stationary:
+            self.balance_baseline()
         self.collector = Collector(self)
         self.snapshots: dict[int, dict[str, np.ndarray]] = {}
 
@@ -218,6 +231,7 @@ class AllegianceModel(Model):
             exposure_eff=z(),
             repression=z(),
             takeover_memory=z(),
+            retaliation=z(),
             front=front,
             front_proximity=z(),
             capacity=z(),
@@ -253,7 +267,7 @@ class AllegianceModel(Model):
         ex = sc.exposure
         w = ex.neighbour_weight * np.exp(-self.geo.distance_km / ex.neighbour_range_km)
         np.fill_diagonal(w, 0.0)
-        self._neighbour = w
+        self.neighbour = w
         self._exp_decay = rules.half_life_decay(ex.half_life_days)
         self._memory_decay = rules.half_life_decay(sc.grievance.memory_half_life_days)
         return ts
@@ -262,6 +276,66 @@ class AllegianceModel(Model):
         d = self.geo.distance_km.copy()
         np.fill_diagonal(d, np.inf)
         return np.argsort(d, axis=1)
+
+    # ------------------------------------------------------------------ stationary baseline
+
+    def zero_balance(self) -> dict[str, float | np.ndarray]:
+        """Baseline balances that change nothing (``baseline.stationary: false``)."""
+        n = self.town_state.n
+        return {
+            "resources": 0.0,
+            "legitimacy": 0.0,
+            "services": np.zeros(n),
+            "control": np.zeros(n),
+            "council": np.zeros(n),
+            "takeover_pressure": np.zeros(n),
+            "hts_harm": np.zeros(n),
+        }
+
+    def balance_baseline(self) -> None:
+        """Make the initial state a fixed point of the whole system without shocks (ODD 5.7).
+
+        Every town-level process gets a constant balance equal to its drift in the
+        initial state (with protest at its stationary level), so it moves only when
+        its inputs depart from that state: HTS resources, services, control and
+        legitimacy, council legitimacy, and the pressure behind council takeovers.
+        The repression memory starts at its stationary level, and HTS's standing
+        coercion (that memory and taxes) is the standing level that G_H0 already
+        reflects: only coercion above it raises G_H.
+        """
+        ts = self.town_state
+        sc = self.scenario
+        ps = stationary_protest(self, 0.0)[0]
+        ts.protest_share = ps
+        p_arrest = rules.arrest_probability(
+            sc.hts.security_per_control * ts.control * self.hts.strength * ts.open,
+            ps,
+            arrest_constant=sc.protest.arrest_constant,
+            crowd_scale=sc.protest.crowd_scale,
+        )
+        # Arrests per household agent per day at the stationary protest, remembered at q per day.
+        ts.repression = sc.hts.repression * p_arrest * ps / (1 - self._memory_decay) * ts.open
+        drifts = self.hts.drifts()
+        self.balance.update({k: drifts[k] for k in ("resources", "services", "control", "legitimacy")})
+        self.balance["takeover_pressure"] = np.asarray(drifts["takeover_pressure"]).copy()
+        self.balance["council"] = self.civil_society.drift()
+        self.balance["hts_harm"] = self.hts_harm()
+        self.aggregate()  # back to the realised protest of day -1
+
+    def hts_harm(self) -> np.ndarray:
+        """HTS's own coercion felt in each town today (before the home-team discount and standing level).
+
+        ``repression_weight * repression_t + takeover_weight * takeover_memory_t + tax_weight * C_t``
+        (taxes only where HTS holds the open town). Households feel it (7.8.1) and rival groups
+        see it as predation (7.6).
+        """
+        ts = self.town_state
+        g = self.scenario.grievance
+        return (
+            g.repression_weight * ts.repression
+            + g.takeover_weight * ts.takeover_memory
+            + g.tax_weight * ts.control * (ts.open & ts.hts_holds)  # HTS taxes only where it holds the town
+        )
 
     # ------------------------------------------------------------------ town-level updates
 
@@ -283,7 +357,7 @@ class AllegianceModel(Model):
         present = np.maximum(ts.present, 1e-9)
         harm = ex.casualty_weight * ts.killed_today / present * 1000.0 + ex.strike_weight * ts.strikes_today
         ts.exposure = ts.exposure * self._exp_decay + harm
-        ts.exposure_eff = ts.exposure + self._neighbour @ ts.exposure
+        ts.exposure_eff = ts.exposure + self.neighbour @ ts.exposure
         self.hh.harm *= np.float32(self._exp_decay)
         ts.advance *= self._exp_decay
         self.update_threat()
@@ -301,13 +375,7 @@ class AllegianceModel(Model):
     def update_predation(self) -> None:
         """HTS predation per town as rival groups see it: the HTS-attributed harm of arrests,
         council takeovers and taxes, weighted as households weigh it (ODD 7.6)."""
-        ts = self.town_state
-        g = self.scenario.grievance
-        ts.predation = (
-            g.repression_weight * ts.repression
-            + g.takeover_weight * ts.takeover_memory
-            + g.tax_weight * ts.control * (ts.open & ts.hts_holds)
-        )
+        self.town_state.predation = self.hts_harm()
 
     def change_controller(self, town: int, code: int, cause: str) -> None:
         """Hand ``town`` to the controller with code ``code``; record a ``control_change`` event."""
@@ -319,6 +387,9 @@ class AllegianceModel(Model):
         ts.hts_holds[town] = code == HTS_HOLDS
         if code != HELD_CONTESTED:
             ts.attacker[town] = ts.defender[town] = NO_SIDE
+        # A change of hands moves the town out of its standing state: its baseline balances end.
+        for key in ("services", "control", "council", "takeover_pressure"):
+            self.balance[key][town] = 0.0
         self.control_changes += 1
         self.dest_probs = None
         self.record_event(
@@ -342,21 +413,21 @@ class AllegianceModel(Model):
         holds = ts.hts_holds
         rival_held = ts.controller >= GROUP0
         strength = np.minimum(ts.control * holds * self.hts.strength + rival_support, sc.hts.strength_cap)
-        # Protection as households value it: zero when the rally mechanism is off.
+        # Protection as households value it, local: the threat in and near the town, HTS's
+        # presence there and its retaliation for strikes on it or its neighbours. Zero when
+        # the rally mechanism is off.
         ts.protection = (
-            mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * self.hts.retaliation) * ts.open
+            mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * ts.retaliation) * ts.open
         )
-        calibrated = sc.choice.calibrate_constants
+        # Town terms only: the intercepts are the household's own (HouseholdArrays.intercept_*).
         ts.coop_base = (
-            (self.alpha_coop if calibrated else ch.cooperate_intercept)
-            + ch.services_weight * ts.services
+            ch.services_weight * ts.services
             + mech.institutions * ch.service_gap_weight * ts.services * ts.damage
             + mech.control * ch.control_weight * ts.control * holds
             + ch.peer_weight * ts.coop_share
         )
         ts.resist_base = (
-            (self.alpha_resist if calibrated else ch.resist_intercept)
-            + ch.council_weight * ts.council * ts.independent
+            ch.council_weight * ts.council * ts.independent
             + ch.peer_weight * ts.resist_share
             + mech.control * sc.rivals.rule_weight * rival_held
         )
@@ -468,6 +539,7 @@ class AllegianceModel(Model):
         for arr in (ts.control, ts.services, ts.council, ts.reputation, ts.civil_society):
             arr[town] = 0.0
         ts.independent[town] = False
+        self.balance["council"][town] = 0.0
         self.change_controller(town, REGIME_HOLDS, "regime advance")
         self.dest_probs = None
         self.update_front_proximity()

@@ -52,24 +52,28 @@ def saturating_update(
     return level
 
 
-def regime_grievance_rate(
-    exposure: np.ndarray, regime_rate: float, regime_blame: float, pretext_blame: float
+def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame: float) -> np.ndarray:
+    """Daily growth rate of grievance against the regime, G_R: ``a_R * beta_R * E``.
+
+    ``beta_R`` (``mechanisms.regime_blame``) is the share of strike harm blamed on the
+    regime, independent of the share blamed on HTS (Condra & Shapiro 2012): the pretext
+    never absolves the perpetrator. Asymmetric blame: nothing HTS does enters here, so
+    HTS coercion never pushes anyone toward the regime.
+    """
+    return exposure * F32(regime_rate * regime_blame)
+
+
+def hts_grievance_rate(
+    exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float, pretext_blame: float, home_team_discount: float
 ) -> np.ndarray:
-    """Daily growth rate of grievance against the regime, G_R.
+    """Daily growth rate of grievance against HTS, G_H: ``a_H * (lambda * E + (1 - delta_H) * coercion)``.
 
-    ``a_R * s_blame * (1 - lambda) * E``. Asymmetric blame: nothing HTS does
-    enters here, so HTS coercion never pushes anyone toward the regime.
+    ``lambda`` (``mechanisms.pretext_blame``) is the share of strike harm blamed on HTS for
+    drawing the strikes; ``coercion`` (``hts_harm``) is HTS's own repression, takeovers and
+    taxes, already weighted, and ``delta_H`` the home-team discount (Lyall, Blair & Imai
+    2013): coercion by the side seen as one's own costs it less than harm by the out-group.
     """
-    return exposure * F32(regime_rate * regime_blame * (1.0 - pretext_blame))
-
-
-def hts_grievance_rate(exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float, pretext_blame: float) -> np.ndarray:
-    """Daily growth rate of grievance against HTS, G_H.
-
-    ``a_H * (lambda * E + repression + takeover + taxes)``; ``hts_harm`` carries
-    the last three, already weighted, per household.
-    """
-    return (exposure * F32(pretext_blame) + hts_harm) * F32(hts_rate)
+    return (exposure * F32(pretext_blame) + hts_harm * F32(1.0 - home_team_discount)) * F32(hts_rate)
 
 
 def stance_utilities(
@@ -82,28 +86,24 @@ def stance_utilities(
     protection: np.ndarray,
     *,
     protection_weight: float,
-    regime_grievance_weight: float,
     hts_grievance_weight: float,
     fear_withdrawal: float,
     disengagement: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Utilities of resisting, staying neutral and cooperating with HTS.
 
-    ``coop_base`` and ``resist_base`` are the town-level parts (intercepts,
-    services, control, council legitimacy, peer shares) gathered to households.
+    ``coop_base`` and ``resist_base`` are the household's own intercepts (from its home
+    town: dispositions travel) plus the terms of the town it lives in now (services,
+    control, council legitimacy, peer shares), gathered to households. Regime grievance
+    enters once, through protection (rally: the regime as the first enemy makes the
+    armed protector valuable).
 
-    U_coop    = coop_base + b_P * protection * G_R + b_R * G_R - b_H * G_H - w_F * F
+    U_coop    = coop_base + b_P * protection * G_R - b_H * G_H - w_F * F
     U_resist  = resist_base + b_H * G_H - w_F * F
     U_neutral = w_D * displaced
     """
     fear_term = fear * F32(fear_withdrawal)
-    u_coop = (
-        coop_base
-        + protection * g_regime * F32(protection_weight)
-        + g_regime * F32(regime_grievance_weight)
-        - g_hts * F32(hts_grievance_weight)
-        - fear_term
-    )
+    u_coop = coop_base + protection * g_regime * F32(protection_weight) - g_hts * F32(hts_grievance_weight) - fear_term
     u_resist = resist_base + g_hts * F32(hts_grievance_weight) - fear_term
     u_neutral = displaced.astype(F32) * F32(disengagement)
     return u_resist, u_neutral, u_coop

@@ -61,11 +61,12 @@ class Mechanisms(Strict):
     regime_blame: float = param(
         1.0,
         0,
-        10,
-        unit="multiplier",
-        source="Lyall, Blair & Imai 2013",
-        doc="Asymmetric blame: harm from regime strikes becomes grievance against the regime "
-        "(HTS coercion never lowers it). Multiplies grievance.regime_rate.",
+        1,
+        unit="share",
+        source="Condra & Shapiro 2012; Lyall, Blair & Imai 2013",
+        doc="Blame on the perpetrator: share of strike harm blamed on the regime, feeding grievance "
+        "against the regime at grievance.regime_rate. Independent of pretext_blame (blaming HTS "
+        "for drawing the strikes does not absolve the regime).",
     )
     institutions: float = param(
         1.0,
@@ -92,8 +93,8 @@ class Mechanisms(Strict):
         1,
         unit="share",
         source="Condra & Shapiro 2012",
-        doc="Blame on the pretext (lambda): share of strike harm blamed on HTS for drawing "
-        "the strikes; 1 - lambda is blamed on the regime.",
+        doc="Blame on the pretext: share of strike harm blamed on HTS for drawing the strikes, "
+        "feeding grievance against HTS at grievance.hts_rate. Raises G_H without lowering G_R.",
     )
     exit: float = param(
         1.0,
@@ -112,6 +113,16 @@ class Mechanisms(Strict):
         unit="multiplier",
         source="Kalyvas 2006",
         doc="Control drives collaboration. Multiplies choice.control_weight.",
+    )
+    consolidation: float = param(
+        1.0,
+        0,
+        10,
+        unit="multiplier",
+        source="Kalyvas 2006",
+        doc="Collaboration drives control (the control feedback): HTS control grows with the "
+        "cooperating share and erodes with protest. Multiplies hts.consolidation_rate and "
+        "hts.protest_erosion.",
     )
 
 
@@ -260,6 +271,15 @@ class Grievance(Strict):
     tax_weight: float = param(
         0.004, 0, 1, unit="per (control*day)", doc="Daily HTS-attributed harm of taxes per unit control."
     )
+    home_team_discount: float = param(
+        0.5,
+        0,
+        1,
+        unit="share",
+        source="Lyall, Blair & Imai 2013 (direction); size assumed",
+        doc="Home-team discount: share by which HTS's own coercion (repression, arrests, council "
+        "takeovers, taxes, attacks on rivals) raises G_H less than the same harm would; 0 is off.",
+    )
 
 
 class Fear(Strict):
@@ -284,10 +304,11 @@ class Choice(Strict):
     cooperate_intercept: float = param(0.0, -10, 10, doc="b0 for cooperating (without calibrated constants).")
     resist_intercept: float = param(0.0, -10, 10, doc="b0 for resisting (without calibrated constants).")
     protection_weight: float = param(
-        1.5, 0, 50, source="assumed (rally mechanism)", doc="b_P: weight of protection_t * G_R."
-    )
-    regime_grievance_weight: float = param(
-        1.0, 0, 50, doc="b_R: weight of G_R on cooperating (the regime as first enemy)."
+        1.5,
+        0,
+        50,
+        source="assumed (rally mechanism)",
+        doc="b_P: weight of protection_t * G_R, the one channel through which regime grievance enters the choice.",
     )
     services_weight: float = param(1.5, 0, 50, doc="b_S: weight of HTS services.")
     service_gap_weight: float = param(2.0, 0, 50, doc="Extra service value where strike damage hollowed out the town.")
@@ -302,12 +323,42 @@ class Choice(Strict):
 class Protest(Strict):
     """Protest against HTS: Epstein (2002) Model I with HTS in the role of the police."""
 
-    threshold_mean: float = param(0.2, 0, 1, source="Epstein 2002", doc="Mean protest threshold T_i.")
+    calibrate_threshold: bool = Field(
+        True,
+        description="Shift every household's protest threshold by one constant, solved at the start so that "
+        "the stationary ordinary-day protest share in resisting towns is protest.ordinary_share (arrests "
+        "and jail included); households that would protest start protesting or in jail in their "
+        "stationary proportions.",
+    )
+    ordinary_share: float = param(
+        0.02,
+        0.0001,
+        0.5,
+        unit="share of persons",
+        source="MODEL.md: demonstrations in these towns drew hundreds to a few thousand people, "
+        "about 0.5-5% of a town on a protest day",
+        doc="Ordinary-day protest share in resisting towns that the threshold calibration matches "
+        "(the documented order of magnitude of the rule itself, not a validation target).",
+    )
+
+    threshold_mean: float = param(
+        0.2,
+        0,
+        1,
+        source="Epstein 2002",
+        doc="Mean protest threshold T_i before the calibration shift (protest.calibrate_threshold).",
+    )
     threshold_sd: float = param(0.05, 0, 1, doc="Spread of T_i (normal, clipped at 0).")
     arrest_constant: float = param(
         2.3, 0, 50, source="Epstein 2002", doc="k in P_arrest = 1 - exp(-k * security / (1 + crowd))."
     )
-    crowd_scale: float = param(20.0, 0, 1000, doc="Crowd size in P_arrest: protest share of town times this.")
+    crowd_scale: float = param(
+        5.0,
+        0,
+        1000,
+        doc="Crowd size in P_arrest: protest share of town times this (safety in numbers; at 20 the ordinary "
+        "protest level was an unstable state that tipped into mass protest within days, ODD 5.8).",
+    )
     fear_risk_weight: float = param(
         1.0, 0, 50, source="Lyall 2009", doc="kappa: fear adds to the perceived risk of gathering."
     )
@@ -415,10 +466,17 @@ class HTSConfig(Strict):
     protest_shield: float = param(3.0, 0, 100, unit="-", doc="How strongly protest protects a council from takeover.")
     consolidation_rate: float = param(0.003, 0, 1, unit="1/day", doc="Growth of control with the cooperating share.")
     protest_erosion: float = param(0.05, 0, 1, unit="1/day", doc="Erosion of control per unit protest share.")
-    retaliation_rate: float = param(0.05, 0, 10, unit="per strike", doc="Retaliation activity per regime strike.")
+    retaliation_rate: float = param(
+        0.05,
+        0,
+        10,
+        unit="per strike",
+        doc="Retaliation activity in a town per regime strike on it (neighbours' strikes weighted by "
+        "exposure.neighbour_weight * exp(-distance / exposure.neighbour_range_km)).",
+    )
     retaliation_half_life_days: float = param(14.0, 0.5, 365, unit="days", doc="Half-life of retaliation memory.")
     rally_protection_boost: float = param(
-        1.0, 0, 20, unit="-", doc="Protection value gained per unit retaliation memory."
+        1.0, 0, 20, unit="-", doc="Protection value gained per unit of the town's retaliation memory."
     )
     attack_rivals_rate: float = param(
         0.0, 0, 1, unit="1/day", doc="Daily probability of an HTS attack on a rival group."
@@ -695,12 +753,33 @@ Policy = Literal["none", "random", "hts_strongholds", "resisting_towns", "frontl
 POLICIES: tuple[str, ...] = get_args(Policy)
 
 
+class SortiePeriod(DatedSwitch):
+    """A period of the background campaign's intensity: from its date (or day) to the next period's."""
+
+    name: str = Field(
+        min_length=1, description="label of the period (key path air_campaign.schedule.<name>.sorties_per_day)"
+    )
+    sorties_per_day: float = param(
+        3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson) during this period."
+    )
+    source: str = Field(ASSUMED, description="where the period's dates and level come from")
+
+
 class AirCampaignConfig(Strict):
     """Regime and Russian air campaign: the treatment."""
 
     policy: Policy = Field("resisting_towns", description="Targeting policy of the background sorties.")
     sorties_per_day: float = param(
-        3.0, 0, 500, unit="strikes/day", doc="Mean background strikes per day (Poisson), the same for every policy."
+        3.0,
+        0,
+        500,
+        unit="strikes/day",
+        doc="Mean background strikes per day (Poisson), the same for every policy; before the first period of "
+        "air_campaign.schedule (throughout if there is none).",
+    )
+    schedule: list[SortiePeriod] = Field(
+        default_factory=list,
+        description="dated intensity periods of the background campaign (piecewise constant, in date order)",
     )
     start: DatedSwitch | None = Field(None, description="first day of the background campaign")
     end: DatedSwitch | None = Field(None, description="last day of the background campaign")
@@ -761,6 +840,18 @@ class CivilSocietyConfig(Strict):
         1,
         unit="1/day",
         doc="Daily recovery of investment toward the town's initial level where the council is still independent.",
+    )
+
+
+class Baseline(Strict):
+    """The no-shock baseline: a stationary state by construction (ODD 5.7)."""
+
+    stationary: bool = Field(
+        True,
+        description="Balance every town-level process at the initial state (control, services, councils, "
+        "HTS legitimacy and resources get a constant term that zeroes their drift at the start; HTS "
+        "coercion and council takeovers act on departures from their standing levels), so that with no "
+        "strikes and no front the whole system stands still; false gives the unbalanced processes.",
     )
 
 
@@ -827,7 +918,7 @@ class Output(Strict):
 # --------------------------------------------------------------------------- observed record
 
 
-ObservedKind = Literal["displacements", "arrival_share", "council_independent"]
+ObservedKind = Literal["displacements", "arrival_share", "council_independent", "killed"]
 
 
 class ObservedFigure(Strict):
@@ -839,6 +930,7 @@ class ObservedFigure(Strict):
         ``arrival_share``: share of those displacements arriving in ``towns``.
         ``council_independent``: whether the council of the single town in ``towns`` is still
         independent of HTS on the last day (1 yes, 0 no).
+        ``killed``: civilians killed by strikes from ``start`` to ``end``, both days included.
     """
 
     name: str = Field(min_length=1, description="label of the figure in the comparison table")
@@ -910,6 +1002,7 @@ class Scenario(Strict):
     air_campaign: AirCampaignConfig = Field(default_factory=AirCampaignConfig)
     front: FrontConfig = Field(default_factory=FrontConfig)
     civil_society: CivilSocietyConfig = Field(default_factory=CivilSocietyConfig)
+    baseline: Baseline = Field(default_factory=Baseline)
     output: Output = Field(default_factory=Output)
     observed: Observed = Field(default_factory=Observed)
 
@@ -935,6 +1028,9 @@ class Scenario(Strict):
 
         for i, s in enumerate(self.air_campaign.calendar):
             check(s.town, ("air_campaign", "calendar", i, "town"))
+        periods = self.air_campaign.schedule
+        if len({p.name for p in periods}) != len(periods):
+            raise ScenarioRefError(("air_campaign", "schedule"), "duplicate period names")
         for i, e in enumerate(self.front.events):
             check(e.town, ("front", "events", i, "town"))
         for gi, g in enumerate(self.rivals.groups):
@@ -971,6 +1067,10 @@ class Scenario(Strict):
         for i, f in enumerate(self.observed.figures):
             if f.start and f.end and self.day_of(f.start) > self.day_of(f.end):
                 raise ScenarioRefError(("observed", "figures", i, "end"), "end is before start")
+        starts = [self.day_of(p) for p in periods]
+        for i in range(1, len(starts)):
+            if starts[i] <= starts[i - 1]:
+                raise ScenarioRefError(("air_campaign", "schedule", i), "periods must be in date order")
         for d in self.output.household_snapshot_days:
             if not 0 <= d < self.days:
                 raise ScenarioRefError(("output", "household_snapshot_days"), f"day {d} is outside 0..{self.days - 1}")
@@ -980,6 +1080,7 @@ class Scenario(Strict):
         items: list[tuple[tuple[Any, ...], DatedSwitch]] = []
         items += [(("air_campaign", "calendar", i), s) for i, s in enumerate(self.air_campaign.calendar)]
         items += [(("front", "events", i), e) for i, e in enumerate(self.front.events)]
+        items += [(("air_campaign", "schedule", i), p) for i, p in enumerate(self.air_campaign.schedule)]
         items += [(("rivals", "events", i), e) for i, e in enumerate(self.rivals.events)]
         for key in ("start", "end"):
             v = getattr(self.air_campaign, key)

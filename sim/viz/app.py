@@ -1,31 +1,37 @@
-"""Interactive browser app (Mesa SolaraViz): watch a scenario unfold on the town grid.
+"""Interactive browser app (Mesa's solara controls): watch a scenario unfold on the town map.
 
 ``sim app [SCENARIO]`` serves this module with solara on localhost. The page shows
 
-* the towns on the grid (or placed by latitude and longitude when the scenario has
-  coordinates), coloured by the share cooperating with HTS or by the share resisting,
-  sized by the persons present, ringed by the displaced they host, with strikes
-  marked on the day they land (and fading for a week);
+* the towns on the grid (or at their latitude and longitude, over the bundled outline of
+  the Turkish border, the governorate and the M5 and M4 roads, with the regime-held and
+  contested areas from the front events), coloured by the share cooperating with HTS or
+  by the share resisting, shaped by who holds them, sized by the persons present, ringed
+  by the displaced they host, with strikes marked on the day they land (fading for a
+  week); hovering a town shows its numbers on that day;
 * charts of cooperation in resisting towns and elsewhere, protest participation,
-  displaced persons and casualties;
-* controls for the targeting policy, the mechanism strengths and the seed, with
-  Mesa's step / play / pause / reset buttons, and the current day and date.
+  displaced persons and casualties, over dates for a calendar scenario;
+* for a scenario with recorded figures, observed against simulated as the run passes
+  each recorded window; a download of the run's tables as Parquet (the files ``sim run``
+  writes);
+* controls for the targeting policy, the mechanism strengths and the seed, with Mesa's
+  step / play / pause / reset buttons, and the current day and date.
 
 There is no second implementation of the model: :class:`AppModel` only turns the
 controls into the same ``--set`` overrides that ``sim run`` accepts, loads the
 scenario file with :func:`sim.scenario.loader.load_scenario` and builds an
-:class:`~sim.model.model.AllegianceModel`. SolaraViz rebuilds the model on *Reset* by
-calling ``AppModel(**controls)``.
+:class:`~sim.model.model.AllegianceModel`. Mesa's ModelController rebuilds the model on
+*Reset* by calling ``AppModel(**controls)``.
 
-Drawing reads the town arrays (``model.town_state``) and the collector's daily arrays only:
-it never iterates the household agents or the grid cells, so the page stays
-responsive at the synthetic scenario's size.
+Drawing happens in the browser (Vega-Lite, :mod:`sim.viz.vega`): each view's spec is sent
+once per model, then each day only its data (a few kilobytes), built from the town arrays
+(``model.town_state``) and the collector's daily arrays; it never iterates the household
+agents or the grid cells.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import json
 import os
 import warnings
 from pathlib import Path
@@ -35,10 +41,9 @@ import numpy as np
 
 from sim.scenario.schema import MECHANISM_NAMES, POLICIES, Mechanisms, Scenario
 from sim.scenario.shipped import shipped_path
+from sim.viz.style import COOPERATION_CMAP, RESISTANCE_CMAP
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from sim.model.model import AllegianceModel
 
 DEFAULT_SCENARIO = "synthetic_grid"  # a shipped scenario (sim.scenario.shipped)
@@ -49,14 +54,10 @@ DEFAULT_PORT = 8765
 MECHANISM_CONTROLS: tuple[str, ...] = MECHANISM_NAMES
 #: Slider range for the multiplier mechanisms (the schema allows up to 10).
 MULTIPLIER_MAX = 3.0
-#: Days a strike stays marked on the map, fading.
-STRIKE_TRAIL_DAYS = 7
-#: Font size of town labels on the map (points).
-LABEL_SIZE = 7.5
 #: Map colouring modes: label -> (town array, colour map, legend title).
-COLOUR_MODES: dict[str, tuple[str, str, str]] = {
-    "cooperation": ("coop_share", "YlOrBr", "share cooperating with HTS"),
-    "resistance": ("resist_share", "PuBu", "share resisting HTS"),
+COLOUR_MODES: dict[str, tuple[str, Any, str]] = {
+    "cooperation": ("coop_share", COOPERATION_CMAP, "share cooperating with HTS"),
+    "resistance": ("resist_share", RESISTANCE_CMAP, "share resisting HTS"),
 }
 
 
@@ -198,304 +199,135 @@ def day_label(model: AllegianceModel) -> str:
     return text + f" · {model.scenario.date_of(day - 1):%Y-%m-%d}"
 
 
-def town_positions(model: AllegianceModel) -> tuple[np.ndarray, np.ndarray, float]:
-    """Town x and y for drawing, and the axes' aspect ratio.
+def town_positions(model: AllegianceModel) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Town x and y for drawing and whether they are longitude and latitude.
 
-    Longitude and latitude for scenarios with coordinates (aspect corrected for the
-    latitude), otherwise the grid cell of each town.
+    Longitude and latitude for scenarios with coordinates, otherwise the grid cell of each town.
     """
     if model.geo.has_coordinates:
         lon = np.array([t.lon for t in model.scenario.towns], dtype=float)
         lat = np.array([t.lat for t in model.scenario.towns], dtype=float)
-        return lon, lat, 1.0 / math.cos(math.radians(float(lat.mean())))
+        return lon, lat, True
     cells = np.array(model.geo.cells, dtype=float)
-    return cells[:, 0], cells[:, 1], 1.0
+    return cells[:, 0], cells[:, 1], False
 
 
-def label_offsets(
-    ax: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    radius: np.ndarray,
-    labels: list[str],
-    fontsize: float,
-    order: np.ndarray,
-) -> list[tuple[float, float, str, str]]:
-    """Where to put each town's label so that labels do not overprint each other.
+def map_view(model: AllegianceModel, mode: str) -> tuple[str, Any]:
+    """The map's Vega-Lite spec (JSON) for a colouring mode, and the model's fixed layout (cached per scenario)."""
+    from sim.scenario.basemap import basemap_covering
+    from sim.viz.vega import cmap_scale, map_layout, map_spec
 
-    Tries below, above, right and left of the marker (``radius`` in points), in that
-    order, and takes the first place that overlaps no marker, no label placed before
-    (towns in ``order``, biggest first) and stays inside the axes; if there is none,
-    the least crowded place.
+    x, y, geo = town_positions(model)
+    layout = map_layout(model, x, y, geo)
+    base = basemap_covering(x, y) if geo else None
+    _, cmap, title = COLOUR_MODES[mode]
+    spec = map_spec(layout.frame, base, layout.u, layout.v, colour_title=title, colour_scale=cmap_scale(cmap))
+    return json.dumps(spec), layout
 
-    Returns:
-        Per town: x and y offset in points, horizontal and vertical alignment.
+
+def map_title(model: AllegianceModel) -> str:
+    """Header drawn inside the map: the scenario and the same day and date as the page header."""
+    return f"{model.scenario.name}: {day_label(model)}"
+
+
+def charts_view(model: AllegianceModel) -> dict[str, Any]:
+    """The charts' Vega-Lite spec: dates on the x axis for a calendar scenario, days otherwise."""
+    from sim.viz.vega import chart_spec
+
+    sc = model.scenario
+    if sc.start_date is None:
+        return chart_spec(calendar=False, first=0, last=sc.days)
+    return chart_spec(calendar=True, first=f"{sc.date_of(0):%Y-%m-%d}", last=f"{sc.date_of(sc.days - 1):%Y-%m-%d}")
+
+
+def observed_so_far(model: AllegianceModel) -> tuple[Any, int]:
+    """Observed-versus-simulated rows for the recorded figures whose window the run has passed.
+
+    Uses :func:`sim.analysis.observed.observed_table` on this run's tables (one replicate: the
+    run on the page; ``sim run`` adds the spawned-seed replicates). Returns the table (None when
+    the scenario has no recorded figures) and how many figures there are in all.
     """
-    ax.apply_aspect()
-    scale = 72.0 / ax.figure.dpi
-    centre = ax.transData.transform(np.column_stack([x, y])) * scale
-    frame = ax.get_window_extent().extents * scale
-    # Markers are obstacles too; labels placed so far are added as they come.
-    placed = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centre, radius, strict=True)]
-    out: list[tuple[float, float, str, str]] = [(0.0, 0.0, "center", "top")] * len(labels)
+    from sim.analysis.observed import observed_table, window_days
 
-    def overlap(box: tuple[float, float, float, float]) -> float:
-        w = min(box[2], frame[2]) - max(box[0], frame[0])
-        h = min(box[3], frame[3]) - max(box[1], frame[1])
-        total = (box[2] - box[0]) * (box[3] - box[1]) - max(w, 0.0) * max(h, 0.0)  # outside
-        for other in placed:
-            w = min(box[2], other[2]) - max(box[0], other[0])
-            h = min(box[3], other[3]) - max(box[1], other[1])
-            total += max(w, 0.0) * max(h, 0.0)
-        return total
-
-    for i in order:
-        cx, cy = centre[i]
-        w, h = 0.58 * fontsize * len(labels[i]), 1.25 * fontsize
-        r = float(radius[i]) + 2
-        options = [
-            ((0.0, -r, "center", "top"), (cx - w / 2, cy - r - h, cx + w / 2, cy - r)),
-            ((0.0, r, "center", "bottom"), (cx - w / 2, cy + r, cx + w / 2, cy + r + h)),
-            ((r, 0.0, "left", "center"), (cx + r, cy - h / 2, cx + r + w, cy + h / 2)),
-            ((-r, 0.0, "right", "center"), (cx - r - w, cy - h / 2, cx - r, cy + h / 2)),
-        ]
-        crowding = [overlap(box) for _, box in options]
-        best = next((k for k, c in enumerate(crowding) if c == 0), int(np.argmin(crowding)))
-        out[i] = options[best][0]
-        placed.append(options[best][1])
-    return out
-
-
-def draw_town_map(model: AllegianceModel, mode: str = "cooperation") -> Figure:
-    """The towns coloured by cooperation or resistance, with strikes and displaced.
-
-    Marker area grows with the persons present; a blue ring grows with the displaced
-    persons a town hosts; a red cross marks a town struck on the last simulated day,
-    fading crosses the strikes of the previous week; regime-held towns are grey.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    ts = model.town_state
-    key, cmap, title = COLOUR_MODES[mode]
-    x, y, aspect = town_positions(model)
-    w = model.weight
-    present = ts.present * w
-    hosted = ts.hosted * w
-    scale = max(float((ts.persons0 * w).max()), 1.0)
-    size = 60 + 900 * present / scale
-
-    # Fixed axes positions: a layout engine would cost a second draw per frame.
-    fig = Figure(figsize=(6.4, 6.2))
-    ax = fig.add_axes((0.1, 0.17, 0.74, 0.76))
-    cax = fig.add_axes((0.87, 0.3, 0.025, 0.5))
-    ring = (np.sqrt(size) + 3 + 28 * np.sqrt(np.minimum(hosted / scale, 1.5))) ** 2
-    has_hosted = hosted >= 1
-    ax.scatter(
-        x[has_hosted],
-        y[has_hosted],
-        s=ring[has_hosted],
-        facecolors="#dbe9f6",
-        edgecolors="#2c7fb8",
-        linewidths=1.5,
-        zorder=2,
-    )
-    value = getattr(ts, key)
-    held = ~ts.open  # regime-held
-    dots = ax.scatter(
-        x[~held],
-        y[~held],
-        s=size[~held],
-        c=value[~held],
-        cmap=cmap,
-        vmin=0,
-        vmax=1,
-        edgecolors=np.where(model.resisting[~held], "#b30000", "#333333"),
-        linewidths=np.where(model.resisting[~held], 2.0, 0.8),
-        zorder=3,
-    )
-    if held.any():
-        ax.scatter(x[held], y[held], s=size[held], c="#9e9e9e", marker="s", edgecolors="black", zorder=3)
-    cbar = fig.colorbar(dots, cax=cax)
-    cbar.set_label(title)
-
+    sc = model.scenario
+    figures = sc.observed.figures
+    if not figures:
+        return None, 0
     done = model.collector.days_done
-    recent = model.collector.town["strikes"][max(0, done - STRIKE_TRAIL_DAYS) : done]
-    for age, row in enumerate(recent[::-1]):  # age 0: the last simulated day
-        hit = row > 0
-        if hit.any():
-            ax.scatter(
-                x[hit],
-                y[hit],
-                s=260 if age == 0 else 160,
-                marker="X",
-                c="#e31a1c",
-                alpha=1.0 if age == 0 else 0.45 * (1 - age / STRIKE_TRAIL_DAYS),
-                edgecolors="white",
-                linewidths=1.0,
-                zorder=5,
-            )
-    if model.geo.has_coordinates:
-        pad = 0.08
-        ax.set_xlim(x.min() - pad, x.max() + pad)
-        ax.set_ylim(y.min() - pad, y.max() + pad)
-        ax.set_xlabel("longitude")
-        ax.set_ylabel("latitude")
-    else:
-        ax.set_xlim(-0.5, model.geo.width - 0.5)
-        ax.set_ylim(-0.5, model.geo.height - 0.5)
-        ax.set_xlabel(f"grid column ({model.geo.cell_km:g} km cells)")
-        ax.set_ylabel("grid row (north up)")
-        ax.grid(alpha=0.25, linewidth=0.5)
-    ax.set_aspect(aspect)
-    today = recent[-1] if done else np.zeros(ts.n)
-    labels = [n if k <= 1 else f"{n} ({int(k)} strikes)" for n, k in zip(ts.names, today, strict=True)]
-    radius = np.sqrt(np.where(has_hosted, ring, size)) / 2
-    offsets = label_offsets(ax, x, y, radius, labels, LABEL_SIZE, order=np.argsort(-ts.persons0))
-    for i, (dx, dy, ha, va) in enumerate(offsets):
-        ax.annotate(
-            labels[i],
-            (x[i], y[i]),
-            xytext=(dx, dy),
-            textcoords="offset points",
-            ha=ha,
-            va=va,
-            fontsize=LABEL_SIZE,
-            zorder=6,
-            fontweight="bold" if today[i] else "normal",
+    passed = []
+    for fig in figures:
+        if fig.kind == "council_independent":
+            ready = done >= sc.days
+        else:
+            _, last, _ = window_days(fig, sc, sc.days)
+            ready = done > last
+        if ready:
+            passed.append(fig)
+    if not passed:
+        return None, len(figures)
+    partial = sc.model_copy(update={"observed": sc.observed.model_copy(update={"figures": passed})})
+    return observed_table(partial, [model.collector.frames()]), len(figures)
+
+
+def observed_markdown(table: Any, total: int) -> str:
+    """The observed-versus-simulated rows as a Markdown table."""
+    lines = [
+        "| recorded figure | window | simulated (this run) | recorded | ratio | check |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for row in table.itertuples(index=False):
+
+        def num(v: float) -> str:
+            return "n/a" if v != v else (f"{v:.2f}" if abs(v) < 10 else f"{v:,.0f}")
+
+        calibrated = " (calibration target)" if row.calibrated == "yes" else ""
+        check = row.check
+        if row.comparison == "equal" and row.replicates == 1:
+            check = "one run: no range (sim run adds replicates)"  # min = max = this run
+        lines.append(
+            f"| {row.figure}{calibrated} | {row.window} | {num(row.simulated)} | {row.comparison.replace('_', ' ')} "
+            f"{num(row.observed)} | {num(row.ratio)} | {check} |"
         )
-    # Titles as plain text: Axes.set_title re-measures every tick label on each draw.
-    ax.text(
-        0.5,
-        1.015,
-        f"{model.scenario.name}: {day_label(model)}",
-        transform=ax.transAxes,
-        ha="center",
-        va="bottom",
-        fontsize=10,
-    )
-    handles = [
-        Line2D(
-            [],
-            [],
-            marker="X",
-            ls="",
-            color="#e31a1c",
-            markeredgecolor="white",
-            markersize=10,
-            label="strike (last day; faded: past week)",
-        ),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            ls="",
-            markerfacecolor="#dbe9f6",
-            markeredgecolor="#2c7fb8",
-            markersize=11,
-            label="ring: displaced hosted",
-        ),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            ls="",
-            markerfacecolor="white",
-            markeredgecolor="#b30000",
-            markeredgewidth=2,
-            markersize=8,
-            label="resisting town (initially)",
-        ),
-        Line2D(
-            [],
-            [],
-            marker="s",
-            ls="",
-            markerfacecolor="#9e9e9e",
-            markeredgecolor="black",
-            markersize=8,
-            label="regime-held",
-        ),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=7.5, frameon=False)
-    return fig
+    waiting = total - len(table)
+    if waiting:
+        lines.append(f"\n{waiting} more recorded figure(s) fill in when the run passes their window.")
+    return "\n".join(lines)
 
 
-def draw_charts(model: AllegianceModel) -> Figure:
-    """Four panels over the days simulated so far (x axis fixed to the scenario's length)."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
+def run_tables_zip(model: AllegianceModel) -> bytes:
+    """The run's tables so far as Parquet files in a zip: the files ``sim run`` writes.
 
-    gov = model.collector.gov
-    done = model.collector.days_done
-    days = np.arange(1, done + 1)  # collector row d is the end of day d + 1
-    series = {k: v[:done] for k, v in gov.items()}
-    fig = Figure(figsize=(6.4, 6.2))
-    axes = fig.subplots(2, 2, sharex=True)
-    fig.subplots_adjust(left=0.1, right=0.9, bottom=0.08, top=0.95, wspace=0.42, hspace=0.2)
-    panels = [
-        (
-            "Cooperation with HTS",
-            "share of persons present",
-            [
-                ("coop_share_resisting", "resisting towns", "#d95f02"),
-                ("coop_share_other", "elsewhere", "#7570b3"),
-            ],
-            True,
-        ),
-        (
-            "Protest participation",
-            "share of persons present",
-            [
-                ("protest_share_resisting", "resisting towns", "#d95f02"),
-                ("protest_share", "all towns", "#1b9e77"),
-            ],
-            True,
-        ),
-        (
-            "Displaced",
-            "persons",
-            [
-                ("displaced_persons", "away from home now", "#2c7fb8"),
-                ("displacement_moves_cum", "moves so far", "#9ecae1"),
-            ],
-            False,
-        ),
-        ("Casualties", "persons killed (cumulative)", [("killed_cum", "killed", "#e31a1c")], False),
-    ]
-    for ax, (title, ylabel, lines, share) in zip(axes.ravel(), panels, strict=True):
-        for key, label, colour in lines:
-            ax.plot(days, series[key], color=colour, label=label, lw=1.8)
-        ax.text(0.5, 1.02, title, transform=ax.transAxes, ha="center", va="bottom", fontsize=10)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.tick_params(labelsize=8)
-        ax.set_xlim(0, model.scenario.days)
-        top = max((float(series[k].max()) for k, _, _ in lines), default=0.0) if done else 0.0
-        ax.set_ylim(0, max(top * 1.4, 0.05 if share else 10.0))  # headroom for the legend
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", frameon=False)
-    strikes = series["strikes"]
-    ax = axes[1, 1]
-    if done:
-        twin = ax.twinx()
-        edges = np.arange(done + 1) + 0.5  # one artist for all days (bar() makes one per day)
-        twin.stairs(strikes, edges, fill=True, color="#fdae6b", alpha=0.6)
-        twin.set_ylim(0, max(float(strikes.max()) * 3, 5))
-        twin.tick_params(labelsize=8)
-        twin.set_ylabel("strikes per day", fontsize=8, color="#e6550d")
-        ax.set_zorder(twin.get_zorder() + 1)
-        ax.patch.set_visible(False)
-    start = model.scenario.start_date
-    for ax in axes[1]:
-        ax.set_xlabel(f"day (0 = {start:%d %b %Y})" if start else "day", fontsize=8)
-    for ax in axes[1]:
-        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
-    return fig
+    The tables come from the model's collector and are written by :func:`sim.run.store.write_parquet`
+    (the one writer ``sim run`` uses), so each file equals ``sim run``'s for the same scenario,
+    overrides and number of days.
+    """
+    import io
+    import tempfile
+    import zipfile
+
+    from sim.run.store import write_parquet
+
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="sim-app-") as tmp, zipfile.ZipFile(buffer, "w") as zf:
+        for name, df in model.collector.frames().items():
+            path = Path(tmp) / f"{name}.parquet"
+            write_parquet(df, path)
+            info = zipfile.ZipInfo(path.name, date_time=(1980, 1, 1, 0, 0, 0))  # same bytes for the same run
+            zf.writestr(info, path.read_bytes())
+    return buffer.getvalue()
 
 
-def _thousands(value: float, _pos: int | None = None) -> str:
-    """Tick label: 250000 -> '250k'."""
-    return f"{value / 1000:g}k" if abs(value) >= 1000 else f"{value:g}"
+def download_name(model: AllegianceModel) -> str:
+    """File name of the download: scenario, seed and days simulated."""
+    return f"{model.scenario.name}_seed{model.seed}_{model.collector.days_done}days_tables.zip"
+
+
+#: The page's Vega view (an ipyvue template): embeds a Vega-Lite spec once, then applies
+#: each change of ``datasets`` as Vega changesets to the named datasets, so a day redraws in
+#: place instead of rebuilding the view. Vega is loaded from solara's bundled assets (offline).
+VEGA_VIEW_TEMPLATE = Path(__file__).with_name("vega_view.vue")
+#: The Vega libraries solara-assets 1.58.2 (pinned in pyproject.toml) serves under ``/_solara/cdn``.
+VEGA_VERSIONS = {"vega": "5.21.0", "vega-lite": "5.2.0", "vega-embed": "6.20.2"}
 
 
 # --------------------------------------------------------------------------- the app proper
@@ -505,7 +337,9 @@ def _thousands(value: float, _pos: int | None = None) -> str:
 # (PEP 562 module ``__getattr__``): ``from sim.viz.app import AppModel`` and solara's
 # ``sim.viz.app:Page`` both work, and ``sim validate`` stays fast.
 
-_APP_NAMES = ("AppModel", "Page", "TownMap", "Charts", "colour_mode")
+_APP_NAMES = ("AppModel", "Page", "Main", "VegaView", "colour_mode")
+#: Milliseconds Mesa's play loop waits between days (a day's own work comes on top).
+PLAY_INTERVAL_MS = 60
 
 
 def __getattr__(name: str) -> Any:
@@ -516,30 +350,35 @@ def __getattr__(name: str) -> Any:
 
 @functools.cache
 def _app() -> dict[str, Any]:
-    """Import solara, SolaraViz and the model; define the model class and the page (once)."""
-    # Mesa 3.3.1's own ComponentsView trips solara's hook linter; nothing to act on here.
+    """Import solara, Mesa's controls and the model; define the model class and the page (once)."""
+    # Mesa 3.3.1's own ComponentsView trips solara's hook linter on import; nothing to act on here.
     warnings.filterwarnings("ignore", message=r".*ComponentsView: `use_state` found despite")
+    import ipyvuetify
     import solara
-    from mesa.visualization import SolaraViz
+    import traitlets
+    from mesa.visualization.solara_viz import ModelController, ModelCreator, ShowSteps
     from mesa.visualization.utils import update_counter
 
     from sim.model.model import AllegianceModel
     from sim.scenario.loader import load_scenario
+    from sim.viz.vega import chart_data, map_data
 
     class AppModel(AllegianceModel):
         """The allegiance model built from a scenario file and the app's controls.
 
-        Only the constructor differs from :class:`~sim.model.model.AllegianceModel`: SolaraViz
-        re-creates the model on *Reset* as ``AppModel(**controls)``, so the controls must
-        be flat keyword arguments. They become ``--set`` overrides of the scenario file,
-        exactly as ``sim run FILE --set ... --seed ...`` would apply them.
+        Only the constructor differs from :class:`~sim.model.model.AllegianceModel`: Mesa's
+        controller re-creates the model on *Reset* as ``AppModel(**controls)``, so the controls
+        must be flat keyword arguments. They become ``--set`` overrides of the scenario file,
+        exactly as ``sim run FILE --set ... --seed ...`` would apply them. The Mesa household
+        view agents are not created (the page reads the household arrays through the town
+        arrays and the collector; the tables are the same either way), which keeps Reset fast.
 
         Args:
             scenario_file: path of the scenario YAML (default: :func:`served_scenario`).
             policy: targeting policy of the air campaign (default: the file's).
             seed: root seed, an integer or the text of the seed box (default: the file's;
                 text that is not an integer falls back to the file's seed with a notice).
-            rally, regime_blame, institutions, suppression, pretext_blame, exit, control:
+            rally, regime_blame, institutions, suppression, pretext_blame, exit, control, consolidation:
                 mechanism strengths (default: the file's); see :class:`sim.scenario.schema.Mechanisms`.
         """
 
@@ -555,6 +394,7 @@ def _app() -> dict[str, Any]:
             pretext_blame: float | None = None,
             exit: float | None = None,
             control: float | None = None,
+            consolidation: float | None = None,
         ):
             path = Path(scenario_file) if scenario_file else served_scenario()
             base = load_scenario(path).scenario
@@ -567,53 +407,107 @@ def _app() -> dict[str, Any]:
                 "pretext_blame": pretext_blame,
                 "exit": exit,
                 "control": control,
+                "consolidation": consolidation,
             }
             self.overrides = control_overrides(base, policy=policy, seed=seed_value, **mechanisms)
             self.loaded = load_scenario(path, self.overrides)
-            super().__init__(self.loaded.scenario)
+            super().__init__(self.loaded.scenario, household_agents=False)
+
+    class VegaView(ipyvuetify.VuetifyTemplate):
+        """A Vega-Lite view whose named datasets update in place (see :data:`VEGA_VIEW_TEMPLATE`)."""
+
+        template_file = str(VEGA_VIEW_TEMPLATE)
+        # JSON text, not dicts: reacton walks dict and list arguments of every element on each
+        # render (looking for child elements), which costs more than the whole model day.
+        spec_json = traitlets.Unicode("{}").tag(sync=True)
+        datasets_json = traitlets.Unicode("{}").tag(sync=True)  # not `data`: ipyvue reserves it
+        view_class = traitlets.Unicode("").tag(sync=True)
+        versions = traitlets.Dict(VEGA_VERSIONS).tag(sync=True)
+        cdn = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+
+        @traitlets.default("cdn")
+        def _cdn(self) -> str | None:
+            import solara.settings
+
+            return None if solara.settings.assets.proxy else solara.settings.assets.cdn
 
     colour_mode = solara.reactive("cooperation")  # one value per browser session
 
     @solara.component
     def TownMap(model: AllegianceModel) -> None:
-        """The town map with the day counter and the colouring control."""
-        update_counter.get()  # re-render on every step Mesa's controller renders
-        with solara.Column(classes=["sim-map"], style={"padding": "4px"}):
-            with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
-                solara.Text(
-                    day_label(model),
-                    classes=["sim-day"],
-                    style={"font-size": "1.15em", "font-weight": "bold"},
-                )
-                solara.ToggleButtonsSingle(
-                    value=colour_mode,
-                    values=list(COLOUR_MODES),
-                    dense=True,
-                    classes=["sim-colour-mode"],
-                )
-            if getattr(model, "notice", ""):
-                solara.Warning(model.notice, dense=True)
-            mode = colour_mode.value
-            fig = draw_town_map(model, mode)
-            solara.FigureMatplotlib(fig, format="png", dpi=90, dependencies=[id(model), model.day, mode])
+        """The town map: spec once per model and colouring, the day's data as a changeset."""
+        update_counter.get()
+        mode = colour_mode.value
+        spec, layout = solara.use_memo(lambda: map_view(model, mode), [id(model), mode])
+        data = map_data(model, layout, COLOUR_MODES[mode][0], map_title(model))
+        VegaView.element(spec_json=spec, datasets_json=json.dumps(data), view_class="sim-map")
 
     @solara.component
     def Charts(model: AllegianceModel) -> None:
-        """The four time-series panels."""
+        """The four time-series panels, dates on the x axis for a calendar scenario."""
         update_counter.get()
-        with solara.Column(classes=["sim-charts"], style={"padding": "4px"}):
-            running, command = run_summary(model)
+        spec = solara.use_memo(lambda: json.dumps(charts_view(model)), [id(model)])
+        VegaView.element(spec_json=spec, datasets_json=json.dumps(chart_data(model)), view_class="sim-charts")
+
+    @solara.component
+    def Observed(model: AllegianceModel) -> None:
+        """Observed against simulated, filled in as the run passes each recorded window."""
+        update_counter.get()
+        sc = model.scenario
+        done = model.collector.days_done
+        passed = sum(
+            1
+            for f in sc.observed.figures
+            if (done >= sc.days if f.kind == "council_independent" else done > _window_last(f, sc))
+        )
+        table, total = solara.use_memo(lambda: observed_so_far(model), [id(model), passed])
+        if not total:
+            return
+        with solara.Card("Observed against simulated", classes=["sim-observed"]):
+            if table is None:
+                solara.Text(f"{total} recorded figures; each fills in when the run passes its window.")
+            else:
+                solara.Markdown(observed_markdown(table, total))
+
+    @solara.component
+    def Main(model: AllegianceModel) -> None:
+        """Header (day, colouring, download, what runs), the map at page width, charts, observed."""
+        update_counter.get()
+        running, command = run_summary(model)
+        with solara.Column(classes=["sim-main"], style={"width": "100%", "padding": "4px"}):
+            with solara.Row(style={"align-items": "center", "flex-wrap": "wrap"}):
+                solara.Text(day_label(model), classes=["sim-day"], style={"font-size": "1.15em", "font-weight": "bold"})
+                solara.ToggleButtonsSingle(
+                    value=colour_mode, values=list(COLOUR_MODES), dense=True, classes=["sim-colour-mode"]
+                )
+                solara.FileDownload(
+                    lambda: run_tables_zip(model),
+                    filename=download_name(model),
+                    label="Download tables (Parquet)",
+                    mime_type="application/zip",
+                )
             solara.Text(running, classes=["sim-run-info"], style={"font-size": "0.85em"})
             solara.Text(command, classes=["sim-run-command"], style=COMMAND_STYLE)
-            fig = draw_charts(model)
-            solara.FigureMatplotlib(fig, format="png", dpi=90, dependencies=[id(model), model.day])
+            if getattr(model, "notice", ""):
+                solara.Warning(model.notice, dense=True)
+            TownMap(model)
+            Charts(model)
+            Observed(model)
 
     @solara.component
     def Page() -> None:
-        """One browser session: its own model, rebuilt by SolaraViz on Reset."""
+        """One browser session: its own model, rebuilt by Mesa's controller on Reset.
+
+        Mesa's ModelController, ModelCreator and ShowSteps make the sidebar; SolaraViz's
+        page tabs, draggable grid, thread switch and render-interval slider are left out.
+        """
         path = served_scenario()
         initial = solara.use_memo(lambda: AppModel(path), [])
         model = solara.use_reactive(initial)
+        parameters = solara.use_reactive({})
+        play_interval = solara.use_reactive(PLAY_INTERVAL_MS)
+        render_interval = solara.use_reactive(1)
+        use_threads = solara.use_reactive(False)
 
         def release_on_replace():
             current = model.value
@@ -621,16 +515,32 @@ def _app() -> dict[str, Any]:
 
         solara.use_effect(release_on_replace, [model.value])
         solara.Style(PAGE_CSS)
-        SolaraViz(
-            model,
-            components=[(TownMap, 0), (Charts, 0)],
-            model_params=model_params(initial.loaded.scenario, path),
-            name=f"Allegiance under air strikes: {initial.scenario.name}",
-            play_interval=201,  # about five days a second at most: time to see the strikes
-            render_interval=1,
-        )
+        with solara.AppBar():
+            solara.AppBarTitle(f"Allegiance under air strikes: {initial.scenario.name}")
+        with solara.Sidebar(), solara.Column():
+            with solara.Card("Controls"):
+                solara.SliderInt(label="Pause between days (ms)", value=play_interval, min=0, max=500, step=10)
+                ModelController(
+                    model,
+                    model_parameters=parameters,
+                    play_interval=play_interval,
+                    render_interval=render_interval,
+                    use_threads=use_threads,
+                )
+            with solara.Card("Model Parameters"):
+                ModelCreator(model, model_params(initial.loaded.scenario, path), model_parameters=parameters)
+            with solara.Card("Information"):
+                ShowSteps(model.value)
+        Main(model.value)
 
     return {name: value for name, value in locals().items() if name in _APP_NAMES}
+
+
+def _window_last(fig: Any, scenario: Scenario) -> int:
+    """Last day index of a recorded figure's window."""
+    from sim.analysis.observed import window_days
+
+    return window_days(fig, scenario, scenario.days)[1]
 
 
 # --------------------------------------------------------------------------- command line

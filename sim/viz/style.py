@@ -2,7 +2,8 @@
 
 Colours are the Okabe & Ito (2008) colour-blind-safe palette. Cooperation with HTS
 has one colour map everywhere (:data:`COOPERATION_CMAP`, blue = low, grey, vermillion
-= high): in run maps, small multiples, plots and the app. Other continuous variables
+= high): in run maps, small multiples, plots and the app; resisting HTS has
+:data:`RESISTANCE_CMAP` (grey to blue). Other continuous variables
 use ``cividis``; signed effects use the diverging :data:`DIVERGING_CMAP`.
 """
 
@@ -42,6 +43,8 @@ INITIAL_STANCE_COLOURS = {
 SERIES_COLOURS = [PALETTE[k] for k in ("blue", "red", "green", "orange", "purple", "sky", "black")]
 DIVERGING_CMAP = LinearSegmentedColormap.from_list("blue_vermillion", [PALETTE["blue"], "#f2f2f2", PALETTE["red"]])
 COOPERATION_CMAP = LinearSegmentedColormap.from_list("cooperation", [PALETTE["blue"], "#d9d9d9", PALETTE["red"]])
+#: Resisting HTS: grey (none) to the palette's blue, the colour of resistance in every figure.
+RESISTANCE_CMAP = LinearSegmentedColormap.from_list("resistance", ["#e6e6e6", PALETTE["blue"]])
 SEQUENTIAL_CMAP = "cividis"
 
 # variable -> (title, unit label); used for axis labels everywhere. Derived from the
