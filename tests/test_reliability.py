@@ -341,7 +341,7 @@ def sweep_file(tmp_path: Path, name: str = "tiny_sweep", **extra: object) -> Pat
     text = (
         f"name: {name}\nscenario: {TINY}\ndays: 4\nroot_seed: 3\nreplicates: 2\nbatch_size: 2\n"
         "design: {method: factorial}\n"
-        "parameters:\n  mechanisms.rally: {values: [0.0, 2.0]}\n  mechanisms.regime_blame: {values: [0.0, 1.5]}\n"
+        "parameters:\n  mechanisms.rally: {values: [0.0, 2.0]}\n  mechanisms.regime_blame: {values: [0.0, 1.0]}\n"
         "outcomes: [coop_resisting_mean, protest_resisting_mean]\n"
     )
     text += "".join(f"{k}: {v}\n" for k, v in extra.items())
