@@ -39,6 +39,7 @@ COLUMNS = (
     "ratio",
     "check",
     "calibrated",
+    "role",
     "window",
     "towns",
     "source",
@@ -81,18 +82,49 @@ def arrival_share(frames: Frames, towns: Sequence[str], first: int, last: int) -
     return float(moves.loc[into, "persons"].sum()) / total
 
 
-def killed(frames: Frames, first: int, last: int) -> float:
-    """Civilians killed by strikes from day ``first`` to ``last``, both included (real persons)."""
-    ts = frames["timeseries"]
-    inside = (ts["day"] >= first) & (ts["day"] <= last)
-    return float(ts.loc[inside, "killed"].sum())
-
-
 def council_independent(frames: Frames, town: str) -> float:
     """1 if ``town``'s council is still independent of HTS on the run's last day, else 0."""
     tw = frames["towns"]
     last = tw[(tw["day"] == tw["day"].max()) & (tw["town"].astype(str) == town)]
     return float(bool(last["council_independent"].iloc[0]))
+
+
+def killed(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
+    """Civilians killed from day ``first`` to ``last`` in ``towns`` (every town if empty)."""
+    tw = frames["towns"]
+    inside = (tw["day"] >= first) & (tw["day"] <= last)
+    if towns:
+        inside &= tw["town"].astype(str).isin(list(towns))
+    return float(tw.loc[inside, "killed"].sum())
+
+
+def hosted_displaced(frames: Frames, towns: Sequence[str], day: int) -> float:
+    """Displaced persons hosted in ``towns`` (together) at the end of ``day``."""
+    tw = frames["towns"]
+    rows = tw[(tw["day"] == day) & tw["town"].astype(str).isin(list(towns))]
+    return float(rows["hosted_displaced"].sum())
+
+
+def town_mean(frames: Frames, column: str, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean of a town-table share ``column`` in ``towns`` from day ``first`` to ``last``
+    (0 where nobody is present)."""
+    tw = frames["towns"]
+    rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].astype(str).isin(list(towns))]
+    weight = float(rows["persons_present"].sum())
+    if weight <= 0:
+        return 0.0
+    return float((rows[column] * rows["persons_present"]).sum()) / weight
+
+
+def protest_level(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean protest share in ``towns`` from day ``first`` to ``last``."""
+    return town_mean(frames, "protest_share", towns, first, last)
+
+
+def protest_present(frames: Frames, towns: Sequence[str], first: int, last: int, threshold: float) -> float:
+    """1 if protest against HTS is still present in ``towns`` over the window (mean share above
+    ``threshold``), else 0."""
+    return float(protest_level(frames, towns, first, last) > threshold)
 
 
 def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> float:
@@ -106,7 +138,13 @@ def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> flo
     if fig.kind == "council_independent":
         return council_independent(frames, fig.towns[0])
     if fig.kind == "killed":
-        return killed(frames, first, last)
+        return killed(frames, fig.towns, first, last)
+    if fig.kind == "hosted_displaced":
+        return hosted_displaced(frames, fig.towns, last)
+    if fig.kind == "protest_present":
+        return protest_present(frames, fig.towns, first, last, fig.threshold)
+    if fig.kind == "cooperation_share":
+        return town_mean(frames, "coop_share", fig.towns, first, last)
     raise ValueError(f"unknown observed kind {fig.kind!r}")
 
 
@@ -151,6 +189,9 @@ def replicate_frames(
 def _check(fig: ObservedFigure, mean: float, lo: float, hi: float) -> str:
     if math.isnan(mean):
         return "no data"
+    if fig.range is not None and fig.comparison == "equal":
+        inside = fig.range[0] <= mean <= fig.range[1]
+        return "mean within recorded range" if inside else "mean outside recorded range"
     if fig.comparison == "at_least":
         return "met" if mean >= fig.value else "not met"
     if fig.comparison == "at_most":
@@ -201,6 +242,7 @@ def observed_table(scenario: Scenario, replicate_data: Sequence[Frames]) -> pd.D
                 "ratio": mean / fig.value if fig.value else math.nan,
                 "check": check or _check(fig, mean, lo, hi),
                 "calibrated": "yes" if fig.calibrated else "no",
+                "role": fig.role,
                 "window": _window_text(fig, scenario, days_run),
                 "towns": ", ".join(fig.towns),
                 "source": fig.source,

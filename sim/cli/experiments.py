@@ -121,6 +121,13 @@ def thesis(
         list[str] | None,
         typer.Option("--set", metavar="KEY=VALUE", help="Scenario override key.path=value (repeatable)."),
     ] = None,
+    posterior: Annotated[
+        Path | None,
+        typer.Option(help="Calibration folder: run the thesis on its posterior (and prior) draws instead."),
+    ] = None,
+    draws: Annotated[
+        int | None, typer.Option(help="With --posterior: posterior and prior draws (default 200; 20 with --quick).")
+    ] = None,
 ) -> None:
     """Test the thesis with paired counterfactuals: effects, CIs, verdicts, ablation, heatmap, report."""
     from sim.analysis.thesis import ThesisSettings, default_scenario, run_thesis
@@ -130,6 +137,11 @@ def thesis(
     # One clean error for a bad scenario or override; a shipped name becomes its file.
     loaded = load(scenario or default_scenario(), set_)
     scenario = loaded.path
+    if posterior is not None:
+        from sim.cli.calibrate_cmd import posterior_thesis_cmd
+
+        posterior_thesis_cmd(scenario, posterior, draws, quick, workers, scheduler, seed, rope, out, days)
+        return
     if not 0 < sample_fraction <= 1:
         fail(f"--sample-fraction {sample_fraction}: must be in (0, 1]")
     if not 0 <= rope < 1:

@@ -180,27 +180,38 @@ def summary_text(result, folder: Path) -> str:
         from sim.analysis.observed import NOT_REACHED
 
         obs = pd.read_csv(observed, keep_default_na=False, na_values=[""])
-        lines.append("  observed vs simulated:")
-        for _, row in obs.iterrows():
-            if row["check"] == NOT_REACHED:
-                lines.append(f"    {row['figure']}: {NOT_REACHED} (window {row['window']}; the run ends {when})")
-            elif pd.isna(row["simulated"]):
-                lines.append(f"    {row['figure']}: no model value ({row['check']}; {row['source']})")
-            else:
-                ratio = f"ratio {row['ratio']:.2f}; " if pd.notna(row["ratio"]) else ""
-                lines.append(
-                    f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
-                    f"({ratio}{row['source']})"
-                )
+        headings = {
+            "calibration": "  observed vs simulated, calibration targets (fitted by sim calibrate):",
+            "validation": "  observed vs simulated, validation targets (held out of fitting):",
+            "check": "  observed vs simulated, other checks:",
+        }
+        roles = obs["role"] if "role" in obs.columns else pd.Series(["check"] * len(obs))
+        for role, heading in headings.items():
+            rows = obs[roles.to_numpy() == role]
+            if not len(rows):
+                continue
+            lines.append(heading)
+            for _, row in rows.iterrows():
+                if row["check"] == NOT_REACHED:
+                    lines.append(f"    {row['figure']}: {NOT_REACHED} (window {row['window']}; the run ends {when})")
+                elif pd.isna(row["simulated"]):
+                    lines.append(f"    {row['figure']}: no model value ({row['check']}; {row['source']})")
+                else:
+                    ratio = f"ratio {row['ratio']:.2f}; " if pd.notna(row["ratio"]) else ""
+                    lines.append(
+                        f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
+                        f"({ratio}{row['source']})"
+                    )
     lines.append(f"results: {folder}")
     return "\n".join(lines)
 
 
 def _register_commands() -> None:
     """Every command of ``sim``, registered here in one place."""
-    from sim.cli import app_cmd, experiments, results_cmd
+    from sim.cli import app_cmd, calibrate_cmd, experiments, results_cmd
 
     experiments.register(app)
+    calibrate_cmd.register(app)
     results_cmd.register(app)
     app_cmd.register(app)
     for info in app.registered_commands:  # one help convention for every command

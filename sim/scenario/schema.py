@@ -918,7 +918,17 @@ class Output(Strict):
 # --------------------------------------------------------------------------- observed record
 
 
-ObservedKind = Literal["displacements", "arrival_share", "council_independent", "killed"]
+ObservedKind = Literal[
+    "displacements",
+    "arrival_share",
+    "council_independent",
+    "killed",
+    "hosted_displaced",
+    "protest_present",
+    "cooperation_share",
+]
+ObservedRole = Literal["calibration", "validation", "check"]
+OBSERVED_ROLES: tuple[str, ...] = get_args(ObservedRole)
 
 
 class ObservedFigure(Strict):
@@ -930,7 +940,15 @@ class ObservedFigure(Strict):
         ``arrival_share``: share of those displacements arriving in ``towns``.
         ``council_independent``: whether the council of the single town in ``towns`` is still
         independent of HTS on the last day (1 yes, 0 no).
-        ``killed``: civilians killed by strikes from ``start`` to ``end``, both days included.
+        ``killed``: civilians killed from ``start`` to ``end`` in ``towns`` (all towns if empty).
+        ``hosted_displaced``: displaced persons hosted in ``towns`` (together) on the window's last day.
+        ``protest_present``: whether protest against HTS is still present in ``towns`` over the
+        window: 1 if their persons-weighted mean protest share exceeds ``threshold``, else 0.
+        ``cooperation_share``: persons-weighted mean share of households cooperating with HTS in
+        ``towns`` over the window (a survey figure).
+
+    ``role`` says how calibration uses the figure: ``calibration`` (a target fitted by
+    ``sim calibrate``), ``validation`` (held out, reported apart) or ``check`` (neither).
     """
 
     name: str = Field(min_length=1, description="label of the figure in the comparison table")
@@ -939,19 +957,34 @@ class ObservedFigure(Strict):
     end: DatedSwitch | None = Field(None, description="last day of the window (default: last)")
     towns: list[str] = Field(default_factory=list, description="towns the figure refers to")
     value: float = Field(description="recorded value")
+    range: tuple[float, float] | None = Field(
+        None, description="recorded range [low, high] when the record gives one (e.g. 50,000-70,000)"
+    )
+    threshold: float = Field(
+        0.005, ge=0, le=1, description="protest_present: mean protest share above which protest counts as present"
+    )
     comparison: Literal["equal", "at_least", "at_most"] = Field(
         "equal", description="how the record bounds the value ('mainly' -> at_least 0.5)"
     )
     source: str = Field(min_length=1, description="where the recorded value comes from")
+    role: ObservedRole = Field("check", description="calibration target, held-out validation figure, or plain check")
     calibrated: bool = Field(False, description="whether free parameters were tuned to match it (else a check)")
     note: str = ""
 
     @model_validator(mode="after")
     def _towns_for_kind(self) -> ObservedFigure:
-        if self.kind == "arrival_share" and not self.towns:
-            raise ValueError("an arrival_share figure needs the destination 'towns'")
+        if (
+            self.kind in ("arrival_share", "hosted_displaced", "protest_present", "cooperation_share")
+            and not self.towns
+        ):
+            raise ValueError(f"a {self.kind} figure needs its 'towns'")
         if self.kind == "council_independent" and len(self.towns) != 1:
             raise ValueError("a council_independent figure needs exactly one town in 'towns'")
+        if self.range is not None and not self.range[0] <= self.value <= self.range[1]:
+            raise ValueError(f"value {self.value} lies outside its range {list(self.range)}")
+        if self.role == "calibration":
+            # a calibration target is, by definition, a figure free parameters were fitted to
+            object.__setattr__(self, "calibrated", True)
         return self
 
 

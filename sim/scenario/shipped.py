@@ -24,7 +24,7 @@ PACKAGE = "sim"
 SHIPPED_FOLDER = "scenarios"  # sim/scenarios in a wheel (pyproject.toml maps it)
 SUFFIXES = (".yaml", ".yml")
 #: Kinds of shipped file -> their folder inside the shipped scenarios.
-KINDS = {"scenario": "", "sweep": "sweeps"}
+KINDS = {"scenario": "", "sweep": "sweeps", "calibration": "calibration"}
 
 
 def project_root() -> Path | None:
@@ -68,7 +68,8 @@ def shipped_names(kind: str = "scenario") -> list[str]:
         return []
     files = [p for p in base.rglob("*") if p.suffix in SUFFIXES and p.is_file()]
     names = (p.relative_to(base).with_suffix("").as_posix() for p in files)
-    return sorted(n for n in names if kind != "scenario" or not n.startswith(f"{KINDS['sweep']}/"))
+    others = tuple(f"{folder}/" for k, folder in KINDS.items() if folder and k != kind)
+    return sorted(n for n in names if kind != "scenario" or not n.startswith(others))
 
 
 def shipped_path(name: str, kind: str = "scenario") -> Path | None:
@@ -77,8 +78,8 @@ def shipped_path(name: str, kind: str = "scenario") -> Path | None:
     if base is None or not name or Path(name).is_absolute() or ".." in Path(name).parts:
         return None
     stem = name[: -len(suffix)] if (suffix := Path(name).suffix) in SUFFIXES else name
-    if kind == "sweep":
-        stem = stem.removeprefix(f"{KINDS['sweep']}/")
+    if kind != "scenario":
+        stem = stem.removeprefix(f"{KINDS[kind]}/")
     for suffix in SUFFIXES:
         candidate = base / f"{stem}{suffix}"
         if candidate.is_file():

@@ -1,0 +1,472 @@
+"""Calibration (issue 15): recovery of known parameters, resume after SIGKILL, the posterior verdict,
+the scale check, bad input through the CLI, and a dask cluster that loses a worker."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sim.analysis.calibration import (
+    calibrate,
+    load_calibration_folder,
+    posterior_thesis,
+    scale_check,
+    target_values,
+)
+from sim.experiments.engine import SerialEngine
+from sim.scenario.calibration import load_calibration
+from sim.scenario.loader import ScenarioError, load_scenario, read_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "calibration"
+SCENARIO = DATA / "recovery.yaml"
+CONFIG = DATA / "recovery_calibration.yaml"
+SIM = [sys.executable, "-m", "sim"]
+TRUTH = {"air_campaign.casualties_per_strike": 2.0, "flight.exposure_rate": 0.003}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def _record(truth: dict[str, float], seed: int, figures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The recovery scenario's data with its observed values simulated from ``truth``."""
+    data = copy.deepcopy(read_yaml(SCENARIO).data)
+    if figures is not None:
+        data["observed"]["figures"] = figures
+    sc = load_scenario(SCENARIO).scenario
+    probe = sc.model_copy(update={"observed": sc.observed.model_validate(data["observed"])})
+    values = target_values(probe.model_dump(mode="json"), truth, seed, probe.observed.figures)
+    for fig in data["observed"]["figures"]:
+        fig["value"] = float(values[fig["name"]])
+    return data
+
+
+def _write_case(folder: Path, scenario: dict[str, Any], config: dict[str, Any]) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    s, c = folder / "scenario.yaml", folder / "calibration.yaml"
+    s.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    c.write_text(yaml.safe_dump(config, sort_keys=False))
+    return s, c
+
+
+def _config(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(read_yaml(CONFIG).data)
+    data.update(changes)
+    return data
+
+
+def _cal(scenario: Path, config: Path, quick: bool = False):
+    return load_calibration(config, load_scenario(scenario), quick=quick)
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def test_recovery_true_values_lie_inside_the_90_percent_intervals(tmp_path: Path) -> None:
+    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=101), _config())
+    result = calibrate(_cal(s, c), tmp_path / "out", workers=1, progress=None)
+    m = result.marginals.set_index("parameter")
+    for path, true in TRUTH.items():
+        lo, hi = m.loc[path, "posterior_low"], m.loc[path, "posterior_high"]
+        assert lo <= true <= hi, (path, true, lo, hi)
+    # the record informs: killed pins the casualties per strike well inside its 33-fold prior range
+    cps = m.loc["air_campaign.casualties_per_strike"]
+    assert cps["width_ratio"] < 0.8
+    assert 1.0 <= cps["posterior_median"] <= 4.0
+    # every output of the folder, the history included
+    for name in ("posterior.parquet", "report.md", "manifest.json", "predictive.csv", "history.db", "scale_check.csv"):
+        assert (result.folder / name).exists(), name
+    post = pd.read_parquet(result.folder / "posterior.parquet")
+    assert {"generation", "weight", *TRUTH} <= set(post.columns)
+    assert post.groupby("generation")["weight"].sum().round(6).eq(1).all()
+    assert len(result.abc.generations) == 3
+    ppc = result.predictive
+    assert set(ppc["role"]) == {"calibration", "validation"}
+    report = (result.folder / "report.md").read_text()
+    assert "Validation targets (held out of fitting)" in report and "hosted in Beta" in report
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _populations(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return int(con.execute("select count(*) from populations where t >= 0").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def test_resume_after_sigkill_ends_at_the_uninterrupted_posterior(tmp_path: Path) -> None:
+    config = _config(quick={"population": 8, "generations": 2, "max_runs": 200, "predictive_draws": 2})
+    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=202), config)
+    args = [*SIM, "calibrate", str(s), "--config", str(c), "--quick", "--workers", "1"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(killed)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while _populations(killed / "history.db") < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the calibration finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = _populations(killed / "history.db")
+    assert stored == 1
+    resumed = subprocess.run([*args, "--out", str(killed)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = tmp_path / "straight"
+    whole = subprocess.run([*args, "--out", str(straight)], env=_env(), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    a = pd.read_parquet(killed / "posterior.parquet")
+    b = pd.read_parquet(straight / "posterior.parquet")
+    pd.testing.assert_frame_equal(a, b)  # one process: the same posterior exactly
+    import json
+
+    assert json.loads((killed / "manifest.json").read_text())["resumed_from_generation"] == stored
+    assert "generation 1:" in resumed.stdout and "generation 0:" not in resumed.stdout
+
+
+# --------------------------------------------------------------------------- the verdict moves with the record
+
+
+def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path, Path]:
+    figures = [
+        {
+            "name": "cooperation in resisting towns",
+            "kind": "cooperation_share",
+            "towns": ["Alpha", "Gamma"],
+            "start": {"day": 15},
+            "value": 0.0,
+            "role": "calibration",
+            "source": "synthetic survey",
+        },
+        {"name": "killed", "kind": "killed", "value": 0.0, "role": "validation", "source": "simulated"},
+    ]
+    config = {
+        "name": name,
+        "seed": 3,
+        "scale": {"sample_fraction": 0.25},
+        "priors": {
+            "mechanisms.rally": {"family": "uniform", "low": 0, "high": 3, "reason": "test"},
+            "mechanisms.pretext_blame": {"family": "uniform", "low": 0, "high": 1, "reason": "test"},
+        },
+        "targets": {
+            "cooperation in resisting towns": {"absolute": 0.03, "reason": "survey error"},
+            "killed": {"relative": 0.3, "reason": "test"},
+        },
+        "budget": {
+            "population": 12,
+            "generations": 3,
+            "max_runs": 200,
+            "predictive_draws": 2,
+            "scale_check_seeds": 2,
+            "scale_check_fraction": 0.25,
+        },
+    }
+    return _write_case(tmp_path / name, _record(truth, seed=404, figures=figures), config)
+
+
+def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_path: Path) -> None:
+    favour = {"mechanisms.rally": 3.0, "mechanisms.pretext_blame": 0.0}
+    against = {"mechanisms.rally": 0.0, "mechanisms.pretext_blame": 1.0}
+    answers = {}
+    for name, truth in (("favours", favour), ("contradicts", against)):
+        s, c = _coop_case(tmp_path, name, truth)
+        result = calibrate(_cal(s, c), tmp_path / name / "cal", workers=1, progress=None)
+        verdict = posterior_thesis(
+            s, result.folder, draws=6, workers=1, progress=False, out=tmp_path / name / "thesis", root_seed=9
+        )
+        p = verdict.probabilities
+        total = p["p_above"] + p["p_within"] + p["p_below"]
+        assert np.allclose(total.dropna(), 1.0)
+        assert set(p["draws_from"]) == {"posterior", "prior"}
+        row = p[
+            (p["draws_from"] == "posterior")
+            & (p["treatment"] == "resisting_towns")
+            & (p["control"] == "none")
+            & (p["outcome"] == "coop_resisting_home_mean")
+        ].iloc[0]
+        answers[name] = row
+        assert (verdict.folder / "report.md").exists() and (verdict.folder / "probabilities.csv").exists()
+    # opposite answers: the record that favours the thesis moves mass above +ROPE, the other below -ROPE
+    fav, con = answers["favours"], answers["contradicts"]
+    assert fav["p_above"] >= 0.5 and fav["p_above"] > con["p_above"] + 0.3, (fav, con)
+    assert con["p_below"] >= 0.5 and con["p_below"] > fav["p_below"] + 0.3, (fav, con)
+    assert fav["mean_effect"] > 0 > con["mean_effect"]
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def test_target_statistics_at_the_calibration_scale_agree_with_full_scale() -> None:
+    cal = _cal(SCENARIO, CONFIG)
+    cal = type(cal)(**{**cal.__dict__, "sample_fraction": 0.25})
+    cal = type(cal)(**{**cal.__dict__, "budget": cal.budget.model_copy(update={"scale_check_seeds": 4})})
+    table = scale_check(SerialEngine(), cal, TRUTH, seed=5)
+    assert table["agree"].all(), table
+    # counts are scaled back up: the two scales report the same order of persons
+    killed = table.set_index("target").loc["killed"]
+    assert 0.7 < killed["mean_calibration_scale"] / killed["mean_reference_scale"] < 1.4
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _bad(tmp_path: Path, text_changes: dict[str, str] | None = None, scenario_changes: dict[str, str] | None = None):
+    case = tmp_path / "bad"
+    case.mkdir(exist_ok=True)
+    s = case / "scenario.yaml"
+    c = case / "calibration.yaml"
+    st = SCENARIO.read_text()
+    for a, b in (scenario_changes or {}).items():
+        assert a in st
+        st = st.replace(a, b)
+    s.write_text(st)
+    ct = CONFIG.read_text()
+    for a, b in (text_changes or {}).items():
+        assert a in ct
+        ct = ct.replace(a, b)
+    c.write_text(ct)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*SIM, "calibrate", str(s), "--config", str(c), "--workers", "1", "--out", str(out)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc, out, c, s
+
+
+BAD_CASES = {
+    "unknown parameter path": (
+        {"flight.exposure_rate:": "flight.exposure_rte:"},
+        None,
+        "unknown parameter path 'flight.exposure_rte'",
+        "priors.flight.exposure_rte",
+    ),
+    "unknown prior family": (
+        {"family: loguniform, low: 0.3": "family: beta, low: 0.3"},
+        None,
+        "family",
+        "priors.air_campaign.casualties_per_strike.family",
+    ),
+    "prior outside the schema range": (
+        {"low: 0.0003, high: 0.03": "low: 0.0003, high: 30"},
+        None,
+        "prior bound 30",
+        "priors.flight.exposure_rate",
+    ),
+    "target without a figure": (
+        {"  killed: {relative": "  kiled: {relative"},
+        None,
+        "no observed figure named 'kiled'",
+        "targets.kiled",
+    ),
+    "target window outside the scenario": (
+        {"seed: 7": "seed: 7\ndays: 10"},
+        {"kind: killed, value: 100": "kind: killed, start: {day: 12}, value: 100"},
+        "lies outside the scenario window",
+        "targets.killed",
+    ),
+    "negative budget": ({"max_runs: 200": "max_runs: -5"}, None, "greater than or equal to 1", "budget.max_runs"),
+    "empty budget": (
+        {
+            "budget: {population: 16, generations: 3, max_runs: 200, predictive_draws: 6, scale_check_seeds: 2, "
+            "scale_check_fraction: 1.0}": "budget: {}"
+        },
+        None,
+        "Field required",
+        "budget.population",
+    ),
+    "duplicate key": ({"seed: 7": "seed: 7\nseed: 8"}, None, "seed", ""),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_calibration_input_is_one_line_exit_2_nothing_written(tmp_path: Path, case: str) -> None:
+    changes, scenario_changes, message, key = BAD_CASES[case]
+    proc, out, c, _ = _bad(tmp_path, changes, scenario_changes)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert f"{c.name}:" in err and message in err, err
+    assert key in err, err
+    line = int(err.split(f"{c.name}:")[1].split(":")[0])
+    lines = c.read_text().splitlines()
+    assert 1 <= line <= len(lines)
+    if key:  # the line named is the one holding the key (or its block)
+        assert any(part in lines[line - 1] for part in key.split(".")[:2]), (line, lines[line - 1])
+    assert not out.exists()
+
+
+def test_a_target_town_that_does_not_exist_is_a_clean_error(tmp_path: Path) -> None:
+    proc, out, _, s = _bad(tmp_path, None, {"towns: [Beta]": "towns: [Betta]"})
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{s.name}:" in err and "unknown town 'Betta'" in err and "observed.figures" in err
+    assert not out.exists()
+
+
+def test_shipped_calibration_file_loads_against_the_shipped_scenario() -> None:
+    sc = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
+    cal = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", sc)
+    assert {f"mechanisms.{m}" for m in ("rally", "regime_blame", "institutions", "suppression")} <= {
+        p.path for p in cal.priors
+    }
+    assert len(cal.validation_targets) >= 2 and len(cal.calibration_targets) >= 2
+    roles = {t.name: t.role for t in cal.targets}
+    acaps = next(n for n in roles if "22 Jan" in n)
+    ocha = next(n for n in roles if "3 Feb" in n and n.startswith("displacements"))
+    assert roles[acaps] == roles[ocha]  # OCHA's window contains ACAPS's: never split across roles
+    quick = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", sc, quick=True)
+    assert quick.budget.max_runs < cal.budget.max_runs
+    with pytest.raises(ScenarioError):
+        load_calibration(ROOT / "scenarios" / "calibration" / "missing.yaml", sc)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+def test_apply_writes_posterior_medians_and_a_changed_config_refuses_to_resume(tmp_path: Path) -> None:
+    config = _config(quick={"population": 6, "generations": 1, "max_runs": 60, "predictive_draws": 2})
+    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=505), config)
+    out = tmp_path / "out"
+    assert calibrate(_cal(s, c, quick=True), out, workers=1, progress=None).folder == out
+    shipped = tmp_path / "case" / "calibrated.yaml"
+    shipped.write_text("extends: scenario.yaml\n")
+    proc = subprocess.run(
+        [*SIM, "calibrate", str(shipped), "--config", str(c), "--quick", "--out", str(out), "--apply"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    stored = load_calibration_folder(out)
+    text = shipped.read_text()
+    assert "extends: scenario.yaml" in text and stored.calibration_id in text
+    sc = load_scenario(shipped).scenario
+    med = stored.marginals.set_index("parameter")["posterior_median"]
+    assert sc.air_campaign.casualties_per_strike == pytest.approx(med["air_campaign.casualties_per_strike"], rel=1e-5)
+    assert sc.flight.exposure_rate == pytest.approx(med["flight.exposure_rate"], rel=1e-5)
+    # a scenario without `extends` is refused, unchanged
+    plain = tmp_path / "case" / "scenario.yaml"
+    before = plain.read_text()
+    bad = subprocess.run(
+        [*SIM, "calibrate", str(plain), "--config", str(c), "--quick", "--out", str(out), "--apply"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "extends" in bad.stderr and plain.read_text() == before
+    # a changed calibration file refuses to resume the stored one, points to --fresh, writes nothing
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    c.write_text(c.read_text().replace("seed: 7", "seed: 8"))
+    again = subprocess.run(
+        [*SIM, "calibrate", str(s), "--config", str(c), "--quick", "--workers", "1", "--out", str(out)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 2
+    assert "--fresh" in again.stderr and "Traceback" not in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+# --------------------------------------------------------------------------- dask
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path):
+    """A real dask scheduler and two `dask worker` processes (one thread each), torn down after."""
+    dask = str(Path(sys.executable).with_name("dask"))
+    info = tmp_path / "scheduler.json"
+    env = _env()
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--scheduler-file", str(info), "--port", "0", "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    ]
+    deadline = time.time() + 60
+    while not info.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    import json
+
+    time.sleep(0.2)
+    address = json.loads(info.read_text())["address"]
+    workers = [
+        subprocess.Popen(
+            [dask, "worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--no-nanny"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    procs += workers
+    from distributed import Client
+
+    with Client(address, timeout=60) as client:
+        client.wait_for_workers(2, timeout=90)
+    try:
+        yield address, workers
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_calibration_on_a_dask_cluster_survives_losing_a_worker(tmp_path: Path, dask_cluster) -> None:
+    address, workers = dask_cluster
+    config = _config(quick={"population": 8, "generations": 2, "max_runs": 200, "predictive_draws": 2})
+    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=606), config)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [*SIM, "calibrate", str(s), "--config", str(c), "--quick", "--scheduler", address, "--out", str(out)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while _populations(out / "history.db") < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before a worker could be killed"
+    os.kill(workers[0].pid, signal.SIGKILL)  # mid-run: the second generation is being sampled
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "generation 1:" in stdout
+    post = pd.read_parquet(out / "posterior.parquet")
+    assert sorted(post["generation"].unique()) == [0, 1]
+    import json
+
+    assert "dask scheduler" in json.loads((out / "manifest.json").read_text())["sampler"]
