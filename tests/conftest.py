@@ -176,3 +176,24 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         )
 
     return run
+
+
+@pytest.fixture
+def dask_cluster(tmp_path: Path) -> Iterable[Callable[..., Any]]:
+    """Factory: start a real dask scheduler and ``n_workers`` worker processes on 127.0.0.1 (tests/cluster.py).
+
+    Returns the started :class:`cluster.DaskCluster` (``.address``, ``.kill_worker(i)``); every
+    process is stopped when the test ends, whatever happened.
+    """
+    from cluster import DaskCluster
+
+    clusters: list[DaskCluster] = []
+
+    def start(n_workers: int = 2, timeout: float = 120.0) -> DaskCluster:
+        cluster = DaskCluster(tmp_path / f"dask{len(clusters)}", n_workers, timeout)
+        clusters.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()

@@ -271,3 +271,211 @@ def test_a_run_that_stops_before_an_observed_window_ends_says_window_not_reached
     full = pd.read_csv(out / "tiny" / "full" / "observed.csv").set_index("figure")
     assert full.loc["moves", "check"] != "window not reached"
     assert full.loc["moves", "ratio"] == pytest.approx(full.loc["moves", "simulated"] / 100)
+
+
+# --------------------------------------------------------------------------- outputs: checked first, failures clean
+
+#: Runs the real ``sim`` entry point with the one atomic writer failing like a full disk:
+#: writes whose path contains SIM_FAIL_MATCH fail after the first SIM_FAIL_AFTER of them
+#: succeeded (a few bytes land in the temporary file first, as on a real disk).
+ENOSPC_LAUNCHER = """
+import errno, os, sys
+import sim.run.store as store
+
+match, after = os.environ.get("SIM_FAIL_MATCH", ""), int(os.environ.get("SIM_FAIL_AFTER", "0"))
+seen = 0
+original = store.write_atomic
+
+def full_disk(tmp):
+    with open(tmp, "wb") as fh:
+        fh.write(b"partial")
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+def write_atomic(path, write):
+    global seen
+    if match in str(path):
+        seen += 1
+        if seen > after:
+            write = full_disk
+    return original(path, write)
+
+store.write_atomic = write_atomic
+from sim.cli.main import main
+sys.argv[0] = "sim"
+main()
+"""
+
+
+def run_full_disk(tmp_path: Path, *args: object, match: str = "", after: int = 0):
+    """``sim ARGS`` as a subprocess whose writes fail with ENOSPC (see :data:`ENOSPC_LAUNCHER`)."""
+    import os
+    import sys
+
+    launcher = tmp_path / "full_disk_sim.py"
+    launcher.write_text(ENOSPC_LAUNCHER)
+    env = dict(os.environ, SIM_FAIL_MATCH=match, SIM_FAIL_AFTER=str(after))
+    return run_sim([sys.executable, str(launcher)], *args, cwd=tmp_path, env=env)
+
+
+def assert_error_is_last_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Like :func:`assert_one_line` for commands that draw progress bars on stderr before failing."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    assert res.stderr.rstrip().splitlines()[-1] == errors[0]
+    for needle in needles:
+        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def a_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("file") / "results.txt"
+    path.write_text("not a folder\n")
+    return path
+
+
+def sweep_file(tmp_path: Path, name: str = "tiny_sweep", **extra: object) -> Path:
+    """A small factorial sweep of the tiny scenario: 4 points x 2 replicates, 2 runs per part."""
+    text = (
+        f"name: {name}\nscenario: {TINY}\ndays: 4\nroot_seed: 3\nreplicates: 2\nbatch_size: 2\n"
+        "design: {method: factorial}\n"
+        "parameters:\n  mechanisms.rally: {values: [0.0, 2.0]}\n  mechanisms.regime_blame: {values: [0.0, 1.0]}\n"
+        "outcomes: [coop_resisting_mean, protest_resisting_mean]\n"
+    )
+    text += "".join(f"{k}: {v}\n" for k, v in extra.items())
+    return write(tmp_path / f"{name}.yaml", text)
+
+
+THESIS_ARGS = ["--replicates", "2", "--skip", "ablation", "--skip", "heatmap", "--days", "3", "--workers", "1"]
+OUT_COMMANDS = {
+    "run": lambda tmp, out: ["run", TINY, "--out", out],
+    "sweep": lambda tmp, out: ["sweep", sweep_file(tmp), "--workers", "1", "--out", out],
+    "thesis": lambda tmp, out: ["thesis", TINY, *THESIS_ARGS, "--out", out],
+    "plot": lambda tmp, out: ["plot", DATA.parent.parent / "docs", "--out", out],
+}
+
+
+@pytest.mark.parametrize("where", ["is-a-file", "under-a-file", "unwritable"])
+@pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
+def test_a_bad_output_location_is_refused_before_any_compute(tmp_path, sim_command, a_file, command, where):
+    out = {"is-a-file": a_file, "under-a-file": a_file / "deeper" / "out", "unwritable": Path("/proc/sim-out")}[where]
+    args = OUT_COMMANDS[command](tmp_path, out)
+    if command == "plot":  # a real run folder to plot
+        res = run_sim(sim_command, "run", TINY, "--out", tmp_path / "r", "--run-id", "one", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        args[1] = tmp_path / "r" / "tiny" / "one"
+    t0 = time.perf_counter()
+    res = run_sim(sim_command, *args, cwd=tmp_path)
+    elapsed = time.perf_counter() - t0
+    reason = {"is-a-file": "is not a folder", "under-a-file": "is a file", "unwritable": "cannot write here"}[where]
+    line = assert_one_line(res, "--out", reason)  # one line: no progress bar, so nothing was computed
+    assert str(a_file if where != "unwritable" else "/proc") in line
+    assert a_file.read_text() == "not a folder\n"
+    assert not (tmp_path / "results").exists()
+    assert elapsed < 60
+
+
+def test_disk_full_during_a_run_leaves_nothing(tmp_path):
+    out = tmp_path / "new" / "out"
+    for after in (0, 2):  # the first table, or a later file in the run folder
+        res = run_full_disk(tmp_path, "run", TINY, "--out", out, "--set", "days=3", after=after)
+        assert_error_is_last_line(res, f"cannot write {out / 'tiny'}", "No space left on device")
+        assert not (tmp_path / "new").exists()  # not even the parent folders it created
+    out.mkdir(parents=True)
+    res = run_full_disk(tmp_path, "run", TINY, "--out", out, "--run-id", "r", after=1)
+    assert_error_is_last_line(res, f"cannot write {out / 'tiny' / 'r'}: No space left on device")
+    assert files_under(out) == []
+
+
+def test_disk_full_at_the_start_of_a_sweep_or_thesis_leaves_nothing(tmp_path):
+    sweep = sweep_file(tmp_path)
+    res = run_full_disk(tmp_path, "sweep", sweep, "--workers", "1", "--out", tmp_path / "s" / "out")
+    assert_error_is_last_line(res, f"{tmp_path / 's' / 'out' / 'tiny_sweep'}", "No space left on device")
+    assert not (tmp_path / "s").exists()
+    res = run_full_disk(tmp_path, *OUT_COMMANDS["thesis"](tmp_path, tmp_path / "t" / "thesis"))
+    assert_error_is_last_line(res, str(tmp_path / "t" / "thesis"), "No space left on device")
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_sweep_that_fails_writing_a_part_keeps_every_part_and_resumes(tmp_path, sim_command):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from sim.experiments.store import load_results
+
+    sweep = sweep_file(tmp_path)
+    out = tmp_path / "out"
+    res = run_full_disk(tmp_path, "sweep", sweep, "--workers", "1", "--out", out, match="part-", after=2)
+    assert_error_is_last_line(res, "part-000003.parquet", "No space left on device")
+    folder = out / "tiny_sweep"
+    parts = sorted((folder / "parts").iterdir())
+    assert [p.name for p in parts] == ["part-000001.parquet", "part-000002.parquet"]  # no temporary left
+    assert sum(pq.read_table(p).num_rows for p in parts) == 4  # both complete and readable
+    # space freed: the same command resumes and the result equals an uninterrupted serial sweep
+    res = run_sim(sim_command, "sweep", sweep, "--workers", "1", "--out", out, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "4 already stored" in res.stdout
+    res = run_sim(sim_command, "sweep", sweep, "--workers", "1", "--out", tmp_path / "whole", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pd.testing.assert_frame_equal(load_results(folder), load_results(tmp_path / "whole" / "tiny_sweep"))
+    assert len(load_results(folder)) == 8
+
+
+def test_disk_full_while_plotting_leaves_no_figures_folder(tmp_path, sim_command):
+    res = run_sim(sim_command, "run", TINY, "--out", tmp_path / "r", "--run-id", "one", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "r" / "tiny" / "one"
+    before = files_under(run)
+    res = run_full_disk(tmp_path, "plot", run, match=".png", after=1)
+    assert_error_is_last_line(res, f"cannot write {run / 'figures'}", "No space left on device")
+    assert files_under(run) == before
+
+
+# --------------------------------------------------------------------------- runs started together
+
+
+def test_two_runs_started_together_both_land(tmp_path, sim_command):
+    out = tmp_path / "D"
+    procs = [
+        subprocess.Popen(
+            [*sim_command, "run", str(TINY), "--seed", "5", "--out", str(out)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    folders = sorted((out / "tiny").iterdir())
+    assert len(folders) == 2 and folders[0].name != folders[1].name
+    import json
+
+    ids = set()
+    for folder in folders:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["run_id"] == folder.name and manifest["seed"] == 5
+        assert (folder / "timeseries.parquet").exists()
+        ids.add(manifest["run_id"])
+    assert len(ids) == 2
+    assert not [p for p in (out / "tiny").iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+# --------------------------------------------------------------------------- sensitivity designs
+
+
+@pytest.mark.parametrize("design", ["{method: sobol, samples: 8}", "{method: morris, trajectories: 4}"])
+def test_a_sensitivity_design_of_one_parameter_is_refused_at_validation(tmp_path, sim_command, design):
+    text = (
+        f"name: one_parameter\nscenario: {TINY}\ndays: 3\nroot_seed: 1\ndesign: {design}\n"
+        "parameters:\n  mechanisms.rally: {range: [0, 3]}\noutcomes: [coop_resisting_mean]\n"
+    )
+    path = write(tmp_path / "one.yaml", text)
+    out = tmp_path / "out"
+    res = run_sim(sim_command, "sweep", path, "--out", out, cwd=tmp_path)
+    method = design.split()[1].rstrip(",")
+    assert_one_line(res, f"{path}:7", "parameters", f"a {method} design needs at least two parameters (got 1)")
+    assert files_under(out) == []

@@ -32,7 +32,7 @@ import pandas as pd
 
 from sim.analysis.observed import figure_value
 from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
-from sim.analysis.thesis import OUTCOMES, paired_differences, rope_for
+from sim.analysis.thesis import OUTCOMES, markdown_table, paired_differences, rope_for
 from sim.experiments.calibration import (
     AbcResult,
     draw_posterior,
@@ -371,15 +371,6 @@ def calibrate(
     return CalibrationResult(folder, abc, marg, ppc, scale, cid, report, seconds)
 
 
-def _md_table(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in r]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def coverage_line(ppc: pd.DataFrame, role: str) -> str:
     """``k of n`` targets of a role whose 90% predictive band meets the record."""
     sub = ppc[ppc["role"] == role]
@@ -440,7 +431,7 @@ def write_calibration_report(
         "",
         "![marginals](marginals.png)",
         "",
-        _md_table(marg[mcols]),
+        markdown_table(marg[mcols]),
         "",
         "Pairs plot of the final population: ![pairs](pairs.png)",
         "",
@@ -453,11 +444,11 @@ def write_calibration_report(
         "",
         "### Calibration targets (fitted)",
         "",
-        _md_table(ppc[ppc["role"] == "calibration"][pcols]),
+        markdown_table(ppc[ppc["role"] == "calibration"][pcols]),
         "",
         "### Validation targets (held out of fitting)",
         "",
-        _md_table(ppc[ppc["role"] == "validation"][pcols]),
+        markdown_table(ppc[ppc["role"] == "validation"][pcols]),
         "",
         "Target uncertainties and their reasons:",
         "",
@@ -470,13 +461,13 @@ def write_calibration_report(
         "|z| <= 3: within seed noise. "
         f"Agree: {int(scale['agree'].sum())} of {len(scale)}.",
         "",
-        _md_table(
+        markdown_table(
             scale[["target", "mean_calibration_scale", "mean_reference_scale", "difference", "se", "z", "agree"]]
         ),
         "",
         "## Generations",
         "",
-        _md_table(abc.generations),
+        markdown_table(abc.generations),
         "",
         "## Method",
         "",
@@ -765,7 +756,7 @@ def _write_thesis_report(
         "",
         "## All comparisons and outcomes",
         "",
-        _md_table(probs[[c for c in cols if c in probs.columns]]),
+        markdown_table(probs[[c for c in cols if c in probs.columns]]),
         "",
         f"Each of {draws} draws (from the final ABC population by weight, and from the prior) runs every policy "
         f"with one seed of its own (common random numbers within a draw); the effect of a draw is the paired "

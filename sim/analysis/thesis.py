@@ -526,7 +526,8 @@ def _fmt_effect(r: pd.Series) -> str:
     )
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (floats to four significant digits), for the reports."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
@@ -633,7 +634,7 @@ def write_report(
         "",
         "![effects](effects.png)",
         "",
-        _md_table(
+        markdown_table(
             result.effects[
                 [
                     "treatment",
@@ -660,7 +661,7 @@ def write_report(
             "",
             *composition_lines(comp),
             "",
-            _md_table(comp[["label", "control", "treatment", "difference"]]),
+            markdown_table(comp[["label", "control", "treatment", "difference"]]),
         ]
     if result.ablation is not None:
         cols = ["variant", "outcome", "pairs", "mean_diff", "ci_low", "ci_high", "verdict", "change_when_off", "role"]
@@ -670,7 +671,7 @@ def write_report(
             "",
             "![ablation](ablation.png)",
             "",
-            _md_table(result.ablation[cols]),
+            markdown_table(result.ablation[cols]),
             "",
             "`change_when_off` = effect with all mechanisms minus effect without this one (paired by "
             "replicate): positive means the mechanism carries the effect. Table: `ablation.csv`.",

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.main import fail, load
+from sim.cli.main import fail, load, output_ok
 from sim.scenario.loader import ScenarioError
 
 SetOption = Annotated[
@@ -57,6 +57,8 @@ def sweep(
         spec = load_sweep(file, set_)
     except ScenarioError as e:
         fail(str(e))
+    output_ok("--out", out)
+    output_ok("--out", out / spec.name)
     summary = run_sweep(spec, out, workers=workers, scheduler=scheduler, dask_local=dask_local, fresh=fresh)
     typer.echo(summary.text())
     if sensitivity and spec.design.method in ("sobol", "morris"):
@@ -133,7 +135,8 @@ def thesis(
 
     _engine_options_ok(workers, scheduler, dask_local)
     # One clean error for a bad scenario or override; a shipped name becomes its file.
-    scenario = load(scenario or default_scenario(), set_).path
+    loaded = load(scenario or default_scenario(), set_)
+    scenario = loaded.path
     if posterior is not None:
         from sim.cli.calibrate_cmd import posterior_thesis_cmd
 
@@ -149,6 +152,8 @@ def thesis(
     if bad:
         fail(f"--skip {bad[0]!r}: use 'ablation' or 'heatmap'")
     experiments = tuple(e for e in ("headline", "ablation", "heatmap") if e not in (skip or []))
+    out = out or Path("results/thesis") / loaded.scenario.name  # the default of run_thesis
+    output_ok("--out", out)
     kw = {
         "scenario": scenario,
         "overrides": list(set_ or []),

@@ -67,6 +67,16 @@ def load(path: Path, overrides: list[str] | None = None):
         fail(str(e))
 
 
+def output_ok(option: str, path: Path) -> None:
+    """Check before any compute that ``path`` is, or can become, a writable folder; else fail with one line."""
+    from sim.run.store import OutputError, check_output_dir
+
+    try:
+        check_output_dir(path)
+    except OutputError as e:
+        fail(f"{option} {e.message}")
+
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -135,6 +145,8 @@ def run(
     target = out / loaded.scenario.name / (run_id or "")
     if run_id is not None and target.exists():
         fail(f"--run-id {run_id!r}: {target} already exists")
+    output_ok("--out", out)
+    output_ok("--out", out / loaded.scenario.name)
     result = simulate(loaded, progress=True)
     folder = write_run_folder(result, out, run_id)
     typer.echo(summary_text(result, folder))
@@ -216,6 +228,14 @@ def main() -> None:
         app()
     except ScenarioError as e:
         typer.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except Exception as e:
+        from sim.run.store import OutputError
+
+        if not isinstance(e, OutputError):
+            raise
+        # A write that failed (disk full, permissions): the writers cleaned up; one line, no traceback.
+        typer.echo(f"error: {e.message}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sim.cli.main import fail
+from sim.cli.main import fail, output_ok
 
 
 def plot_command(
@@ -17,13 +18,27 @@ def plot_command(
     ] = None,
 ) -> None:
     """Write the standard figures of a run, sweep or thesis folder."""
+    import shutil
+
     from sim.analysis.results import ResultsError
+    from sim.run.store import OutputError
     from sim.viz.figures import standard_figures
 
+    target = out if out is not None else results_dir / "figures"
+    if out is not None or results_dir.is_dir():
+        output_ok("--out", target)
+    created = [p for p in (target, *target.parents) if not p.exists()]
     try:
         files = standard_figures(results_dir, out)
     except ResultsError as e:
         fail(str(e))
+    except OutputError as e:
+        if created:  # a figures folder made by this command: remove it whole (nothing half-written left)
+            shutil.rmtree(target, ignore_errors=True)
+            for folder in created[1:]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        fail(e.message)
     if not files:
         fail(f"{results_dir}: nothing to plot")
     typer.echo(f"{len(files)} figures in {files[0].parent}:")

@@ -198,7 +198,7 @@ class DaskEngine:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
-                silence_logs=logging.ERROR,
+                silence_logs=logging.CRITICAL,  # worker failures come back as failed rows, not log lines
             )
             self._client = Client(self._cluster)
             self.description = f"dask LocalCluster of {n_workers} workers"
@@ -246,10 +246,26 @@ class DaskEngine:
         return self.workers
 
     def close(self) -> None:
-        """Close the client (and the local cluster, if we started one)."""
-        self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        """Close the client (and the local cluster, if we started one), quietly.
+
+        Shutting down races heartbeats and open connections; what distributed logs then
+        (``CommClosedError`` tracebacks) is noise after a finished sweep, so it is silenced.
+        """
+        import logging
+
+        loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        try:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            if self._cluster is not None:
+                with contextlib.suppress(Exception):
+                    self._cluster.close()
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
 
     def __enter__(self) -> DaskEngine:
         return self

@@ -185,6 +185,11 @@ class SweepFile(_Strict):
     def _consistent(self) -> SweepFile:
         if self.model == SIM_MODEL and self.scenario is None:
             raise ValueError("the 'sim' model needs a base 'scenario' file")
+        if self.design.method in ("sobol", "morris") and len(self.parameters) < 2:
+            raise ValueError(
+                f"parameters: a {self.design.method} design needs at least two parameters (got "
+                f"{len(self.parameters)}): with one, every index is 1 by construction; use a factorial or lhs design"
+            )
         if self.design.method == "factorial":
             for name, p in self.parameters.items():
                 if p.values is None and p.variants is None and p.levels is None:
@@ -362,6 +367,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
         m = re.match(r"parameters\.([^:]+): (.*)", msg)
         if m:  # a message from the whole-file validator naming one parameter
             loc, msg = ("parameters", m.group(1)), m.group(2)
+        elif msg.startswith("parameters: "):  # ... or the parameters as a whole
+            loc, msg = ("parameters",), msg.removeprefix("parameters: ")
         raise ScenarioError(path, msg, key=".".join(map(str, loc)), line=located.line_of(loc)) from None
     return _build(sf, path, sha, located)
 

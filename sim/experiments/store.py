@@ -17,6 +17,7 @@ to the same folder.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -29,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sim.experiments.spec import SweepSpec
-from sim.run.store import write_json_atomic, write_table_atomic
+from sim.run.store import OutputError, os_reason, write_json_atomic, write_table_atomic
 from sim.scenario.loader import ScenarioError
 
 TIMING_COLUMNS = ("wall_time_s", "worker")
@@ -117,7 +118,24 @@ class SweepStore:
         Raises:
             ScenarioError: if the folder holds results of a different plan (unless ``fresh``).
         """
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
         self.lock()
+        try:
+            return self._prepare(manifest, design, runs, fresh=fresh)
+        except BaseException as e:
+            self.unlock()
+            if created:  # a new folder that failed to set up: leave nothing behind
+                shutil.rmtree(self.root, ignore_errors=True)
+                for folder in created[1:]:
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+            if isinstance(e, OSError) and not isinstance(e, OutputError):
+                raise OutputError(self.root, f"cannot write {self.root}: {os_reason(e)}", os_reason(e)) from None
+            raise
+
+    def _prepare(
+        self, manifest: dict[str, Any], design: pd.DataFrame, runs: pd.DataFrame, *, fresh: bool
+    ) -> dict[int, str]:
         if fresh:
             for name in ("parts", "manifest.json", "design.parquet", "runs.parquet"):
                 target = self.root / name
@@ -127,7 +145,6 @@ class SweepStore:
                     target.unlink()
         old = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else None
         if old is not None and old.get("plan_hash") != manifest["plan_hash"]:
-            self.unlock()
             raise ScenarioError(
                 manifest.get("sweep_file") or self.root,
                 f"{self.root} holds results of a different plan of this sweep (parameters, seeds, "
@@ -135,7 +152,6 @@ class SweepStore:
                 key="name",
             )
         if old is None and self.part_files():
-            self.unlock()
             raise ScenarioError(self.root, "has result parts but no manifest.json; use --fresh")
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         for tmp in self.parts_dir.glob(".part-*"):  # left by a killed writer

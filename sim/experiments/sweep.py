@@ -15,6 +15,7 @@ from sim.experiments.engine import Engine, SerialEngine, make_engine
 from sim.experiments.spec import SweepSpec, load_sweep
 from sim.experiments.store import SweepStore
 from sim.run.provenance import now_utc, stamp
+from sim.run.store import OutputError
 
 DEFAULT_OUT = Path("results/sweeps")
 
@@ -154,6 +155,7 @@ def run_sweep(
         )
     batch: list[dict[str, Any]] = []
     last_flush = time.monotonic()
+    finished = False
     try:
         tasks = ((task, context) for task in run_tasks(spec, design, runs, skip))
         for row in eng.imap(tasks):
@@ -173,25 +175,37 @@ def run_sweep(
                 bar.update(1)
         store.write_part(batch)
         batch = []
+        finished = True
     finally:
-        if batch:  # interrupted (e.g. Ctrl-C): keep what finished
-            store.write_part(batch)
+        # Book-keeping that must happen however the loop ended; a write failure here is raised
+        # only if nothing else went wrong first (the first failure is the one to report).
+        late: OutputError | None = None
+        if batch and not finished:  # interrupted (e.g. Ctrl-C): keep what finished
+            try:
+                store.write_part(batch)
+            except OutputError as e:
+                late = e
         if bar is not None:
             bar.close()
         if own_engine:
             eng.close()
         seconds = time.perf_counter() - t0
-        store.add_session(
-            {
-                "started": started,
-                "finished": now_utc(),
-                "engine": eng.description,
-                "ran": ran,
-                "failed": failed,
-                "seconds": round(seconds, 3),
-            }
-        )
+        try:
+            store.add_session(
+                {
+                    "started": started,
+                    "finished": now_utc(),
+                    "engine": eng.description,
+                    "ran": ran,
+                    "failed": failed,
+                    "seconds": round(seconds, 3),
+                }
+            )
+        except OutputError as e:
+            late = late or e
         store.unlock()
+        if finished and late is not None:
+            raise late
     failed_total = sum(1 for s in store.completed().values() if s != "ok")
     return SweepSummary(
         spec.name,

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,18 +25,83 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, then rename it to ``path``."""
+class OutputError(OSError):
+    """A results location that cannot be written: one line naming the path and the reason.
+
+    Every write failure of the writers below (disk full included) is raised as this, after
+    cleaning up, so the command line prints it as one line without a traceback. It is an
+    ``OSError``, so code that handled the operating system's errors still does.
+    """
+
+    def __init__(self, path: str | Path, message: str, reason: str = ""):
+        self.path = Path(path)
+        self.message = message
+        self.reason = reason or message
+        super().__init__(message)
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The folder to create exists already (never overwritten)."""
+
+
+def os_reason(e: OSError) -> str:
+    """The operating system's reason for an error (e.g. 'No space left on device'), in one line."""
+    if e.errno:
+        return os.strerror(e.errno)
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Check, before any compute, that ``path`` is (or can become) a writable folder.
+
+    The path must be a folder or not exist yet; nothing on the way to it may be a file; and
+    the nearest existing folder must accept a new entry (probed by creating and removing a
+    hidden folder, which also catches read-only and pseudo file systems). Nothing is left behind.
+
+    Raises:
+        OutputError: ``"<path>: <problem>"``.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(3)}")
+    existing = path
+    while not (existing.exists() or existing.is_symlink()):
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == path:
+            raise OutputError(path, f"{path}: exists and is not a folder")
+        raise OutputError(path, f"{path}: cannot be created: {existing} is a file, not a folder")
+    try:
+        Path(tempfile.mkdtemp(prefix=".sim-write-check-", dir=existing)).rmdir()
+    except OSError as e:
+        where = "" if existing == path else f" (nearest existing folder {existing})"
+        raise OutputError(path, f"{path}: cannot write here{where}: {os_reason(e)}") from None
+
+
+def _temporary_sibling(path: Path) -> Path:
+    """A hidden temporary name beside ``path`` that keeps its suffix (plotting infers the format from it)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}")
+
+
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, fsync it, then rename it to ``path``.
+
+    Raises:
+        OutputError: if anything fails at the operating-system level (the temporary file is removed).
+    """
+    path = Path(path)
+    tmp = _temporary_sibling(path)
     try:
         write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise OutputError(path, f"cannot write {path}: {os_reason(e)}", os_reason(e)) from None
         raise
 
 
@@ -80,10 +146,13 @@ def write_folder(final: Path, write_contents: Callable[[Path], None]) -> Path:
 
     Parent folders created here are removed again if anything fails, so a failure leaves
     nothing behind.
+
+    Raises:
+        OutputError: if ``final`` exists or anything fails at the operating-system level.
     """
     final = Path(final)
     if final.exists():
-        raise FileExistsError(f"{final} already exists")
+        raise OutputExistsError(final, f"cannot write {final}: it already exists")
     created: list[Path] = []
     parent = final.parent
     while not parent.exists():
@@ -96,13 +165,20 @@ def write_folder(final: Path, write_contents: Callable[[Path], None]) -> Path:
         write_contents(tmp)
         # rename(2) onto an existing empty folder would succeed silently: refuse it explicitly.
         if final.exists():
-            raise FileExistsError(f"{final} already exists")
+            raise OutputExistsError(final, f"cannot write {final}: it already exists")
         os.rename(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         for folder in created:
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if isinstance(e, OutputError):
+            if str(tmp) not in e.message:
+                raise
+            # Name the folder the user asked for, not the hidden temporary one.
+            raise OutputError(final, f"cannot write {final}: {e.reason}", e.reason) from None
+        if isinstance(e, OSError):
+            raise OutputError(final, f"cannot write {final}: {os_reason(e)}", os_reason(e)) from None
         raise
     return final
 

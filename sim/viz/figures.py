@@ -22,6 +22,7 @@ import pandas as pd
 from sim.analysis.observed import write_observed
 from sim.analysis.results import RunFolder, SweepFolder, ThesisFolder, load
 from sim.run.simulate import SimulationResult, save_run
+from sim.run.store import write_atomic
 from sim.viz.maps import plot_run_map
 from sim.viz.plots import (
     _stem,
@@ -127,7 +128,7 @@ def _save_jobs(jobs: list[FigureJob], out: Path) -> list[Path]:
     written = []
     for name, make in jobs:
         path = out / f"{name}.png"
-        plt.close(make(path))
+        write_atomic(path, lambda tmp, make=make: plt.close(make(tmp)))  # never a half-written PNG
         written.append(path)
     return written
 
