@@ -38,9 +38,6 @@ RUNTIME_ONLY = {
     "ipyvue": "bounded below 3 for Mesa 3.3's SolaraViz (Vuetify 2)",
 }
 #: Declared for code other work adds (calibration): must be imported once it lands.
-PLANNED = {"pyabc": "sim calibrate (ABC-SMC)"}
-
-
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -75,7 +72,7 @@ def test_declared_dependencies_match_the_imports():
     assert {"scipy", "numpy", "mesa", "typer"} <= imported
     undeclared = imported - declared - {"solara-ui"}
     assert not undeclared, f"imported but not declared in pyproject.toml: {sorted(undeclared)}"
-    unused = declared - imported - set(RUNTIME_ONLY) - set(PLANNED) - {"solara-ui", "dask"}
+    unused = declared - imported - set(RUNTIME_ONLY) - {"solara-ui", "dask"}
     assert not unused, f"declared but nothing imports them (say why in RUNTIME_ONLY): {sorted(unused)}"
 
 
