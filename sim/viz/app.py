@@ -109,7 +109,8 @@ def control_overrides(
         if value is None:
             continue
         value = round(float(value), 9)  # slider steps carry float noise (0.30000000000000004)
-        if value != getattr(scenario.mechanisms, name):
+        # a slider left at the file's value (e.g. a calibrated 1.1834567891234) is no override
+        if abs(value - getattr(scenario.mechanisms, name)) > 1e-9:
             out.append(f"mechanisms.{name}={value!r}")
     if seed is not None and seed != scenario.seed:
         out.append(f"seed={seed}")
