@@ -78,14 +78,14 @@ def arrival_share(frames: Frames, towns: Sequence[str], first: int, last: int) -
     total = float(moves["persons"].sum())
     if total <= 0:
         return math.nan
-    into = moves["to_town"].astype(str).isin(list(towns))
+    into = moves["to_town"].isin(list(towns))
     return float(moves.loc[into, "persons"].sum()) / total
 
 
 def council_independent(frames: Frames, town: str) -> float:
     """1 if ``town``'s council is still independent of HTS on the run's last day, else 0."""
     tw = frames["towns"]
-    last = tw[(tw["day"] == tw["day"].max()) & (tw["town"].astype(str) == town)]
+    last = tw[(tw["day"] == tw["day"].max()) & (tw["town"] == town)]
     return float(bool(last["council_independent"].iloc[0]))
 
 
@@ -94,14 +94,14 @@ def killed(frames: Frames, towns: Sequence[str], first: int, last: int) -> float
     tw = frames["towns"]
     inside = (tw["day"] >= first) & (tw["day"] <= last)
     if towns:
-        inside &= tw["town"].astype(str).isin(list(towns))
+        inside &= tw["town"].isin(list(towns))
     return float(tw.loc[inside, "killed"].sum())
 
 
 def hosted_displaced(frames: Frames, towns: Sequence[str], day: int) -> float:
     """Displaced persons hosted in ``towns`` (together) at the end of ``day``."""
     tw = frames["towns"]
-    rows = tw[(tw["day"] == day) & tw["town"].astype(str).isin(list(towns))]
+    rows = tw[(tw["day"] == day) & tw["town"].isin(list(towns))]
     return float(rows["hosted_displaced"].sum())
 
 
@@ -109,7 +109,7 @@ def town_mean(frames: Frames, column: str, towns: Sequence[str], first: int, las
     """Persons-weighted mean of a town-table share ``column`` in ``towns`` from day ``first`` to ``last``
     (0 where nobody is present)."""
     tw = frames["towns"]
-    rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].astype(str).isin(list(towns))]
+    rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].isin(list(towns))]
     weight = float(rows["persons_present"].sum())
     if weight <= 0:
         return 0.0

@@ -89,14 +89,31 @@ class TownState:
 
 
 class Town(FixedAgent):
-    """A town on a grid cell: a view onto row ``index`` of the model's :class:`TownState`."""
+    """A town on a grid cell: a view onto row ``index`` of the model's :class:`TownState`.
 
-    def __init__(self, model: AllegianceModel, index: int, cell: mesa.discrete_space.Cell, stance: str):
+    Its cell is on the model's :attr:`~sim.model.model.AllegianceModel.grid`, which is built
+    (and the towns placed on it) the first time either is asked for.
+    """
+
+    def __init__(self, model: AllegianceModel, index: int, stance: str):
         super().__init__(model)
         self.index = index
         self.name = model.town_state.names[index]
         self.initial_stance = stance
-        self.cell = cell
+
+    @property
+    def cell(self) -> mesa.discrete_space.Cell | None:
+        """The town's grid cell."""
+        if self._mesa_cell is None:
+            self.model.grid  # noqa: B018 - builds the grid and places every town
+        return self._mesa_cell
+
+    def place(self, cell: mesa.discrete_space.Cell) -> None:
+        """Put the town on ``cell`` (once: towns do not move)."""
+        if self._mesa_cell is not None:
+            raise ValueError("Cannot move agent in FixedCell")
+        self._mesa_cell = cell
+        cell.add_agent(self)
 
     def _get(self, attr: str) -> float:
         return float(getattr(self.model.town_state, attr)[self.index])

@@ -410,6 +410,8 @@ _EVENT_FIELDS = tuple(k for k in EVENT_COLUMNS if k != "date")  # the order of a
 
 
 def _share(num: np.ndarray | float, den: np.ndarray | float):
+    if np.ndim(num) == 0 and np.ndim(den) == 0:  # the same IEEE division, without the array machinery
+        return float(num) / float(den) if den > 0 else 0.0
     return np.divide(num, den, out=np.zeros_like(np.asarray(num, dtype=float)), where=np.asarray(den) > 0)
 
 
@@ -428,6 +430,7 @@ class Collector:
         self.controllers = list(model.controller_names)
         self.under = np.zeros((days, len(self.controllers)))
         self.days_done = 0
+        self._home_resisting = model.resisting[model.hh.home]  # homes never change
 
     def collect(self, day: int) -> None:
         """Record the end-of-day state of ``day``."""
@@ -501,7 +504,7 @@ class Collector:
         G["protest_share_resisting"][day] = _share(m.protest_persons[res].sum(), present[res].sum())
         # Composition of the two resisting-town measures (current town = stayers + guests,
         # home town = stayers + those who left; the dead are in neither).
-        home_res = res[hh.home]
+        home_res = self._home_resisting
         away = hh.town != hh.home
         coop = hh.stance == COOPERATE
         for key, mask in (
@@ -560,37 +563,40 @@ class Collector:
         nd = self.days_done
         day = np.arange(nd)
         dates = self._dates(day)
-        ts = pd.DataFrame({"day": day})
+        cols: dict[str, object] = {"day": day}  # built as one dict: a DataFrame grown column by column copies
         if dates is not None:
-            ts["date"] = dates
+            cols["date"] = dates
         for k, v in self.gov.items():
-            ts[k] = v[:nd]
-        for j, name in enumerate(self.groups):
-            ts[f"alignment:{name}"] = self.align[:nd, j]
-        for j, name in enumerate(self.groups):
-            ts[f"fighters:{name}"] = self.fighters[:nd, j]
-        for j, name in enumerate(self.controllers):
-            ts[f"persons_under:{name}"] = self.under[:nd, j]
+            cols[k] = v[:nd]
+        for prefix, table, names in (
+            ("alignment", self.align, self.groups),
+            ("fighters", self.fighters, self.groups),
+            ("persons_under", self.under, self.controllers),
+        ):
+            for j, name in enumerate(names):
+                cols[f"{prefix}:{name}"] = table[:nd, j]
+        ts = pd.DataFrame(cols)
 
         names = self.model.town_state.names
         n = len(names)
-        towns = pd.DataFrame({"day": np.repeat(day, n)})
+        cols = {"day": np.repeat(day, n)}
         if dates is not None:
-            towns["date"] = np.repeat(dates.to_numpy(), n)
-        towns["town"] = pd.Categorical(np.tile(names, nd), categories=names)
-        towns["initial_stance"] = pd.Categorical(
+            cols["date"] = np.repeat(dates.to_numpy(), n)
+        cols["town"] = pd.Categorical(np.tile(names, nd), categories=names)
+        cols["initial_stance"] = pd.Categorical(
             np.tile([t.stance for t in self.model.scenario.towns], nd),
             categories=["resisting", "hts", "rival", "mixed", "unknown"],
         )
         for k, v in self.town.items():
             if k == "front":
-                towns["front"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=list(FRONT_STATUS))
+                cols["front"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=list(FRONT_STATUS))
             elif k == "controller":
-                towns[k] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=self.controllers)
+                cols[k] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=self.controllers)
             elif k == "council_independent":
-                towns[k] = v[:nd].ravel().astype(bool)
+                cols[k] = v[:nd].ravel().astype(bool)
             else:
-                towns[k] = v[:nd].ravel()
+                cols[k] = v[:nd].ravel()
+        towns = pd.DataFrame(cols)
 
         ev = pd.DataFrame(self.model.events, columns=list(_EVENT_FIELDS))
         ev["day"] = ev["day"].astype(np.int64)

@@ -302,6 +302,8 @@ def destination_matrix(model: AllegianceModel) -> np.ndarray:
         safety = safety * (ts.controller != HELD_CONTESTED)  # nobody flees into a town being fought over
         pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
         free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
+        if model.distance_decay is None:  # distances and gamma are fixed for the run
+            model.distance_decay = rules.distance_decay(model.geo.distance_km, fl.distance_exponent, model.geo.cell_km)
         model.dest_probs = rules.destination_weights(
             model.geo.distance_km,
             ts.open,
@@ -309,6 +311,7 @@ def destination_matrix(model: AllegianceModel) -> np.ndarray:
             free,
             distance_exponent=fl.distance_exponent,
             min_distance_km=model.geo.cell_km,
+            decay=model.distance_decay,
         )
     return model.dest_probs
 
@@ -431,45 +434,82 @@ def stationary_protest(
     ``p_res`` (each household's resist probability) may be passed when the state has not
     changed, to save recomputing the utilities. Returns ``(ps_t, would mask, x_i, y_i, w_i)``.
     """
-    sc = model.scenario
-    hh = model.hh
-    ts = model.town_state
-    pr = sc.protest
-    n = ts.n
-    p_res_all = _resist_probability(model) if p_res is None else p_res
-    security = sc.hts.security_per_control * ts.control * model.hts.strength * ts.open
-    present = np.maximum(np.bincount(hh.town, weights=hh.persons, minlength=n), 1e-12)
-    drive_all = hh.g_hts * F32(1.0 - model.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
-        pr.fear_risk_weight * sc.mechanisms.suppression
-    )
-    threshold_all = np.maximum(hh.threshold + F32(threshold_shift), 0)
-    # Only households that would protest with the largest peer push and no risk can ever qualify.
-    cand = np.flatnonzero((hh.persons > 0) & ts.open[hh.town] & (drive_all + F32(pr.peer_weight) > threshold_all))
-    town, persons = hh.town[cand], hh.persons[cand]
-    p_res, drive, threshold, risk = p_res_all[cand], drive_all[cand], threshold_all[cand], hh.risk_aversion[cand]
-    jail, r = float(pr.jail_days), sc.choice.revision_rate
-    ps = np.zeros(n)
-    for _ in range(40):
-        p_arrest = rules.arrest_probability(
-            security, ps, arrest_constant=pr.arrest_constant, crowd_scale=pr.crowd_scale
+    return _ProtestState(model, p_res).solve(threshold_shift)
+
+
+class _ProtestState:
+    """What :func:`stationary_protest` needs that does not depend on the threshold shift.
+
+    The bisection of :func:`calibrate_protest` solves the stationary state two dozen times
+    for one model state; this keeps the household arrays it reads, already in the float64
+    the arithmetic promotes them to, so each solve repeats only the fixed-point iteration
+    (with the same operations in the same order: the same numbers to the last bit).
+    """
+
+    def __init__(self, model: AllegianceModel, p_res: np.ndarray | None = None):
+        sc = model.scenario
+        hh = model.hh
+        ts = model.town_state
+        pr = self.pr = sc.protest
+        self.n = n = ts.n
+        self.size = len(hh)
+        self.p_res_all = _resist_probability(model) if p_res is None else p_res
+        self.security = sc.hts.security_per_control * ts.control * model.hts.strength * ts.open
+        self.present = np.maximum(np.bincount(hh.town, weights=hh.persons, minlength=n), 1e-12)
+        self.drive_all = hh.g_hts * F32(1.0 - model.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
+            pr.fear_risk_weight * sc.mechanisms.suppression
         )
-        would = drive + (pr.peer_weight * ps)[town] - risk * p_arrest[town] > threshold
-        a = (sc.hts.repression * p_arrest)[town]
-        k = a * jail * (1 + jail * r * p_res) / (1 + jail * r)
-        x = np.where(would, p_res / (1 + k), 0.0)
-        new = np.bincount(town, weights=persons * x, minlength=n) / present
-        done = np.max(np.abs(new - ps)) < 1e-6  # in share units: 0.005% of a town
-        ps = 0.5 * (ps + new)  # damped: the crowd term can make the plain iteration oscillate
-        if done:
-            break
-    size = len(hh)
-    out_would = np.zeros(size, bool)
-    out_would[cand] = would
-    out = [np.zeros(size) for _ in range(3)]
-    y = x * k
-    for arr, v in zip(out, (x, y, np.maximum(np.where(would, a * x * jail - y, 0.0), 0.0)), strict=True):
-        arr[cand] = v
-    return ps, out_would, out[0], out[1], out[2]
+        self.threshold = hh.threshold
+        self.able = (hh.persons > 0) & ts.open[hh.town]
+        self.town_all, self.persons_all, self.risk_all = hh.town, hh.persons.astype(float), hh.risk_aversion
+        self.repression = sc.hts.repression
+        self.jail, self.r = float(pr.jail_days), sc.choice.revision_rate
+
+    def solve(self, threshold_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The stationary state at ``threshold_shift`` (see :func:`stationary_protest`)."""
+        pr, n, jail, r = self.pr, self.n, self.jail, self.r
+        threshold_all = np.maximum(self.threshold + F32(threshold_shift), 0)
+        # Only households that would protest with the largest peer push and no risk can ever qualify.
+        cand = np.flatnonzero(self.able & (self.drive_all + F32(pr.peer_weight) > threshold_all))
+        town, persons = self.town_all[cand], self.persons_all[cand]
+        p_res = self.p_res_all[cand]
+        # Per-town values reach the households by np.repeat when they are stored by town (as at
+        # the start of a run, before anyone moved): the same values, without an indexed gather.
+        counts = np.bincount(town, minlength=n)
+        by_town = bool(np.all(town[1:] >= town[:-1]))
+
+        def spread_out(per_town: np.ndarray) -> np.ndarray:
+            return np.repeat(per_town, counts) if by_town else per_town[town]
+
+        # float64 copies: the mixed-precision expressions promote to exactly these values
+        drive = self.drive_all[cand].astype(float)
+        threshold = threshold_all[cand].astype(float)
+        risk = self.risk_all[cand].astype(float)
+        spread = 1 + jail * r * p_res  # the (1 + J r p_i) of the jailed share
+        ps = np.zeros(n)
+        # The map ps -> new is monotone (more protest: more peer push, a lower arrest risk, so more
+        # protest), so the iteration from no protest rises to its least fixed point, the quiet
+        # ordinary day, without overshooting.
+        for _ in range(60):
+            p_arrest = rules.arrest_probability(
+                self.security, ps, arrest_constant=pr.arrest_constant, crowd_scale=pr.crowd_scale
+            )
+            would = drive + spread_out(pr.peer_weight * ps) - risk * spread_out(p_arrest) > threshold
+            k = spread_out(self.repression * p_arrest * jail) * spread / (1 + jail * r)
+            x = np.where(would, p_res / (1 + k), 0.0)
+            new = np.bincount(town, weights=persons * x, minlength=n) / self.present
+            done = np.max(np.abs(new - ps)) < 1e-7  # in share units: 0.00001% of a town
+            ps = new
+            if done:
+                break
+        a = (self.repression * p_arrest)[town]
+        out_would = np.zeros(self.size, bool)
+        out_would[cand] = would
+        out = [np.zeros(self.size) for _ in range(3)]
+        y = x * k
+        for arr, v in zip(out, (x, y, np.maximum(np.where(would, a * x * jail - y, 0.0), 0.0)), strict=True):
+            arr[cand] = v
+        return ps, out_would, out[0], out[1], out[2]
 
 
 def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
@@ -491,9 +531,10 @@ def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
     present = np.bincount(hh.town, weights=hh.persons, minlength=ts.n)
 
     p_res = _resist_probability(model)
+    state = _ProtestState(model, p_res)
 
     def share(c: float) -> float:
-        ps = stationary_protest(model, c, p_res)[0]
+        ps = state.solve(c)[0]
         return float((ps * present)[res].sum() / max(present[res].sum(), 1e-12))
 
     lo, hi = -1.5, 1.5  # the share falls as the shift rises (net drives lie within [-1, 1])

@@ -108,7 +108,7 @@ class AllegianceModel(Model):
         self.unit_size = 1 if hc.unit == "person" else hc.size
         self.weight = 1.0 / hc.sample_fraction  # real households (or persons) per agent
         self.geo = geography or build_geography(scenario)
-        self.grid = OrthogonalMooreGrid((self.geo.width, self.geo.height), torus=False, random=self.random)
+        self._grid: OrthogonalMooreGrid | None = None  # built on first use: see ``grid``
         self.town_state = self._init_towns()
         self.civil_society0 = self.town_state.civil_society.copy()
         self.hh: HouseholdArrays = create_households(self, gens["init"])
@@ -120,7 +120,7 @@ class AllegianceModel(Model):
         self._home_empty = counts == 0
         self._home_starts = np.minimum(starts, len(self.hh) - 1)
         self.town_state.capacity = self.town_state.persons0 * np.array([t.host_capacity for t in scenario.towns])
-        self.towns = [Town(self, i, self.grid[self.geo.cells[i]], t.stance) for i, t in enumerate(scenario.towns)]
+        self.towns = [Town(self, i, t.stance) for i, t in enumerate(scenario.towns)]
         if household_agents:
             for i in range(len(self.hh)):
                 Household(self, i)
@@ -136,6 +136,7 @@ class AllegianceModel(Model):
         # by_stance (persons by current town and stance), protest_persons, displaced_idx, and
         # dest_probs (flight destination matrix, None until needed after towns change).
         self.dest_probs: np.ndarray | None = None
+        self.distance_decay: np.ndarray | None = None  # the gravity model's distance term, once needed
         self.events: list[tuple] = []
         self.moves_today = 0.0
         self.moves_cum = 0.0
@@ -616,6 +617,20 @@ class AllegianceModel(Model):
         return self.town_state.names.index(name)
 
     @property
+    def grid(self) -> OrthogonalMooreGrid:
+        """Mesa's grid of the geography, each town on its cell (``geo.cells``).
+
+        Built on first use: the rules work on the town arrays and never walk the grid, and
+        connecting its ~2,000 cells costs about a tenth of a short calibration run. Building it
+        draws no random numbers, so a run is the same whether or not anything looks at it.
+        """
+        if self._grid is None:
+            self._grid = OrthogonalMooreGrid((self.geo.width, self.geo.height), torus=False, random=self.random)
+            for town in self.towns:
+                town.place(self._grid[self.geo.cells[town.index]])
+        return self._grid
+
+    @property
     def households_alive(self) -> int:
         """Household agents with living members."""
         return int((self.hh.persons > 0).sum())
@@ -625,6 +640,8 @@ class AllegianceModel(Model):
         from mesa.agent import Agent
 
         Agent._ids.pop(self, None)
-        for cell in self.grid.all_cells:
+        if self._grid is None:
+            return
+        for cell in self._grid.all_cells:
             if hasattr(cell, "_clear_cache"):
                 cell._clear_cache()

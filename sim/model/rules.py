@@ -188,6 +188,11 @@ def town_safety(exposure_eff: np.ndarray, front_proximity: np.ndarray, harm_scal
     return np.exp(-exposure_eff / harm_scale) * (1 - front_proximity)
 
 
+def distance_decay(distance_km: np.ndarray, distance_exponent: float, min_distance_km: float) -> np.ndarray:
+    """``max(distance, min_distance) ** gamma``: the gravity model's distance term."""
+    return np.maximum(distance_km, min_distance_km) ** distance_exponent
+
+
 def destination_weights(
     distance_km: np.ndarray,
     open_town: np.ndarray,
@@ -196,16 +201,19 @@ def destination_weights(
     *,
     distance_exponent: float,
     min_distance_km: float,
+    decay: np.ndarray | None = None,
 ) -> np.ndarray:
     """Row-stochastic matrix: P(destination j | origin i) for fleeing households.
 
     weight_ij = free_capacity_j * attraction_j / distance_ij ** gamma, over open
     towns j != i; attraction is safety times the pull of displaced people
     already there (chain migration). Where every open town is full, capacity is ignored. Rows
-    with no open destination are all zero (those households cannot leave).
+    with no open destination are all zero (those households cannot leave). ``decay``, if given,
+    is :func:`distance_decay` of the same distances, computed once by the caller.
     """
-    d = np.maximum(distance_km, min_distance_km)
-    base = (attraction * open_town)[None, :] / d**distance_exponent
+    if decay is None:
+        decay = distance_decay(distance_km, distance_exponent, min_distance_km)
+    base = (attraction * open_town)[None, :] / decay
     np.fill_diagonal(base, 0.0)
     w = base * free_capacity[None, :]
     full = w.sum(axis=1) <= 0

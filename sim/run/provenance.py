@@ -52,13 +52,18 @@ def code_version() -> dict[str, Any]:
     return info
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape results."""
+@lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-    return out
+    return tuple(out.items())
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape results (read once a process: about 10 ms each)."""
+    return dict(_package_versions())
 
 
 def stamp() -> dict[str, Any]:
