@@ -37,6 +37,8 @@ RUNTIME_ONLY = {
     "ipyvuetify": "bounded below 2 for Mesa 3.3's SolaraViz (Vuetify 2)",
     "ipyvue": "bounded below 3 for Mesa 3.3's SolaraViz (Vuetify 2)",
 }
+
+
 #: Declared for code other work adds (calibration): must be imported once it lands.
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
