@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import socket
 import subprocess
@@ -30,9 +31,9 @@ from sim.viz import maps
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID_YAML = ROOT / "scenarios" / "synthetic_grid.yaml"
-# The record-derived base file: with the calibrated file the download differs from `sim run` in the 5th digit
-# (an open bug of the app with calibrated, many-digit values; see the issue 16 note).
-IDLIB_YAML = ROOT / "scenarios" / "idlib_2017_2018_base.yaml"
+# The shipped, calibrated file: its many-digit mechanism values are off the sliders' 0.05 grid, which the
+# browser test must cover (a slider snapping to its grid once sent 1.2 for a calibrated 1.18056).
+IDLIB_YAML = ROOT / "scenarios" / "idlib_2017_2018.yaml"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", ROOT / "test-artifacts"))
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -279,6 +280,54 @@ def test_download_is_the_run_tables(fast_grid: Path) -> None:
     model.release()
 
 
+def _vuetify_slider_value(value: float, control: dict) -> float:
+    """What the page's slider (Vuetify 2 ``v-slider``, under ``solara.SliderFloat``) sends back for
+    ``value`` when it mounts: ``roundValue`` of Vuetify's VSlider, written out here from its source."""
+    step, low, high = control["step"], control["min"], control["max"]
+    decimals = len(str(step).partition(".")[2])
+    offset = low % step
+    snapped = math.floor((value - offset) / step + 0.5) * step + offset  # Math.round
+    return float(f"{min(snapped, high):.{decimals}f}")  # parseFloat(... .toFixed(decimals))
+
+
+def test_page_controls_run_the_shipped_calibrated_file(tmp_path: Path) -> None:
+    """The shipped, calibrated Idlib file: controls as the page sends them on Reset, with only the
+    policy changed, build the model ``sim run FILE --set air_campaign.policy=random`` builds.
+
+    The page's sliders round the file's many-digit values (1.18056) to their 0.05 grid (1.2) and
+    send that back on loading; an untouched slider must still mean the file's value.
+    """
+    import io
+    import zipfile
+
+    import pandas as pd
+
+    path = tmp_path / "idlib_small.yaml"
+    path.write_text(f"extends: {IDLIB_YAML}\nhouseholds: {{sample_fraction: 0.02}}\n", encoding="utf-8")
+    sc = load_scenario(path).scenario
+    params = app.model_params(sc, path)
+    controls = {k: v["value"] if isinstance(v, dict) else v for k, v in params.items()}
+    sent = {name: _vuetify_slider_value(controls[name], params[name]) for name in app.MECHANISM_CONTROLS}
+    moved_by_page = [n for n in sent if sent[n] != getattr(sc.mechanisms, n)]
+    assert moved_by_page, "the calibrated file has mechanism values off the sliders' grid"
+    model = app.AppModel(**{**controls, **sent, "policy": "random"})
+    assert model.overrides == ["air_campaign.policy=random"]
+    assert model.scenario.mechanisms == sc.mechanisms
+    model.run(2)
+    with zipfile.ZipFile(io.BytesIO(app.run_tables_zip(model))) as zf:
+        frames = {n.removesuffix(".parquet"): pd.read_parquet(io.BytesIO(zf.read(n))) for n in zf.namelist()}
+    run = simulate(load_scenario(path, ["air_campaign.policy=random", "days=2"]))
+    assert sorted(frames) == sorted(run.frames)
+    for name, df in run.frames.items():
+        pd.testing.assert_frame_equal(frames[name], df.reset_index(drop=True), check_exact=True, obj=name)
+    model.release()
+    # A slider moved one step off its position is an override, at the value it shows.
+    name = moved_by_page[0]
+    step = params[name]["step"] if sent[name] + params[name]["step"] <= params[name]["max"] else -params[name]["step"]
+    moved = round(sent[name] + step, 9)
+    assert app.control_overrides(sc, **{name: moved}) == [f"mechanisms.{name}={moved!r}"]
+
+
 def test_observed_fills_in_by_window(tmp_path: Path) -> None:
     """Recorded figures appear once the run has passed their window, computed by sim.analysis.observed."""
     from sim.analysis.observed import figure_value
@@ -519,6 +568,7 @@ def test_app_in_browser(
             expect(info).to_contain_text("policy random")
             command = page.locator(".sim-run-command")
             expect(command).to_contain_text("--set air_campaign.policy=random")
+            assert "mechanisms." not in command.inner_text(), "untouched sliders are no override"
             for k in (1, 2):
                 step.click()
                 expect(day).to_contain_text(f"Day {k} of 120", timeout=20_000)

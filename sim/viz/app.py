@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -54,6 +55,8 @@ DEFAULT_PORT = 8765
 MECHANISM_CONTROLS: tuple[str, ...] = MECHANISM_NAMES
 #: Slider range for the multiplier mechanisms (the schema allows up to 10).
 MULTIPLIER_MAX = 3.0
+#: Step of the mechanism sliders (the slider's grid: 0, 0.05, 0.10, ...).
+SLIDER_STEP = 0.05
 #: Map colouring modes: label -> (town array, colour map, legend title).
 COLOUR_MODES: dict[str, tuple[str, Any, str]] = {
     "cooperation": ("coop_share", COOPERATION_CMAP, "share cooperating with HTS"),
@@ -94,6 +97,10 @@ def control_overrides(
 ) -> list[str]:
     """``--set`` overrides (as ``sim run`` takes them) for controls that differ from the file.
 
+    A mechanism slider that shows the file's value is no override, whether it sends that value
+    or its :func:`slider_position` (the browser's slider sends a calibrated 1.18056 back as 1.2
+    as soon as the page loads), so untouched controls run exactly the model ``sim run FILE`` runs.
+
     Args:
         scenario: the scenario as the file defines it.
         policy: targeting policy (``air_campaign.policy``).
@@ -109,12 +116,35 @@ def control_overrides(
         if value is None:
             continue
         value = round(float(value), 9)  # slider steps carry float noise (0.30000000000000004)
-        # a slider left at the file's value (e.g. a calibrated 1.1834567891234) is no override
-        if abs(value - getattr(scenario.mechanisms, name)) > 1e-9:
+        in_file = getattr(scenario.mechanisms, name)
+        untouched = (in_file, slider_position(in_file, slider_max(name, in_file)))
+        if all(abs(value - v) > 1e-9 for v in untouched):
             out.append(f"mechanisms.{name}={value!r}")
     if seed is not None and seed != scenario.seed:
         out.append(f"seed={seed}")
     return out
+
+
+def slider_max(name: str, value: float) -> float:
+    """Upper end of a mechanism's slider: the schema's bound for a share, else :data:`MULTIPLIER_MAX`
+    (or the file's value when it is higher)."""
+    bounds = Mechanisms.model_fields[name].metadata
+    upper = next((b.le for b in bounds if hasattr(b, "le")), MULTIPLIER_MAX)
+    return float(min(upper, max(MULTIPLIER_MAX, value)))
+
+
+def slider_position(value: float, maximum: float, step: float = SLIDER_STEP) -> float:
+    """The value a mechanism slider (from 0) holds and sends for ``value``: its nearest grid point.
+
+    Solara's ``SliderFloat`` is a Vuetify 2 ``v-slider``, which rounds the value it is given to
+    its step grid before it is first drawn and, when that changes it, sends the rounded value
+    back (``VSlider.beforeMount`` sets ``internalValue``, whose setter applies ``roundValue`` and
+    emits ``input``). So a calibrated 1.18056 comes back as 1.2 as soon as the page loads, and
+    Mesa's *Reset* passes 1.2. This is ``roundValue`` for a slider whose minimum is 0:
+    ``parseFloat(Math.min(Math.round(v / step) * step, max).toFixed(decimals of step))``.
+    """
+    decimals = len(f"{step}".partition(".")[2])
+    return float(f"{min(math.floor(value / step + 0.5) * step, maximum):.{decimals}f}")
 
 
 def mechanism_label(name: str) -> str:
@@ -140,15 +170,13 @@ def model_params(scenario: Scenario, path: Path) -> dict[str, Any]:
         },
     }
     for name in MECHANISM_CONTROLS:
-        bounds = Mechanisms.model_fields[name].metadata
-        upper = next((b.le for b in bounds if hasattr(b, "le")), MULTIPLIER_MAX)
         value = getattr(scenario.mechanisms, name)
         params[name] = {
             "type": "SliderFloat",
-            "value": value,
+            "value": value,  # the slider shows slider_position(value); either one is no override
             "min": 0.0,
-            "max": float(min(upper, max(MULTIPLIER_MAX, value))),
-            "step": 0.05,
+            "max": slider_max(name, value),
+            "step": SLIDER_STEP,
             "label": mechanism_label(name),
         }
     params["seed"] = {"type": "InputText", "value": str(scenario.seed), "label": "Seed"}
@@ -381,6 +409,8 @@ def _app() -> dict[str, Any]:
                 text that is not an integer falls back to the file's seed with a notice).
             rally, regime_blame, institutions, suppression, pretext_blame, exit, control, consolidation:
                 mechanism strengths (default: the file's); see :class:`sim.scenario.schema.Mechanisms`.
+                The file's value and the slider's position for it (:func:`slider_position`) both
+                mean the file's value.
         """
 
         def __init__(

@@ -1,0 +1,90 @@
+"""The coverage study of the calibration method (benchmarks/bench_coverage.py, issue 15 item 6) at a tiny size."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from sim.analysis.calibration import target_values
+from sim.experiments.calibration import draw_prior
+from sim.scenario.calibration import load_calibration
+from sim.scenario.loader import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_coverage", ROOT / "benchmarks" / "bench_coverage.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _bench()
+
+
+def test_coverage_study_reports_rates_computed_from_the_recorded_flags(tmp_path: Path) -> None:
+    r = bench.coverage_study(sets=2, seed=3, population=6, generations=2, work=tmp_path, progress=None)
+    cal = load_calibration(bench.CONFIG, load_scenario(bench.SCENARIO))
+    names = [p.path for p in cal.priors]
+    assert r["parameters"] == names and r["nominal"] == 0.9 and r["sets"] == 2
+    assert len(r["results"]) == 2 and r["wall_time_s"] > 0
+    assert r["runs_used"] == sum(s["runs"] for s in r["results"]) > 2
+    # the truths are the seeded prior draws, different from set to set
+    truths = draw_prior(cal.priors, 2, 3).to_dict("records")
+    for s, truth in zip(r["results"], truths, strict=True):
+        assert {k: v["truth"] for k, v in s["parameters"].items()} == pytest.approx(truth)
+    assert r["results"][0]["record_seed"] != r["results"][1]["record_seed"]
+    # each record is simulated from its truth at its own seed
+    s0 = r["results"][0]
+    again = target_values(cal.base_config(), truths[0], s0["record_seed"], [t.figure for t in cal.targets])
+    assert s0["record"] == again
+    all_flags = []
+    for name in names:
+        flags = []
+        for s in r["results"]:
+            p = s["parameters"][name]
+            assert p["inside"] == (p["posterior_low"] <= p["truth"] <= p["posterior_high"])
+            assert p["posterior_low"] <= p["posterior_median"] <= p["posterior_high"]
+            assert 0.0 <= p["posterior_quantile"] <= 1.0
+            flags.append(p["inside"])
+        all_flags += flags
+        c = r["per_parameter"][name]
+        assert 0.0 <= c["coverage"] <= 1.0
+        assert c["n"] == 2 and c["inside"] == sum(flags) and c["coverage"] == pytest.approx(np.mean(flags))
+        assert c["ci_low"] <= c["coverage"] <= c["ci_high"]
+        assert c["posterior_quantiles"] == [s["parameters"][name]["posterior_quantile"] for s in r["results"]]
+    o = r["overall"]
+    assert o["n"] == 4 and o["coverage"] == pytest.approx(np.mean(all_flags)) and 0.0 <= o["coverage"] <= 1.0
+    assert "overall" in bench.table(r)
+
+
+def test_summary_counts_flags_with_an_exact_binomial_interval() -> None:
+    def one(a: bool, b: bool) -> dict:
+        return {
+            "parameters": {"a": {"inside": a, "posterior_quantile": 0.2}, "b": {"inside": b, "posterior_quantile": 0.9}}
+        }
+
+    s = bench.summarise([one(True, False), one(True, True), one(False, False), one(True, False)])
+    assert s["per_parameter"]["a"]["coverage"] == 0.75 and s["per_parameter"]["b"]["coverage"] == 0.25
+    assert s["overall"]["inside"] == 4 and s["overall"]["n"] == 8 and s["overall"]["coverage"] == 0.5
+    ci = binomtest(3, 4, 0.9).proportion_ci(confidence_level=0.95, method="exact")
+    assert s["per_parameter"]["a"]["ci_low"] == pytest.approx(ci.low)
+    assert s["per_parameter"]["a"]["ci_high"] == pytest.approx(ci.high)
+    assert s["per_parameter"]["b"]["mean_quantile"] == pytest.approx(0.9)
+    # the truth's posterior quantile: weighted share of particles below it, ties half
+    x, w = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.1, 0.2, 0.3, 0.4])
+    assert bench.posterior_quantile(x, w, 2.0) == pytest.approx(0.1 + 0.1)
+    assert bench.posterior_quantile(x, w, 0.5) == 0.0 and bench.posterior_quantile(x, w, 9.0) == pytest.approx(1.0)
+    assert math.isclose(bench.posterior_quantile(x, 10 * w, 3.5), 0.6)
+
+
+def test_bad_budget_is_refused_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match="population"):
+        bench.coverage_study(sets=2, population=1, progress=None)
