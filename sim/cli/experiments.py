@@ -15,6 +15,13 @@ SetOption = Annotated[
     typer.Option("--set", metavar="KEY=VALUE", help="Override a top-level sweep key: key=value (e.g. replicates=2)."),
 ]
 
+# The engine options every experiment command takes (sweep, thesis).
+WorkersOption = Annotated[int, typer.Option(metavar="N", help="Local worker processes (1: serial).")]
+SchedulerOption = Annotated[
+    str | None, typer.Option(metavar="ADDRESS", help="Run on the dask scheduler at this address.")
+]
+DaskLocalOption = Annotated[int | None, typer.Option(metavar="N", help="Run on a dask LocalCluster of N workers.")]
+
 
 def _engine_options_ok(workers: int, scheduler: str | None, dask_local: int | None) -> None:
 
@@ -34,13 +41,9 @@ def sweep(
             metavar="SWEEP",
         ),
     ],
-    workers: Annotated[int, typer.Option(metavar="N", help="Local worker processes (1: serial).")] = 2,
-    scheduler: Annotated[
-        str | None, typer.Option(metavar="ADDRESS", help="Run on the dask scheduler at this address.")
-    ] = None,
-    dask_local: Annotated[
-        int | None, typer.Option(metavar="N", help="Run on a dask LocalCluster of N workers.")
-    ] = None,
+    workers: WorkersOption = 2,
+    scheduler: SchedulerOption = None,
+    dask_local: DaskLocalOption = None,
     out: Annotated[Path, typer.Option(metavar="DIR", help="Results root; the sweep goes to DIR/<name>/.")] = Path(
         "results/sweeps"
     ),
@@ -97,13 +100,9 @@ def thesis(
     replicates: Annotated[
         int | None, typer.Option(help="Paired replicates per policy (default 30; 10 with --quick).")
     ] = None,
-    workers: Annotated[int, typer.Option(metavar="N", help="Local worker processes (1: serial).")] = 2,
-    scheduler: Annotated[
-        str | None, typer.Option(metavar="ADDRESS", help="Run on the dask scheduler at this address.")
-    ] = None,
-    dask_local: Annotated[
-        int | None, typer.Option(metavar="N", help="Run on a dask LocalCluster of N workers.")
-    ] = None,
+    workers: WorkersOption = 2,
+    scheduler: SchedulerOption = None,
+    dask_local: DaskLocalOption = None,
     quick: Annotated[
         bool, typer.Option(help="Fewer replicates and a 3 x 3 heatmap (about a third of the runs).")
     ] = False,
