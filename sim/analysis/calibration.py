@@ -34,7 +34,10 @@ from sim.analysis.observed import figure_value
 from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
 from sim.analysis.thesis import OUTCOMES, markdown_table, paired_differences, rope_for
 from sim.experiments.calibration import (
+    FINGERPRINT,
     AbcResult,
+    CalibrationFailed,
+    check_folder,
     draw_posterior,
     draw_prior,
     final_population,
@@ -109,6 +112,125 @@ def target_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
         base["households"]["sample_fraction"] = float(task["params"]["sample_fraction"])
     values = {k: v for k, v in task["params"].items() if k != "sample_fraction"}
     return target_values(base, values, task["seed"], figures)
+
+
+# --------------------------------------------------------------------------- rejection ABC
+
+REJECTION = "rejection.parquet"  # every prior draw simulated so far: parameters, seed, values, accepted
+BATCH = 100  # draws between two writes of the rejection table (what a kill can lose)
+
+
+def _rejection_table(cal: Calibration, draws: pd.DataFrame, seeds: list[int], start: int, values: pd.DataFrame):
+    rows = draws.iloc[start : start + len(values)].reset_index(drop=True)
+    out = pd.DataFrame({"draw": np.arange(start, start + len(values)), "seed": seeds[start : start + len(values)]})
+    inside = np.ones(len(values), bool)
+    for t in cal.calibration_targets:
+        v = values[t.name].to_numpy(dtype=float)
+        r = np.array([t.residual(x) for x in v])
+        inside &= r == 0
+    out = pd.concat([out, rows, values.add_prefix("v:")], axis=1)
+    out["accepted"] = inside
+    return out
+
+
+def run_rejection(
+    cal: Calibration,
+    folder: str | Path,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    fresh: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> AbcResult:
+    """Rejection ABC with the record's tolerances as the (uniform) kernel; resumable.
+
+    Draws ``budget.max_runs`` parameter sets from the prior (seeded, in a fixed order) and
+    simulates each with a seed of its own; a draw is accepted when every calibration target's
+    simulated value lies inside its tolerance interval (all residuals zero, the ``min_epsilon = 0``
+    limit of ABC-SMC). Accepted draws are independent samples of that posterior with equal
+    weights, so no importance weight can degenerate, whatever the number of parameters. Stops
+    after ``budget.population`` acceptances, ``max_runs`` draws or ``max_minutes``. Every
+    simulated draw is kept in ``rejection.parquet`` (written every 100 draws), and a re-run
+    continues after the last stored draw: serial, parallel, interrupted or not, the same draws
+    give the same table.
+    """
+    import shutil
+
+    folder = Path(folder)
+    check_folder(cal, folder, fresh)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FINGERPRINT).write_text(
+        json.dumps({"fingerprint": cal.fingerprint(), "calibration": str(cal.path), "name": cal.name}, indent=2)
+    )
+    b = cal.budget
+    n = b.max_runs
+    draws = draw_prior(cal.priors, n, cal.seed)
+    seeds = _seeds(cal.seed, 3, n)
+    path = folder / REJECTION
+    table = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    resumed_from = len(table)
+    t0 = time.perf_counter()
+    engine = make_engine(1 if scheduler is None and workers <= 1 else workers, scheduler)
+    stop = f"max_runs ({n})"
+    try:
+        while len(table) < n:
+            accepted = int(table["accepted"].sum()) if len(table) else 0
+            if accepted >= b.population:
+                stop = f"population ({b.population} accepted)"
+                break
+            if b.max_minutes is not None and (time.perf_counter() - t0) / 60 >= b.max_minutes:
+                stop = f"max_minutes ({b.max_minutes:g})"
+                break
+            start = len(table)
+            stop_at = min(n, start + BATCH)
+            params = [{k: float(v) for k, v in r.items()} for r in draws.iloc[start:stop_at].to_dict("records")]
+            values = _run_targets(engine, cal, params, seeds[start:stop_at])
+            part = _rejection_table(cal, draws, seeds, start, values)
+            table = part if not len(table) else pd.concat([table, part], ignore_index=True)
+            write_parquet(table, path)
+            if progress is not None:
+                acc = int(table["accepted"].sum())
+                progress(
+                    f"rejection: {len(table)} of {n} draws, {acc} accepted ({acc / len(table):.1%}), "
+                    f"elapsed {time.perf_counter() - t0:.0f} s"
+                )
+    finally:
+        engine.close()
+    if not len(table) or not table["accepted"].any():
+        raise CalibrationFailed(
+            f"{folder}: none of {len(table)} prior draws put every calibration target inside its tolerance; "
+            "raise budget.max_runs, or use method smc"
+        )
+    acc = table[table["accepted"]].reset_index(drop=True)
+    posterior = pd.DataFrame({"generation": 0, "particle": np.arange(len(acc)), "weight": 1.0})
+    for p in cal.priors:
+        posterior[p.path] = acc[p.path].to_numpy(dtype=float)
+    generations = pd.DataFrame(
+        [
+            {
+                "t": 0,
+                "epsilon": 0.0,
+                "particles": len(acc),
+                "samples": len(table),
+                "acceptance": len(acc) / len(table),
+                "ess": float(len(acc)),
+                "wall_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+        ]
+    )
+    sampler = f"rejection on {'dask scheduler ' + scheduler if scheduler else f'{workers} worker processes'}"
+    return AbcResult(
+        folder=folder,
+        posterior=posterior,
+        generations=generations,
+        runs=len(table),
+        seconds=time.perf_counter() - t0,
+        resumed_from=resumed_from,
+        stop_reason=stop,
+        sampler=sampler,
+    )
 
 
 # --------------------------------------------------------------------------- checks
@@ -304,10 +426,15 @@ def calibrate(
     """
     folder = Path(out) if out is not None else DEFAULT_OUT / cal.name
     t0 = time.perf_counter()
-    model = TargetModel(cal.base_config(), cal.targets)
-    abc = run_abc(cal, model, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)
+    if cal.budget.method == "rejection":
+        abc = run_rejection(cal, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)
+        method = "rejection ABC"
+    else:
+        model = TargetModel(cal.base_config(), cal.targets)
+        abc = run_abc(cal, model, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)
+        method = "ABC-SMC"
     if progress is not None:
-        progress(f"ABC-SMC stopped: {abc.stop_reason}; {abc.runs} runs in {abc.seconds:.0f} s; checking the posterior")
+        progress(f"{method} stopped: {abc.stop_reason}; {abc.runs} runs in {abc.seconds:.0f} s; checking the posterior")
     marg = marginals(abc.posterior, cal.priors)
     draws = draw_posterior(abc.posterior, cal.priors, cal.budget.predictive_draws, cal.seed)
     median = {r["parameter"]: float(r["posterior_median"]) for r in marg.to_dict("records")}

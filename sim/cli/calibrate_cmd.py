@@ -60,7 +60,7 @@ def calibrate(
         _apply(scenario, folder)
         return
     from sim.analysis.calibration import calibrate as run_calibration
-    from sim.experiments.calibration import CalibrationConflict
+    from sim.experiments.calibration import CalibrationConflict, CalibrationFailed
     from sim.viz.calibration import draw_calibration_figures
 
     try:
@@ -73,7 +73,7 @@ def calibrate(
             progress=typer.echo,
             draw=draw_calibration_figures,
         )
-    except CalibrationConflict as e:
+    except (CalibrationConflict, CalibrationFailed) as e:
         fail(str(e))
     typer.echo(summary_lines(result))
 

@@ -46,6 +46,10 @@ class CalibrationConflict(Exception):
     """The output folder holds a calibration with a different configuration."""
 
 
+class CalibrationFailed(Exception):
+    """The sampler ended without a posterior (for instance, rejection accepted no draw)."""
+
+
 StatisticsModel = Callable[[dict[str, float], int], dict[str, float]]
 
 
@@ -150,7 +154,7 @@ def history_url(folder: Path) -> str:
     return "sqlite:///" + str((Path(folder) / HISTORY).resolve())
 
 
-def _check_folder(cal: Calibration, folder: Path, fresh: bool) -> None:
+def check_folder(cal: Calibration, folder: Path, fresh: bool) -> None:
     """Refuse a folder holding a different calibration (before anything is written)."""
     marker = folder / FINGERPRINT
     if fresh or not marker.exists():
@@ -264,7 +268,7 @@ def run_abc(
     import pyabc
 
     folder = Path(folder)
-    _check_folder(cal, folder, fresh)
+    check_folder(cal, folder, fresh)
     if fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)

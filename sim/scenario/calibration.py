@@ -84,9 +84,18 @@ class TargetSpec(_Strict):
 
 
 class BudgetSpec(_Strict):
-    """How much ABC-SMC may spend."""
+    """How much the sampler may spend."""
 
-    population: int = Field(ge=2, le=100_000, description="particles per generation (start of the adaptive size)")
+    method: Literal["smc", "rejection"] = Field(
+        "smc",
+        description="smc: pyabc ABC-SMC (adaptive distance, MedianEpsilon); rejection: max_runs prior draws, "
+        "accepting those with every calibration target inside its tolerance (equal weights, no kernel)",
+    )
+    population: int = Field(
+        ge=2,
+        le=100_000,
+        description="particles per generation (start of the adaptive size); rejection: stop at so many accepted",
+    )
     adaptive_population: bool = Field(True, description="adapt the population size (pyabc AdaptivePopulationSize)")
     min_population: int | None = Field(None, ge=2, description="smallest adaptive population (default population/2)")
     max_population: int | None = Field(None, ge=2, description="largest adaptive population (default 2*population)")
@@ -102,6 +111,7 @@ class BudgetSpec(_Strict):
 class QuickSpec(_Strict):
     """The ``--quick`` budget (fields left out keep the full budget's)."""
 
+    method: Literal["smc", "rejection"] | None = None
     population: int | None = Field(None, ge=2)
     generations: int | None = Field(None, ge=1)
     max_runs: int | None = Field(None, ge=1)
