@@ -19,9 +19,11 @@ import pytest
 import yaml
 
 from sim.analysis.calibration import (
+    REJECTION,
     calibrate,
     load_calibration_folder,
     posterior_thesis,
+    run_rejection,
     scale_check,
     target_values,
 )
@@ -100,6 +102,69 @@ def test_recovery_true_values_lie_inside_the_90_percent_intervals(tmp_path: Path
     assert set(ppc["role"]) == {"calibration", "validation"}
     report = (result.folder / "report.md").read_text()
     assert "Validation targets (held out of fitting)" in report and "hosted in Beta" in report
+
+
+# --------------------------------------------------------------------------- rejection
+
+
+def test_rejection_keeps_exactly_the_draws_inside_every_tolerance_and_resumes_to_the_same_table(
+    tmp_path: Path,
+) -> None:
+    budget = {"method": "rejection", "population": 1000, "generations": 1, "max_runs": 120, "predictive_draws": 4}
+    wide = {
+        name: {"relative": 0.4, "reason": "test uncertainty, wide enough to accept some prior draws"}
+        for name in ("killed", "displacements", "hosted in Beta")
+    }
+    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=303), _config(budget=budget, targets=wide))
+    cal = _cal(s, c)
+    first = run_rejection(cal, tmp_path / "a", workers=1, progress=None)
+    table = pd.read_parquet(tmp_path / "a" / REJECTION)
+    assert len(table) == 120 and first.runs == 120 and first.stop_reason == "max_runs (120)"
+    # accepted means every calibration target inside its tolerance interval, and nothing else
+    inside = np.ones(len(table), bool)
+    for t in cal.calibration_targets:
+        lo, hi = t.tolerance_interval()
+        inside &= table[f"v:{t.name}"].between(lo, hi).to_numpy()
+    assert 0 < inside.sum() < len(table)  # the test is informative: some draws in, some out
+    assert (table["accepted"].to_numpy() == inside).all()
+    post = first.posterior
+    assert len(post) == inside.sum() and (post["weight"] == 1.0).all()
+    np.testing.assert_array_equal(
+        post["flight.exposure_rate"].to_numpy(), table.loc[inside, "flight.exposure_rate"].to_numpy()
+    )
+    # the record constrains: the accepted exposure rates are narrower than the prior's 100-fold range
+    rates = post["flight.exposure_rate"].to_numpy()
+    assert rates.max() / rates.min() < 30
+    # interrupted after 60 draws (the table as a kill leaves it), resumed in parallel: the same table
+    (tmp_path / "b").mkdir()
+    for name in (REJECTION, "calibration.json"):
+        (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    pd.read_parquet(tmp_path / "b" / REJECTION).iloc[:60].to_parquet(tmp_path / "b" / REJECTION)
+    resumed = run_rejection(cal, tmp_path / "b", workers=2, progress=None)
+    assert resumed.resumed_from == 60
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / REJECTION), table)
+    pd.testing.assert_frame_equal(resumed.posterior, post)
+
+
+def test_rejection_that_accepts_nothing_is_one_line_exit_2(tmp_path: Path) -> None:
+    # a record far outside what the model can produce: killed a thousand times the simulated count
+    data = _record(TRUTH, seed=304)
+    for fig in data["observed"]["figures"]:
+        if fig["name"] == "killed":
+            fig["value"] = fig["value"] * 1000 + 1000
+    budget = {"method": "rejection", "population": 10, "generations": 1, "max_runs": 20, "predictive_draws": 4}
+    s, c = _write_case(tmp_path / "case", data, _config(budget=budget))
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [*SIM, "calibrate", str(s), "--config", str(c), "--out", str(out), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "none of 20 prior draws" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "posterior.parquet").exists() and not (out / "report.md").exists()
 
 
 # --------------------------------------------------------------------------- resume

@@ -39,7 +39,7 @@ def calibrate(
         typer.Option(help="Write the posterior medians of the calibration folder into SCENARIO (no new runs)."),
     ] = False,
 ) -> None:
-    """Fit the scenario's uncertain parameters to the record with ABC-SMC (pyabc); resumable."""
+    """Fit the scenario's uncertain parameters to the record: ABC-SMC (pyabc) or rejection ABC; resumable."""
     from sim.scenario.calibration import load_calibration
 
     if workers < 1:
