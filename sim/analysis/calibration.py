@@ -540,15 +540,45 @@ def write_calibration_report(
         "width_ratio",
         "record",
     ]
+    rejection = cal.budget.method == "rejection"
+    if rejection:
+        method_name = "rejection ABC"
+        sampled = (
+            f"{abc.runs} prior draws simulated, {len(abc.posterior)} accepted "
+            f"({len(abc.posterior) / max(abc.runs, 1):.2%}), stopped by {abc.stop_reason}"
+        )
+        method = (
+            "Rejection ABC: prior draws (seeded, in a fixed order), one seeded run each; a draw is accepted "
+            "when every calibration target's simulated value lies inside its tolerance (recorded value, range "
+            "or bound widened by the stated uncertainty): a uniform ABC kernel of the record's own width, the "
+            "epsilon = 0 limit of ABC-SMC with these residuals. Accepted draws are independent samples of that "
+            "posterior with equal weights (effective sample size = number accepted), so no importance weight "
+            "can degenerate. Log-family priors are sampled in log space. Validation targets never enter the "
+            "acceptance."
+        )
+        files = "`rejection.parquet` (every simulated draw: parameters, seed, target values, accepted)"
+        population = "the accepted draws"
+    else:
+        method_name = "ABC-SMC"
+        sampled = f"{len(abc.generations)} generations, {abc.runs} runs, stopped by {abc.stop_reason}"
+        method = (
+            "ABC-SMC (pyabc): adaptive p-norm distance (p = 2, scales = mean absolute deviation of each "
+            "statistic in the previous generation), median epsilon, adaptive population size, multivariate "
+            "normal perturbation kernels. Each statistic is a target's residual outside the record's "
+            "tolerance (recorded value, range or bound widened by the stated uncertainty), in half-widths; "
+            "0 inside. Log-family priors are sampled in log space. Validation targets never enter the distance."
+        )
+        files = "`history.db` (pyabc)"
+        population = "the final population"
     parts = [
-        f"# Calibration {cid}: {cal.scenario.scenario.name} against the record (ABC-SMC)",
+        f"# Calibration {cid}: {cal.scenario.scenario.name} against the record ({method_name})",
         "",
         f"- scenario `{cal.scenario.path}`, calibration file `{cal.path}`{' (--quick budget)' if cal.quick else ''}",
         f"- {len(cal.priors)} parameters, {len(cal.calibration_targets)} calibration targets, "
         f"{len(cal.validation_targets)} validation targets (held out)",
         f"- scale: households.sample_fraction = {cal.sample_fraction:g}; {cal.days} days per run",
-        f"- {len(abc.generations)} generations, {abc.runs} runs, stopped by {abc.stop_reason}; "
-        f"ABC {abc.seconds:.0f} s, total wall time {seconds:.0f} s; sampler: {abc.sampler}",
+        f"- {sampled}; sampling {abc.seconds:.0f} s (this session), total wall time {seconds:.0f} s; "
+        f"sampler: {abc.sampler}",
         f"- pinned down by the record (posterior 90% width < half the prior's): {', '.join(pinned) or 'none'}",
         f"- left free (posterior 90% width >= 0.8 of the prior's): {', '.join(free) or 'none'}",
         f"- predictive coverage (90% band meets the record): calibration {coverage_line(ppc, 'calibration')}, "
@@ -560,11 +590,11 @@ def write_calibration_report(
         "",
         markdown_table(marg[mcols]),
         "",
-        "Pairs plot of the final population: ![pairs](pairs.png)",
+        f"Pairs plot of {population}: ![pairs](pairs.png)",
         "",
         "## Posterior predictive check",
         "",
-        f"{cal.budget.predictive_draws} draws from the final population, one seeded run each. `covered`: the 90% band "
+        f"{cal.budget.predictive_draws} draws from {population}, one seeded run each. `covered`: the 90% band "
         "meets the recorded value (or recorded range / bound).",
         "",
         "![predictive](predictive.png)",
@@ -592,25 +622,21 @@ def write_calibration_report(
             scale[["target", "mean_calibration_scale", "mean_reference_scale", "difference", "se", "z", "agree"]]
         ),
         "",
-        "## Generations",
+        "## Sampler diagnostics" if rejection else "## Generations",
         "",
         markdown_table(abc.generations),
         "",
         "## Method",
         "",
-        "ABC-SMC (pyabc): adaptive p-norm distance (p = 2, scales = mean absolute deviation of each "
-        "statistic in the previous generation), median epsilon, adaptive population size, multivariate "
-        "normal perturbation kernels. Each statistic is a target's residual outside the record's "
-        "tolerance (recorded value, range or bound widened by the stated uncertainty), in half-widths; "
-        "0 inside. Log-family priors are sampled in log space. Validation targets never enter the distance.",
+        method,
         "",
         "Priors and their reasons:",
         "",
         *[f"- `{p.path}` ~ {p.describe()}: {p.reason}" for p in cal.priors],
         "",
-        f"Files: `posterior.parquet` (every generation's particles and weights), `marginals.csv`, "
-        f"`predictive.csv`, `predictive_draws.parquet`, `scale_check.csv`, `generations.csv`, `history.db` "
-        f"(pyabc), `manifest.json`. Written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}.",
+        f"Files: `posterior.parquet` (particles and weights), `marginals.csv`, "
+        f"`predictive.csv`, `predictive_draws.parquet`, `scale_check.csv`, `generations.csv`, {files}, "
+        f"`manifest.json`. Written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}.",
     ]
     path = folder / "report.md"
     write_text_atomic("\n".join(parts) + "\n", path)
