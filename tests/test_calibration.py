@@ -19,10 +19,12 @@ import pytest
 import yaml
 
 from sim.analysis.calibration import (
+    MCMC,
     REJECTION,
     calibrate,
     load_calibration_folder,
     posterior_thesis,
+    run_abc_mcmc,
     run_rejection,
     scale_check,
     target_values,
@@ -144,6 +146,54 @@ def test_rejection_keeps_exactly_the_draws_inside_every_tolerance_and_resumes_to
     assert resumed.resumed_from == 60
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / REJECTION), table)
     pd.testing.assert_frame_equal(resumed.posterior, post)
+
+
+def test_abc_mcmc_chains_start_at_accepted_draws_move_only_inside_the_tolerances_and_resume(tmp_path: Path) -> None:
+    budget = {
+        "method": "mcmc",
+        "population": 2,
+        "generations": 1,
+        "max_runs": 60,
+        "mcmc_steps": 4,
+        "mcmc_step": 0.05,
+        "predictive_draws": 4,
+    }
+    wide = {
+        name: {"relative": 0.4, "reason": "test uncertainty, wide enough to accept some prior draws"}
+        for name in ("killed", "displacements", "hosted in Beta")
+    }
+    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=303), _config(budget=budget, targets=wide))
+    cal = _cal(s, c)
+    first = run_abc_mcmc(cal, tmp_path / "a", workers=1, progress=None)
+    rejected = pd.read_parquet(tmp_path / "a" / REJECTION)
+    chains = pd.read_parquet(tmp_path / "a" / MCMC)
+    starts = rejected[rejected["accepted"]].reset_index(drop=True)
+    k = len(starts)  # every draw accepted in phase 1 starts a chain (it stops between batches of 100)
+    assert k >= 2
+    assert len(chains) == k * 4 and sorted(chains["step"].unique()) == [1, 2, 3, 4]
+    cols = list(TRUTH)
+    for ch in range(k):
+        path = [starts.loc[ch, cols].to_numpy(dtype=float)]
+        for _, row in chains[chains["chain"] == ch].sort_values("step").iterrows():
+            here = row[cols].to_numpy(dtype=float)
+            if row["moved"]:  # a move lands only where every calibration target is inside its tolerance
+                for t in cal.calibration_targets:
+                    lo, hi = t.tolerance_interval()
+                    assert lo <= row[f"v:{t.name}"] <= hi, (t.name, row[f"v:{t.name}"])
+                assert not np.allclose(here, path[-1])
+            else:  # otherwise the chain stays where it was
+                np.testing.assert_array_equal(here, path[-1])
+            path.append(here)
+    assert chains["moved"].any()  # the test is informative: some steps move
+    assert len(first.posterior) == k * (4 + 1) and (first.posterior["weight"] == 1.0).all()
+    # resumed after step 2 with two workers: the same chains
+    (tmp_path / "b").mkdir()
+    for name in (REJECTION, MCMC, "calibration.json"):
+        (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    pd.read_parquet(tmp_path / "b" / MCMC).query("step <= 2").to_parquet(tmp_path / "b" / MCMC)
+    resumed = run_abc_mcmc(cal, tmp_path / "b", workers=2, progress=None)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / MCMC), chains)
+    pd.testing.assert_frame_equal(resumed.posterior, first.posterior)
 
 
 def test_rejection_that_accepts_nothing_is_one_line_exit_2(tmp_path: Path) -> None:

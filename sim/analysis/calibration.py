@@ -233,6 +233,159 @@ def run_rejection(
     )
 
 
+# --------------------------------------------------------------------------- ABC-MCMC
+
+MCMC = "mcmc.parquet"  # every chain's state after every step: chain, step, moved, parameters, seed, values
+
+
+def _width(p: Prior) -> float:
+    """A prior's width in sampler coordinates (the scale of the ABC-MCMC proposal)."""
+    if p.family in ("uniform", "loguniform"):
+        return p.to_internal(p.high) - p.to_internal(p.low)
+    return 4 * p.sd
+
+
+def _log_prior(p: Prior, z: float) -> float:
+    """Log density of the prior in sampler coordinates, up to a constant (-inf outside the support)."""
+    if p.family in ("uniform", "loguniform"):
+        return 0.0 if p.to_internal(p.low) <= z <= p.to_internal(p.high) else -math.inf
+    centre = p.mean if p.family == "normal" else math.log(p.mean)
+    return -0.5 * ((z - centre) / p.sd) ** 2
+
+
+def run_abc_mcmc(
+    cal: Calibration,
+    folder: str | Path,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    fresh: bool = False,
+    progress: Callable[[str], None] | None = print,
+) -> AbcResult:
+    """Rejection ABC for starting points, then ABC-MCMC (Marjoram et al. 2003) from each of them.
+
+    Phase 1 is :func:`run_rejection` until ``budget.population`` draws are accepted; each
+    accepted draw starts a chain. Phase 2 runs ``budget.mcmc_steps`` steps per chain, all chains
+    a step at a time (in parallel): a Gaussian random-walk proposal in the sampler coordinates
+    (sd ``budget.mcmc_step`` times each prior's width), one seeded run, and the move is taken
+    when every calibration target's value lies inside its tolerance and a uniform falls below
+    the prior ratio. The chains keep the tolerance posterior of phase 1 as their stationary
+    distribution and start in it (phase 1's draws are exact samples of it), so no burn-in is
+    dropped; their states are correlated, and the report gives the move rate. Each (chain,
+    step) has its own random numbers, so serial, parallel and resumed runs give the same
+    chains (``mcmc.parquet``, written every step). Stops after the steps or ``max_minutes``
+    (counted over both phases of a session).
+    """
+    t0 = time.perf_counter()
+    start = run_rejection(cal, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)
+    folder = Path(folder)
+    b = cal.budget
+    priors = cal.priors
+    starts = start.posterior
+    k = len(starts)
+    width = np.array([_width(p) for p in priors])
+    path = folder / MCMC
+    table = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    done = int(table["step"].max()) if len(table) else 0
+    if len(table):
+        last = table[table["step"] == done].sort_values("chain")
+        state = last[[p.path for p in priors]].to_numpy(dtype=float).copy()
+    else:
+        state = starts[[p.path for p in priors]].to_numpy(dtype=float).copy()
+    # value units are the record (what was simulated); sampler coordinates are where the walk moves
+    coords = np.array([[p.to_internal(v) for p, v in zip(priors, row, strict=True)] for row in state])
+    log_prior = np.array([sum(_log_prior(p, z) for p, z in zip(priors, row, strict=True)) for row in coords])
+    stop = f"mcmc_steps ({b.mcmc_steps})"
+    engine = make_engine(1 if scheduler is None and workers <= 1 else workers, scheduler)
+    try:
+        for step in range(done + 1, b.mcmc_steps + 1):
+            if b.max_minutes is not None and (time.perf_counter() - t0) / 60 >= b.max_minutes:
+                stop = f"max_minutes ({b.max_minutes:g}) after {step - 1} steps"
+                break
+            proposals, seeds, uniforms, lp_new = [], [], [], []
+            for c in range(k):
+                rng = np.random.default_rng(np.random.SeedSequence([cal.seed, 5, c, step]))
+                z = coords[c] + b.mcmc_step * width * rng.standard_normal(len(priors))
+                proposals.append(z)
+                uniforms.append(float(rng.random()))
+                seeds.append(int(rng.integers(0, 2**31 - 1)))
+                lp_new.append(sum(_log_prior(p, x) for p, x in zip(priors, z, strict=True)))
+            live = [c for c in range(k) if math.isfinite(lp_new[c])]
+            proposed = [np.array([p.to_value(x) for p, x in zip(priors, z, strict=True)]) for z in proposals]
+            params = [dict(zip([p.path for p in priors], map(float, proposed[c]), strict=True)) for c in live]
+            values = _run_targets(engine, cal, params, [seeds[c] for c in live]) if live else pd.DataFrame()
+            rows = []
+            for c in range(k):
+                moved = False
+                vals: dict[str, float] = {}
+                if c in live:
+                    vals = values.iloc[live.index(c)].to_dict()
+                    inside = all(t.residual(float(vals[t.name])) == 0 for t in cal.calibration_targets)
+                    moved = inside and math.log(max(uniforms[c], 1e-300)) < lp_new[c] - log_prior[c]
+                if moved:
+                    coords[c], log_prior[c], state[c] = proposals[c], lp_new[c], proposed[c]
+                row = {"chain": c, "step": step, "moved": moved, "seed": seeds[c]}
+                row.update({p.path: float(v) for p, v in zip(priors, state[c], strict=True)})
+                row.update(
+                    {f"v:{t.name}": float(vals.get(t.name, math.nan)) if moved else math.nan for t in cal.targets}
+                )
+                rows.append(row)
+            part = pd.DataFrame(rows)
+            table = part if not len(table) else pd.concat([table, part], ignore_index=True)
+            write_parquet(table, path)
+            if progress is not None and (step % 10 == 0 or step == b.mcmc_steps):
+                progress(
+                    f"mcmc: step {step} of {b.mcmc_steps}, {k} chains, moves {table['moved'].mean():.1%}, "
+                    f"elapsed {time.perf_counter() - t0:.0f} s"
+                )
+    finally:
+        engine.close()
+    states = pd.concat(
+        [
+            starts.assign(chain=np.arange(k), step=0)[["chain", "step", *[p.path for p in priors]]],
+            table[["chain", "step", *[p.path for p in priors]]] if len(table) else None,
+        ],
+        ignore_index=True,
+    )
+    posterior = pd.DataFrame({"generation": 0, "particle": np.arange(len(states)), "weight": 1.0})
+    for p in priors:
+        posterior[p.path] = states[p.path].to_numpy(dtype=float)
+    posterior["chain"] = states["chain"].to_numpy()
+    posterior["step"] = states["step"].to_numpy()
+    steps = int(table["step"].max()) if len(table) else 0
+    moves = float(table["moved"].mean()) if len(table) else math.nan
+    generations = pd.concat(
+        [
+            start.generations.assign(phase="rejection"),
+            pd.DataFrame(
+                [
+                    {
+                        "t": 1,
+                        "epsilon": 0.0,
+                        "particles": len(states),
+                        "samples": k * steps,
+                        "acceptance": moves,
+                        "ess": math.nan,
+                        "wall_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                        "phase": f"mcmc ({k} chains x {steps} steps)",
+                    }
+                ]
+            ),
+        ],
+        ignore_index=True,
+    )
+    return AbcResult(
+        folder=folder,
+        posterior=posterior,
+        generations=generations,
+        runs=start.runs + k * steps,
+        seconds=time.perf_counter() - t0,
+        resumed_from=start.resumed_from,
+        stop_reason=f"rejection: {start.stop_reason}; mcmc: {stop}",
+        sampler=f"{start.sampler}, then {k} ABC-MCMC chains",
+    )
+
+
 # --------------------------------------------------------------------------- checks
 
 
@@ -429,6 +582,9 @@ def calibrate(
     if cal.budget.method == "rejection":
         abc = run_rejection(cal, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)
         method = "rejection ABC"
+    elif cal.budget.method == "mcmc":
+        abc = run_abc_mcmc(cal, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)
+        method = "rejection ABC, then ABC-MCMC"
     else:
         model = TargetModel(cal.base_config(), cal.targets)
         abc = run_abc(cal, model, folder, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress)

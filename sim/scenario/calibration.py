@@ -86,10 +86,15 @@ class TargetSpec(_Strict):
 class BudgetSpec(_Strict):
     """How much the sampler may spend."""
 
-    method: Literal["smc", "rejection"] = Field(
+    method: Literal["smc", "rejection", "mcmc"] = Field(
         "smc",
         description="smc: pyabc ABC-SMC (adaptive distance, MedianEpsilon); rejection: max_runs prior draws, "
-        "accepting those with every calibration target inside its tolerance (equal weights, no kernel)",
+        "accepting those with every calibration target inside its tolerance (equal weights, no kernel); "
+        "mcmc: rejection until `population` draws are accepted, then ABC-MCMC chains from each of them",
+    )
+    mcmc_steps: int = Field(0, ge=0, le=1_000_000, description="mcmc: steps per chain")
+    mcmc_step: float = Field(
+        0.1, gt=0, le=1, description="mcmc: proposal sd, as a share of each prior's width in sampler coordinates"
     )
     population: int = Field(
         ge=2,
@@ -111,7 +116,8 @@ class BudgetSpec(_Strict):
 class QuickSpec(_Strict):
     """The ``--quick`` budget (fields left out keep the full budget's)."""
 
-    method: Literal["smc", "rejection"] | None = None
+    method: Literal["smc", "rejection", "mcmc"] | None = None
+    mcmc_steps: int | None = Field(None, ge=0)
     population: int | None = Field(None, ge=2)
     generations: int | None = Field(None, ge=1)
     max_runs: int | None = Field(None, ge=1)
