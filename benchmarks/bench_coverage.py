@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from sim.analysis.calibration import LEVEL, TargetModel, marginals, target_values
-from sim.experiments.calibration import draw_prior, final_population, run_abc
+from sim.analysis.calibration import LEVEL, TargetModel, marginals, run_abc_mcmc, target_values
+from sim.experiments.calibration import CalibrationFailed, draw_prior, final_population, run_abc
 from sim.scenario.calibration import Calibration, load_calibration
 from sim.scenario.loader import load_scenario
 
@@ -96,9 +96,12 @@ def calibrate_one(
     """Simulate the record from ``truth``, calibrate against it, and judge every parameter's interval."""
     t0 = time.perf_counter()
     case = dataclasses.replace(with_record(cal, truth, record_seed), seed=abc_seed)
-    abc = run_abc(
-        case, TargetModel(case.base_config(), case.targets), folder, workers=workers, fresh=True, progress=None
-    )
+    if case.budget.method == "mcmc":
+        abc = run_abc_mcmc(case, folder, workers=workers, fresh=True, progress=None)
+    else:
+        abc = run_abc(
+            case, TargetModel(case.base_config(), case.targets), folder, workers=workers, fresh=True, progress=None
+        )
     marg = marginals(abc.posterior, case.priors).set_index("parameter")
     last = final_population(abc.posterior)
     params = {}
@@ -163,6 +166,8 @@ def coverage_study(
     population: int = 24,
     generations: int = 4,
     max_runs: int | None = None,
+    method: str = "smc",
+    mcmc_steps: int = 60,
     work: str | Path | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
@@ -174,11 +179,15 @@ def coverage_study(
     if sets < 1 or population < 2 or generations < 1 or workers < 1:
         raise ValueError("sets, generations and workers must be >= 1 and population >= 2")
     cal = load_calibration(CONFIG, load_scenario(SCENARIO))
-    budget = {
+    if method not in ("smc", "mcmc"):
+        raise ValueError(f"method must be smc or mcmc, not {method!r}")
+    budget: dict[str, Any] = {
         "population": population,
         "generations": generations,
         "max_runs": max_runs or 10 * population * generations,
     }
+    if method == "mcmc":  # population: chains (accepted prior draws); max_runs: prior draws of phase 1
+        budget.update(method="mcmc", mcmc_steps=mcmc_steps, max_runs=max_runs or 600)
     cal = dataclasses.replace(cal, budget=cal.budget.model_copy(update=budget))
     truths = draw_prior(cal.priors, sets, seed).to_dict("records")
     seeds = [s.generate_state(2) for s in np.random.SeedSequence([seed, 1]).spawn(sets)]
@@ -250,6 +259,14 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=24, help="ABC-SMC particles per generation")
     ap.add_argument("--generations", type=int, default=4, help="ABC-SMC generations")
     ap.add_argument("--max-runs", type=int, default=None, help="runs per calibration (default 10 x pop x gens)")
+    ap.add_argument(
+        "--method",
+        choices=["smc", "mcmc"],
+        default="smc",
+        help="smc: ABC-SMC; mcmc: rejection for --population chain starts (at most --max-runs, "
+        "default 600, prior draws), then --mcmc-steps ABC-MCMC steps per chain",
+    )
+    ap.add_argument("--mcmc-steps", type=int, default=60, help="mcmc: steps per chain")
     a = ap.parse_args()
     try:
         result = coverage_study(
@@ -259,8 +276,10 @@ def main() -> None:
             population=a.population,
             generations=a.generations,
             max_runs=a.max_runs,
+            method=a.method,
+            mcmc_steps=a.mcmc_steps,
         )
-    except ValueError as e:
+    except (ValueError, CalibrationFailed) as e:
         ap.exit(2, f"bench_coverage: {e}\n")
     result.update({"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version()})
     OUT.parent.mkdir(exist_ok=True)
