@@ -185,12 +185,17 @@ def test_abc_mcmc_chains_start_at_accepted_draws_move_only_inside_the_tolerances
                 np.testing.assert_array_equal(here, path[-1])
             path.append(here)
     assert chains["moved"].any()  # the test is informative: some steps move
+    assert not (chains["moved"] & ~chains["simulated"]).any()  # a proposal outside the prior is never taken
+    assert first.runs == len(rejected) + int(chains["simulated"].sum())
     assert len(first.posterior) == k * (4 + 1) and (first.posterior["weight"] == 1.0).all()
     # resumed after step 2 with two workers: the same chains
     (tmp_path / "b").mkdir()
     for name in (REJECTION, MCMC, "calibration.json"):
         (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
-    pd.read_parquet(tmp_path / "b" / MCMC).query("step <= 2").to_parquet(tmp_path / "b" / MCMC)
+    # (a table written before `simulated` was recorded: the resume replays the proposals to restore it)
+    pd.read_parquet(tmp_path / "b" / MCMC).query("step <= 2").drop(columns="simulated").to_parquet(
+        tmp_path / "b" / MCMC
+    )
     resumed = run_abc_mcmc(cal, tmp_path / "b", workers=2, progress=None)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "b" / MCMC), chains)
     pd.testing.assert_frame_equal(resumed.posterior, first.posterior)

@@ -253,6 +253,30 @@ def _log_prior(p: Prior, z: float) -> float:
     return -0.5 * ((z - centre) / p.sd) ** 2
 
 
+def _proposal(cal: Calibration, coords: np.ndarray, width: np.ndarray, chain: int, step: int):
+    """Chain ``chain``'s proposal at ``step`` from sampler coordinates ``coords``: (z, uniform, run seed)."""
+    rng = np.random.default_rng(np.random.SeedSequence([cal.seed, 5, chain, step]))
+    z = coords + cal.budget.mcmc_step * width * rng.standard_normal(len(cal.priors))
+    return z, float(rng.random()), int(rng.integers(0, 2**31 - 1))
+
+
+def _mark_simulated(cal: Calibration, table: pd.DataFrame, starts: pd.DataFrame, width: np.ndarray) -> pd.DataFrame:
+    """Add ``simulated`` (the proposal lay inside the prior's support, so it was run) to a chain table
+    written without it, by replaying each chain's proposals."""
+    cols = [p.path for p in cal.priors]
+    out = []
+    for c, rows in table.sort_values(["chain", "step"]).groupby("chain", sort=True):
+        before = np.vstack([starts.iloc[[int(c)]][cols].to_numpy(dtype=float), rows[cols].to_numpy(dtype=float)[:-1]])
+        flags = []
+        for prev, step in zip(before, rows["step"], strict=True):
+            coords = np.array([p.to_internal(v) for p, v in zip(cal.priors, prev, strict=True)])
+            z = _proposal(cal, coords, width, int(c), int(step))[0]
+            flags.append(all(math.isfinite(_log_prior(p, x)) for p, x in zip(cal.priors, z, strict=True)))
+        out.append(rows.assign(simulated=flags))
+    merged = pd.concat(out).sort_values(["step", "chain"]).reset_index(drop=True)
+    return merged[[*table.columns[:3], "simulated", *table.columns[3:]]]
+
+
 def run_abc_mcmc(
     cal: Calibration,
     folder: str | Path,
@@ -286,6 +310,8 @@ def run_abc_mcmc(
     width = np.array([_width(p) for p in priors])
     path = folder / MCMC
     table = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+    if len(table) and "simulated" not in table.columns:
+        table = _mark_simulated(cal, table, starts, width)
     done = int(table["step"].max()) if len(table) else 0
     if len(table):
         last = table[table["step"] == done].sort_values("chain")
@@ -304,11 +330,10 @@ def run_abc_mcmc(
                 break
             proposals, seeds, uniforms, lp_new = [], [], [], []
             for c in range(k):
-                rng = np.random.default_rng(np.random.SeedSequence([cal.seed, 5, c, step]))
-                z = coords[c] + b.mcmc_step * width * rng.standard_normal(len(priors))
+                z, u, seed = _proposal(cal, coords[c], width, c, step)
                 proposals.append(z)
-                uniforms.append(float(rng.random()))
-                seeds.append(int(rng.integers(0, 2**31 - 1)))
+                uniforms.append(u)
+                seeds.append(seed)
                 lp_new.append(sum(_log_prior(p, x) for p, x in zip(priors, z, strict=True)))
             live = [c for c in range(k) if math.isfinite(lp_new[c])]
             proposed = [np.array([p.to_value(x) for p, x in zip(priors, z, strict=True)]) for z in proposals]
@@ -324,7 +349,7 @@ def run_abc_mcmc(
                     moved = inside and math.log(max(uniforms[c], 1e-300)) < lp_new[c] - log_prior[c]
                 if moved:
                     coords[c], log_prior[c], state[c] = proposals[c], lp_new[c], proposed[c]
-                row = {"chain": c, "step": step, "moved": moved, "seed": seeds[c]}
+                row = {"chain": c, "step": step, "moved": moved, "simulated": c in live, "seed": seeds[c]}
                 row.update({p.path: float(v) for p, v in zip(priors, state[c], strict=True)})
                 row.update(
                     {f"v:{t.name}": float(vals.get(t.name, math.nan)) if moved else math.nan for t in cal.targets}
@@ -353,6 +378,7 @@ def run_abc_mcmc(
     posterior["chain"] = states["chain"].to_numpy()
     posterior["step"] = states["step"].to_numpy()
     steps = int(table["step"].max()) if len(table) else 0
+    simulated = int(table["simulated"].sum()) if len(table) else 0
     moves = float(table["moved"].mean()) if len(table) else math.nan
     generations = pd.concat(
         [
@@ -363,11 +389,11 @@ def run_abc_mcmc(
                         "t": 1,
                         "epsilon": 0.0,
                         "particles": len(states),
-                        "samples": k * steps,
+                        "samples": simulated,
                         "acceptance": moves,
                         "ess": math.nan,
                         "wall_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                        "phase": f"mcmc ({k} chains x {steps} steps)",
+                        "phase": f"mcmc ({k} chains x {steps} steps, {k * steps - simulated} outside the prior)",
                     }
                 ]
             ),
@@ -378,7 +404,7 @@ def run_abc_mcmc(
         folder=folder,
         posterior=posterior,
         generations=generations,
-        runs=start.runs + k * steps,
+        runs=start.runs + simulated,  # proposals outside the prior's support are not simulated
         seconds=time.perf_counter() - t0,
         resumed_from=start.resumed_from,
         stop_reason=f"rejection: {start.stop_reason}; mcmc: {stop}",
