@@ -722,8 +722,31 @@ def write_calibration_report(
         "width_ratio",
         "record",
     ]
-    rejection = cal.budget.method == "rejection"
-    if rejection:
+    rejection = cal.budget.method in ("rejection", "mcmc")
+    if cal.budget.method == "mcmc":
+        g = abc.generations
+        first, chain = g.iloc[0], g.iloc[-1]
+        method_name = "rejection ABC, then ABC-MCMC"
+        sampled = (
+            f"{int(first['samples'])} prior draws simulated, {int(first['particles'])} accepted as chain starts; "
+            f"{chain['phase']}: {int(chain['samples'])} proposals simulated, {chain['acceptance']:.1%} of steps "
+            f"moved; {abc.runs} runs in all; stopped by {abc.stop_reason}"
+        )
+        method = (
+            "Rejection ABC for starting points (prior draws, seeded, in a fixed order, one seeded run each; a draw "
+            "is accepted when every calibration target's simulated value lies inside its tolerance: recorded "
+            "value, range or bound widened by the stated uncertainty), then an ABC-MCMC chain (Marjoram et al. "
+            "2003) from each accepted draw: a Gaussian random walk in the sampler coordinates (sd "
+            f"{cal.budget.mcmc_step:g} of each prior's width), one seeded run per proposal, and the move taken "
+            "when every calibration target is inside its tolerance and a uniform falls below the prior ratio. "
+            "The chains start in the tolerance posterior (rejection draws are exact samples of it) and keep it "
+            "as their stationary distribution, so no burn-in is dropped; their states are correlated, and a "
+            "low move rate means few distinct states: read the intervals as rough. Validation targets never "
+            "enter the acceptance."
+        )
+        files = "`rejection.parquet` (every prior draw simulated), `mcmc.parquet` (every chain state)"
+        population = "the chain states"
+    elif rejection:
         method_name = "rejection ABC"
         sampled = (
             f"{abc.runs} prior draws simulated, {len(abc.posterior)} accepted "
