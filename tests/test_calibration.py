@@ -109,16 +109,21 @@ def test_recovery_true_values_lie_inside_the_90_percent_intervals(tmp_path: Path
 # --------------------------------------------------------------------------- rejection
 
 
-def test_rejection_keeps_exactly_the_draws_inside_every_tolerance_and_resumes_to_the_same_table(
-    tmp_path: Path,
-) -> None:
-    budget = {"method": "rejection", "population": 1000, "generations": 1, "max_runs": 120, "predictive_draws": 4}
+def _wide_case(tmp_path: Path, budget: dict[str, Any]):
+    """The recovery case with tolerances of 40%, wide enough for some prior draws to be accepted."""
     wide = {
         name: {"relative": 0.4, "reason": "test uncertainty, wide enough to accept some prior draws"}
         for name in ("killed", "displacements", "hosted in Beta")
     }
     s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=303), _config(budget=budget, targets=wide))
-    cal = _cal(s, c)
+    return _cal(s, c)
+
+
+def test_rejection_keeps_exactly_the_draws_inside_every_tolerance_and_resumes_to_the_same_table(
+    tmp_path: Path,
+) -> None:
+    budget = {"method": "rejection", "population": 1000, "generations": 1, "max_runs": 120, "predictive_draws": 4}
+    cal = _wide_case(tmp_path, budget)
     first = run_rejection(cal, tmp_path / "a", workers=1, progress=None)
     table = pd.read_parquet(tmp_path / "a" / REJECTION)
     assert len(table) == 120 and first.runs == 120 and first.stop_reason == "max_runs (120)"
@@ -158,12 +163,7 @@ def test_abc_mcmc_chains_start_at_accepted_draws_move_only_inside_the_tolerances
         "mcmc_step": 0.05,
         "predictive_draws": 4,
     }
-    wide = {
-        name: {"relative": 0.4, "reason": "test uncertainty, wide enough to accept some prior draws"}
-        for name in ("killed", "displacements", "hosted in Beta")
-    }
-    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=303), _config(budget=budget, targets=wide))
-    cal = _cal(s, c)
+    cal = _wide_case(tmp_path, budget)
     first = run_abc_mcmc(cal, tmp_path / "a", workers=1, progress=None)
     rejected = pd.read_parquet(tmp_path / "a" / REJECTION)
     chains = pd.read_parquet(tmp_path / "a" / MCMC)
