@@ -192,12 +192,19 @@ def coverage_study(
     truths = draw_prior(cal.priors, sets, seed).to_dict("records")
     seeds = [s.generate_state(2) for s in np.random.SeedSequence([seed, 1]).spawn(sets)]
     t0 = time.perf_counter()
-    done = []
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_coverage-") as tmp:
         base = Path(work) if work is not None else Path(tmp)
         for i, (truth, (s_record, s_abc)) in enumerate(zip(truths, seeds, strict=True)):
             truth = {k: float(v) for k, v in truth.items()}
-            one = calibrate_one(cal, truth, int(s_record), int(s_abc), base / f"set{i:03d}", workers)
+            try:
+                one = calibrate_one(cal, truth, int(s_record), int(s_abc), base / f"set{i:03d}", workers)
+            except CalibrationFailed as e:  # no posterior (rejection accepted nothing): reported, not counted
+                failed.append({"set": i, "truth": truth, "error": str(e)})
+                if progress is not None:
+                    progress(f"set {i + 1}/{sets}: no posterior ({e})")
+                continue
             done.append({"set": i, **one})
             if progress is not None:
                 flags = ", ".join(
@@ -207,6 +214,8 @@ def coverage_study(
                 )
                 progress(f"set {i + 1}/{sets} ({one['runs']} runs, {one['seconds']:.0f} s): {flags}")
     seconds = time.perf_counter() - t0
+    if not done:
+        raise ValueError(f"none of the {sets} sets produced a posterior: raise --max-runs")
     return {
         "scenario": str(SCENARIO.relative_to(ROOT)),
         "calibration": str(CONFIG.relative_to(ROOT)),
@@ -220,6 +229,7 @@ def coverage_study(
         "budget": budget,
         **summarise(done, LEVEL),
         "runs_used": sum(s["runs"] for s in done),
+        "sets_without_posterior": failed,
         "wall_time_s": round(seconds, 1),
         "results": done,
     }
@@ -245,7 +255,8 @@ def table(result: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.append(
-        f"nominal {result['nominal']:.2f}; {result['sets']} sets, {result['runs_used']} runs, "
+        f"nominal {result['nominal']:.2f}; {result['sets']} sets "
+        f"({len(result.get('sets_without_posterior', []))} without a posterior), {result['runs_used']} runs, "
         f"{result['wall_time_s']:.0f} s on {result['workers']} worker(s); budget {result['budget']}"
     )
     return "\n".join(lines)
@@ -279,7 +290,7 @@ def main() -> None:
             method=a.method,
             mcmc_steps=a.mcmc_steps,
         )
-    except (ValueError, CalibrationFailed) as e:
+    except ValueError as e:
         ap.exit(2, f"bench_coverage: {e}\n")
     result.update({"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version()})
     OUT.parent.mkdir(exist_ok=True)
