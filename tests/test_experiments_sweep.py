@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,8 +235,11 @@ def test_serial_two_workers_and_dask_identical(serial_result: pd.DataFrame, tmp_
     for summary in (s2, s3):
         df = load_results(summary.folder, series=True)
         pd.testing.assert_frame_equal(df, serial_result)
-    workers = load_results(s2.folder, timing=True)["worker"].nunique()
-    assert workers == 2
+    # The runs ran in the pool's processes, not in this one. (Which of the two took how many is
+    # timing: with eight short runs one worker can take them all while the other starts.)
+    workers = set(load_results(s2.folder, timing=True)["worker"])
+    assert 1 <= len(workers) <= 2
+    assert f"{socket.gethostname()}:{os.getpid()}" not in workers
 
 
 def test_failed_runs_are_recorded_and_sweep_completes(tmp_path: Path) -> None:
