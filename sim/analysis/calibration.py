@@ -34,13 +34,12 @@ from sim.analysis.observed import figure_value
 from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
 from sim.analysis.thesis import OUTCOMES, markdown_table, paired_differences, rope_for
 from sim.experiments.calibration import (
-    FINGERPRINT,
     AbcResult,
     CalibrationFailed,
-    check_folder,
     draw_posterior,
     draw_prior,
     final_population,
+    prepare_folder,
     run_abc,
     weighted_quantiles,
 )
@@ -154,16 +153,8 @@ def run_rejection(
     continues after the last stored draw: serial, parallel, interrupted or not, the same draws
     give the same table.
     """
-    import shutil
-
     folder = Path(folder)
-    check_folder(cal, folder, fresh)
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / FINGERPRINT).write_text(
-        json.dumps({"fingerprint": cal.fingerprint(), "calibration": str(cal.path), "name": cal.name}, indent=2)
-    )
+    prepare_folder(cal, folder, fresh)
     b = cal.budget
     n = b.max_runs
     draws = draw_prior(cal.priors, n, cal.seed)

@@ -167,6 +167,17 @@ def check_folder(cal: Calibration, folder: Path, fresh: bool) -> None:
         )
 
 
+def prepare_folder(cal: Calibration, folder: Path, fresh: bool) -> None:
+    """Refuse a folder of another calibration, empty it with ``fresh``, and mark it as this one's."""
+    check_folder(cal, folder, fresh)
+    if fresh and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FINGERPRINT).write_text(
+        json.dumps({"fingerprint": cal.fingerprint(), "calibration": str(cal.path), "name": cal.name}, indent=2)
+    )
+
+
 def make_sampler(workers: int, scheduler: str | None):
     """pyabc's sampler for the CLI options: one process, a local fork pool, or dask."""
     from pyabc.sampler import DaskDistributedSampler, MulticoreEvalParallelSampler, SingleCoreSampler
@@ -268,13 +279,7 @@ def run_abc(
     import pyabc
 
     folder = Path(folder)
-    check_folder(cal, folder, fresh)
-    if fresh and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / FINGERPRINT).write_text(
-        json.dumps({"fingerprint": cal.fingerprint(), "calibration": str(cal.path), "name": cal.name}, indent=2)
-    )
+    prepare_folder(cal, folder, fresh)
     logging.getLogger("ABC").setLevel(logging.WARNING)  # our own progress line replaces pyabc's log
     sampler, sampler_text = make_sampler(workers, scheduler)
     sampler.show_progress = False
