@@ -40,7 +40,8 @@ def test_layer_contracts_are_kept():
     assert proc.returncode == 0, out
     assert "Layers: scenario -> model -> run -> experiments -> analysis -> viz -> cli KEPT" in out
     assert "Only the command line knows typer KEPT" in out
-    assert "2 kept, 0 broken" in out
+    assert "No import cycles between the modules of a layer KEPT" in out
+    assert "3 kept, 0 broken" in out
 
 
 def test_contracts_catch_an_upward_import_inside_a_function(tmp_path: Path):
@@ -57,7 +58,23 @@ def test_contracts_catch_an_upward_import_inside_a_function(tmp_path: Path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "BROKEN" in out and "sim.scenario.shipped -> sim.cli.main" in out
-    assert "0 kept, 2 broken" in out
+    assert "0 kept, 3 broken" in out
+
+
+def test_contracts_catch_a_cycle_inside_a_layer(tmp_path: Path):
+    """A copy where two sibling modules of the CLI import each other must break the acyclic contract only."""
+    shutil.copytree(ROOT / "sim", tmp_path / "sim", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    common = tmp_path / "sim" / "cli" / "common.py"
+    common.write_text(
+        common.read_text(encoding="utf-8") + "\n\ndef _back():\n    from sim.cli.run_cmd import run\n\n    return run\n",
+        encoding="utf-8",
+    )
+    proc = _lint_imports(tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "No import cycles between the modules of a layer BROKEN" in out
+    assert "2 kept, 1 broken" in out
 
 
 def _imported_modules(path: Path) -> set[str]:

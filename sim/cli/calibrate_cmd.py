@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.main import fail, load
+from sim.cli.common import fail, load
 from sim.scenario.loader import ScenarioError
 
 

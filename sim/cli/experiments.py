@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.main import fail, load, output_ok
+from sim.cli.common import fail, load, output_ok
 from sim.scenario.loader import ScenarioError
 
 SetOption = Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sim.cli.main import fail, output_ok
+from sim.cli.common import fail, output_ok
 
 
 def plot_command(

@@ -1,0 +1,133 @@
+"""``sim validate`` and ``sim run``: check a scenario, run it and summarise the run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.cli.common import SetOption, fail, load, output_ok
+
+
+def validate(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario file, or the name of a shipped scenario (idlib_2017_2018, policies/none, ...).",
+            metavar="SCENARIO",
+        ),
+    ],
+    set_: SetOption = None,
+) -> None:
+    """Check a scenario file and print what it resolves to."""
+    loaded = load(file, set_)
+    sc = loaded.scenario
+    persons = sum(t.persons for t in sc.towns)
+    typer.echo(
+        f"ok: {file} -> scenario {sc.name!r}: {len(sc.towns)} towns, {persons:,} persons, "
+        f"{sc.days} days, policy {sc.air_campaign.policy!r}, seed {sc.seed}, "
+        f"config {loaded.config_hash[:12]}"
+    )
+
+
+def run(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Scenario file, or the name of a shipped scenario (idlib_2017_2018, policies/none, ...).",
+            metavar="SCENARIO",
+        ),
+    ],
+    seed: Annotated[int | None, typer.Option(metavar="SEED", help="Root seed (default: the scenario's).")] = None,
+    days: Annotated[
+        int | None, typer.Option(metavar="DAYS", help="Days to simulate (default: the scenario's).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Results root; the run goes to DIR/<scenario>/<run-id>/.")
+    ] = Path("results"),
+    run_id: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Name of the run folder (default: time and seed).")
+    ] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
+    from sim.run.simulate import simulate
+    from sim.viz.figures import write_run_folder
+
+    overrides = list(set_ or [])
+    if seed is not None:
+        overrides.append(f"seed={seed}")
+    if days is not None:
+        overrides.append(f"days={days}")
+    loaded = load(file, overrides)
+    if run_id is not None and (not run_id or "/" in run_id or run_id.startswith(".")):
+        fail(f"--run-id {run_id!r}: must be a plain folder name")
+    target = out / loaded.scenario.name / (run_id or "")
+    if run_id is not None and target.exists():
+        fail(f"--run-id {run_id!r}: {target} already exists")
+    output_ok("--out", out)
+    output_ok("--out", out / loaded.scenario.name)
+    result = simulate(loaded, progress=True)
+    folder = write_run_folder(result, out, run_id)
+    typer.echo(summary_text(result, folder))
+
+
+def _num(x: float) -> str:
+    """Counts with thousands separators, shares with three decimals."""
+    return f"{x:,.0f}" if abs(x) >= 10 else f"{x:.3f}"
+
+
+def summary_text(result, folder: Path) -> str:
+    """A few lines on what the run found, for the terminal."""
+    ts = result.timeseries
+    first, last = ts.iloc[0], ts.iloc[-1]
+    when = f"{ts['date'].iloc[-1]:%Y-%m-%d}" if "date" in ts.columns else f"day {int(last['day'])}"
+    lines = [
+        f"run: {result.scenario.name} seed {result.seed}, {result.manifest['agents']:,} agents, "
+        f"{result.scenario.days} days in {result.manifest['wall_time_s']:.1f} s",
+        f"  cooperation with HTS, resisting towns: {first['coop_share_resisting']:.3f} -> "
+        f"{last['coop_share_resisting']:.3f} (by home town {last['coop_share_resisting_home']:.3f}) at {when}",
+        f"  cooperation with HTS, all towns:       {first['coop_share']:.3f} -> {last['coop_share']:.3f}",
+        f"  protest participation, resisting towns: {first['protest_share_resisting']:.3f} -> "
+        f"{last['protest_share_resisting']:.3f}",
+        f"  strikes {int(last['strikes_cum'])}, killed {last['killed_cum']:,.0f}, displaced now "
+        f"{last['displaced_persons']:,.0f}, displacements {last['displacement_moves_cum']:,.0f}",
+    ]
+    observed = folder / "observed.csv"
+    if observed.exists():
+        import pandas as pd
+
+        from sim.analysis.observed import NOT_REACHED
+
+        obs = pd.read_csv(observed, keep_default_na=False, na_values=[""])
+        headings = {
+            "calibration": "  observed vs simulated, calibration targets (fitted by sim calibrate):",
+            "validation": "  observed vs simulated, validation targets (held out of fitting):",
+            "check": "  observed vs simulated, other checks:",
+        }
+        roles = obs["role"] if "role" in obs.columns else pd.Series(["check"] * len(obs))
+        for role, heading in headings.items():
+            rows = obs[roles.to_numpy() == role]
+            if not len(rows):
+                continue
+            lines.append(heading)
+            for _, row in rows.iterrows():
+                if row["check"] == NOT_REACHED:
+                    lines.append(f"    {row['figure']}: {NOT_REACHED} (window {row['window']}; the run ends {when})")
+                elif pd.isna(row["simulated"]):
+                    lines.append(f"    {row['figure']}: no model value ({row['check']}; {row['source']})")
+                else:
+                    ratio = f"ratio {row['ratio']:.2f}; " if pd.notna(row["ratio"]) else ""
+                    lines.append(
+                        f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
+                        f"({ratio}{row['source']})"
+                    )
+    lines.append(f"results: {folder}")
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``validate`` and ``run`` to the ``sim`` app."""
+    app.command()(validate)
+    app.command()(run)
