@@ -46,7 +46,7 @@ class Strict(BaseModel):
 
 
 class Mechanisms(Strict):
-    """Strengths of the competing mechanisms (MODEL.md table). Zero switches one off."""
+    """Strengths of the competing mechanisms (docs/ODD.md section 1.2). Zero switches one off."""
 
     rally: float = param(
         1.0,
@@ -197,7 +197,7 @@ class Households(Strict):
         1,
         20,
         unit="persons/household",
-        source="MODEL.md (about six persons)",
+        source="assumed: about six persons (6.2 persons per household in the 2004 Syrian census)",
         doc="Persons per household agent when unit is 'household'.",
     )
     sample_fraction: float = param(
@@ -335,8 +335,9 @@ class Protest(Strict):
         0.0001,
         0.5,
         unit="share of persons",
-        source="MODEL.md: demonstrations in these towns drew hundreds to a few thousand people, "
-        "about 0.5-5% of a town on a protest day",
+        source="assumed from reported crowds: dozens to about a thousand people (about 1,000 in Atarib, "
+        "SMART News, 23 Jul 2017; about 250 in Kafranbel, SMART News, 12 May 2017; dozens in Kafranbel "
+        "and Binnish, SMART News, 2 Feb 2018), about 0.5-5% of a town on a protest day",
         doc="Ordinary-day protest share in resisting towns that the threshold calibration matches "
         "(the documented order of magnitude of the rule itself, not a validation target).",
     )
@@ -427,7 +428,8 @@ class GovernanceBody(DatedSwitch):
         0,
         100,
         unit="multiplier",
-        source="assumed; founded 2 Nov 2017 (MODEL.md)",
+        source="assumed; the Salvation Government formed 2 Nov 2017 (date: no primary source identified; "
+        "SMART News, 10 Nov 2017, reports councils joining it)",
         doc="Factor on council takeover rates from its founding.",
     )
 
