@@ -39,7 +39,7 @@ import sim  # noqa: E402
 #: are the ones the thesis heatmap and the Morris sweep explore, inside the schema's ranges.
 UNCERTAINTIES: dict[str, tuple[str, float, float]] = {
     "rally": ("mechanisms.rally", 0.0, 3.0),
-    "regime_blame": ("mechanisms.regime_blame", 0.0, 1.0),  # a share (issue 13)
+    "regime_blame": ("mechanisms.regime_blame", 0.0, 1.0),  # a share (docs/DECISIONS.md: independent blame shares)
     "pretext_blame": ("mechanisms.pretext_blame", 0.0, 1.0),
     "exit": ("mechanisms.exit", 0.0, 3.0),
 }
