@@ -228,7 +228,9 @@ def departures(entry: Entry, record: Record, tables: Tables) -> Observation:
     towns, coverage = record.towns_of(entry.place)
     if entry.unit == "share":
         if coverage != "exact":
-            return Observation(None, NO_MODEL, f"{entry.place!r} is not a unit of the scenario: its share is not resolved")
+            return Observation(
+                None, NO_MODEL, f"{entry.place!r} is not a unit of the scenario: its share is not resolved"
+            )
         tw = tables.get("towns")
         if not _has(tw, "displaced_out", "persons_at_home"):
             return no_model("towns.displaced_out and towns.persons_at_home")
@@ -599,8 +601,8 @@ def compare(record: Record, result_tables: Tables, run_end_date: Any) -> pd.Data
     Entries whose days end after ``run_end_date`` (or begin before the run's first day) are
     :data:`NOT_REACHED`, except a state held over a window (:data:`STATE_KINDS`: a council
     independent, a town not held by HTS), which is checked on the days the run covers and noted as
-    partial (a state that fails inside the run has failed); context entries (outside the record window) are left out: they justify
-    the initial state and are never compared.
+    partial (a state that fails inside the run has failed); context entries (outside the record
+    window) are left out: they justify the initial state and are never compared.
 
     Args:
         record: a loaded record (:func:`sim.scenario.record.load_record`).

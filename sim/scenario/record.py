@@ -364,7 +364,9 @@ class Record(_Strict):
         seen: dict[str, int] = {}
         for i, e in enumerate(self.entries):
             if e.id in seen:
-                raise ScenarioRefError(("entries", i, "id"), f"duplicate entry id {e.id!r} (first in entry {seen[e.id]})")
+                raise ScenarioRefError(
+                    ("entries", i, "id"), f"duplicate entry id {e.id!r} (first in entry {seen[e.id]})"
+                )
             seen[e.id] = i
             lo, hi = self.window.start, self.window.end
             inside = lo <= e.start and e.end <= hi
