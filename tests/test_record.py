@@ -640,3 +640,66 @@ def test_context_entries_may_lie_outside_the_window_only_as_checks(tmp_path: Pat
         load_record(_write(tmp_path, text), scenario)
     text = text.replace("    role: validation\n", "    role: check\n", 1)
     assert load_record(_write(tmp_path, text), scenario).entries[0].context
+
+
+# --------------------------------------------------------------------------- the record figure
+
+
+def test_the_record_figure_draws_one_row_per_town_with_entries():
+    import matplotlib.pyplot as plt
+
+    from sim.viz.record import PANELS, plot_record, towns_with_entries
+
+    rec = record(
+        entry(kind="protest", place="Kafranbel", date="2018-02-02", value="dozens", target="hts"),
+        entry(kind="council", place="Atarib", window={"start": "2017-11-01", "end": "2018-04-30"}, value="independent"),
+        entry(kind="hosted", place="Dana", window={"start": "2017-12-01", "end": "2017-12-31"}, value=50000),
+        entry(kind="control", place="Kafranbel", date="2018-01-07", value="regime"),
+        entry(kind="deaths", place="Kafranbel", cause="strikes", date="2018-02-04", value=6),
+        entry(
+            kind="deaths",
+            place="governorate",
+            cause="all",
+            window={"start": "2018-01-01", "end": "2018-01-31"},
+            value=1,
+        ),
+        entry(kind="protest", place="Maarat Tamsrin", date="2018-03-02", value="reported", target="hts"),
+        entry(kind="protest", place="Binnish", date="2017-07-23", value=10, target="hts", context=True, role="check"),
+    )
+    assert towns_with_entries(rec) == ["Kafranbel", "Atarib", "Dana"]
+    fr = frames()
+    set_town(fr, "Kafranbel", "protest_share", 0.02, "2018-02-02")
+    fig = plot_record(rec, fr, comparison=R.compare(rec, fr, RUN_END))
+    try:
+        assert len(fig.axes) == 3 * len(PANELS)
+        first = [ax for ax in fig.axes if ax.get_subplotspec().colspan.start == 0]
+        assert [ax.get_ylabel() for ax in first] == ["Kafranbel", "Atarib", "Dana"]
+        assert [ax.get_title() for ax in fig.axes[: len(PANELS)]] == [t for _, t in PANELS]
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert "simulated" in labels and "recorded: agree" in labels and "recorded: disagree" in labels
+    finally:
+        plt.close(fig)
+
+
+def test_the_record_figure_of_the_shipped_record_draws_every_town_with_an_entry(scenario, tmp_path: Path):
+    import matplotlib.pyplot as plt
+
+    from sim.viz.record import PANELS, plot_record, town_of, towns_with_entries
+
+    rec = load_record(SHIPPED_RECORD, scenario)
+    towns = towns_with_entries(rec)
+    expected = {town_of(rec, e) for e in rec.entries if not e.context} - {None}
+    assert set(towns) == expected and len(towns) >= 10
+    fr = frames()
+    for t in set(towns) - set(TOWNS):  # give every drawn town its rows
+        extra = fr["towns"][fr["towns"]["town"] == "Kafranbel"].copy()
+        extra["town"] = t
+        fr["towns"] = pd.concat([fr["towns"], extra], ignore_index=True)
+    fig = plot_record(rec, fr, save=tmp_path / "record.png")
+    try:
+        assert len(fig.axes) == len(towns) * len(PANELS)
+        first = [ax for ax in fig.axes if ax.get_subplotspec().colspan.start == 0]
+        assert [ax.get_ylabel() for ax in first] == towns
+        assert (tmp_path / "record.png").stat().st_size > 0
+    finally:
+        plt.close(fig)
