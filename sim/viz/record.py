@@ -4,8 +4,9 @@ One row per town that has record entries (a scenario town, or a named place stan
 one town), four panels per row: persons protesting, council independence, controller, and
 displaced persons hosted. Each entry is drawn in the panel of its kind at its date (a window as a
 horizontal bar, a tolerance as an error bar), coloured by its agreement when a comparison table
-(:func:`sim.run.record.compare`) is given; entries of other kinds (deaths, strikes, ...) are dotted
-vertical lines across the row. Context entries (outside the record window) are not drawn.
+(:func:`sim.run.record.compare`) is given; entries of other kinds (deaths, strikes, ...) and council
+events that are not a status (a decree, an office closed) are dotted vertical lines across the row.
+Context entries (outside the record window) are not drawn.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def plot_record(
                 if e.context or town_of(record, e) != town:
                     continue
                 panel = PANEL_OF_KIND.get(e.kind)
+                if panel == "council" and e.value not in ("independent", "ssg", "none"):
+                    panel = None  # a council event (a decree, an office closed), not a status
                 if panel is None:
                     for c in range(len(PANELS)):
                         axes[r, c].axvline(pd.Timestamp(e.start), color="#777777", linestyle=":", linewidth=1)
