@@ -703,3 +703,23 @@ def test_the_record_figure_of_the_shipped_record_draws_every_town_with_an_entry(
         assert (tmp_path / "record.png").stat().st_size > 0
     finally:
         plt.close(fig)
+
+
+def test_a_change_of_the_campaign_compares_strikes_before_and_after_its_date():
+    rec, e = one(kind="strikes", place="governorate", date="2018-02-11", value="decreased")
+    fr = frames()
+    assert verdict(rec, e, fr) == R.DISAGREE  # no strikes before or after: no decrease
+    set_town(fr, "Kafranbel", "strikes", 2, "2018-01-28", "2018-02-10")
+    assert verdict(rec, e, fr) == R.AGREE
+    set_town(fr, "Binnish", "strikes", 3, "2018-02-11", "2018-02-24")
+    assert verdict(rec, e, fr) == R.DISAGREE
+    rec, e = one(kind="strikes", place="governorate", date="2017-11-01", value="escalated")
+    assert verdict(rec, e, fr) == R.NO_MODEL  # the run starts that day
+
+
+def test_no_strikes_either_side_is_no_escalation():
+    rec, e = one(kind="strikes", place="governorate", date="2018-01-15", value="escalated")
+    fr = frames()
+    assert verdict(rec, e, fr) == R.DISAGREE
+    set_town(fr, "Kafranbel", "strikes", 1, "2018-01-15", "2018-01-28")
+    assert verdict(rec, e, fr) == R.AGREE

@@ -368,15 +368,33 @@ def deaths(entry: Entry, record: Record, tables: Tables) -> Observation:
     return _numeric(sim, entry, coverage, note)
 
 
+#: Days compared before and after a recorded change of the campaign (``escalated``, ``decreased``).
+CHANGE_DAYS = 14
+
+
 def strikes(entry: Entry, record: Record, tables: Tables) -> Observation:
     """Air strikes on ``place`` within the entry's days (widened by ``days``): ``towns.strikes`` summed.
 
     ``hit`` agrees with at least one strike, a count ``n`` with at least ``n``. A place larger than
-    the towns compared has no model value (its strike may have fallen elsewhere).
+    the towns compared has no model value (its strike may have fallen elsewhere). A change of the
+    campaign on a date D (``decreased``, ``escalated``) compares the mean daily strikes on the
+    place's towns over the :data:`CHANGE_DAYS` days from D with the same number of days before D:
+    lower (higher) agrees; a run that does not cover the days before D has no model value.
     """
     if not _has(tables.get("towns"), "strikes"):
         return no_model("towns.strikes")
     towns, coverage = record.towns_of(entry.place)
+    if entry.value in ("decreased", "escalated"):
+        d = _day(entry.start)
+        span = pd.Timedelta(days=CHANGE_DAYS)
+        before = _town_daily(tables, towns, "strikes", d - span, d - pd.Timedelta(days=1))
+        after = _town_daily(tables, towns, "strikes", d, d + span - pd.Timedelta(days=1))
+        if len(before) < CHANGE_DAYS or len(after) < CHANGE_DAYS:
+            return Observation(None, NO_MODEL, f"the run does not cover {CHANGE_DAYS} days either side of {d.date()}")
+        b, a = float(before.mean()), float(after.mean())
+        ratio = a / b if b > 0 else (math.inf if a > 0 else 1.0)  # no strikes either side: no change
+        ok = ratio < 1 if entry.value == "decreased" else ratio > 1
+        return Observation(ratio, AGREE if ok else DISAGREE, "mean daily strikes after / before the date")
     if coverage == "larger":
         return Observation(None, NO_MODEL, f"{entry.place!r} is larger than the towns the scenario holds there")
     _, days = tolerance(entry)

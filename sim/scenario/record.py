@@ -19,7 +19,8 @@ Kinds and the values they take:
 ``returns``           persons returning to ``place`` over a window
 ``deaths``            persons killed (``measure``: killed, wounded, affected) by ``cause``
                       (strikes, fighting, hts, all)
-``strikes``           air strikes on ``place``: a count or ``hit``
+``strikes``           air strikes on ``place``: a count or ``hit``; or a change of the
+                      campaign on ``date`` (``escalated``, ``decreased``)
 ``protest``           a protest event: ``reported``, ``dozens``, ``hundreds``, ``thousands``
                       or a number of persons; ``target`` says against whom
 ``council``           council status (``independent``, ``ssg``, ``none``), a council event
@@ -97,6 +98,7 @@ COUNCIL_VALUES = (
     "sided_with_controller",
 )
 CONTROL_VALUES = ("hts", "rival", "local", "regime", "contested", "not_hts", "front_line")
+STRIKE_VALUES = ("hit", "escalated", "decreased")
 CLASH_VALUES = ("clashes", "truce", "truce_collapsed", "merger", "split", "accusation")
 DEATH_CAUSES = ("strikes", "fighting", "hts", "all")
 DEATH_MEASURES = ("killed", "wounded", "affected")
@@ -317,9 +319,11 @@ def _check_value(e: Entry) -> Value:
         if share and numeric[1] > 1:
             raise ScenarioRefError(loc, f"a share lies in [0, 1] (got {v!r})")
     elif e.kind == "strikes":
-        categories(("hit",), "a count of strikes")
+        categories(STRIKE_VALUES, "a count of strikes")
         if numeric is not None and (rng is not None or numeric[0] < 1 or not numeric[0].is_integer()):
-            raise ScenarioRefError(loc, f"a strikes value is 'hit' or a whole number of strikes, 1 or more (got {v!r})")
+            raise ScenarioRefError(
+                loc, f"a strikes value is a category or a whole number of strikes, 1 or more (got {v!r})"
+            )
     elif e.kind == "protest":
         categories(PROTEST_SIZES, "a number of persons")
         if numeric is not None and numeric[0] < 1:
