@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import math
 import warnings
@@ -97,6 +98,27 @@ def _seeded_torch(seed: int) -> Iterator[Any]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield torch
+
+
+class _QuietTracker:
+    """An sbi ``Tracker`` that keeps nothing: sbi's default writes TensorBoard logs under ``./sbi-logs``."""
+
+    log_dir = None
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """Drop the metric (the trainer's own summary keeps the losses)."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Drop the metrics."""
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Drop the parameters."""
+
+    def add_figure(self, name: str, figure: Any, step: int | None = None) -> None:
+        """Drop the figure."""
+
+    def flush(self) -> None:
+        """Nothing to flush."""
 
 
 # --------------------------------------------------------------------------- parameter map
@@ -574,10 +596,12 @@ def fit_npe(
     estimators, training = [], []
     for i in range(settings.members):
         member_seed = derive_seed(seed, "npe", "member", i)
-        with _seeded_torch(member_seed), warnings.catch_warnings():
+        with _seeded_torch(member_seed), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # no prior given (the table's draws are the prior); progress notes
             build = posterior_nn_for(settings)
-            inference = NPE(prior=None, density_estimator=build, device="cpu", show_progress_bars=False)
+            inference = NPE(
+                prior=None, density_estimator=build, device="cpu", tracker=_QuietTracker(), show_progress_bars=False
+            )
             inference.append_simulations(uz, xz)
             est = inference.train(
                 training_batch_size=settings.training_batch_size,
