@@ -18,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sbi")
+torch.set_num_threads(1)
 
 from scipy import stats  # noqa: E402
 
@@ -61,7 +62,6 @@ def analytic(x_obs: dict[str, float]) -> dict[str, stats.rv_continuous]:
 
 @pytest.fixture(scope="module")
 def fitted():
-    torch.set_num_threads(1)
     theta, x = simulate(2000, "train")
     # three failed simulations: recorded, with NaN statistics, and excluded from training
     theta = pd.concat([theta, pd.DataFrame({"a": [0.1, 0.2, 0.3], "b": [0.0, 1.0, 2.0]})], ignore_index=True)
@@ -139,6 +139,7 @@ def test_save_and_load_give_identical_samples(fitted, tmp_path):
         fitted.log_prob(fitted.sample(X_OBS, 50, seed=7), X_OBS),
     )
     assert (again.n_failed, again.n_used) == (3, 2000)
+    assert again.fingerprint == fitted.fingerprint and len(fitted.fingerprint) == 64
     assert fitted.sample(X_OBS, 100, seed=8).equals(fitted.sample(X_OBS, 100, seed=8))
     assert not fitted.sample(X_OBS, 100, seed=8).equals(fitted.sample(X_OBS, 100, seed=9))
 
@@ -228,6 +229,8 @@ def test_reference_table_refuses_unmarked_non_finite_rows():
         npe.reference_table(PRIORS, theta, x)
     table = npe.reference_table(PRIORS, theta, x, failed=np.arange(20) == 3)
     assert (table.n_total, table.n_failed, table.n_used) == (20, 1, 19)
+    once, twice = (npe.table_fingerprint(PRIORS, table, SETTINGS, 1) for _ in range(2))
+    assert once == twice != npe.table_fingerprint(PRIORS, table, SETTINGS, 2)
 
 
 def test_import_guard_names_the_extra(monkeypatch):

@@ -30,6 +30,7 @@ caller gives. torch and sbi are imported only when needed; without them the func
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import io
 import json
@@ -61,6 +62,7 @@ __all__ = [
     "load_npe",
     "reference_table",
     "require_inference",
+    "table_fingerprint",
 ]
 
 #: The one line shown when torch or sbi is missing (the CLI maps the exception to exit 2).
@@ -328,6 +330,7 @@ class NPEEnsemble:
     n_failed: int
     n_used: int
     training: list[dict[str, Any]] = field(default_factory=list)  # per member: seed, epochs, validation loss
+    fingerprint: str = ""  # of the priors, the settings, the seed and the training rows (table_fingerprint)
 
     # ---------------------------------------------------------------- coordinates
 
@@ -378,12 +381,15 @@ class NPEEnsemble:
         """
         cond = self._condition(xs)
         m, k = cond.shape[0], len(self.estimators)
-        draws = np.empty((k, n, m, len(self.priors)))
-        for i, est in enumerate(self.estimators):
-            with _seeded_torch(derive_seed(seed, "npe", "sample", "member", i)) as torch, torch.no_grad():
-                draws[i] = est.sample(torch.Size((n,)), condition=cond).double().numpy()
         pick = generator(seed, "npe", "sample", "mixture").integers(0, k, size=(n, m))
-        z = np.take_along_axis(draws, pick[None, :, :, None], axis=0)[0]
+        z = np.empty((n, m, len(self.priors)))
+        for i, est in enumerate(self.estimators):
+            mine = pick == i
+            if not mine.any():
+                continue
+            with _seeded_torch(derive_seed(seed, "npe", "sample", "member", i)) as torch, torch.no_grad():
+                draws = est.sample(torch.Size((n,)), condition=cond).double().numpy()
+            z[mine] = draws[mine]
         u = z * self.u_sd + self.u_mean
         return self.map.inverse(u.reshape(-1, u.shape[-1])).reshape(u.shape)
 
@@ -501,6 +507,7 @@ class NPEEnsemble:
             "n_failed": self.n_failed,
             "n_used": self.n_used,
             "training": self.training,
+            "fingerprint": self.fingerprint,
             "members": [f"member_{i}.pt" for i in range(len(self.estimators))],
         }
 
@@ -550,10 +557,32 @@ def load_npe(folder: str | Path) -> NPEEnsemble:
         n_failed=int(meta["n_failed"]),
         n_used=int(meta["n_used"]),
         training=list(meta["training"]),
+        fingerprint=str(meta.get("fingerprint", "")),
     )
 
 
 # --------------------------------------------------------------------------- fitting
+
+
+def table_fingerprint(priors: Sequence[Prior], table: ReferenceTable, settings: NPESettings, seed: int) -> str:
+    """SHA-256 of what a fit depends on: priors, settings, seed, and the training rows with their columns.
+
+    A saved ensemble whose :attr:`NPEEnsemble.fingerprint` equals the fingerprint of the current
+    table, settings and seed can be reused instead of refitted.
+    """
+    h = hashlib.sha256()
+    head = {
+        "priors": [[p.path, p.family, p.low, p.high, p.mean, p.sd] for p in priors],
+        "settings": settings.__dict__,
+        "seed": int(seed),
+        "theta": list(table.theta.columns),
+        "x": list(table.x.columns),
+        "rows": [table.n_total, table.n_failed],
+    }
+    h.update(json.dumps(head, sort_keys=True).encode("utf-8"))
+    h.update(np.ascontiguousarray(table.theta.to_numpy(dtype=np.float64)).tobytes())
+    h.update(np.ascontiguousarray(table.x.to_numpy(dtype=np.float64)).tobytes())
+    return h.hexdigest()
 
 
 def _sd(a: np.ndarray, what: str, names: Sequence[str]) -> np.ndarray:
@@ -635,6 +664,7 @@ def fit_npe(
         n_failed=table.n_failed,
         n_used=table.n_used,
         training=training,
+        fingerprint=table_fingerprint(priors, table, settings, seed),
     )
 
 
