@@ -179,6 +179,8 @@ def test_contraction_says_what_the_record_constrains(fitted, held):
 
 def test_misspecification_checks_name_the_statistic_outside():
     _, x = simulate(1000, "table")
+    x = pd.concat([x, pd.DataFrame({"s1": [np.nan], "s2": [np.nan]})], ignore_index=True)
+    x["failed"] = [False] * 1000 + [True]
     typical = {"s1": 0.3, "s2": -0.5}
     odd = {"s1": 0.3, "s2": 9.0}
     assert pc.rank_check(x, typical).passed

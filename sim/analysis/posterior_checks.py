@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -344,20 +344,33 @@ def contraction_check(
 # --------------------------------------------------------------------------- misspecification
 
 
+def _simulated(table_x: pd.DataFrame, failed: str | None) -> pd.DataFrame:
+    """The table's statistics without its failed rows (and without the failure column)."""
+    if failed is not None and failed in table_x.columns:
+        table_x = table_x.loc[~table_x[failed].to_numpy(dtype=bool)].drop(columns=[failed])
+    if not np.all(np.isfinite(table_x.to_numpy(dtype=float))):
+        raise ValueError("the reference table has non-finite statistics in rows not marked failed")
+    return table_x
+
+
 def _obs_vector(x_obs: Any, columns: Sequence[str]) -> np.ndarray:
     if isinstance(x_obs, pd.DataFrame):
         return x_obs[list(columns)].to_numpy(dtype=float)[0]
-    if isinstance(x_obs, pd.Series | dict):
+    if isinstance(x_obs, pd.Series | Mapping):
         return np.array([float(x_obs[c]) for c in columns])
     return np.asarray(x_obs, dtype=float).reshape(-1)
 
 
-def rank_check(table_x: pd.DataFrame, x_obs: Any, *, low: float = 0.005, high: float = 0.995) -> CheckResult:
+def rank_check(
+    table_x: pd.DataFrame, x_obs: Any, *, low: float = 0.005, high: float = 0.995, failed: str | None = "failed"
+) -> CheckResult:
     """Where each observed statistic falls among the reference table's simulations.
 
-    The rank is the share of simulations below the observed value (ties count half). Passes
-    when every rank is within ``[low, high]``; the statistics outside are named.
+    The rank is the share of simulations below the observed value (ties count half); rows
+    marked in the ``failed`` column are left out. Passes when every rank is within
+    ``[low, high]``; the statistics outside are named.
     """
+    table_x = _simulated(table_x, failed)
     cols = list(table_x.columns)
     obs = _obs_vector(x_obs, cols)
     sims = table_x.to_numpy(dtype=float)
@@ -386,10 +399,12 @@ def mmd_check(
     alpha: float = 0.05,
     n_shuffle: int = 300,
     max_samples: int = 500,
+    failed: str | None = "failed",
 ) -> CheckResult:
     """MMD misspecification test (sbi's ``calc_misspecification_mmd``, RBF kernel, median bandwidth).
 
-    Statistics are z-scored with the table's means and sds. The observed vector is compared
+    Rows marked in the ``failed`` column are left out and the statistics are z-scored with
+    the table's means and sds. The observed vector is compared
     with the simulations jointly and one statistic at a time; each p-value comes from a
     permutation null of ``n_shuffle`` single simulations against the rest. Passes when the
     joint p-value is at least ``alpha``; statistics whose own p-value is below ``alpha`` are named.
@@ -397,6 +412,7 @@ def mmd_check(
     torch, _ = require_inference()
     from sbi.diagnostics import calc_misspecification_mmd
 
+    table_x = _simulated(table_x, failed)
     cols = list(table_x.columns)
     sims = table_x.to_numpy(dtype=float)
     mean, sd = sims.mean(axis=0), sims.std(axis=0)
