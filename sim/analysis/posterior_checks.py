@@ -513,18 +513,9 @@ def reliability_check(
 
 
 def calibration_checks(
-    posterior: PosteriorSampler,
-    priors: Sequence[Prior],
-    theta: pd.DataFrame,
-    x: pd.DataFrame,
-    *,
-    seed: int,
-    n_posterior: int = 500,
-    failed: Any = "failed",
-    obs_draws: pd.DataFrame | None = None,
+    ho: HeldOut, priors: Sequence[Prior], *, seed: int, obs_draws: pd.DataFrame | None = None
 ) -> dict[str, CheckResult]:
-    """SBC, coverage, TARP and contraction on one set of held-out simulations (draws taken once)."""
-    ho = held_out(posterior, priors, theta, x, seed=seed, n_posterior=n_posterior, failed=failed)
+    """SBC, coverage, TARP and contraction on one set of held-out simulations (see :func:`held_out`)."""
     return {
         "sbc": sbc_check(ho, seed=seed),
         "coverage": coverage_check(ho),
