@@ -48,9 +48,11 @@ from sim.scenario.calibration import Prior
 from sim.scenario.seeds import derive_seed
 
 __all__ = [
+    "LEVELS",
     "CheckResult",
     "HeldOut",
     "PosteriorSampler",
+    "binomial_band",
     "calibration_checks",
     "contraction_check",
     "coverage_check",

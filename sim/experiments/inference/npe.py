@@ -60,6 +60,7 @@ __all__ = [
     "ReferenceTable",
     "fit_npe",
     "load_npe",
+    "posterior_nn_for",
     "reference_table",
     "require_inference",
     "table_fingerprint",
