@@ -1,0 +1,1 @@
+"""Inference beyond ABC: neural posterior estimation on a reference table of simulations."""
