@@ -714,3 +714,25 @@ def test_method_option_overrides_the_file_and_is_recorded(tmp_path: Path, run_cl
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     r = run_cli("calibrate", cal.scenario.path, "--config", cal.path, "--out", out, "--method", "npx")
     assert r.returncode == 2 and "--method 'npx'" in r.stderr, r.stderr
+
+
+def test_sampler_tables_append_parts_and_a_kill_between_compaction_steps_stores_nothing_twice(tmp_path: Path) -> None:
+    from sim.experiments.inference.parts import PartTable
+
+    whole = pd.DataFrame({"draw": np.arange(10), "x": np.linspace(0, 1, 10), "accepted": [True, False] * 5})
+    store = PartTable(tmp_path, "rejection", key=("draw",))
+    assert store.load().empty
+    store.append(whole.iloc[:4])
+    store.append(whole.iloc[4:7])
+    assert [p.name for p in store.part_files()] == ["part-000001.parquet", "part-000002.parquet"]
+    assert not (tmp_path / "rejection.parquet").exists()  # nothing rewritten while appending
+    pd.testing.assert_frame_equal(store.load(), whole.iloc[:7].reset_index(drop=True))
+    # a kill after the compacted table was written but before its parts were removed
+    (tmp_path / "rejection.parquet").write_bytes(b"")
+    whole.iloc[:7].to_parquet(tmp_path / "rejection.parquet", index=False)
+    store.append(whole.iloc[7:])
+    (store.parts_dir / ".part-000004.tmp-1-abc.parquet").write_bytes(b"half a part")  # a killed writer's temp
+    pd.testing.assert_frame_equal(store.load(), whole)
+    pd.testing.assert_frame_equal(store.compact(), whole)
+    assert not store.parts_dir.exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rejection.parquet"), whole)

@@ -112,7 +112,8 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise _bad(
-            path, f"not valid JSON (truncated or corrupt: {e.msg} at line {e.lineno}); re-run the calibration"
+            path,
+            f"not valid JSON (truncated or corrupt: {e.msg}, line {e.lineno} column {e.colno}); re-run the calibration",
         ) from None
     if not isinstance(data, dict):
         raise _bad(path, "not a JSON object; re-run the calibration")
