@@ -1,15 +1,19 @@
 """The sampler interface: what a method module provides and what it returns.
 
-A method is a module with a function::
+A method is a module with a title and a function::
 
-    run(cal: Calibration, folder: Path, engine: Engine, *, progress: Progress | None) -> SamplerResult
+    TITLE: str
+    run(cal: Calibration, folder: Path, engine: Engine, measure: Measure, *,
+        progress: Progress | None = None) -> SamplerResult
 
 registered by name in :data:`sim.experiments.inference.methods.METHODS`. ``folder`` has been
 prepared (:func:`sim.experiments.inference.folder.prepare_folder`) and is the method's to write
-its own resumable state in (a history database, Parquet parts); ``engine`` runs the simulations
-(:mod:`sim.experiments.engine`: serial, a local pool, or dask) and is opened and closed by the
-caller, so one pool serves the sampler and the checks after it. Simulations go through the
-target statistics task (:func:`sim.experiments.inference.targets.run_targets`), and every random
+its own resumable state in (a history database, Parquet parts: :mod:`.parts`); ``engine`` runs
+the simulations (:mod:`sim.experiments.engine`: serial, a local pool, or dask) and is opened and
+closed by the caller, so one engine serves the sampler and the checks after it; ``measure`` is
+how a run's tables give a recorded figure's value (:data:`sim.experiments.inference.targets.Measure`).
+Simulations go through the target statistics task (:func:`sim.experiments.inference.targets.run_targets`,
+or :class:`~sim.experiments.inference.targets.TargetModel` for a sampler that calls them itself), and every random
 stream is derived from ``cal.seed`` and labels naming the stream (:mod:`sim.scenario.seeds`), so a
 resumed, serial or parallel run draws what an uninterrupted serial one draws.
 """
@@ -26,6 +30,7 @@ import pandas as pd
 from sim.experiments.engine import Engine
 from sim.scenario.calibration import Calibration
 
+Measure = Callable[..., float]
 Progress = Callable[[str], None]
 
 
@@ -66,6 +71,8 @@ class Method(Protocol):
 
     TITLE: str
 
-    def run(self, cal: Calibration, folder: Path, engine: Engine, *, progress: Progress | None = None) -> SamplerResult:
+    def run(
+        self, cal: Calibration, folder: Path, engine: Engine, measure: Measure, *, progress: Progress | None = None
+    ) -> SamplerResult:
         """Run (or resume) the method in ``folder`` on ``engine``."""
         ...

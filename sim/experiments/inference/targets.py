@@ -27,7 +27,7 @@ from sim.scenario.seeds import derive_seed
 FAR = 10.0  # residual of a run that could not be simulated (invalid parameter values)
 
 #: ``measure(figure, scenario, frames) -> float``: a recorded figure's value in one run's tables.
-Measure = Callable[..., float]
+Measure = Callable[..., float]  # the same as sim.experiments.inference.base.Measure
 
 #: ``statistics(values by key path, seed) -> plain floats``: what a sampler judges one simulation by.
 StatisticsModel = Callable[[dict[str, float], int], dict[str, float]]
