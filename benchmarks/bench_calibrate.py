@@ -6,14 +6,14 @@ Usage::
 
 Runs the shipped Idlib scenario (120 days) as calibration runs do: the calibration file's
 scale, parameters drawn from its priors, the target statistics computed from each run
-(:class:`sim.analysis.calibration.TargetModel`), in worker processes forked the way pyabc's
+(:class:`sim.experiments.inference.targets.TargetModel`), in worker processes forked the way pyabc's
 ``MulticoreEvalParallelSampler`` forks them. Reports
 
 * runs per second with 1 and with ``--workers`` forked workers (after a warm-up run each), and
 * the cost breakdown of one run: build (model construction), daily step (the schedule without
   collection), collection (the daily collector and the final tables), statistics (the targets).
 
-Target (issue 15): at least 6 runs/s on a 2-core machine at the calibration scale. Results
+Target: at least 6 runs/s on a 2-core machine at the calibration scale. Results
 are printed and written to ``benchmarks/out/bench_calibrate.json``.
 """
 
@@ -27,9 +27,9 @@ import platform
 import time
 from pathlib import Path
 
-from sim.analysis.calibration import TargetModel
 from sim.analysis.observed import figure_value
-from sim.experiments.calibration import draw_prior
+from sim.experiments.inference.priors import draw_prior
+from sim.experiments.inference.targets import TargetModel
 from sim.model.model import AllegianceModel
 from sim.scenario.calibration import load_calibration
 from sim.scenario.loader import load_scenario, set_path
@@ -115,7 +115,7 @@ def main() -> None:
     frac = base["households"]["sample_fraction"]
     draws = draw_prior(cal.priors, a.runs, a.seed)
     params = [{k: float(v) for k, v in r.items()} for r in draws.to_dict("records")]
-    model = TargetModel(base, cal.targets)
+    model = TargetModel(base, cal.targets, figure_value)
     cost = breakdown(base, params[: min(8, len(params))], [t.figure for t in cal.targets])
     one = throughput(model, params, 1)
     many = throughput(model, params, a.workers)

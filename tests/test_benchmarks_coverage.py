@@ -1,4 +1,4 @@
-"""The coverage study of the calibration method (benchmarks/bench_coverage.py, issue 15 item 6) at a tiny size."""
+"""The coverage study of the calibration method (benchmarks/bench_coverage.py) at a tiny size."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import binomtest
 
 from sim.analysis.calibration import target_values
-from sim.experiments.calibration import draw_prior
+from sim.experiments.inference.priors import draw_prior
 from sim.scenario.calibration import load_calibration
 from sim.scenario.loader import load_scenario
 

@@ -1,4 +1,4 @@
-"""Calibration (issue 15): recovery of known parameters, resume after SIGKILL, the posterior verdict,
+"""Calibration: recovery of known parameters, resume after SIGKILL, the posterior verdict,
 the scale check, bad input through the CLI, and a dask cluster that loses a worker."""
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import pytest
 import yaml
 
 from sim.analysis.calibration import (
-    MCMC,
-    REJECTION,
     calibrate,
     load_calibration_folder,
     posterior_thesis,
@@ -30,6 +28,8 @@ from sim.analysis.calibration import (
     target_values,
 )
 from sim.experiments.engine import SerialEngine
+from sim.experiments.inference.mcmc import MCMC
+from sim.experiments.inference.rejection import REJECTION
 from sim.scenario.calibration import load_calibration
 from sim.scenario.loader import ScenarioError, load_scenario, read_yaml
 
@@ -590,3 +590,149 @@ def test_calibration_on_a_dask_cluster_survives_losing_a_worker(tmp_path: Path, 
     import json
 
     assert "dask scheduler" in json.loads((out / "manifest.json").read_text())["sampler"]
+
+
+# --------------------------------------------------------------------------- a corrupt calibration folder
+
+
+def _stored_folder(folder: Path) -> Path:
+    """A finished calibration folder of the recovery case, written by hand (no runs)."""
+    folder.mkdir(parents=True)
+    cal = _cal(SCENARIO, CONFIG)
+    priors = [
+        {"path": p.path, "family": p.family, "low": p.low, "high": p.high, "mean": p.mean, "sd": p.sd, "reason": "t"}
+        for p in cal.priors
+    ]
+    manifest = {"kind": "calibration", "calibration_id": "recovery-0123456789", "priors": priors}
+    manifest.update(sample_fraction=cal.sample_fraction, days=cal.days)
+    import json
+
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    post = pd.DataFrame(
+        {"generation": 0, "particle": range(4), "weight": 0.25, **{p: [v] * 4 for p, v in TRUTH.items()}}
+    )
+    post.to_parquet(folder / "posterior.parquet")
+    marg = pd.DataFrame(
+        {
+            "parameter": list(TRUTH),
+            "posterior_median": list(TRUTH.values()),
+            "posterior_low": [v / 2 for v in TRUTH.values()],
+            "posterior_high": [v * 2 for v in TRUTH.values()],
+            "record": "constrained",
+        }
+    )
+    marg.to_csv(folder / "marginals.csv", index=False)
+    return folder
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+CORRUPTIONS = {
+    "truncated manifest": ("manifest.json", _truncate),
+    "empty manifest": ("manifest.json", lambda p: p.write_text("")),
+    "manifest without priors": ("manifest.json", lambda p: p.write_text('{"calibration_id": "x"}')),
+    "truncated posterior": ("posterior.parquet", _truncate),
+    "empty posterior": ("posterior.parquet", lambda p: p.write_bytes(b"")),
+    "missing marginals": ("marginals.csv", lambda p: p.unlink()),
+    "empty marginals": ("marginals.csv", lambda p: p.write_text("")),
+    "marginals without medians": ("marginals.csv", lambda p: p.write_text("parameter\nflight.exposure_rate\n")),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_a_corrupt_calibration_folder_is_one_line_naming_the_file_exit_2_nothing_written(
+    tmp_path: Path, run_cli, case: str
+) -> None:
+    name, corrupt = CORRUPTIONS[case]
+    folder = _stored_folder(tmp_path / "cal")
+    corrupt(folder / name)
+    before = sorted(p.name for p in folder.iterdir())
+    # sim thesis --posterior FOLDER
+    r = run_cli("thesis", SCENARIO, "--posterior", folder, "--draws", "2", "--workers", "1")
+    err = r.stderr.strip()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert name in err, err
+    assert sorted(p.name for p in folder.iterdir()) == before  # no thesis folder
+    # sim calibrate SCENARIO --apply
+    case_dir = tmp_path / "case"
+    case_dir.mkdir()
+    (case_dir / "scenario.yaml").write_text(SCENARIO.read_text())
+    calibrated = case_dir / "calibrated.yaml"
+    calibrated.write_text("extends: scenario.yaml\n")
+    r = run_cli("calibrate", calibrated, "--config", CONFIG, "--out", folder, "--apply")
+    err = r.stderr.strip()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert name in err, err
+    assert calibrated.read_text() == "extends: scenario.yaml\n"
+    assert sorted(p.name for p in case_dir.iterdir()) == ["calibrated.yaml", "scenario.yaml"]
+
+
+def test_the_hand_written_folder_is_readable_and_applies(tmp_path: Path, run_cli) -> None:
+    """The corruption cases above start from a folder that --apply accepts (so each fails for its one fault)."""
+    folder = _stored_folder(tmp_path / "cal")
+    assert load_calibration_folder(folder).calibration_id == "recovery-0123456789"
+    (tmp_path / "scenario.yaml").write_text(SCENARIO.read_text())
+    calibrated = tmp_path / "calibrated.yaml"
+    calibrated.write_text("extends: scenario.yaml\n")
+    r = run_cli("calibrate", calibrated, "--config", CONFIG, "--out", folder, "--apply")
+    assert r.returncode == 0, r.stderr
+    assert load_scenario(calibrated).scenario.flight.exposure_rate == pytest.approx(TRUTH["flight.exposure_rate"])
+
+
+def test_method_option_overrides_the_file_and_is_recorded(tmp_path: Path, run_cli) -> None:
+    budget = {"method": "smc", "population": 1000, "generations": 1, "max_runs": 120, "predictive_draws": 4}
+    cal = _wide_case(tmp_path, budget)
+    out = tmp_path / "out"
+    r = run_cli(
+        "calibrate",
+        cal.scenario.path,
+        "--config",
+        cal.path,
+        "--out",
+        out,
+        "--workers",
+        "1",
+        "--method",
+        "rejection",
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    import json
+
+    assert json.loads((out / "manifest.json").read_text())["method"] == "rejection"
+    assert json.loads((out / "calibration.json").read_text())["method"] == "rejection"
+    assert (out / REJECTION).exists() and not (out / "history.db").exists()
+    assert "method `rejection`" in (out / "report.md").read_text()
+    # another method in the same folder is refused (one line, --fresh), nothing written
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    r = run_cli("calibrate", cal.scenario.path, "--config", cal.path, "--out", out, "--workers", "1")
+    assert r.returncode == 2 and "--fresh" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    r = run_cli("calibrate", cal.scenario.path, "--config", cal.path, "--out", out, "--method", "npx")
+    assert r.returncode == 2 and "--method 'npx'" in r.stderr, r.stderr
+
+
+def test_sampler_tables_append_parts_and_a_kill_between_compaction_steps_stores_nothing_twice(tmp_path: Path) -> None:
+    from sim.experiments.inference.parts import PartTable
+
+    whole = pd.DataFrame({"draw": np.arange(10), "x": np.linspace(0, 1, 10), "accepted": [True, False] * 5})
+    store = PartTable(tmp_path, "rejection", key=("draw",))
+    assert store.load().empty
+    store.append(whole.iloc[:4])
+    store.append(whole.iloc[4:7])
+    assert [p.name for p in store.part_files()] == ["part-000001.parquet", "part-000002.parquet"]
+    assert not (tmp_path / "rejection.parquet").exists()  # nothing rewritten while appending
+    pd.testing.assert_frame_equal(store.load(), whole.iloc[:7].reset_index(drop=True))
+    # a kill after the compacted table was written but before its parts were removed
+    (tmp_path / "rejection.parquet").write_bytes(b"")
+    whole.iloc[:7].to_parquet(tmp_path / "rejection.parquet", index=False)
+    store.append(whole.iloc[7:])
+    (store.parts_dir / ".part-000004.tmp-1-abc.parquet").write_bytes(b"half a part")  # a killed writer's temp
+    pd.testing.assert_frame_equal(store.load(), whole)
+    pd.testing.assert_frame_equal(store.compact(), whole)
+    assert not store.parts_dir.exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rejection.parquet"), whole)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -38,12 +37,25 @@ def calibrate(
         bool,
         typer.Option(help="Write the posterior medians of the calibration folder into SCENARIO (no new runs)."),
     ] = False,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            metavar="{smc,rejection,mcmc}",
+            help="Inference method (a name registered in sim.experiments.inference.methods), "
+            "overriding the calibration file's budget.method.",
+        ),
+    ] = None,
 ) -> None:
-    """Fit the scenario's uncertain parameters to the record: ABC-SMC (pyabc) or rejection ABC; resumable."""
+    """Fit the scenario's uncertain parameters to the record: ABC-SMC (pyabc), rejection ABC or ABC-MCMC; resumable."""
     from sim.scenario.calibration import load_calibration
 
     if workers < 1:
         fail(f"--workers {workers}: must be at least 1")
+    if method is not None:
+        from sim.experiments.inference.methods import METHODS
+
+        if method not in METHODS:
+            fail(f"--method {method!r}: use one of {', '.join(METHODS)}")
     from sim.scenario import shipped
 
     loaded = load(scenario)
@@ -60,13 +72,14 @@ def calibrate(
         _apply(scenario, folder)
         return
     from sim.analysis.calibration import calibrate as run_calibration
-    from sim.experiments.calibration import CalibrationConflict, CalibrationFailed
+    from sim.experiments.inference.base import CalibrationConflict, CalibrationFailed
     from sim.viz.calibration import draw_calibration_figures
 
     try:
         result = run_calibration(
             cal,
             folder,
+            method=method,
             workers=workers,
             scheduler=scheduler,
             fresh=fresh,
@@ -102,131 +115,14 @@ def summary_lines(result) -> str:
 # --------------------------------------------------------------------------- --apply
 
 
-def _list_anchor(data: dict, path: str) -> str | None:
-    """The key path of the first list that ``path`` goes through in ``data`` (None: mappings only)."""
-    cur: object = data
-    parts = path.split(".")
-    for n, part in enumerate(parts):
-        if isinstance(cur, list):
-            return ".".join(parts[:n])
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return None
-
-
-class _WholeList:
-    """Marks a list written whole (``extends`` replaces lists)."""
-
-    def __init__(self, anchor: str):
-        self.anchor = anchor
-
-
-def calibrated_yaml(base_name: str, stored, resolved: dict, header: str = "") -> str:
-    """The text of a calibrated scenario file: ``extends`` the base, posterior medians with their source.
-
-    ``resolved`` is the scenario the base file resolves to (plain data): a parameter inside a list
-    (a schedule period, a rival group) is written as the whole list with its value replaced, since
-    ``extends`` replaces lists whole.
-    """
-    import copy
-
-    import yaml
-
-    from sim.scenario.calibration import _numeric_at
-    from sim.scenario.loader import set_path
-
-    cid = stored.calibration_id
-    lines = [
-        header or "# Idlib, 1 November 2017 - 28 February 2018: the shipped historical scenario, CALIBRATED.",
-        "#",
-        f"# Every input comes from {base_name}; this file holds only the values calibration {cid}",
-        "# fitted to the record (posterior medians). Written by `sim calibrate SCENARIO --apply` from",
-        f"# {stored.folder}; each value's comment gives its source: the calibration id and the 90% interval.",
-        f"extends: {base_name}",
-        "",
-    ]
-
-    def source(r) -> str:
-        return (
-            f"source: calibration {cid}, posterior median (90% [{float(r.posterior_low):.4g}, "
-            f"{float(r.posterior_high):.4g}]; {r.record})"
-        )
-
-    tree: dict = {}
-    lists: dict[str, list] = {}
-    data = copy.deepcopy(resolved)
-    for r in stored.marginals.itertuples(index=False):
-        anchor = _list_anchor(resolved, r.parameter)
-        if anchor is not None:
-            set_path(data, r.parameter.split("."), float(f"{float(r.posterior_median):.6g}"))
-            lists.setdefault(anchor, []).append(r)
-            continue
-        parts = r.parameter.split(".")
-        cur = tree
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-        cur[parts[-1]] = r
-    for anchor in lists:
-        parts = anchor.split(".")
-        cur = tree
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-        cur[parts[-1]] = _WholeList(anchor)
-
-    def emit(node: dict, indent: int) -> None:
-        pad = " " * indent
-        for key, val in node.items():
-            k = key if re.fullmatch(r"[A-Za-z0-9_]+", key) else f'"{key}"'
-            if isinstance(val, dict):
-                lines.append(f"{pad}{k}:")
-                emit(val, indent + 2)
-            elif isinstance(val, _WholeList):
-                anchor = val.anchor
-                for r in lists[anchor]:
-                    lines.append(f"{pad}# {r.parameter} = {float(r.posterior_median):.6g}: {source(r)}")
-                block = yaml.safe_dump(
-                    {key: _numeric_at(data, anchor)}, sort_keys=False, default_flow_style=None, width=200
-                )
-                lines.extend(pad + line for line in block.rstrip("\n").splitlines())
-            else:
-                lines.append(f"{pad}{k}: {float(val.posterior_median):.6g}   # {source(val)}")
-
-    emit(tree, 0)
-    return "\n".join(lines) + "\n"
-
-
 def _apply(scenario: Path, folder: Path) -> None:
-    from sim.analysis.calibration import load_calibration_folder
-    from sim.run.store import write_text_atomic
-    from sim.scenario.loader import read_yaml
+    from sim.analysis.calibration import apply_calibration
 
     try:
-        stored = load_calibration_folder(folder)
-    except FileNotFoundError as e:
-        fail(str(e))
-    try:
-        doc = read_yaml(scenario, "scenario")
+        applied = apply_calibration(scenario, folder)
     except ScenarioError as e:
         fail(str(e))
-    base = doc.data.get("extends")
-    if not isinstance(base, str):
-        fail(f"{scenario}: --apply rewrites a scenario that 'extends' its base file; {scenario} has no 'extends'")
-    resolved = load(scenario.parent / base).scenario.model_dump(mode="json")
-    text = calibrated_yaml(base, stored, resolved)
-    tmp = scenario.with_name(f".{scenario.name}.apply-check.yaml")
-    tmp.write_text(text)
-    try:
-        check = load(tmp).scenario.model_dump(mode="json")  # the new file must load before it replaces the old one
-    finally:
-        tmp.unlink()
-    from sim.scenario.calibration import _numeric_at
-
-    for r in stored.marginals.itertuples(index=False):
-        if abs(float(_numeric_at(check, r.parameter)) - float(f"{r.posterior_median:.6g}")) > 1e-12:
-            fail(f"{folder}: parameter {r.parameter!r} did not reach the rewritten scenario")
-    write_text_atomic(text, scenario)
-    typer.echo(f"applied calibration {stored.calibration_id} to {scenario} ({len(stored.marginals)} values)")
+    typer.echo(f"applied calibration {applied.calibration_id} to {applied.scenario} ({applied.values} values)")
 
 
 def posterior_thesis_cmd(
@@ -251,8 +147,8 @@ def posterior_thesis_cmd(
     if not 0 <= rope < 1:
         fail(f"--rope {rope}: must be in [0, 1)")
     try:
-        load_calibration_folder(posterior)
-    except FileNotFoundError as e:
+        load_calibration_folder(posterior)  # a missing, empty or truncated file: one line naming it
+    except ScenarioError as e:
         fail(str(e))
     result = posterior_thesis(
         scenario,

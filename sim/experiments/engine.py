@@ -25,14 +25,19 @@ Task = tuple[dict[str, Any], dict[str, Any]]
 
 
 def execute(item: Task) -> dict[str, Any]:
-    """Run one task with its context and return its result row (never raises)."""
+    """Run one task with its context and return its result row (never raises).
+
+    ``context["model"]`` is a model function's name (``'sim'`` or ``'package.module:function'``)
+    or the function itself (a module-level function, pickled by reference).
+    """
     from sim.experiments.tasks import resolve_model
 
     task, context = item
     row: dict[str, Any] = {k: task[k] for k in ("run", "point", "replicate", "seed")}
     t0 = time.perf_counter()
     try:
-        fn = resolve_model(context["model"])
+        model = context["model"]
+        fn = model if callable(model) else resolve_model(model)
         values = fn(task, context)
         row.update(status="ok", error=None, traceback=None, values=values)
     except Exception as e:  # a failed run is data, not a crash
