@@ -253,7 +253,7 @@ def test_an_error_caused_by_an_override_names_it():
 # --------------------------------------------------------------------------- shipped scenarios
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
-SHIPPED = sorted(p for p in SCENARIOS.rglob("*.yaml") if "sweeps" not in p.parts and "calibration" not in p.parts)
+SHIPPED = sorted(p for p in SCENARIOS.rglob("*.yaml") if not {"sweeps", "calibration", "record"} & set(p.parts))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(SCENARIOS)) for p in SHIPPED])

@@ -60,8 +60,14 @@ def _third_party_imports() -> set[str]:
     return {n for n in names if n not in stdlib and n != "sim"}
 
 
+#: Optional extras whose packages sim/ imports lazily, behind a one-line "install the extra" error.
+OPTIONAL_EXTRAS = ("inference",)
+
+
 def test_declared_dependencies_match_the_imports():
     declared = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    declared |= {_requirement_name(r) for extra in OPTIONAL_EXTRAS for r in extras[extra]}
     # dask[distributed] declares distributed.
     declared |= (
         {"distributed"}
@@ -83,6 +89,17 @@ def test_pins_are_ranges_except_the_offline_app_assets():
         if "==" in req:
             assert _requirement_name(req).startswith("solara"), f"exact pin: {req}"
         else:
+            assert any(op in req for op in (">=", "<")), f"no version range: {req}"
+
+
+def test_torch_is_pinned_exactly_in_an_extra_the_test_extra_includes():
+    """torch==2.13.0 is the CPU build the project's machines install; any other version pulls CUDA (GBs)."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert "torch==2.13.0" in extras["inference"]
+    assert not any(_requirement_name(r) == "torch" for r in PYPROJECT["project"]["dependencies"])
+    assert "idlib-allegiance-sim[inference]" in extras["test"]
+    for req in extras["inference"]:
+        if _requirement_name(req) != "torch":
             assert any(op in req for op in (">=", "<")), f"no version range: {req}"
 
 

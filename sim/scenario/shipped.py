@@ -24,7 +24,7 @@ PACKAGE = "sim"
 SHIPPED_FOLDER = "scenarios"  # sim/scenarios in a wheel (pyproject.toml maps it)
 SUFFIXES = (".yaml", ".yml")
 #: Kinds of shipped file -> their folder inside the shipped scenarios.
-KINDS = {"scenario": "", "sweep": "sweeps", "calibration": "calibration"}
+KINDS = {"scenario": "", "sweep": "sweeps", "calibration": "calibration", "record": "record"}
 
 
 def project_root() -> Path | None:
