@@ -137,12 +137,12 @@ class AllegianceModel(Model):
         self.air.step()  # 1
         self.front.step()  # 2
         towns.update_threat(st)
-        st.hts.step()  # 3
+        self.hts.step()  # 3
         self.civil_society.step()  # 3b
         towns.update_predation(st)
         for group in st.rival_groups:  # 4
             group.step()
-        st.conflict.step()  # 4b: coalitions and fights for towns
+        self.conflict.step()  # 4b: coalitions and fights for towns
         towns.prepare_household_terms(st)
         households.step_households(st)  # 5
         households.aggregate(st)  # 6

@@ -214,9 +214,25 @@ class ModelState:
     ``distance_decay`` (the gravity model's distance term, once needed).
     """
 
+    # Set while the model is built (AllegianceModel.__init__), in this order:
+    controller_names: list[str]
+    town_state: TownState
+    neighbour: np.ndarray
+    exp_decay: float
+    memory_decay: float
+    civil_society0: np.ndarray
+    hh: HouseholdArrays
+    home_starts: np.ndarray
+    home_empty: np.ndarray
     hts: HTSView
     rival_groups: Sequence[RivalGroupView]
     conflict: ConflictView
+    nearest: np.ndarray
+    balance: dict[str, float | np.ndarray]
+    # Set by sim.model.households.aggregate, first while the model is built:
+    by_stance: np.ndarray
+    protest_persons: np.ndarray
+    displaced_idx: np.ndarray
 
     def __init__(self, scenario: Scenario, seed: int, geo: Geography):
         self.scenario = scenario
@@ -236,22 +252,6 @@ class ModelState:
         self.threshold_shift = 0.0
         self.dest_probs: np.ndarray | None = None
         self.distance_decay: np.ndarray | None = None
-        self.rival_groups = []
-        # Set while the model is built (AllegianceModel.__init__):
-        self.controller_names: list[str]
-        self.town_state: TownState
-        self.hh: HouseholdArrays
-        self.civil_society0: np.ndarray
-        self.neighbour: np.ndarray
-        self.exp_decay: float
-        self.memory_decay: float
-        self.nearest: np.ndarray
-        self.home_starts: np.ndarray
-        self.home_empty: np.ndarray
-        self.balance: dict[str, float | np.ndarray]
-        self.by_stance: np.ndarray
-        self.protest_persons: np.ndarray
-        self.displaced_idx: np.ndarray
 
     def start_day(self) -> None:
         """Reset the day's flow tallies."""
