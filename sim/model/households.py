@@ -398,7 +398,7 @@ def flight(
 
 
 def destination_matrix(state: ModelState) -> np.ndarray:
-    """P(destination | origin) for fleeing households (cached by the model until towns change).
+    """P(destination | origin) for fleeing households (cached in the state until towns change).
 
     Weight of town j: free capacity * safety * pull / max(distance, cell)^gamma, with
     safety from :func:`rules.town_safety` times the border bonus, and the pull of the
