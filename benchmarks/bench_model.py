@@ -17,8 +17,9 @@ and, each in a fresh process: peak RSS per household and construction time at
 400,000 households; and a person-level run (one agent per person, about 2.4
 million agents, 120 days) of the Idlib scenario, end to end.
 
-Prints a table and writes ``benchmarks/out/bench_model.json``. Targets (issue 3)
-are reported next to the measurements, never asserted in tests.
+Prints a table and writes ``benchmarks/out/bench_model.json``. The project's speed and
+memory targets (``targets`` in the report) are printed next to the measurements, never
+asserted in tests.
 """
 
 from __future__ import annotations

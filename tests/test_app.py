@@ -246,7 +246,7 @@ def test_towns_marked_by_controller(fast_grid: Path) -> None:
     # A constructed holder per town: HTS, a rival group, contested, the regime in turn.
     names = ["hts", "Ahrar al-Sham", "contested", "regime"]
     codes = np.arange(ts.n) % 4
-    model.controller_names, ts.controller = names, codes
+    model.state.controller_names, ts.controller = names, codes
     try:
         towns = vega.map_data(model, layout, "coop_share", "")["towns"]
         for t, code, front in zip(towns, codes, np.asarray(ts.front), strict=True):
@@ -255,7 +255,7 @@ def test_towns_marked_by_controller(fast_grid: Path) -> None:
             if expected == "rival":
                 assert t["holder"] == "Ahrar al-Sham"
     finally:
-        model.controller_names, ts.controller = had
+        model.state.controller_names, ts.controller = had
     model.release()
 
 

@@ -282,10 +282,9 @@ def test_the_checker_accepts_real_names():
 # Team documents and issue numbers of a tracker the reader cannot open.
 PRIVATE_REFERENCE = re.compile(r"MODEL\.md|RECORD\.md|\bissues? \d+|\bissue-\d+", re.IGNORECASE)
 SCANNED = ("sim", "docs", "scenarios", "README.md", "notebooks")
-# TEMPORARY: files other engineers are cleaning in parallel (the model and the calibration code).
+# TEMPORARY: files other engineers are cleaning in parallel (the calibration code).
 # Their test is xfail(strict=False) until those branches are merged; then remove this list.
 BEING_CLEANED = (
-    "sim/model/",
     "sim/analysis/calibration.py",
     "sim/experiments/calibration.py",
     "sim/cli/calibrate_cmd.py",
@@ -326,7 +325,7 @@ def test_no_team_documents_or_issue_numbers():
     assert not hits, "cite the primary source or docs/DECISIONS.md instead of:\n  " + "\n  ".join(hits)
 
 
-@pytest.mark.xfail(strict=False, reason="sim/model and the calibration code are cleaned on other branches")
+@pytest.mark.xfail(strict=False, reason="the calibration code is cleaned on another branch")
 def test_no_team_documents_or_issue_numbers_in_files_being_cleaned():
     hits = _private_references([p for p in _scanned_files() if _being_cleaned(p)])
     assert not hits, "cite the primary source or docs/DECISIONS.md instead of:\n  " + "\n  ".join(hits)

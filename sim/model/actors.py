@@ -1,104 +1,62 @@
 """Mesa agents: towns, households, HTS, rival groups, the air campaign, the front, civil society.
 
-Towns and households are views onto the model's arrays (town state in
-:class:`TownState`, household state in :class:`sim.model.households.HouseholdArrays`),
-so their rules run vectorized; the collective actors keep their own state and
-act on the town arrays once a day in the order of ``AllegianceModel.step``.
+Every agent receives the shared :class:`~sim.model.state.ModelState` (``self.state``) besides
+its Mesa model. Towns and households are views onto its arrays (town state in
+:class:`~sim.model.state.TownState`, household state in
+:class:`~sim.model.state.HouseholdArrays`), so their rules run vectorized; the collective
+actors keep their own state and act on the town arrays once a day in the order of
+``AllegianceModel.step``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mesa
 import numpy as np
 from mesa.discrete_space import FixedAgent
 
-from sim.model import control, rules
+from sim.model import control, rules, towns
 from sim.model.control import CONTESTED as HELD_CONTESTED
-from sim.model.control import GROUP0, HTS_HOLDS
-from sim.model.households import flight
+from sim.model.control import GROUP0, HTS_HOLDS, REGIME_HOLDS
+from sim.model.households import flight, kill_persons
 from sim.model.rules import STANCES
+from sim.model.state import ModelState, TownState
+from sim.model.towns import CONTESTED, OPPOSITION, REGIME
 from sim.scenario.schema import FRONT_STATUS
 
 if TYPE_CHECKING:
-    from sim.model.model import AllegianceModel
     from sim.scenario.schema import RivalGroupConfig
 
-# Front status codes index FRONT_STATUS (derived from the schema).
-OPPOSITION, CONTESTED, REGIME = (FRONT_STATUS.index(s) for s in ("opposition", "contested", "regime"))
-
-
-@dataclass
-class TownState:
-    """Per-town state, one entry per town (structure of arrays, float64)."""
-
-    names: list[str]
-    persons0: np.ndarray  # model persons living there at the start
-    council: np.ndarray  # independent council legitimacy 0-1
-    independent: np.ndarray  # bool: council still independent of HTS
-    control: np.ndarray  # HTS control 0-1
-    services: np.ndarray  # HTS services 0-1
-    damage: np.ndarray  # physical damage to market and council 0-1
-    civil_society: np.ndarray  # civil society investment 0-1
-    reputation: np.ndarray  # resisting reputation visible to the regime (decaying memory of protest)
-    exposure: np.ndarray  # E_t: own harm memory
-    exposure_eff: np.ndarray  # E_t plus distance-weighted neighbours' harm
-    repression: np.ndarray  # decaying memory of arrests per household
-    takeover_memory: np.ndarray  # decaying memory of council takeovers
-    retaliation: np.ndarray  # decaying memory of HTS retaliation for strikes on the town and its neighbours
-    front: np.ndarray  # int8 OPPOSITION / CONTESTED / REGIME
-    front_proximity: np.ndarray  # 0-1
-    capacity: np.ndarray  # model persons it can host as displaced
-    border: np.ndarray  # bool
-    rival_presence: np.ndarray  # (towns, groups) presence 0-1
-    controller: np.ndarray  # int16 controller code (sim.model.control): HTS, contested, regime, GROUP0 + group
-    attacker: np.ndarray  # int16 controller code of the side attacking a contested town (NO_SIDE if none)
-    defender: np.ndarray  # int16 controller code of the side defending it (NO_SIDE if none)
-    advance: np.ndarray  # decaying memory of front changes, distance-weighted
-    # derived each day
-    open: np.ndarray  # bool: not regime-held
-    present: np.ndarray  # model persons present
-    hosted: np.ndarray  # displaced model persons present
-    coop_share: np.ndarray
-    resist_share: np.ndarray
-    protest_share: np.ndarray
-    security: np.ndarray
-    p_arrest: np.ndarray
-    threat: np.ndarray
-    protection: np.ndarray
-    coop_base: np.ndarray  # town part of U_coop
-    resist_base: np.ndarray  # town part of U_resist
-    rival_presence_total: np.ndarray
-    rival_guard: np.ndarray  # how much distanced rivals shield the council
-    hts_holds: np.ndarray  # bool: controller is HTS (HTS services, taxes, security, takeovers apply)
-    common_threat: np.ndarray  # regime harm and front advance, 0-1 (the rivals' common threat)
-    predation: np.ndarray  # HTS-attributed harm of arrests, takeovers and taxes (what rivals see of HTS)
-    # today's and cumulative tallies
-    strikes_today: np.ndarray
-    killed_today: np.ndarray  # model persons killed in the town today
-    strikes_cum: np.ndarray
-    killed_home_cum: np.ndarray  # model persons killed whose home is the town
-    arrests_today: np.ndarray
-
-    @property
-    def n(self) -> int:
-        """Number of towns."""
-        return len(self.names)
+__all__ = [
+    "CONTESTED",
+    "FRONT_STATUS",
+    "HTS",
+    "OPPOSITION",
+    "REGIME",
+    "AirCampaign",
+    "CivilSociety",
+    "Conflict",
+    "Household",
+    "RegimeFront",
+    "RivalGroup",
+    "Town",
+    "TownState",
+]
 
 
 class Town(FixedAgent):
-    """A town on a grid cell: a view onto row ``index`` of the model's :class:`TownState`.
+    """A town on a grid cell: a view onto row ``index`` of the state's :class:`TownState`.
 
     Its cell is on the model's :attr:`~sim.model.model.AllegianceModel.grid`, which is built
     (and the towns placed on it) the first time either is asked for.
     """
 
-    def __init__(self, model: AllegianceModel, index: int, stance: str):
+    def __init__(self, model: mesa.Model, state: ModelState, index: int, stance: str):
         super().__init__(model)
+        self.state = state
         self.index = index
-        self.name = model.town_state.names[index]
+        self.name = state.town_state.names[index]
         self.initial_stance = stance
 
     @property
@@ -116,7 +74,7 @@ class Town(FixedAgent):
         cell.add_agent(self)
 
     def _get(self, attr: str) -> float:
-        return float(getattr(self.model.town_state, attr)[self.index])
+        return float(getattr(self.state.town_state, attr)[self.index])
 
     @property
     def council(self) -> float:
@@ -136,39 +94,41 @@ class Town(FixedAgent):
     @property
     def front_status(self) -> str:
         """'opposition', 'contested' or 'regime'."""
-        return FRONT_STATUS[int(self.model.town_state.front[self.index])]
+        return FRONT_STATUS[int(self.state.town_state.front[self.index])]
 
     @property
     def controller(self) -> str:
         """Who holds the town: 'hts', a rival group's name, 'contested' or 'regime'."""
-        return self.model.controller_names[int(self.model.town_state.controller[self.index])]
+        return self.state.controller_names[int(self.state.town_state.controller[self.index])]
 
 
 class Household(mesa.Agent):
     """A civilian household: a view onto row ``index`` of the household arrays."""
 
-    def __init__(self, model: AllegianceModel, index: int):
+    def __init__(self, model: mesa.Model, state: ModelState, index: int):
         super().__init__(model)
+        self.state = state
         self.index = index
 
     @property
     def stance(self) -> str:
         """'resist', 'neutral' or 'cooperate'."""
-        return STANCES[int(self.model.hh.stance[self.index])]
+        return STANCES[int(self.state.hh.stance[self.index])]
 
     @property
     def home_town(self) -> str:
         """Name of the town it lived in at the start."""
-        return self.model.town_state.names[int(self.model.hh.home[self.index])]
+        return self.state.town_state.names[int(self.state.hh.home[self.index])]
 
     @property
     def current_town(self) -> str:
         """Name of the town it is in now."""
-        return self.model.town_state.names[int(self.model.hh.town[self.index])]
+        return self.state.town_state.names[int(self.state.hh.town[self.index])]
 
     def __getattr__(self, name: str):
         # Any other state variable (g_regime, fear, displaced, ...) read from the arrays.
-        hh = self.__dict__.get("model") and self.model.hh
+        state = self.__dict__.get("state")
+        hh = state.hh if state is not None else None
         if hh is not None and name in hh.__dataclass_fields__:
             return getattr(hh, name)[self.index].item()
         raise AttributeError(name)
@@ -177,10 +137,11 @@ class Household(mesa.Agent):
 class AirCampaign(mesa.Agent):
     """Regime and Russian air campaign: background sorties by policy plus dated strikes."""
 
-    def __init__(self, model: AllegianceModel):
+    def __init__(self, model: mesa.Model, state: ModelState):
         super().__init__(model)
-        cfg = model.scenario.air_campaign
-        sc = model.scenario
+        self.state = state
+        cfg = state.scenario.air_campaign
+        sc = state.scenario
         self.policy = cfg.policy
         self.start_day = sc.day_of(cfg.start) if cfg.start else 0
         self.end_day = sc.day_of(cfg.end) if cfg.end else sc.days
@@ -191,13 +152,13 @@ class AirCampaign(mesa.Agent):
         self.calendar: dict[int, list[tuple[int, int, int | None]]] = {}
         for s in cfg.calendar:
             self.calendar.setdefault(sc.day_of(s), []).append((sc.town_names.index(s.town), s.strikes, s.killed))
-        self.stream = model.rng_air
-        self.casualty_stream = model.rng_casualties
+        self.stream = state.streams.air
+        self.casualty_stream = state.streams.casualties
         self.rep_decay = rules.half_life_decay(cfg.reputation_half_life_days)
 
     def target_weights(self) -> np.ndarray:
         """Weights over towns under this policy (before sharpness); open, inhabited towns only."""
-        ts = self.model.town_state
+        ts = self.state.town_state
         eligible = ts.open & (ts.present > 0)
         if self.policy == "random":
             w = np.ones(ts.n)
@@ -209,17 +170,17 @@ class AirCampaign(mesa.Agent):
             w = ts.front_proximity.copy()
         else:
             return np.zeros(ts.n)
-        w = np.where(eligible, w**self.model.scenario.air_campaign.targeting_sharpness, 0.0)
+        w = np.where(eligible, w**self.state.scenario.air_campaign.targeting_sharpness, 0.0)
         if w.sum() <= 0:  # nothing matches the policy: spread over eligible towns
             w = eligible.astype(float)
         return w / w.sum() if w.sum() > 0 else w
 
     def step(self) -> None:
         """Step 1: pick targets, resolve strikes (casualties, damage, fighter losses)."""
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.air_campaign
-        day = m.day
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.air_campaign
+        day = s.day
         ts.strikes_today[:] = 0
         ts.killed_today[:] = 0
         ts.damage *= 1 - cfg.damage_repair_rate
@@ -228,7 +189,7 @@ class AirCampaign(mesa.Agent):
         n_sorties = int(self.stream.poisson(self.sorties[day]))
         u = self.stream.random((n_sorties, 3))
         if self.policy == "none":  # the counterfactual: no air campaign at all, dated strikes included
-            m.after_strikes()
+            towns.after_strikes(s)
             return
         active = self.start_day <= day <= self.end_day and self.policy != "calendar"
         strikes: list[tuple[int, int | None, str]] = []
@@ -241,7 +202,7 @@ class AirCampaign(mesa.Agent):
                     if u_hit < cfg.accuracy:
                         strikes.append((int(tgt), None, self.policy))
                     elif u_near < cfg.miss_neighbour_share:
-                        near = m.nearest_open_town(int(tgt))
+                        near = towns.nearest_open_town(s, int(tgt))
                         if near >= 0:
                             strikes.append((near, None, self.policy + ":miss"))
         for town, n, killed in self.calendar.get(day, []):
@@ -251,15 +212,15 @@ class AirCampaign(mesa.Agent):
                 strikes.append((town, share, "calendar"))
         for town, killed, source in strikes:
             self._resolve(town, killed, source)
-        m.after_strikes()
+        towns.after_strikes(s)
 
     def _resolve(self, town: int, killed_real: int | None, source: str) -> None:
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.air_campaign
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.air_campaign
         if not ts.open[town]:
             return
-        f = m.scenario.households.sample_fraction
+        f = s.scenario.households.sample_fraction
         if killed_real is None:
             density = ts.present[town] / max(ts.persons0[town], 1e-9)
             expected = cfg.casualties_per_strike * min(density, cfg.density_cap) * f
@@ -267,64 +228,88 @@ class AirCampaign(mesa.Agent):
         else:
             x = killed_real * f
             k = int(x) + int(self.casualty_stream.random() < x - int(x))
-        killed = m.kill_persons(town, k, self.casualty_stream)
+        killed = kill_persons(s, town, k, self.casualty_stream)
         ts.strikes_today[town] += 1
         ts.strikes_cum[town] += 1
         ts.killed_today[town] += killed
         ts.damage[town] += (1 - ts.damage[town]) * cfg.damage_per_strike
-        inst = m.scenario.mechanisms.institutions
+        inst = s.scenario.mechanisms.institutions
         ts.council[town] *= 1 - min(1.0, inst * cfg.council_damage)
-        ts.civil_society[town] *= 1 - min(1.0, inst * m.scenario.civil_society.strike_loss)
-        m.hts.fighters = max(0.0, m.hts.fighters - m.scenario.hts.fighters_lost_per_strike * ts.control[town])
-        m.record_event("strike", town, count=1, persons=killed / f, note=source)
+        ts.civil_society[town] *= 1 - min(1.0, inst * s.scenario.civil_society.strike_loss)
+        s.hts.fighters = max(0.0, s.hts.fighters - s.scenario.hts.fighters_lost_per_strike * ts.control[town])
+        s.record_event("strike", town, count=1, persons=killed / f, note=source)
+
+    def update_reputation(self) -> None:
+        """Step 6: the towns' resisting reputation, a decaying memory of protest as the regime sees it."""
+        s = self.state
+        ts = s.town_state
+        decay = self.rep_decay
+        signal = np.minimum(1.0, ts.protest_share / s.scenario.air_campaign.reputation_protest_share)
+        ts.reputation = np.where(ts.open, ts.reputation * decay + (1 - decay) * signal, 0.0)
 
 
 class RegimeFront(mesa.Agent):
     """Regime ground front: dated status changes and an optional generic advance."""
 
-    def __init__(self, model: AllegianceModel):
+    def __init__(self, model: mesa.Model, state: ModelState):
         super().__init__(model)
-        sc = model.scenario
+        self.state = state
+        sc = state.scenario
         self.events: dict[int, list[tuple[int, int]]] = {}
         for e in sc.front.events:
             code = CONTESTED if e.status == "contested" else REGIME
             self.events.setdefault(sc.day_of(e), []).append((sc.town_names.index(e.town), code))
-        self.stream = model.rng_front
+        self.stream = state.streams.front
 
     def step(self) -> None:
         """Step 2: apply today's front changes; towns taken by the regime are emptied."""
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.front
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.front
         if not cfg.enabled:
             return
-        changes = list(self.events.get(m.day, []))
+        changes = list(self.events.get(s.day, []))
         contested = np.flatnonzero(ts.front == CONTESTED)
         u = self.stream.random(ts.n)
         if cfg.fall_rate > 0:
             for t in contested:
                 if u[t] < cfg.fall_rate:
                     changes.append((int(t), REGIME))
-                    near = (ts.front == OPPOSITION) & (m.geo.distance_km[t] <= cfg.range_km)
+                    near = (ts.front == OPPOSITION) & (s.geo.distance_km[t] <= cfg.range_km)
                     changes += [(int(j), CONTESTED) for j in np.flatnonzero(near)]
         for town, code in changes:
             if ts.front[town] >= code:
                 continue
             ts.front[town] = code
             # A front change is news to every town near it: the rivals' common threat (7.6).
-            ts.advance += np.exp(-m.geo.distance_km[:, town] / cfg.range_km)
-            m.record_event("front", town, note=FRONT_STATUS[code])
+            ts.advance += np.exp(-s.geo.distance_km[:, town] / cfg.range_km)
+            s.record_event("front", town, note=FRONT_STATUS[code])
             if code == REGIME:
-                m.regime_takes(town)
-        m.update_front_proximity()
+                self.regime_takes(town)
+        towns.update_front_proximity(s)
+
+    def regime_takes(self, town: int) -> None:
+        """The regime takes ``town``: HTS and councils gone, everyone present flees."""
+        s = self.state
+        ts = s.town_state
+        ts.open[town] = False
+        for arr in (ts.control, ts.services, ts.council, ts.reputation, ts.civil_society):
+            arr[town] = 0.0
+        ts.independent[town] = False
+        s.balance["council"][town] = 0.0
+        towns.change_controller(s, town, REGIME_HOLDS, "regime advance")
+        s.dest_probs = None
+        towns.update_front_proximity(s)
+        flight(s, fallen_town=town)
 
 
 class HTS(mesa.Agent):
     """Hay'at Tahrir al-Sham: resources, services, council takeovers, repression, retaliation."""
 
-    def __init__(self, model: AllegianceModel):
+    def __init__(self, model: mesa.Model, state: ModelState):
         super().__init__(model)
-        cfg = model.scenario.hts
+        self.state = state
+        cfg = state.scenario.hts
         self.fighters = float(cfg.fighters)
         self.reference_fighters = float(cfg.reference_fighters)
         self.resources = float(cfg.resources)
@@ -334,20 +319,20 @@ class HTS(mesa.Agent):
         self.fight_losses = 0.0  # fighters lost in fights for towns
         self.ret_decay = rules.half_life_decay(cfg.retaliation_half_life_days)
         gb = cfg.governance_body
-        self.governance_day = model.scenario.day_of(gb) if gb else None
-        self.stream = model.rng_hts
-        self.rng_arrest = model.rng_repression
+        self.governance_day = state.scenario.day_of(gb) if gb else None
+        self.stream = state.streams.hts
+        self.rng_arrest = state.streams.repression
 
     @property
     def retaliation(self) -> float:
         """Retaliation memory averaged over persons present (the towns' own memories drive protection)."""
-        ts = self.model.town_state
+        ts = self.state.town_state
         return float((ts.retaliation * ts.present).sum() / max(ts.present.sum(), 1e-9))
 
     @property
     def strength(self) -> float:
         """Fighters relative to ``hts.reference_fighters``, capped at ``hts.strength_cap``."""
-        return min(self.fighters / self.reference_fighters, self.model.scenario.hts.strength_cap)
+        return min(self.fighters / self.reference_fighters, self.state.scenario.hts.strength_cap)
 
     def drifts(self) -> dict[str, float | np.ndarray]:
         """Daily changes implied by today's state, before any baseline balance.
@@ -358,13 +343,13 @@ class HTS(mesa.Agent):
         The same expressions give the balances of a stationary start
         (:meth:`AllegianceModel.balance_baseline`), so the two cannot drift apart.
         """
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.hts
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.hts
         # HTS taxes, serves and consolidates only where it holds the town (7.4; a rival-held or
         # contested town has none of it); protest erodes its control wherever the town is open.
         rule = ts.hts_holds & ts.open
-        per_k = ts.present * m.weight / 1000.0
+        per_k = ts.present * s.weight / 1000.0
         income = cfg.income_per_control * float((ts.control * per_k * rule).sum())
         cost = cfg.service_cost * float((ts.services * per_k * rule).sum())
         funding = self.resources / (self.resources + cfg.funding_half)
@@ -388,30 +373,30 @@ class HTS(mesa.Agent):
         Each process moves by its drift minus its baseline balance (zero unless
         ``baseline.stationary``), so the initial state is a fixed point without shocks.
         """
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.hts
-        bal = m.balance
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.hts
+        bal = s.balance
         d = self.drifts()
         self.resources = max(0.0, self.resources + d["resources"] - bal["resources"])
         ts.services += (d["services"] - bal["services"]) * ts.open
         np.clip(ts.services, 0, 1, out=ts.services)
-        ts.control += m.scenario.mechanisms.consolidation * (d["control"] - bal["control"]) * ts.open
+        ts.control += s.scenario.mechanisms.consolidation * (d["control"] - bal["control"]) * ts.open
         np.clip(ts.control, 0, 1, out=ts.control)
         self._takeovers(cfg, d["takeover_pressure"] - bal["takeover_pressure"])
         self._repress(cfg)
         # Retaliation is local: for strikes on the town and (distance-weighted) on its neighbours.
-        struck = ts.strikes_today + m.neighbour @ ts.strikes_today
+        struck = ts.strikes_today + s.neighbour @ ts.strikes_today
         ts.retaliation = ts.retaliation * self.ret_decay + cfg.retaliation_rate * struck
         self._attack_rivals(cfg)
         self.legitimacy += d["legitimacy"] - bal["legitimacy"]
 
     def _takeovers(self, cfg, pressure: np.ndarray) -> None:
         """Council takeovers with probability ``rate * m_gov * pressure`` (pressure above its standing level)."""
-        m = self.model
-        ts = m.town_state
+        s = self.state
+        ts = s.town_state
         mult = 1.0
-        if self.governance_day is not None and m.day >= self.governance_day:
+        if self.governance_day is not None and s.day >= self.governance_day:
             mult = cfg.governance_body.takeover_multiplier
         p = cfg.takeover_rate * mult * np.maximum(pressure, 0.0)
         u = self.stream.random(ts.n)
@@ -421,46 +406,46 @@ class HTS(mesa.Agent):
             ts.council[t] *= 1 - cfg.takeover_council_loss
             ts.control[t] += cfg.takeover_control_gain * (1 - ts.control[t])
             ts.takeover_memory[t] += 1.0
-            ts.civil_society[t] *= 1 - m.scenario.civil_society.takeover_loss
-            m.balance["council"][t] = 0.0  # the council leaves its standing balance
+            ts.civil_society[t] *= 1 - s.scenario.civil_society.takeover_loss
+            s.balance["council"][t] = 0.0  # the council leaves its standing balance
             self.takeovers += 1
-            m.record_event("council_takeover", int(t))
+            s.record_event("council_takeover", int(t))
 
     def _repress(self, cfg) -> None:
         """Arrest protesters: each with the town's arrest probability times the repression policy."""
-        m = self.model
-        ts = m.town_state
-        hh = m.hh
+        s = self.state
+        ts = s.town_state
+        hh = s.hh
         ts.arrests_today[:] = 0
         ts.security = cfg.security_per_control * ts.control * self.strength * (ts.open & ts.hts_holds)
         ts.p_arrest = rules.arrest_probability(
             ts.security,
             ts.protest_share,
-            arrest_constant=m.scenario.protest.arrest_constant,
-            crowd_scale=m.scenario.protest.crowd_scale,
+            arrest_constant=s.scenario.protest.arrest_constant,
+            crowd_scale=s.scenario.protest.crowd_scale,
         )
         protesters = np.flatnonzero(hh.protesting)
         if len(protesters) and cfg.repression > 0:
             p = ts.p_arrest[hh.town[protesters]] * cfg.repression
             arrested = protesters[self.rng_arrest.random(len(protesters)) < p]
             if len(arrested):
-                pr = m.scenario.protest
-                hh.jailed_until[arrested] = m.day + pr.jail_days
+                pr = s.scenario.protest
+                hh.jailed_until[arrested] = s.day + pr.jail_days
                 hh.protesting[arrested] = False
-                jump = pr.arrest_grievance * (1 - m.scenario.grievance.home_team_discount)
+                jump = pr.arrest_grievance * (1 - s.scenario.grievance.home_team_discount)
                 hh.g_hts[arrested] += (1 - hh.g_hts[arrested]) * np.float32(jump)
                 ts.arrests_today[:] = np.bincount(hh.town[arrested], minlength=ts.n)
                 arrested_persons = np.bincount(hh.town[arrested], weights=hh.persons[arrested], minlength=ts.n)
-                households = np.maximum(ts.present / m.unit_size, 1.0)
+                households = np.maximum(ts.present / s.unit_size, 1.0)
                 ts.repression += ts.arrests_today / households
                 for t in np.flatnonzero(ts.arrests_today):
-                    m.record_event(
-                        "arrests", int(t), count=int(ts.arrests_today[t]), persons=float(arrested_persons[t]) * m.weight
+                    s.record_event(
+                        "arrests", int(t), count=int(ts.arrests_today[t]), persons=float(arrested_persons[t]) * s.weight
                     )
 
     def _attack_rivals(self, cfg) -> None:
-        m = self.model
-        groups = m.rival_groups
+        s = self.state
+        groups = s.rival_groups
         if not groups or cfg.attack_rivals_rate <= 0:
             return
         if self.stream.random() < cfg.attack_rivals_rate:
@@ -480,8 +465,9 @@ class RivalGroup(mesa.Agent):
     ``model.conflict.side[index]`` (the index of the coalition's first member).
     """
 
-    def __init__(self, model: AllegianceModel, index: int, cfg: RivalGroupConfig):
+    def __init__(self, model: mesa.Model, state: ModelState, index: int, cfg: RivalGroupConfig):
         super().__init__(model)
+        self.state = state
         self.index = index
         self.name = cfg.name
         self.fighters = float(cfg.fighters)
@@ -498,11 +484,11 @@ class RivalGroup(mesa.Agent):
         Each is a rate times a presence-weighted mean over the open towns where the group is
         present (ODD 7.6); a rate of zero removes its driver exactly.
         """
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
         presence = ts.rival_presence[:, [self.index]] * ts.open[:, None]
-        strike_harm = -np.expm1(-ts.exposure_eff / m.scenario.flight.safety_harm_scale)
+        strike_harm = -np.expm1(-ts.exposure_eff / s.scenario.flight.safety_harm_scale)
         threat, harm, predation, resistance = (
             float(control.presence_weighted(presence, v)[0])
             for v in (ts.common_threat, strike_harm, ts.predation, ts.resist_share)
@@ -519,14 +505,14 @@ class RivalGroup(mesa.Agent):
 
     def attacked(self) -> None:
         """HTS attacks the group: fighters lost, alignment drops, grievance where present."""
-        m = self.model
-        cfg = m.scenario.rivals
+        s = self.state
+        cfg = s.scenario.rivals
         lost = self.fighters * cfg.attack_fighter_loss
         self.fighters -= lost
         self.attack_losses += lost
         self.alignment = max(-1.0, self.alignment - cfg.attack_penalty)
-        m.town_state.takeover_memory += cfg.attack_grievance * m.town_state.rival_presence[:, self.index]
-        m.record_event("hts_attack_rival", -1, note=self.name)
+        s.town_state.takeover_memory += cfg.attack_grievance * s.town_state.rival_presence[:, self.index]
+        s.record_event("hts_attack_rival", -1, note=self.name)
 
 
 class Conflict(mesa.Agent):
@@ -541,15 +527,16 @@ class Conflict(mesa.Agent):
     lives, fear and homes. The rules are the pure functions of :mod:`sim.model.control`.
     """
 
-    def __init__(self, model: AllegianceModel):
+    def __init__(self, model: mesa.Model, state: ModelState):
         super().__init__(model)
-        self.side = np.arange(len(model.rival_groups))
+        self.state = state
+        self.side = np.arange(len(state.rival_groups))
         self.coalitions: list[list[str]] = []  # members of each coalition formed, by name, in order
-        self.stream = model.rng_control
-        self.fight_stream = model.rng_fight
+        self.stream = state.streams.control
+        self.fight_stream = state.streams.fight
         self.killed_cum = 0.0  # model persons killed in fighting
         self.fighters_lost_cum = 0.0  # fighters of all sides lost in fighting
-        sc = model.scenario
+        sc = state.scenario
         groups = [g.name for g in sc.rivals.groups]
         self.scheduled: dict[int, list[tuple[int, int, str]]] = {}
         for e in sc.rivals.events:
@@ -566,12 +553,12 @@ class Conflict(mesa.Agent):
         """Name of the side with controller code ``code``: 'HTS', a group, or 'A + B' for a coalition."""
         if code == HTS_HOLDS:
             return "HTS"
-        groups = self.model.rival_groups
+        groups = self.state.rival_groups
         return " + ".join(groups[g].name for g in self.members(int(self.side[code - GROUP0])))
 
     def pool_alignment(self) -> None:
         """A coalition acts as one group: its members share their fighter-weighted mean alignment."""
-        groups = self.model.rival_groups
+        groups = self.state.rival_groups
         for root in np.unique(self.side):
             idx = self.members(int(root))
             if len(idx) < 2:
@@ -585,25 +572,25 @@ class Conflict(mesa.Agent):
     def _merge(self, town: int, roots: list[int]) -> None:
         new_root = min(roots)
         self.side[np.isin(self.side, roots)] = new_root
-        names = [self.model.rival_groups[g].name for g in self.members(new_root)]
+        names = [self.state.rival_groups[g].name for g in self.members(new_root)]
         self.coalitions.append(names)
-        self.model.record_event("coalition", town, count=len(names), note=" + ".join(names))
+        self.state.record_event("coalition", town, count=len(names), note=" + ".join(names))
         self.pool_alignment()
 
     # ------------------------------------------------------------------ the day
 
     def _strengths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
-        groups = m.rival_groups
-        ref = m.hts.reference_fighters
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
+        groups = s.rival_groups
+        ref = s.hts.reference_fighters
         fighters = np.array([g.fighters for g in groups])
         cohesion = np.array([g.cohesion for g in groups])
         presence = ts.rival_presence * ts.open[:, None]
         local = control.rival_local_strength(presence, fighters, cohesion, ref, ts.resist_share, r.support_weight)
         hts = control.hts_local_strength(
-            ts.control * ts.open, m.hts.fighters, m.scenario.hts.cohesion, ref, ts.coop_share, r.support_weight
+            ts.control * ts.open, s.hts.fighters, s.scenario.hts.cohesion, ref, ts.coop_share, r.support_weight
         )
         sides, sizes = control.side_strength(local, self.side, r.coalition_cohesion)
         align = np.array([g.alignment for g in groups])
@@ -612,13 +599,13 @@ class Conflict(mesa.Agent):
 
     def step(self) -> None:
         """Step 4b: coalitions, new attacks, then a day of fighting in every contested town."""
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
         # Fixed-shape draws whatever happens, so paired runs keep common random numbers.
         u = self.stream.random((ts.n, 3))
         u_coalition = self.stream.random()
-        for town, code, source in self.scheduled.get(m.day, []):  # dated inputs, if the scenario has any
+        for town, code, source in self.scheduled.get(s.day, []):  # dated inputs, if the scenario has any
             if not ts.open[town]:
                 continue
             old = int(ts.controller[town])
@@ -627,8 +614,8 @@ class Conflict(mesa.Agent):
                 ts.services[town] = 0.0
             elif code == HTS_HOLDS and old >= GROUP0:
                 ts.control[town] += r.retake_control_gain * (1 - ts.control[town])
-            m.change_controller(town, code, f"scheduled ({source})")
-        if not m.rival_groups:
+            towns.change_controller(s, town, code, f"scheduled ({source})")
+        if not s.rival_groups:
             return
         self.pool_alignment()
         local, hts, sides, hostile = self._strengths()
@@ -645,10 +632,10 @@ class Conflict(mesa.Agent):
             self._fight(int(t), u[t, 1], u[t, 2], local, hts, sides)
 
     def _start_fights(self, u: np.ndarray, hts: np.ndarray, sides: np.ndarray, hostile: np.ndarray) -> None:
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
-        groups = m.rival_groups
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
+        groups = s.rival_groups
         # Rival sides attack HTS-held towns where they are strong enough.
         if r.attack_rate > 0:
             ratio = np.where(hostile[None, :], control.attack_ratio(sides, hts[:, None]), 0.0)
@@ -671,53 +658,53 @@ class Conflict(mesa.Agent):
                     self._contest(int(t), HTS_HOLDS, int(ts.controller[t]))
 
     def _contest(self, town: int, attacker: int, defender: int) -> None:
-        m = self.model
-        ts = m.town_state
+        s = self.state
+        ts = s.town_state
         ts.attacker[town] = attacker
         ts.defender[town] = defender
-        m.change_controller(town, HELD_CONTESTED, f"attack by {self.side_name(attacker)}")
+        towns.change_controller(s, town, HELD_CONTESTED, f"attack by {self.side_name(attacker)}")
 
     def _side_forces(self, code: int, town: int, local: np.ndarray, hts: np.ndarray, sides: np.ndarray):
         """(strength, fighters present per member, member indices) of the side with code ``code`` in ``town``."""
-        m = self.model
-        ts = m.town_state
+        s = self.state
+        ts = s.town_state
         if code == HTS_HOLDS:
-            return float(hts[town]), np.array([ts.control[town] * m.hts.fighters]), None
+            return float(hts[town]), np.array([ts.control[town] * s.hts.fighters]), None
         root = int(self.side[code - GROUP0])
         idx = self.members(root)
-        present = ts.rival_presence[town, idx] * np.array([m.rival_groups[g].fighters for g in idx])
+        present = ts.rival_presence[town, idx] * np.array([s.rival_groups[g].fighters for g in idx])
         return float(sides[town, root]), present, idx
 
     def _lose(self, code: int, loss: np.ndarray, idx: np.ndarray | None) -> None:
-        m = self.model
+        s = self.state
         if code == HTS_HOLDS:
-            m.hts.fighters = max(0.0, m.hts.fighters - float(loss[0]))
-            m.hts.fight_losses += float(loss[0])
+            s.hts.fighters = max(0.0, s.hts.fighters - float(loss[0]))
+            s.hts.fight_losses += float(loss[0])
         else:
             for g, lost in zip(idx, loss, strict=True):
-                m.rival_groups[g].fighters = max(0.0, m.rival_groups[g].fighters - float(lost))
-                m.rival_groups[g].fight_losses += float(lost)
+                s.rival_groups[g].fighters = max(0.0, s.rival_groups[g].fighters - float(lost))
+                s.rival_groups[g].fight_losses += float(lost)
         self.fighters_lost_cum += float(loss.sum())
 
     def _fight(self, town: int, u_decide: float, u_winner: float, local, hts, sides) -> None:
         """One fight day in a contested town: losses, civilian harm, flight, and perhaps a decision."""
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
         att, dfd = int(ts.attacker[town]), int(ts.defender[town])
         s_att, f_att, idx_att = self._side_forces(att, town, local, hts, sides)
         s_dfd, f_dfd, idx_dfd = self._side_forces(dfd, town, local, hts, sides)
         lost_att, lost_dfd = control.fight_losses(
-            float(f_att.sum()), float(f_dfd.sum()), s_att, s_dfd, r.fight_attrition, m.hts.reference_fighters
+            float(f_att.sum()), float(f_dfd.sum()), s_att, s_dfd, r.fight_attrition, s.hts.reference_fighters
         )
         self._lose(att, control.split_losses(lost_att, f_att), idx_att)
         self._lose(dfd, control.split_losses(lost_dfd, f_dfd), idx_dfd)
         killed = self._civilian_harm(town)
-        m.record_event(
+        s.record_event(
             "fighting",
             town,
             count=round(lost_att + lost_dfd),
-            persons=killed * m.weight,
+            persons=killed * s.weight,
             note=f"{self.side_name(att)} vs {self.side_name(dfd)}",
         )
         if u_decide >= r.resolution_rate:
@@ -730,29 +717,29 @@ class Conflict(mesa.Agent):
 
     def _civilian_harm(self, town: int) -> float:
         """Casualties, fear and flight of the civilians present in a contested town; returns model persons killed."""
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
-        hh = m.hh
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
+        hh = s.hh
         killed = 0.0
         if r.fight_casualties > 0:
             density = ts.present[town] / max(ts.persons0[town], 1e-9)
-            expected = r.fight_casualties * min(density, m.scenario.air_campaign.density_cap)
-            expected *= m.scenario.households.sample_fraction
-            killed = m.kill_persons(town, int(self.fight_stream.poisson(expected)), self.fight_stream, harm=False)
+            expected = r.fight_casualties * min(density, s.scenario.air_campaign.density_cap)
+            expected *= s.scenario.households.sample_fraction
+            killed = kill_persons(s, town, int(self.fight_stream.poisson(expected)), self.fight_stream, harm=False)
             ts.killed_today[town] += killed
             self.killed_cum += killed
         here = np.flatnonzero((hh.town == town) & (hh.persons > 0))
         if r.fight_harm > 0 and len(here):
-            gain = np.float32(rules.saturating_gain(m.scenario.fear.rate * r.fight_harm))
+            gain = np.float32(rules.saturating_gain(s.scenario.fear.rate * r.fight_harm))
             hh.fear[here] += (1 - hh.fear[here]) * gain
-        flight(m, contested_town=town)
+        flight(s, contested_town=town)
         return killed
 
     def _settle(self, town: int, *, winner: int, loser: int, local: np.ndarray) -> None:
-        m = self.model
-        ts = m.town_state
-        r = m.scenario.rivals
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
         attacker = int(ts.attacker[town])
         if loser != HTS_HOLDS:  # a beaten rival side loses its footing in the town
             for g in self.members(int(self.side[loser - GROUP0])):
@@ -763,7 +750,7 @@ class Conflict(mesa.Agent):
                 cause = f"retaken by HTS from {self.side_name(loser)}"
             else:
                 cause = f"held by HTS against {self.side_name(loser)}"
-            m.change_controller(town, HTS_HOLDS, cause)
+            towns.change_controller(s, town, HTS_HOLDS, cause)
             return
         root = int(self.side[winner - GROUP0])
         idx = self.members(root)
@@ -774,26 +761,30 @@ class Conflict(mesa.Agent):
             cause = f"taken by {self.side_name(winner)} from HTS"
         else:
             cause = f"held by {self.side_name(winner)} against HTS"
-        m.change_controller(town, GROUP0 + holder, cause)
+        towns.change_controller(s, town, GROUP0 + holder, cause)
 
 
 class CivilSociety(mesa.Agent):
     """Civil society: investment raises the legitimacy of independent councils."""
 
+    def __init__(self, model: mesa.Model, state: ModelState):
+        super().__init__(model)
+        self.state = state
+
     def drift(self) -> np.ndarray:
         """Daily change of council legitimacy implied by today's state, before any baseline balance."""
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.civil_society
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.civil_society
         gain = cfg.council_rate * ts.civil_society * (ts.independent & ts.open)
         return gain * (1 - ts.council) - cfg.council_decay * ts.council
 
     def step(self) -> None:
         """Step 3b: councils gain legitimacy where civil society works; all decay slowly."""
-        m = self.model
-        ts = m.town_state
-        cfg = m.scenario.civil_society
+        s = self.state
+        ts = s.town_state
+        cfg = s.scenario.civil_society
         working = ts.independent & ts.open
-        ts.civil_society += cfg.recovery_rate * (m.civil_society0 - ts.civil_society) * working
-        ts.council += self.drift() - m.balance["council"]
+        ts.civil_society += cfg.recovery_rate * (s.civil_society0 - ts.civil_society) * working
+        ts.council += self.drift() - s.balance["council"]
         np.clip(ts.council, 0, 1, out=ts.council)

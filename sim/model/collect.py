@@ -14,7 +14,6 @@ cause in ``note``, and a ``coalition`` row (members in ``note``) per coalition f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,10 +21,8 @@ import pandas as pd
 from sim.model.control import CONTESTED as HELD_CONTESTED
 from sim.model.control import GROUP0, HTS_HOLDS
 from sim.model.rules import COOPERATE, NEUTRAL, RESIST
+from sim.model.state import ModelState
 from sim.scenario.schema import FRONT_STATUS
-
-if TYPE_CHECKING:
-    from sim.model.model import AllegianceModel
 
 
 @dataclass(frozen=True)
@@ -409,6 +406,33 @@ GOV_VARS = tuple(GOV_COLUMNS)
 _EVENT_FIELDS = tuple(k for k in EVENT_COLUMNS if k != "date")  # the order of a recorded event tuple
 
 
+def town_sums(state: ModelState, values: np.ndarray) -> np.ndarray:
+    """Sum of ``persons * values`` by current town (after :func:`sim.model.households.aggregate` this day)."""
+    hh = state.hh
+    weighted = hh.persons * values
+    sums = np.add.reduceat(weighted, state.home_starts, dtype=np.float64)
+    sums[state.home_empty] = 0.0
+    d = state.displaced_idx
+    if len(d):
+        n = state.town_state.n
+        sums -= np.bincount(hh.home[d], weights=weighted[d], minlength=n)
+        sums += np.bincount(hh.town[d], weights=weighted[d], minlength=n)
+    return sums
+
+
+def home_by_stance(state: ModelState) -> np.ndarray:
+    """Persons by home town and stance, (towns, 3): the current-town table moved by the displaced."""
+    hh = state.hh
+    n = state.town_state.n
+    d = state.displaced_idx
+    by = state.by_stance.copy()
+    if len(d):
+        w = hh.persons[d]
+        by -= np.bincount(hh.town[d].astype(np.intp) * 3 + hh.stance[d], weights=w, minlength=3 * n).reshape(n, 3)
+        by += np.bincount(hh.home[d].astype(np.intp) * 3 + hh.stance[d], weights=w, minlength=3 * n).reshape(n, 3)
+    return by
+
+
 def _share(num: np.ndarray | float, den: np.ndarray | float):
     if np.ndim(num) == 0 and np.ndim(den) == 0:  # the same IEEE division, without the array machinery
         return float(num) / float(den) if den > 0 else 0.0
@@ -416,37 +440,37 @@ def _share(num: np.ndarray | float, den: np.ndarray | float):
 
 
 class Collector:
-    """Preallocated daily tables for one run."""
+    """Preallocated daily tables for one run, read from the shared :class:`~sim.model.state.ModelState`."""
 
-    def __init__(self, model: AllegianceModel):
-        self.model = model
-        days = model.scenario.days
-        n = model.town_state.n
+    def __init__(self, state: ModelState):
+        self.state = state
+        days = state.scenario.days
+        n = state.town_state.n
         self.town = {v: np.zeros((days, n)) for v in TOWN_VARS}
         self.gov = {v: np.zeros(days) for v in GOV_VARS}
-        self.groups = [g.name for g in model.rival_groups]
+        self.groups = [g.name for g in state.rival_groups]
         self.align = np.zeros((days, len(self.groups)))
         self.fighters = np.zeros((days, len(self.groups)))
-        self.controllers = list(model.controller_names)
+        self.controllers = list(state.controller_names)
         self.under = np.zeros((days, len(self.controllers)))
         self.days_done = 0
-        self._home_resisting = model.resisting[model.hh.home]  # homes never change
+        self._home_resisting = state.resisting[state.hh.home]  # homes never change
 
     def collect(self, day: int) -> None:
         """Record the end-of-day state of ``day``."""
-        m = self.model
+        m = self.state
         ts = m.town_state
         hh = m.hh
         w = m.weight
         T, G = self.town, self.gov
         by = m.by_stance
         present = by.sum(axis=1)
-        home_by = m.home_by_stance()
+        home_by = home_by_stance(m)
         home_alive = home_by.sum(axis=1)
         at_home = present - ts.hosted
         displaced_out = home_alive - at_home
         sums = {
-            key: m.town_sums(getattr(hh, attr))
+            key: town_sums(m, getattr(hh, attr))
             for key, attr in (
                 ("fear_mean", "fear"),
                 ("grievance_regime_mean", "g_regime"),
@@ -553,7 +577,7 @@ class Collector:
     # ------------------------------------------------------------------ frames
 
     def _dates(self, days: np.ndarray) -> pd.Series | None:
-        start = self.model.scenario.start_date
+        start = self.state.scenario.start_date
         if start is None:
             return None
         return pd.Series(pd.to_datetime(start) + pd.to_timedelta(days, unit="D"), dtype="datetime64[ms]")
@@ -577,14 +601,14 @@ class Collector:
                 cols[f"{prefix}:{name}"] = table[:nd, j]
         ts = pd.DataFrame(cols)
 
-        names = self.model.town_state.names
+        names = self.state.town_state.names
         n = len(names)
         cols = {"day": np.repeat(day, n)}
         if dates is not None:
             cols["date"] = np.repeat(dates.to_numpy(), n)
         cols["town"] = pd.Categorical(np.tile(names, nd), categories=names)
         cols["initial_stance"] = pd.Categorical(
-            np.tile([t.stance for t in self.model.scenario.towns], nd),
+            np.tile([t.stance for t in self.state.scenario.towns], nd),
             categories=["resisting", "hts", "rival", "mixed", "unknown"],
         )
         for k, v in self.town.items():
@@ -598,14 +622,14 @@ class Collector:
                 cols[k] = v[:nd].ravel()
         towns = pd.DataFrame(cols)
 
-        ev = pd.DataFrame(self.model.events, columns=list(_EVENT_FIELDS))
+        ev = pd.DataFrame(self.state.events, columns=list(_EVENT_FIELDS))
         ev["day"] = ev["day"].astype(np.int64)
         if dates is not None:
             ev.insert(
                 1,
                 "date",
                 pd.Series(
-                    pd.to_datetime(self.model.scenario.start_date) + pd.to_timedelta(ev["day"], unit="D"),
+                    pd.to_datetime(self.state.scenario.start_date) + pd.to_timedelta(ev["day"], unit="D"),
                     dtype="datetime64[ms]",
                 ),
             )

@@ -1,5 +1,7 @@
-"""Households: structure-of-arrays state and the vectorized daily household step.
+"""Households: creation, the vectorized daily household step, moves, deaths, recruits, aggregates.
 
+The household state is :class:`~sim.model.state.HouseholdArrays` (structure of arrays) in
+the shared :class:`~sim.model.state.ModelState`; every function here takes that state.
 Every household is also a Mesa agent (:class:`sim.model.actors.Household`), a thin
 view onto one row of these arrays, so Mesa tools and the app can inspect any
 household; but the daily rules run once over whole arrays, never in a Python
@@ -8,56 +10,41 @@ loop over agents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from sim.model import rules
+from sim.model import rules, towns
 from sim.model.control import CONTESTED as HELD_CONTESTED
 from sim.model.rules import COOPERATE, F32, NEUTRAL, RESIST
+from sim.model.state import HouseholdArrays, ModelState
+from sim.scenario.schema import Scenario
 
-if TYPE_CHECKING:
-    from sim.model.model import AllegianceModel
+__all__ = [
+    "NOT_RECRUITED",
+    "RECRUITED_HTS",
+    "RECRUITED_RIVAL",
+    "HouseholdArrays",
+    "aggregate",
+    "calibrate_constants",
+    "calibrate_protest",
+    "create_households",
+    "destination_matrix",
+    "draw_stances_from_choice",
+    "enlist",
+    "flight",
+    "kill_persons",
+    "move_households",
+    "return_households",
+    "stance_utilities_now",
+    "stationary_protest",
+    "step_households",
+]
 
 NOT_RECRUITED, RECRUITED_HTS, RECRUITED_RIVAL = 0, 1, 2
 
 
-@dataclass
-class HouseholdArrays:
-    """Per-household state, one entry per agent (structure of arrays)."""
-
-    home: np.ndarray  # int16 town index where the household lived at the start
-    town: np.ndarray  # int16 town index where it is now
-    persons: np.ndarray  # float32 living members (float for fast weighting)
-    stance: np.ndarray  # int8 RESIST / NEUTRAL / COOPERATE
-    g_regime: np.ndarray  # float32 grievance against the regime, 0-1
-    g_hts: np.ndarray  # float32 grievance against HTS, 0-1
-    g_regime0: np.ndarray  # float32 standing (baseline) grievance against the regime
-    g_hts0: np.ndarray  # float32 standing grievance against HTS
-    fear: np.ndarray  # float32 0-1
-    harm: np.ndarray  # float32 personal harm memory (members killed, weighted, decaying)
-    risk_aversion: np.ndarray  # float32 R_i, U(0, 1)
-    threshold: np.ndarray  # float32 T_i
-    intercept_resist: np.ndarray  # float32 alpha_R of the household's origin (travels with it)
-    intercept_coop: np.ndarray  # float32 alpha_C of the household's origin (travels with it)
-    displaced: np.ndarray  # bool: away from home
-    protesting: np.ndarray  # bool
-    recruited: np.ndarray  # int8 NOT_RECRUITED / RECRUITED_HTS / RECRUITED_RIVAL
-    rival_group: np.ndarray  # int8 group joined (-1 none)
-    jailed_until: np.ndarray  # int32 day until which the household cannot protest
-
-    def __len__(self) -> int:
-        return len(self.home)
-
-    def snapshot(self) -> dict[str, np.ndarray]:
-        """A copy of every array (for sparse household snapshots)."""
-        return {f.name: getattr(self, f.name).copy() for f in fields(self)}
-
-
-def create_households(model: AllegianceModel, rng: np.random.Generator) -> HouseholdArrays:
+def create_households(scenario: Scenario, rng: np.random.Generator) -> HouseholdArrays:
     """Draw the initial households of every town from the scenario."""
-    sc = model.scenario
+    sc = scenario
     hcfg = sc.households
     size = 1 if hcfg.unit == "person" else hcfg.size
     counts = []
@@ -110,19 +97,142 @@ def _beta(rng: np.random.Generator, mean: float, concentration: float, n: int) -
     return rng.beta(mean * concentration, (1 - mean) * concentration, n).astype(F32)
 
 
-def step_households(model: AllegianceModel) -> None:
+# ---------------------------------------------------------------------- aggregates by town
+
+
+def aggregate(state: ModelState) -> None:
+    """Step 6: town aggregates of the households (persons-weighted).
+
+    Households are stored sorted by home town and most are at home, so sums by
+    current town are contiguous-segment sums over the home order, corrected
+    by the (few) displaced households: one sequential pass instead of a
+    scattered one.
+    """
+    ts = state.town_state
+    hh = state.hh
+    n = ts.n
+    state.displaced_idx = np.flatnonzero(hh.displaced)
+    by = np.bincount(hh.town.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
+    present = by.sum(axis=1)
+    ts.present = present
+    safe = np.maximum(present, 1e-12)
+    ts.coop_share = by[:, COOPERATE] / safe
+    ts.resist_share = by[:, RESIST] / safe
+    state.by_stance = by
+    protesting = np.flatnonzero(hh.protesting)
+    protest = np.bincount(hh.town[protesting], weights=hh.persons[protesting], minlength=n)
+    state.protest_persons = protest
+    ts.protest_share = protest / safe
+    d = state.displaced_idx
+    ts.hosted = np.bincount(hh.town[d], weights=hh.persons[d], minlength=n)
+    state.dest_probs = None
+
+
+# ---------------------------------------------------------------------- moves, deaths, recruits
+
+
+def move_households(state: ModelState, idx: np.ndarray, dest: np.ndarray, *, reason: str) -> None:
+    """Move households ``idx`` to towns ``dest`` (-1: no open destination, stay); record the flows."""
+    hh = state.hh
+    origin = hh.town[idx]
+    ok = dest >= 0
+    idx, origin, dest = idx[ok], origin[ok], dest[ok]
+    if not len(idx):
+        return
+    hh.town[idx] = dest
+    hh.displaced[idx] = dest != hh.home[idx]
+    n = state.town_state.n
+    flows = np.bincount(origin.astype(np.intp) * n + dest, weights=hh.persons[idx], minlength=n * n)
+    moved = float(flows.sum()) * state.weight
+    state.moves_today += moved
+    state.moves_cum += moved
+    for k in np.flatnonzero(flows):
+        state.record_event(
+            "displacement",
+            int(k // n),
+            to_town=int(k % n),
+            count=0,
+            persons=float(flows[k]) * state.weight,
+            note=reason,
+        )
+    state.dest_probs = None
+
+
+def return_households(state: ModelState, idx: np.ndarray) -> None:
+    """Displaced households ``idx`` go back to their home towns."""
+    hh = state.hh
+    n = state.town_state.n
+    flows = np.bincount(hh.town[idx].astype(np.intp) * n + hh.home[idx], weights=hh.persons[idx], minlength=n * n)
+    hh.town[idx] = hh.home[idx]
+    hh.displaced[idx] = False
+    state.returns_today += float(flows.sum()) * state.weight
+    for k in np.flatnonzero(flows):
+        state.record_event("return", int(k // n), to_town=int(k % n), persons=float(flows[k]) * state.weight)
+
+
+def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator, *, harm: bool = True) -> float:
+    """Kill up to ``k`` persons among those present in ``town`` (chosen by household size).
+
+    ``harm`` adds the deaths to the victims' households' personal harm memory (which
+    feeds their grievances like strike harm); fighting between rebels passes False.
+    """
+    if k <= 0:
+        return 0.0
+    hh = state.hh
+    idx = np.flatnonzero((hh.town == town) & (hh.persons > 0))
+    if not len(idx):
+        return 0.0
+    p = hh.persons[idx].astype(float)
+    victims = rng.choice(idx, size=k, p=p / p.sum())
+    hit, counts = np.unique(victims, return_counts=True)
+    dead = np.minimum(counts.astype(np.float32), hh.persons[hit])
+    hh.persons[hit] -= dead
+    if harm:
+        hh.harm[hit] += dead * np.float32(state.scenario.exposure.personal_weight)
+    ts = state.town_state
+    ts.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=ts.n)
+    gone = hit[hh.persons[hit] <= 0]
+    hh.protesting[gone] = False
+    return float(dead.sum())
+
+
+def enlist(state: ModelState, idx: np.ndarray) -> None:
+    """Households ``idx`` send a fighter: cooperating ones to HTS, resisting ones to a rival group present."""
+    if not len(idx):
+        return
+    hh = state.hh
+    hts = state.hts
+    groups = state.rival_groups
+    coop = idx[hh.stance[idx] == COOPERATE]
+    hh.recruited[coop] = RECRUITED_HTS
+    hts.fighters += len(coop) * state.weight
+    hts.recruits += len(coop) * state.weight
+    res = idx[hh.stance[idx] == RESIST]
+    if len(res) and groups:
+        group = np.argmax(state.town_state.rival_presence[hh.town[res]], axis=1)
+        hh.recruited[res] = RECRUITED_RIVAL
+        hh.rival_group[res] = group
+        for g, c in enumerate(np.bincount(group, minlength=len(groups))):
+            groups[g].fighters += c * state.weight
+            groups[g].recruits += c * state.weight
+
+
+# ---------------------------------------------------------------------- the daily step
+
+
+def step_households(state: ModelState) -> None:
     """Step 5 of the schedule: grievances, fear, then stance, protest, flight, return, recruitment.
 
     All households at once. The four uniform draws per household per day have a
     fixed shape whatever the state, so paired runs under different targeting
     policies share their household random numbers (common random numbers).
     """
-    sc = model.scenario
-    hh = model.hh
-    ts = model.town_state
+    sc = state.scenario
+    hh = state.hh
+    ts = state.town_state
     mech = sc.mechanisms
-    rng = model.rng_households
-    day = model.day
+    rng = state.streams.households
+    day = state.day
     n = len(hh)
     alive = hh.persons > 0
     town = hh.town
@@ -138,7 +248,7 @@ def step_households(model: AllegianceModel) -> None:
     t_personal = town[personal]
     g = sc.grievance
     # HTS's coercion above its standing level (which G_H0 already reflects; zero without a stationary baseline).
-    hts_harm = np.maximum(model.hts_harm() - model.balance["hts_harm"], 0.0).astype(F32)
+    hts_harm = np.maximum(towns.hts_harm(state) - state.balance["hts_harm"], 0.0).astype(F32)
 
     def gains(rate_of) -> np.ndarray:
         out = rules.saturating_gain(rate_of(e_town, hts_harm))[town]
@@ -187,7 +297,7 @@ def step_households(model: AllegianceModel) -> None:
     eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & (ts.open & ts.hts_holds)[town]
     hh.protesting = rules.protest_decision(
         hh.g_hts,
-        model.hts.legitimacy,
+        state.hts.legitimacy,
         hh.risk_aversion,
         ts.p_arrest.astype(F32)[town],
         hh.fear,
@@ -198,7 +308,7 @@ def step_households(model: AllegianceModel) -> None:
     )
 
     # --- flight and return home -------------------------------------------------------
-    flight(model, rng.random(n, dtype=F32), exposure)
+    flight(state, rng.random(n, dtype=F32), exposure)
     fl = sc.flight
     u_ret = rng.random(n, dtype=F32)
     p_ret_home = (
@@ -206,7 +316,7 @@ def step_households(model: AllegianceModel) -> None:
     ).astype(F32)
     returning = np.flatnonzero(hh.displaced & alive & (u_ret < p_ret_home[hh.home]) & (hh.town != hh.home))
     if len(returning):
-        model.return_households(returning)
+        return_households(state, returning)
 
     # --- recruitment ---------------------------------------------------------------------
     rc = sc.recruitment
@@ -216,11 +326,11 @@ def step_households(model: AllegianceModel) -> None:
     u_rec = rng.random(n, dtype=F32)
     p_rec = rules.recruit_probability(hh.g_regime, rate_table.ravel()[town.astype(np.int32) * 3 + hh.stance])
     recruits = np.flatnonzero((u_rec < p_rec) & (hh.recruited == NOT_RECRUITED) & alive)
-    model.enlist(recruits)
+    enlist(state, recruits)
 
 
 def flight(
-    model: AllegianceModel,
+    state: ModelState,
     u_flee: np.ndarray | None = None,
     exposure: np.ndarray | None = None,
     *,
@@ -247,20 +357,20 @@ def flight(
        so no extra draw depends on the state (common random numbers).
     3. Move: the household keeps its home town and is displaced while away from it.
     """
-    hh = model.hh
-    ts = model.town_state
+    hh = state.hh
+    ts = state.town_state
     if fallen_town >= 0:
         fleeing = np.flatnonzero((hh.town == fallen_town) & (hh.persons > 0))
         if not len(fleeing):
             return
-        u_dest = model.rng_front.random(len(fleeing))
+        u_dest = state.streams.front.random(len(fleeing))
         reason = "front"
     elif contested_town >= 0:
         here = np.flatnonzero((hh.town == contested_town) & (hh.persons > 0))
-        p = model.scenario.rivals.fight_flight
+        p = state.scenario.rivals.fight_flight
         if not len(here) or p <= 0:
             return
-        u = model.rng_fight.random(len(here))
+        u = state.streams.fight.random(len(here))
         go = u < p
         fleeing = here[go]
         if not len(fleeing):
@@ -268,12 +378,12 @@ def flight(
         u_dest = u[go] / p
         reason = "fighting"
     else:
-        fl = model.scenario.flight
+        fl = state.scenario.flight
         hazard = rules.flight_hazard(
             hh.fear,
             exposure,
             (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[hh.town],
-            exposure_rate=fl.exposure_rate * model.scenario.mechanisms.exit,
+            exposure_rate=fl.exposure_rate * state.scenario.mechanisms.exit,
         )
         candidates = np.flatnonzero(u_flee < hazard)  # P(flee) <= hazard
         p_flee = rules.flee_probability(hazard[candidates])
@@ -283,40 +393,40 @@ def flight(
             return
         u_dest = u_flee[fleeing] / p_flee[fleeing_mask]
         reason = "flight"
-    dest = rules.choose_destination(hh.town[fleeing], u_dest, destination_matrix(model))
-    model.move_households(fleeing, dest, reason=reason)
+    dest = rules.choose_destination(hh.town[fleeing], u_dest, destination_matrix(state))
+    move_households(state, fleeing, dest, reason=reason)
 
 
-def destination_matrix(model: AllegianceModel) -> np.ndarray:
-    """P(destination | origin) for fleeing households (cached by the model until towns change).
+def destination_matrix(state: ModelState) -> np.ndarray:
+    """P(destination | origin) for fleeing households (cached in the state until towns change).
 
     Weight of town j: free capacity * safety * pull / max(distance, cell)^gamma, with
     safety from :func:`rules.town_safety` times the border bonus, and the pull of the
     displaced already there (chain migration through kin and networks).
     """
-    if model.dest_probs is None:
-        ts = model.town_state
-        fl = model.scenario.flight
+    if state.dest_probs is None:
+        ts = state.town_state
+        fl = state.scenario.flight
         safety = rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale)
         safety = safety * np.where(ts.border, fl.border_safety, 1.0)
         safety = safety * (ts.controller != HELD_CONTESTED)  # nobody flees into a town being fought over
         pull = 1 + fl.network_weight * ts.hosted / np.maximum(ts.persons0, 1e-12)
         free = np.clip(ts.capacity - ts.hosted, 0, None) / np.maximum(ts.capacity, 1e-12)
-        if model.distance_decay is None:  # distances and gamma are fixed for the run
-            model.distance_decay = rules.distance_decay(model.geo.distance_km, fl.distance_exponent, model.geo.cell_km)
-        model.dest_probs = rules.destination_weights(
-            model.geo.distance_km,
+        if state.distance_decay is None:  # distances and gamma are fixed for the run
+            state.distance_decay = rules.distance_decay(state.geo.distance_km, fl.distance_exponent, state.geo.cell_km)
+        state.dest_probs = rules.destination_weights(
+            state.geo.distance_km,
             ts.open,
             safety * pull,
             free,
             distance_exponent=fl.distance_exponent,
-            min_distance_km=model.geo.cell_km,
-            decay=model.distance_decay,
+            min_distance_km=state.geo.cell_km,
+            decay=state.distance_decay,
         )
-    return model.dest_probs
+    return state.dest_probs
 
 
-def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def calibrate_constants(state: ModelState, iterations: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Alternative-specific constants per town so that the initial shares are the no-shock equilibrium.
 
     Discrete-choice practice: the town's constants for resisting and cooperating
@@ -325,9 +435,9 @@ def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[n
     Whatever then moves allegiance is a change in grievances, fear, services,
     control, councils, protection or peers: a mechanism, not a drifting baseline.
     """
-    sc = model.scenario
-    ts = model.town_state
-    hh = model.hh
+    sc = state.scenario
+    ts = state.town_state
+    hh = state.hh
     ch = sc.choice
     mech = sc.mechanisms
     n_towns = ts.n
@@ -369,11 +479,11 @@ def calibrate_constants(model: AllegianceModel, iterations: int = 40) -> tuple[n
     return alpha_r, alpha_c
 
 
-def stance_utilities_now(model: AllegianceModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stance_utilities_now(state: ModelState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every household's utilities of resisting, neutrality and cooperating in today's state."""
-    sc = model.scenario
-    hh = model.hh
-    ts = model.town_state
+    sc = state.scenario
+    hh = state.hh
+    ts = state.town_state
     ch = sc.choice
     mech = sc.mechanisms
     town = hh.town
@@ -392,7 +502,7 @@ def stance_utilities_now(model: AllegianceModel) -> tuple[np.ndarray, np.ndarray
     )
 
 
-def draw_stances_from_choice(model: AllegianceModel, rng: np.random.Generator) -> None:
+def draw_stances_from_choice(state: ModelState, rng: np.random.Generator) -> None:
     """Initial stances drawn from each household's own calibrated choice probabilities.
 
     The stance process (a share revising each day by the logit) has, for a fixed state,
@@ -401,19 +511,19 @@ def draw_stances_from_choice(model: AllegianceModel, rng: np.random.Generator) -
     households already sorted, so no sorting transient moves protest or peers in the
     first weeks.
     """
-    u_r, u_n, u_c = stance_utilities_now(model)
-    model.hh.stance[:] = rules.choose_stance(u_r, u_n, u_c, rng.random(len(model.hh), dtype=F32))
+    u_r, u_n, u_c = stance_utilities_now(state)
+    state.hh.stance[:] = rules.choose_stance(u_r, u_n, u_c, rng.random(len(state.hh), dtype=F32))
 
 
-def _resist_probability(model: AllegianceModel) -> np.ndarray:
-    u_r, u_n, u_c = stance_utilities_now(model)
+def _resist_probability(state: ModelState) -> np.ndarray:
+    u_r, u_n, u_c = stance_utilities_now(state)
     m = np.maximum(np.maximum(u_r, u_n), u_c)
     e_r = np.exp(u_r - m)
     return (e_r / (e_r + np.exp(u_n - m) + np.exp(u_c - m))).astype(float)
 
 
 def stationary_protest(
-    model: AllegianceModel, threshold_shift: float, p_res: np.ndarray | None = None
+    state: ModelState, threshold_shift: float, p_res: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The protest rule's stationary state for a given threshold shift.
 
@@ -434,7 +544,7 @@ def stationary_protest(
     ``p_res`` (each household's resist probability) may be passed when the state has not
     changed, to save recomputing the utilities. Returns ``(ps_t, would mask, x_i, y_i, w_i)``.
     """
-    return _ProtestState(model, p_res).solve(threshold_shift)
+    return _ProtestState(state, p_res).solve(threshold_shift)
 
 
 class _ProtestState:
@@ -446,17 +556,17 @@ class _ProtestState:
     (with the same operations in the same order: the same numbers to the last bit).
     """
 
-    def __init__(self, model: AllegianceModel, p_res: np.ndarray | None = None):
-        sc = model.scenario
-        hh = model.hh
-        ts = model.town_state
+    def __init__(self, state: ModelState, p_res: np.ndarray | None = None):
+        sc = state.scenario
+        hh = state.hh
+        ts = state.town_state
         pr = self.pr = sc.protest
         self.n = n = ts.n
         self.size = len(hh)
-        self.p_res_all = _resist_probability(model) if p_res is None else p_res
-        self.security = sc.hts.security_per_control * ts.control * model.hts.strength * ts.open
+        self.p_res_all = _resist_probability(state) if p_res is None else p_res
+        self.security = sc.hts.security_per_control * ts.control * state.hts.strength * ts.open
         self.present = np.maximum(np.bincount(hh.town, weights=hh.persons, minlength=n), 1e-12)
-        self.drive_all = hh.g_hts * F32(1.0 - model.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
+        self.drive_all = hh.g_hts * F32(1.0 - state.hts.legitimacy) - hh.risk_aversion * hh.fear * F32(
             pr.fear_risk_weight * sc.mechanisms.suppression
         )
         self.threshold = hh.threshold
@@ -512,7 +622,7 @@ class _ProtestState:
         return ps, out_would, out[0], out[1], out[2]
 
 
-def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
+def calibrate_protest(state: ModelState, rng: np.random.Generator) -> None:
     """Solve the threshold shift for the ordinary-day protest share and start protest stationary.
 
     The shift c (added to every T_i) is found by bisection so that the persons-weighted
@@ -523,18 +633,18 @@ def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
     their stationary proportions: in jail with probability ``a_t J / (1 + a_t J)`` (days
     left uniform over 1..J), protesting otherwise, so day 0 has no spike.
     """
-    sc = model.scenario
-    hh = model.hh
-    ts = model.town_state
+    sc = state.scenario
+    hh = state.hh
+    ts = state.town_state
     pr = sc.protest
-    res = model.resisting if model.resisting.any() else np.ones(ts.n, bool)
+    res = state.resisting if state.resisting.any() else np.ones(ts.n, bool)
     present = np.bincount(hh.town, weights=hh.persons, minlength=ts.n)
 
-    p_res = _resist_probability(model)
-    state = _ProtestState(model, p_res)
+    p_res = _resist_probability(state)
+    protest = _ProtestState(state, p_res)
 
     def share(c: float) -> float:
-        ps = state.solve(c)[0]
+        ps = protest.solve(c)[0]
         return float((ps * present)[res].sum() / max(present[res].sum(), 1e-12))
 
     lo, hi = -1.5, 1.5  # the share falls as the shift rises (net drives lie within [-1, 1])
@@ -546,7 +656,7 @@ def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
             hi = mid
     shift = 0.5 * (lo + hi)
     hh.threshold[:] = np.maximum(hh.threshold + F32(shift), 0)
-    _, would, _, y, w = stationary_protest(model, 0.0, p_res)
+    _, would, _, y, w = stationary_protest(state, 0.0, p_res)
     # Start each would-be protester in its stationary state given its drawn stance.
     resisting = hh.stance == RESIST
     p = p_res
@@ -555,4 +665,4 @@ def calibrate_protest(model: AllegianceModel, rng: np.random.Generator) -> None:
     jailed = would & (u[0] < p_jail)
     hh.jailed_until[jailed] = 1 + (u[1, jailed] * max(pr.jail_days, 1)).astype(np.int32)
     hh.protesting[:] = would & resisting & ~jailed
-    model.threshold_shift = shift
+    state.threshold_shift = shift
