@@ -107,7 +107,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sample-fraction", type=float, default=None, help="default: the calibration file's")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="4 runs at 2%% of the households: a smoke check")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "bench_calibrate.json")
     a = ap.parse_args()
+    if a.quick:
+        a.runs, a.sample_fraction = 4, 0.02
     cal = load_calibration(CONFIG, load_scenario(SCENARIO))
     base = cal.base_config()
     if a.sample_fraction is not None:
@@ -135,9 +139,8 @@ def main() -> None:
         "python": platform.python_version(),
     }
     print(json.dumps(result, indent=2))
-    out = ROOT / "benchmarks" / "out"
-    out.mkdir(exist_ok=True)
-    (out / "bench_calibrate.json").write_text(json.dumps(result, indent=2) + "\n")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"{many:.2f} runs/s on {a.workers} workers at sample_fraction {frac:g} "
         f"(target 6; {one:.2f} runs/s on one); one run: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in cost.items())

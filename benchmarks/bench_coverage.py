@@ -283,7 +283,11 @@ def main() -> None:
         "default 600, prior draws), then --mcmc-steps ABC-MCMC steps per chain",
     )
     ap.add_argument("--mcmc-steps", type=int, default=60, help="mcmc: steps per chain")
+    ap.add_argument("--quick", action="store_true", help="2 sets, 6 particles, 2 generations: a smoke check")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON file to write")
     a = ap.parse_args()
+    if a.quick:
+        a.sets, a.population, a.generations = 2, 6, 2
     try:
         result = coverage_study(
             sets=a.sets,
@@ -298,10 +302,10 @@ def main() -> None:
     except ValueError as e:
         ap.exit(2, f"bench_coverage: {e}\n")
     result.update({"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version()})
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
-    print(f"written {OUT.relative_to(ROOT)}")
+    print(f"written {a.out}")
 
 
 if __name__ == "__main__":

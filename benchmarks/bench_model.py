@@ -1,7 +1,7 @@
 """Speed and memory of the model, as ratios measured in one run.
 
     .venv/bin/python benchmarks/bench_model.py            # full set (about 3-4 minutes)
-    .venv/bin/python benchmarks/bench_model.py --quick    # smaller, for a smoke check
+    .venv/bin/python benchmarks/bench_model.py --quick    # tiny sizes, a smoke check (under a minute)
 
 Measures, interleaved over rounds so that machine drift cancels out:
 
@@ -17,9 +17,10 @@ and, each in a fresh process: peak RSS per household and construction time at
 400,000 households; and a person-level run (one agent per person, about 2.4
 million agents, 120 days) of the Idlib scenario, end to end.
 
-Prints a table and writes ``benchmarks/out/bench_model.json``. The project's speed and
-memory targets (``targets`` in the report) are printed next to the measurements, never
-asserted in tests.
+Prints a table and writes ``benchmarks/out/bench_model.json`` (or ``--out``). The
+project's speed and memory targets (``targets`` in the report) are printed next to the
+measurements, never asserted in tests; ``--quick`` measures tiny sizes (its numbers
+only show that every part runs) and is run by ``tests/test_benchmarks.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 SYNTHETIC = ROOT / "scenarios" / "synthetic_grid.yaml"
 IDLIB = ROOT / "scenarios" / "idlib_2017_2018.yaml"
+#: ``--quick``: the person-level run samples this share of the persons (about 50,000 agents).
+QUICK_PERSON_FRACTION = 0.02
 
 
 def scaled_scenario(households: int):
@@ -62,16 +65,22 @@ def time_model_steps(model, steps: int) -> float:
 class FloorKernel:
     """The household decision rule alone: grievances, fear, stance, protest, flight hazard.
 
-    Same :mod:`sim.model.rules` functions and array layout as the model's household
-    step, with town-level inputs held fixed: what the daily step would cost
-    with no model around it.
+    The same :mod:`sim.model.rules` functions, called with the same parameters of the
+    scenario (grievance rates and decays, choice weights, protest and flight settings,
+    mechanism strengths) and the same array layout as the model's household step
+    (:mod:`sim.model.households`), with town-level inputs held fixed: what the daily step
+    would cost with no model around it. Nothing is copied from the rules, so a change
+    of their signatures breaks this kernel (and the test that runs ``--quick``) at once.
     """
 
-    def __init__(self, n: int, towns: int = 16, seed: int = 1):
+    def __init__(self, n: int, scenario=None, towns: int = 16, seed: int = 1):
         from sim.model.rules import F32
+        from sim.scenario.loader import load_scenario
 
+        self.scenario = scenario if scenario is not None else load_scenario(SYNTHETIC).scenario
         rng = np.random.default_rng(seed)
         self.rng = rng
+        self.towns = towns
         self.town = np.sort(rng.integers(0, towns, n)).astype(np.int16)
         self.g_regime = rng.random(n, dtype=F32)
         self.g_hts = rng.random(n, dtype=F32)
@@ -80,40 +89,60 @@ class FloorKernel:
         self.fear = rng.random(n, dtype=F32) * F32(0.2)
         self.risk = rng.random(n, dtype=F32)
         self.threshold = rng.random(n, dtype=F32) * F32(0.3)
+        self.intercept_coop = rng.normal(0, 0.3, n).astype(F32)
+        self.intercept_resist = rng.normal(0, 0.3, n).astype(F32)
         self.stance = rng.integers(0, 3, n).astype(np.int8)
         self.displaced = np.zeros(n, dtype=bool)
         self.exposure_town = rng.random(towns).astype(F32)
+        self.hts_harm_town = (rng.random(towns) * 0.1).astype(F32)
         self.base = rng.random(towns).astype(F32)
         self.persons = np.full(n, 6, dtype=F32)
 
     def step(self) -> None:
-        """One day of the bare household rules."""
+        """One day of the bare household rules (the order and arguments of the model's step)."""
         from sim.model import rules
         from sim.model.rules import F32, RESIST
 
+        sc = self.scenario
+        g, ch, pr, mech = sc.grievance, sc.choice, sc.protest, sc.mechanisms
         t = self.town
         n = len(t)
         e = self.exposure_town
-        for level, rate, base in ((self.g_regime, 0.04, self.g0), (self.g_hts, 0.01, self.h0), (self.fear, 0.2, None)):
-            rules.saturating_update(level, rules.saturating_gain(e * F32(rate))[t], 0.01, base)
+        h = self.hts_harm_town
+
+        def gains(rate: np.ndarray) -> np.ndarray:
+            return rules.saturating_gain(rate)[t]
+
+        rules.saturating_update(
+            self.g_regime,
+            gains(rules.regime_grievance_rate(e, g.regime_rate, mech.regime_blame)),
+            g.regime_decay,
+            self.g0,
+        )
+        rules.saturating_update(
+            self.g_hts,
+            gains(rules.hts_grievance_rate(e, h, g.hts_rate, mech.pretext_blame, g.home_team_discount)),
+            g.hts_decay,
+            self.h0,
+        )
+        rules.saturating_update(self.fear, gains(e * F32(sc.fear.rate)), sc.fear.decay)
         u = self.rng.random(n, dtype=F32)
-        rev = np.flatnonzero(u < 0.05)
+        rev = np.flatnonzero(u < ch.revision_rate)
         tr = t[rev]
         ur, un, uc = rules.stance_utilities(
             self.g_regime[rev],
             self.g_hts[rev],
             self.fear[rev],
             self.displaced[rev],
+            self.base[tr] + self.intercept_coop[rev],
+            self.base[tr] + self.intercept_resist[rev],
             self.base[tr],
-            self.base[tr],
-            self.base[tr],
-            protection_weight=1.5,
-            regime_grievance_weight=1.0,
-            hts_grievance_weight=3.0,
-            fear_withdrawal=1.0,
-            disengagement=1.0,
+            protection_weight=ch.protection_weight,
+            hts_grievance_weight=ch.hts_grievance_weight,
+            fear_withdrawal=ch.fear_withdrawal * mech.suppression,
+            disengagement=ch.displaced_disengagement * mech.exit,
         )
-        self.stance[rev] = rules.choose_stance(ur, un, uc, u[rev] / F32(0.05))
+        self.stance[rev] = rules.choose_stance(ur, un, uc, u[rev] / F32(ch.revision_rate))
         eligible = self.stance == RESIST
         rules.protest_decision(
             self.g_hts,
@@ -122,15 +151,21 @@ class FloorKernel:
             self.base[t],
             self.fear,
             self.threshold,
-            self.base[t],
+            (pr.peer_weight * self.base).astype(F32)[t],
             eligible,
-            fear_risk_weight=1.0,
+            fear_risk_weight=pr.fear_risk_weight * mech.suppression,
         )
         u2 = self.rng.random(n, dtype=F32)
-        hazard = rules.flight_hazard(self.fear, e[t], self.base[t] * F32(0.001), exposure_rate=0.002)
+        fl = sc.flight
+        hazard = rules.flight_hazard(
+            self.fear,
+            e[t],
+            (fl.front_rate * self.base * F32(0.01)).astype(F32)[t],
+            exposure_rate=fl.exposure_rate * mech.exit,
+        )
         cand = np.flatnonzero(u2 < hazard)
         rules.flee_probability(hazard[cand])
-        np.bincount(t.astype(np.intp) * 3 + self.stance, weights=self.persons, minlength=48)
+        np.bincount(t.astype(np.intp) * 3 + self.stance, weights=self.persons, minlength=3 * self.towns)
 
 
 def epstein_model(agents_target: int, seed: int = 1):
@@ -211,13 +246,14 @@ def _child_memory(households: int) -> dict:
     }
 
 
-def _child_person_level(days: int) -> dict:
+def _child_person_level(days: int, sample_fraction: float = 1.0) -> dict:
     """In a fresh process: a person-level run of the Idlib scenario (or the scaled grid)."""
     from sim.run.simulate import simulate
     from sim.scenario.loader import load_scenario
 
     if IDLIB.exists():
-        loaded = load_scenario(IDLIB, ["households.unit=person", "households.sample_fraction=1.0", f"days={days}"])
+        sets = ["households.unit=person", f"households.sample_fraction={sample_fraction}", f"days={days}"]
+        loaded = load_scenario(IDLIB, sets)
         name = "idlib_2017_2018"
     else:  # before the Idlib scenario exists: the grid scaled to Idlib's 2.4 million persons
         from sim.scenario.loader import with_values
@@ -229,6 +265,7 @@ def _child_person_level(days: int) -> dict:
     wall = time.perf_counter() - t0
     return {
         "scenario": name,
+        "sample_fraction": sample_fraction,
         "agents": r.manifest["agents"],
         "days": days,
         "wall_s": wall,
@@ -237,36 +274,40 @@ def _child_person_level(days: int) -> dict:
     }
 
 
-def run_child(kind: str, arg: int) -> dict:
+def run_child(kind: str, arg: int, quick: bool = False) -> dict:
     """Run one measurement in a fresh interpreter and return its JSON."""
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", kind, str(arg)], capture_output=True, text=True, check=True, cwd=ROOT
-    )
+    cmd = [sys.executable, __file__, "--child", kind, str(arg), *(["--quick"] if quick else [])]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer rounds")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few rounds: a smoke check")
+    parser.add_argument("--out", type=Path, default=OUT / "bench_model.json", help="JSON file to write")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, arg = args.child[0], int(args.child[1])
-        result = _child_memory(arg) if kind == "memory" else _child_person_level(arg)
+        if kind == "memory":
+            result = _child_memory(arg)
+        else:
+            result = _child_person_level(arg, QUICK_PERSON_FRACTION if args.quick else 1.0)
         print(json.dumps(result))
         return
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 400_000]
-    rounds, steps = (2, 3) if args.quick else (5, 5)
+    sizes = [2_000, 10_000] if args.quick else [10_000, 100_000, 400_000]
+    rounds, steps = (2, 2) if args.quick else (5, 5)
     big = sizes[-1]
-    speed = measure_interleaved(sizes, rounds, steps, epstein_agents=10_000, floor_n=big)
+    speed = measure_interleaved(sizes, rounds, steps, epstein_agents=2_000 if args.quick else 10_000, floor_n=big)
     memory = run_child("memory", big)
-    person = run_child("person", 20 if args.quick else 120)
+    person = run_child("person", 5 if args.quick else 120, quick=args.quick)
     full_big = speed[f"full_{big}"]["agent_steps_per_s"]
     ratios = {
         "full_vs_epstein": full_big / speed["epstein"]["agent_steps_per_s"],
         "floor_vs_full": speed["floor"]["agent_steps_per_s"] / full_big,
     }
     report = {
+        "quick": args.quick,
         "speed": speed,
         "ratios": ratios,
         "memory": memory,
@@ -279,8 +320,8 @@ def main() -> None:
             "person_level_wall_s": 120,
         },
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "bench_model.json").write_text(json.dumps(report, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
     print(f"{'measurement':44s} {'agents':>10s} {'agent-steps/s':>15s}")
     for key, v in speed.items():
         print(f"{key:44s} {v['agents']:>10,d} {v['agent_steps_per_s']:>15,.0f}")
@@ -298,7 +339,7 @@ def main() -> None:
         f"{person['wall_s']:.1f} s (build {person['build_s']:.1f} s; peak RSS {person['peak_rss_mb']:,.0f} MB; "
         f"target < 120 s for 120 days)"
     )
-    print(f"\nwritten: {OUT / 'bench_model.json'}")
+    print(f"\nwritten: {args.out}")
 
 
 if __name__ == "__main__":

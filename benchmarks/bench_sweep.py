@@ -3,13 +3,16 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_sweep.py [--runs 16] [--sample-fraction 1.0] [--days 120]
+    .venv/bin/python benchmarks/bench_sweep.py --quick   # a few tiny runs: a smoke check
 
 Both engines run the same sweep (synthetic grid, full households by default, so
 each run takes a second or more) through the whole pipeline: design, engine,
 atomic Parquet parts. Pools are started and warmed up before timing, so the
 ratio measures parallel throughput, not process start-up. Results are printed
-and written to ``benchmarks/out/bench_sweep.json``. On a 2-core machine the
-target is a ratio of at least 1.7.
+and written to ``benchmarks/out/bench_sweep.json`` (or ``--out``). On a 2-core machine
+the target is a ratio of at least 1.7. ``--quick`` (4 runs of 10 days at 2% of the
+households, one round) only shows that every part runs; ``tests/test_benchmarks.py``
+runs it.
 """
 
 from __future__ import annotations
@@ -71,7 +74,11 @@ def main() -> None:
     ap.add_argument("--sample-fraction", type=float, default=1.0)
     ap.add_argument("--days", type=int, default=120)
     ap.add_argument("--rounds", type=int, default=3, help="alternating 1-worker/2-worker rounds (medians reported)")
+    ap.add_argument("--quick", action="store_true", help="4 tiny runs, one round: a smoke check")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "bench_sweep.json")
     args = ap.parse_args()
+    if args.quick:
+        args.runs, args.sample_fraction, args.days, args.rounds = 4, 0.02, 10, 1
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         # Alternate the two pools so that machine drift (load, clock) hits both alike.
@@ -87,6 +94,7 @@ def main() -> None:
         "load_average_1min_before": round(load_before, 2),
         "load_average_1min_after": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
+        "quick": args.quick,
         "sample_fraction": args.sample_fraction,
         "days": args.days,
         "one_worker": one,
@@ -95,9 +103,8 @@ def main() -> None:
         "rounds": rounds,
         "target": ">= 1.7 on 2 cores",
     }
-    out = ROOT / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_sweep.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     for label, r in (("1 worker ", one), ("2 workers", two)):
         print(
             f"{label}: {r['runs_per_minute']:7.1f} runs/min ({r['runs']} runs, {r['mean_run_seconds']} s/run, "
