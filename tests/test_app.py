@@ -191,9 +191,10 @@ def test_charts_use_dates_and_agree_with_the_header(tmp_path: Path) -> None:
 
 
 def _cmap_scale(mode: str) -> dict:
+    from sim.viz.style import colour_map
     from sim.viz.vega import cmap_scale
 
-    return cmap_scale(app.COLOUR_MODES[mode][1])
+    return cmap_scale(colour_map(app.COLOUR_MODES[mode][0]))
 
 
 def test_map_uses_coordinates_and_the_outline(tmp_path: Path) -> None:
@@ -204,7 +205,7 @@ def test_map_uses_coordinates_and_the_outline(tmp_path: Path) -> None:
     assert app.day_label(model) == "Day 0 of 5 · starts 2018-01-01"
     model.run(2)
     assert app.day_label(model) == "Day 2 of 5 · 2018-01-02"
-    x, y, geo = app.town_positions(model)
+    x, y, geo = maps.town_positions(model.scenario)
     assert geo and len(x) == 3
     np.testing.assert_allclose(y, [35.9306, 35.6139, 36.2144])
     spec_json, layout = app.map_view(model, "cooperation")
@@ -220,13 +221,33 @@ def test_map_uses_coordinates_and_the_outline(tmp_path: Path) -> None:
 
 
 def test_one_colour_map_for_cooperation() -> None:
-    """The app colours cooperation with the figures' colour map (sim.viz.style)."""
-    from sim.viz.style import COOPERATION_CMAP, RESISTANCE_CMAP
+    """The app colours cooperation and resistance with the figures' colour maps (sim.viz.style)."""
+    from sim.viz.style import COOPERATION_CMAP, RESISTANCE_CMAP, colour_map
 
-    assert app.COLOUR_MODES["cooperation"][1] is COOPERATION_CMAP
-    assert app.COLOUR_MODES["resistance"][1] is RESISTANCE_CMAP
+    assert colour_map(app.COLOUR_MODES["cooperation"][0]) is COOPERATION_CMAP
+    assert colour_map(app.COLOUR_MODES["resistance"][0]) is RESISTANCE_CMAP
     scale = _cmap_scale("cooperation")
     assert scale["range"][0] == "#0072b2" and scale["range"][-1] == "#d55e00"
+
+
+def test_one_glyph_per_meaning(fast_grid: Path) -> None:
+    """The X marks towns taken by the regime, nothing else; strikes are a burst with a legend of their own."""
+    from sim.viz import vega
+    from sim.viz.style import STRIKE_COLOUR
+
+    model = app.AppModel(str(fast_grid))
+    spec, _ = app.map_view(model, "cooperation")
+    layers = {layer["name"]: layer for layer in json.loads(spec)["layer"]}
+    towns = layers["town_markers"]["encoding"]["shape"]
+    strikes = layers["strike_marks"]["encoding"]["shape"]
+    glyphs = dict(zip(towns["scale"]["domain"], towns["scale"]["range"], strict=True))
+    assert glyphs["regime"] == vega.X_PATH and maps.CONTROLLER_LABELS["regime"] == "taken by the regime"
+    assert strikes["scale"]["range"] == [vega.BURST_PATH] and vega.BURST_PATH not in glyphs.values()
+    assert "shape" not in layers["strike_marks"]["mark"]
+    assert strikes["legend"]["title"] == "air strikes" and strikes["scale"]["domain"] == [vega.STRIKE_LABEL]
+    assert layers["strike_marks"]["encoding"]["color"]["value"] == STRIKE_COLOUR
+    assert json.loads(spec)["resolve"]["scale"]["shape"] == "independent", "two legends, not one merged scale"
+    model.release()
 
 
 def test_towns_marked_by_controller(fast_grid: Path) -> None:
@@ -235,6 +256,9 @@ def test_towns_marked_by_controller(fast_grid: Path) -> None:
 
     model = app.AppModel(str(fast_grid))
     _, layout = app.map_view(model, "cooperation")
+    # On a grid the towns sit on their model cells (maps.town_positions, shared with the figures).
+    x, y, geo = maps.town_positions(model.scenario)
+    assert not geo and np.array_equal(np.column_stack([x, y]), np.array(model.geo.cells, dtype=float))
     ts = model.town_state
     had = model.controller_names, ts.controller
     # The model's own controller (sim.model.control) sets each town's mark and tooltip.
@@ -518,7 +542,9 @@ def test_app_in_browser(
                 expect(day).to_contain_text(f"Day {k} of 120", timeout=20_000)
                 _wait_until(lambda k=k: f"Day {k} of 120" in _map_title(page), f"map did not draw day {k}")
                 assert _map_title(page).endswith(f"2017-11-0{k}"), "the map shows the header's date"
-            expect(page.get_by_text("Step: 3")).to_be_visible()
+            # Mesa's leftover "Information / Step: N" card is gone: the header says the day.
+            expect(page.get_by_text("Step: 3")).to_have_count(0)
+            expect(page.get_by_text("Information", exact=True)).to_have_count(0)
             expect(day).to_contain_text("2017-11-03")
             # Dates on the chart axes (the scenario starts on 1 Nov 2017 and runs to 28 Feb 2018).
             labels = _chart_axis_labels(page)

@@ -10,6 +10,7 @@ town, and that the front areas follow the front status.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -20,6 +21,7 @@ import pytest
 from matplotlib.markers import MarkerStyle
 from matplotlib.path import Path as MplPath
 
+from sim.analysis import results
 from sim.run.simulate import simulate
 from sim.scenario import basemap
 from sim.scenario.loader import load_scenario
@@ -182,7 +184,8 @@ def test_controller_marks_each_town(small_run) -> None:
     holders = {"Idlib city": "hts", "Kafranbel": "Ahrar al-Sham", "Saraqib": "contested", "Abu al-Duhur": "regime"}
     towns["controller"] = towns["town"].astype(str).map(holders)
     towns.loc[towns["town"] == "Abu al-Duhur", "front"] = "regime"
-    fig = maps.plot_town_map(towns, small_run.events, small_run.scenario, labels=False, flows=False)
+    run = results.from_result(small_run)
+    fig = maps.plot_map(dataclasses.replace(run, towns=towns), labels=False, flows=False)
     ax = fig.axes[0]
     sc = small_run.scenario
     pos = {t.name: (t.lon, t.lat) for t in sc.towns}
@@ -193,7 +196,7 @@ def test_controller_marks_each_town(small_run) -> None:
     # Without a controller column only the front status marks towns: all discs here but the regime's.
     plain = small_run.towns.copy()
     plain.loc[plain["town"] == "Abu al-Duhur", "front"] = "regime"
-    ax = maps.plot_town_map(plain, small_run.events, sc, labels=False, flows=False).axes[0]
+    ax = maps.plot_map(dataclasses.replace(run, towns=plain), labels=False, flows=False).axes[0]
     np.testing.assert_allclose(_marker_of(ax, *pos["Kafranbel"])[0].vertices, _path_of("o").vertices)
     np.testing.assert_allclose(_marker_of(ax, *pos["Abu al-Duhur"])[0].vertices, _path_of("X").vertices)
 
@@ -222,7 +225,7 @@ def test_front_areas_follow_the_front() -> None:
 
 def test_map_figures_draw_the_outline(small_run) -> None:
     """The border, governorate and roads lie under the towns in the run map."""
-    fig = maps.plot_run_map(small_run.towns, small_run.events, small_run.scenario)
+    fig = maps.plot_run_map(small_run)
     base = basemap.load_basemap()
     for ax in fig.axes[:2]:
         lines = [np.asarray(line.get_xydata()) for line in ax.lines]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import matplotlib
@@ -68,19 +70,22 @@ def test_towns_small_multiples():
 
 def test_map_any_variable_at_a_date(tmp_path: Path):
     run = results.load(data.idlib_run())
-    fig = plots.plot_map(run, "hts_control", "2018-01-22", since="2017-12-15", save=tmp_path / "m.png")
+    fig = maps.plot_map(run, "hts_control", "2018-01-22", since="2017-12-15", save=tmp_path / "m.png")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "longitude (°E)" and ax.get_ylabel() == "latitude (°N)"
     assert "22 Jan 2018" in ax.get_title() and "15 Dec 2017" in ax.get_title()
     assert fig.axes[-1].get_ylabel().startswith("HTS control")  # colour bar
     assert ax.patches, "displacement flows are drawn as arrows"
     grid = results.load(data.grid_run())
-    fig = plots.plot_map(grid, "coop_share", 10)
+    fig = maps.plot_map(grid, "coop_share", 10)
     assert fig.axes[0].get_xlabel().startswith("grid column") and "day 10" in fig.axes[0].get_title()
     with pytest.raises(results.ResultsError, match="outside the run"):
-        plots.plot_map(grid, "coop_share", 400)
-    fig = maps.plot_town_map(run.towns, run.events, run.scenario, "2018-01-01")
+        maps.plot_map(grid, "coop_share", 400)
+    fig = maps.plot_map(run, when=dt.date(2018, 1, 1), labels=False)
     assert fig.axes[0].get_xlabel() == "longitude (°E)"
+    assert fig.axes[0].get_title().startswith("Cooperation with HTS, 1 Jan 2018")
+    assert fig.axes[-1].get_label() == "<colorbar>"
+    assert not hasattr(plots, "plot_map") and not hasattr(maps, "plot_town_map"), "one town-map function"
 
 
 def test_observed_and_displacement_check():
@@ -143,6 +148,13 @@ def test_sweep_figures():
     assert fig.axes[-1].get_xlabel() == "policy [air_campaign.policy]"
     fig = plots.plot_sweep_heatmap(sw, "coop_resisting_mean")
     assert "resisting_towns - none" in fig.axes[0].get_title()
+    # the paired effect is sim.analysis.thesis.paired_differences: pairs must share a seed
+    table, *_ = plots.sweep_effect_grid(sw, "coop_resisting_mean")
+    assert (table["n"] > 0).all() and table["value"].notna().all()
+    unpaired = sw.results.copy()
+    unpaired.loc[unpaired["air_campaign.policy"] == "none", "seed"] += 1
+    with pytest.raises(AssertionError, match="share seeds"):
+        plots.sweep_effect_grid(dataclasses.replace(sw, results=unpaired), "coop_resisting_mean")
     fig = plots.plot_bands(sw.series("coop_share_resisting"), "value", by="air_campaign.policy")
     assert len(visible_axes(fig)) == 1
 

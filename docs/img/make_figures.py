@@ -23,7 +23,7 @@ from sim.experiments.spec import load_sweep
 from sim.experiments.sweep import run_sweep
 from sim.run.simulate import simulate
 from sim.scenario.loader import load_scenario
-from sim.viz import plots
+from sim.viz import maps, plots
 
 ROOT = Path(__file__).resolve().parents[2]
 IMG = Path(__file__).resolve().parent
@@ -44,7 +44,7 @@ def main() -> None:
     if "idlib_map" in only:
         idlib = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
         run = results.from_result(simulate(idlib, household_agents=False))
-        save(plots.plot_map(run, "coop_share", "2018-01-22", since="2017-12-15", max_flows=15), "idlib_map.png")
+        save(maps.plot_map(run, "coop_share", "2018-01-22", since="2017-12-15", max_flows=15), "idlib_map.png")
     if "policy_bands" in only:
         grid = ROOT / "scenarios" / "synthetic_grid.yaml"
         runs = []

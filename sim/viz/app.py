@@ -14,7 +14,7 @@
   each recorded window; a download of the run's tables as Parquet (the files ``sim run``
   writes);
 * controls for the targeting policy, the mechanism strengths and the seed, with Mesa's
-  step / play / pause / reset buttons, and the current day and date.
+  step / play / pause / reset buttons, and the current day and date (in the header).
 
 There is no second implementation of the model: :class:`AppModel` only turns the
 controls into the same ``--set`` overrides that ``sim run`` accepts, loads the
@@ -38,11 +38,9 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from sim.scenario.schema import MECHANISM_NAMES, POLICIES, Mechanisms, Scenario
 from sim.scenario.shipped import shipped_path
-from sim.viz.style import COOPERATION_CMAP, RESISTANCE_CMAP
+from sim.viz.style import colour_map
 
 if TYPE_CHECKING:
     from sim.model.model import AllegianceModel
@@ -57,10 +55,11 @@ MECHANISM_CONTROLS: tuple[str, ...] = MECHANISM_NAMES
 MULTIPLIER_MAX = 3.0
 #: Step of the mechanism sliders (the slider's grid: 0, 0.05, 0.10, ...).
 SLIDER_STEP = 0.05
-#: Map colouring modes: label -> (town array, colour map, legend title).
-COLOUR_MODES: dict[str, tuple[str, Any, str]] = {
-    "cooperation": ("coop_share", COOPERATION_CMAP, "share cooperating with HTS"),
-    "resistance": ("resist_share", RESISTANCE_CMAP, "share resisting HTS"),
+#: Map colouring modes: label -> (town array, legend title); the colour map is the
+#: variable's own (:func:`sim.viz.style.colour_map`), as in every figure.
+COLOUR_MODES: dict[str, tuple[str, str]] = {
+    "cooperation": ("coop_share", "share cooperating with HTS"),
+    "resistance": ("resist_share", "share resisting HTS"),
 }
 
 
@@ -228,29 +227,18 @@ def day_label(model: AllegianceModel) -> str:
     return text + f" · {model.scenario.date_of(day - 1):%Y-%m-%d}"
 
 
-def town_positions(model: AllegianceModel) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Town x and y for drawing and whether they are longitude and latitude.
-
-    Longitude and latitude for scenarios with coordinates, otherwise the grid cell of each town.
-    """
-    if model.geo.has_coordinates:
-        lon = np.array([t.lon for t in model.scenario.towns], dtype=float)
-        lat = np.array([t.lat for t in model.scenario.towns], dtype=float)
-        return lon, lat, True
-    cells = np.array(model.geo.cells, dtype=float)
-    return cells[:, 0], cells[:, 1], False
-
-
 def map_view(model: AllegianceModel, mode: str) -> tuple[str, Any]:
     """The map's Vega-Lite spec (JSON) for a colouring mode, and the model's fixed layout (cached per scenario)."""
     from sim.scenario.basemap import basemap_covering
+    from sim.viz.maps import town_positions
     from sim.viz.vega import cmap_scale, map_layout, map_spec
 
-    x, y, geo = town_positions(model)
+    x, y, geo = town_positions(model.scenario)
     layout = map_layout(model, x, y, geo)
     base = basemap_covering(x, y) if geo else None
-    _, cmap, title = COLOUR_MODES[mode]
-    spec = map_spec(layout.frame, base, layout.u, layout.v, colour_title=title, colour_scale=cmap_scale(cmap))
+    variable, title = COLOUR_MODES[mode]
+    scale = cmap_scale(colour_map(variable))
+    spec = map_spec(layout.frame, base, layout.u, layout.v, colour_title=title, colour_scale=scale)
     return json.dumps(spec), layout
 
 
@@ -385,7 +373,7 @@ def _app() -> dict[str, Any]:
     import ipyvuetify
     import solara
     import traitlets
-    from mesa.visualization.solara_viz import ModelController, ModelCreator, ShowSteps
+    from mesa.visualization.solara_viz import ModelController, ModelCreator
     from mesa.visualization.utils import update_counter
 
     from sim.model.model import AllegianceModel
@@ -529,8 +517,9 @@ def _app() -> dict[str, Any]:
     def Page() -> None:
         """One browser session: its own model, rebuilt by Mesa's controller on Reset.
 
-        Mesa's ModelController, ModelCreator and ShowSteps make the sidebar; SolaraViz's
-        page tabs, draggable grid, thread switch and render-interval slider are left out.
+        Mesa's ModelController and ModelCreator make the sidebar; SolaraViz's page tabs,
+        draggable grid, thread switch, render-interval slider and step counter ("Information",
+        which the day in the header replaces) are left out.
         """
         path = served_scenario()
         initial = solara.use_memo(lambda: AppModel(path), [])
@@ -560,8 +549,6 @@ def _app() -> dict[str, Any]:
                 )
             with solara.Card("Model Parameters"):
                 ModelCreator(model, model_params(initial.loaded.scenario, path), model_parameters=parameters)
-            with solara.Card("Information"):
-                ShowSteps(model.value)
         Main(model.value)
 
     return {name: value for name, value in locals().items() if name in _APP_NAMES}

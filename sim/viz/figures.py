@@ -23,7 +23,7 @@ from sim.analysis.observed import write_observed
 from sim.analysis.results import RunFolder, SweepFolder, ThesisFolder, load
 from sim.run.simulate import SimulationResult, save_run
 from sim.run.store import write_atomic
-from sim.viz.maps import plot_run_map
+from sim.viz.maps import plot_map, plot_run_map
 from sim.viz.plots import (
     _stem,
     label_of,
@@ -31,7 +31,6 @@ from sim.viz.plots import (
     plot_bands,
     plot_displacement_check,
     plot_effects,
-    plot_map,
     plot_observed,
     plot_parameter_effects,
     plot_policies,
@@ -52,7 +51,7 @@ def run_figures(run: RunFolder) -> list[FigureJob]:
         ("towns_cooperation", lambda p: plot_towns(run.towns, "coop_share", save=p)),
         ("towns_protest", lambda p: plot_towns(run.towns, "protest_share", save=p)),
         ("towns_persons", lambda p: plot_towns(run.towns, "persons_present", save=p)),
-        ("map", lambda p: plot_run_map(run.towns, run.events, run.scenario, save=p)),
+        ("map", lambda p: plot_run_map(run, save=p)),
         ("map_hts_control", lambda p: plot_map(run, "hts_control", save=p)),
     ]
     if run.observed is not None and len(run.observed):
@@ -171,7 +170,7 @@ def run_extras(result: SimulationResult, folder: Path) -> dict[str, Any]:
     entries: dict[str, Any] = {}
     plt.close(plot_summary(result.timeseries, result.scenario, save=folder / "summary.png"))
     if result.scenario.towns[0].lat is not None:
-        plt.close(plot_run_map(result.towns, result.events, result.scenario, save=folder / "map.png"))
+        plt.close(plot_run_map(result, save=folder / "map.png"))
     if result.scenario.observed.figures:
         entries.update(write_observed(result, folder))
     return entries

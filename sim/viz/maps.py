@@ -1,21 +1,22 @@
-"""Town maps: towns at their coordinates, coloured by cooperation with HTS.
+"""Town maps: towns at their coordinates, coloured by a town variable (cooperation by default).
 
-:func:`plot_town_map` draws one date on one axis: each town is a marker at its
-longitude and latitude (or grid cell), its area proportional to the persons
-present, its colour the share cooperating with HTS on a blue (resisting) -
-grey - vermillion (cooperating) scale that stays readable with colour-blind
-vision (Okabe & Ito colours). The marker's shape says who holds the town
-(:data:`CONTROLLER_MARKERS`: HTS a disc, a rival group a square, contested a
-diamond, the regime a cross); without a controller column the front status alone
-marks contested and regime-held towns. Strikes so far are purple rings, and the
-largest displacement flows so far are orange arrows whose width grows with persons.
+:func:`plot_map` is the one town map: one run, one date, one axis. Each town is a marker
+at its longitude and latitude (or grid cell), its area proportional to the persons
+present, its colour the variable on that day in the variable's one colour map
+(:func:`sim.viz.style.colour_map`: cooperation with HTS blue - grey - vermillion,
+readable with colour-blind vision). The marker's shape says who holds the town
+(:data:`CONTROLLER_MARKERS`: HTS a disc, a rival group a square, contested a diamond,
+the regime a cross); without a controller column the front status alone marks contested
+and regime-held towns. Strikes in the window are purple rings, and the largest
+displacement flows are orange arrows whose width grows with persons.
 
 Under the towns, for scenarios in the Idlib area, lie the bundled outline
 (:mod:`sim.scenario.basemap`: Turkish border, governorate, M5 and M4) and the areas the
 regime holds or contests on that day (:func:`front_areas`, from the front events).
 Labels are placed by adjustText so that they do not overprint each other.
-:func:`plot_run_map` puts the first day and a chosen day side by side; it is the
-``map.png`` of a run folder.
+:func:`plot_run_map` puts two cooperation maps (the first day and a chosen day) side by
+side with one legend; it is the ``map.png`` of a run folder. :func:`town_positions` is
+where every map, static or in the app, puts the towns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import functools
 import itertools
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,7 +39,11 @@ from matplotlib.path import Path as MplPath
 from sim.scenario.basemap import Basemap, basemap_covering
 from sim.scenario.geography import KM_PER_DEG_LAT
 from sim.scenario.schema import Scenario
-from sim.viz.style import COOPERATION_CMAP, PALETTE, finish, style
+from sim.viz.style import FLOW_COLOUR, PALETTE, SHARE_VARS, STRIKE_COLOUR, colour_map, finish, label_of, style
+
+if TYPE_CHECKING:
+    from sim.analysis.results import RunFolder
+    from sim.run.simulate import SimulationResult
 
 
 def town_positions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -51,28 +56,6 @@ def town_positions(scenario: Scenario) -> tuple[np.ndarray, np.ndarray, bool]:
     x = np.array([t.x for t in towns], dtype=float)
     y = np.array([t.y for t in towns], dtype=float)
     return x, y, False
-
-
-def _resolve_day(towns: pd.DataFrame, scenario: Scenario, when: int | str | dt.date | None) -> int:
-    """Day index for ``when`` (a day index, an ISO date, a date, or None for the last day)."""
-    last = int(towns["day"].max())
-    if when is None:
-        return last
-    if isinstance(when, (int, np.integer)):
-        day = int(when)
-    else:
-        date = dt.date.fromisoformat(when) if isinstance(when, str) else when
-        if scenario.start_date is None:
-            raise ValueError("a date needs a scenario with start_date")
-        day = (date - scenario.start_date).days
-    if not 0 <= day <= last:
-        raise ValueError(f"day {day} is outside the run (0..{last})")
-    return day
-
-
-def _label(scenario: Scenario, day: int) -> str:
-    date = scenario.date_of(day)
-    return f"{date:%-d %b %Y}" if date is not None else f"day {day}"
 
 
 def flows_until(events: pd.DataFrame, day: int, *, first_day: int = 0) -> pd.DataFrame:
@@ -340,67 +323,6 @@ def basemap_handles() -> list[Line2D]:
     ]
 
 
-def plot_town_map(
-    towns: pd.DataFrame,
-    events: pd.DataFrame,
-    scenario: Scenario,
-    when: int | str | dt.date | None = None,
-    *,
-    ax: plt.Axes | None = None,
-    flows: bool = True,
-    max_flows: int = 25,
-    strikes: bool = True,
-    labels: bool = True,
-    size_scale: float | None = None,
-    save: str | Path | None = None,
-) -> plt.Figure:
-    """Map of the towns on one day.
-
-    Args:
-        towns: the run's town table (one row per town per day).
-        events: the run's events table (strikes and displacement flows).
-        scenario: the scenario of the run (town coordinates and names).
-        when: day index, ISO date or date to show (default: the last day).
-        ax: axis to draw on (default: a new figure).
-        flows: draw the largest displacement flows up to that day.
-        max_flows: how many flows to draw at most.
-        strikes: ring towns by the strikes they received up to that day.
-        labels: write town names.
-        size_scale: marker area (points^2) per person; default scales the largest town to
-            about 900 points^2. Pass the same value to compare panels.
-        save: file to save the figure to.
-    """
-    day = _resolve_day(towns, scenario, when)
-    x, y, geo = town_positions(scenario)
-    names = scenario.town_names
-    today = towns[towns["day"] == day].set_index(towns.loc[towns["day"] == day, "town"].astype(str))
-    today = today.reindex(names)
-    persons = today["persons_present"].to_numpy(dtype=float)
-    coop = today["coop_share"].to_numpy(dtype=float)
-    front = today["front"].astype(str).to_numpy()
-    if size_scale is None:
-        size_scale = 900.0 / max(float(towns["persons_present"].max()), 1.0)
-    with style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(7.0, 7.4))
-        else:
-            fig = ax.figure
-        ax.grid(False)
-        base = draw_geography(ax, x, y, geo, front)
-        if flows:
-            draw_flows(ax, events, names, x, y, first_day=0, last_day=day, max_flows=max_flows)
-        sizes = np.maximum(persons * size_scale, 6.0)
-        kinds = controller_kinds(front, today["controller"].to_numpy() if "controller" in today else None)
-        draw_towns(ax, x, y, sizes, coop, kinds, cmap=COOPERATION_CMAP, norm=Normalize(0, 1))
-        if strikes:
-            draw_strike_rings(ax, events, names, x, y, sizes, first_day=0, last_day=day)
-        frame_map(ax, x, y, geo, base=base)
-        ax.set_title(f"{_label(scenario, day)}: cooperation with HTS")
-        if labels:
-            label_towns(ax, names, x, y, sizes)
-        return finish(fig, save)
-
-
 def draw_geography(ax: plt.Axes, x: np.ndarray, y: np.ndarray, geo: bool, front: np.ndarray) -> Basemap | None:
     """The outline (for towns in the Idlib area) and the regime-held and contested areas."""
     if not geo:
@@ -442,7 +364,7 @@ def draw_flows(
                 arrowstyle="-|>",
                 mutation_scale=6 + 2 * width,
                 lw=width,
-                color=PALETTE["orange"],
+                color=FLOW_COLOUR,
                 alpha=0.55,
                 zorder=1,
                 shrinkA=4,
@@ -468,7 +390,7 @@ def draw_strike_rings(
     n_hits = np.array([float(hits.get(n, 0.0)) for n in names])
     hit = n_hits > 0
     ring = (np.sqrt(sizes[hit]) + 3.0 + 1.5 * np.sqrt(n_hits[hit])) ** 2
-    ax.scatter(x[hit], y[hit], s=ring, facecolors="none", edgecolors=PALETTE["purple"], linewidths=1.1, zorder=2)
+    ax.scatter(x[hit], y[hit], s=ring, facecolors="none", edgecolors=STRIKE_COLOUR, linewidths=1.1, zorder=2)
 
 
 def label_towns(ax: plt.Axes, names: list[str], x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> list[Any]:
@@ -563,18 +485,18 @@ def size_and_strike_handles(size_scale: float, persons_ref: float, struck_label:
         marker="o",
         markersize=9,
         markerfacecolor="none",
-        markeredgecolor=PALETTE["purple"],
+        markeredgecolor=STRIKE_COLOUR,
         label=struck_label,
     )
     return size_key, struck_key
 
 
-def _legend(fig: plt.Figure, ax: plt.Axes, size_scale: float, persons_ref: float, geo: bool = False) -> None:
+def _legend(fig: plt.Figure, size_scale: float, persons_ref: float, geo: bool = False) -> None:
     size_key, struck_key = size_and_strike_handles(size_scale, persons_ref, "struck so far (wider ring: more strikes)")
     handles = [
         size_key,
         struck_key,
-        Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6, label="displacement flows so far (width: persons)"),
+        Line2D([], [], color=FLOW_COLOUR, lw=3, alpha=0.6, label="displacement flows so far (width: persons)"),
         *controller_handles(),
         *(basemap_handles() if geo else []),
     ]
@@ -587,35 +509,162 @@ def _legend(fig: plt.Figure, ax: plt.Axes, size_scale: float, persons_ref: float
         handletextpad=0.4,
         columnspacing=1.6,
     )
-    sm = plt.cm.ScalarMappable(cmap=COOPERATION_CMAP, norm=Normalize(0, 1))
+    sm = plt.cm.ScalarMappable(cmap=colour_map("coop_share"), norm=Normalize(0, 1))
     cbar = fig.colorbar(sm, ax=list(fig.axes), shrink=0.7, pad=0.02, fraction=0.03)
     cbar.set_label("share of persons present cooperating with HTS")
 
 
-def plot_run_map(
-    towns: pd.DataFrame,
-    events: pd.DataFrame,
-    scenario: Scenario,
+def as_run(run: RunFolder | SimulationResult) -> RunFolder:
+    """A loaded run as it is, an in-memory result wrapped like one."""
+    from sim.analysis.results import RunFolder, from_result
+
+    return run if isinstance(run, RunFolder) else from_result(run)
+
+
+def _day(run: RunFolder, when: int | str | dt.date | None) -> int:
+    return run.day_of(pd.Timestamp(when) if isinstance(when, dt.date) else when)
+
+
+def plot_map(
+    run: RunFolder | SimulationResult,
+    variable: str = "coop_share",
     when: int | str | dt.date | None = None,
+    *,
+    ax: plt.Axes | None = None,
+    strikes: bool = True,
+    flows: bool = True,
+    since: int | str | dt.date | None = None,
+    max_flows: int = 25,
+    labels: bool = True,
+    legend: bool = True,
+    cmap: Any = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    title: str | None = None,
     save: str | Path | None = None,
 ) -> plt.Figure:
-    """Two maps side by side: the first day, and ``when`` (default: the last day) with flows."""
+    """Town map coloured by a town variable on one day, with strikes and displacement flows.
+
+    Towns are markers at their coordinates (longitude/latitude, or grid cell), area
+    proportional to the persons present; the shape says who holds the town
+    (:data:`CONTROLLER_MARKERS`; towns taken by the regime are black crosses). Purple rings
+    mark towns struck between ``since`` and ``when`` (wider ring: more strikes); orange
+    arrows are the largest displacement flows in that window (wider: more persons).
+
+    Args:
+        run: a loaded run (:func:`sim.analysis.results.load_run_folder`) or an in-memory
+            result of :func:`sim.run.simulate.simulate`.
+        variable: town variable that sets the colour (a column of the town table; default:
+            the share cooperating with HTS).
+        when: day index or date (ISO string or date) to show (default: the last day).
+        ax: axis to draw on (default: a new figure).
+        strikes: ring the towns struck in the window.
+        flows: draw the largest displacement flows in the window.
+        since: first day of the strike and flow window (default: day 0).
+        max_flows: the most flows to draw.
+        labels: write town names.
+        legend: draw the colour bar and the legend (off when a caller draws one for several maps).
+        cmap: colour map (default: the variable's, :func:`sim.viz.style.colour_map`).
+        vmin: lower colour limit (default: 0 for shares, else the data's minimum).
+        vmax: upper colour limit (default: 1 for shares, else the data's maximum).
+        title: axis title (default: the variable, the day and the window).
+        save: file to save the figure to.
+    """
+    run = as_run(run)
+    towns, events = run.towns, run.events
+    if variable not in towns.columns:
+        raise KeyError(f"{variable!r} is not a town variable")
+    day = _day(run, when)
+    first = 0 if since is None else _day(run, since)
+    scenario = run.scenario
+    names = scenario.town_names
+    x, y, geo = town_positions(scenario)
+    today = towns[towns["day"] == day]
+    today = today.set_index(today["town"].astype(str)).reindex(names)
+    values = today[variable].to_numpy(dtype=float)
+    persons = today["persons_present"].to_numpy(dtype=float)
+    front = today["front"].astype(str).to_numpy()
+    held = front == "regime"
+    share = variable in SHARE_VARS
+    cmap = colour_map(variable) if cmap is None else cmap
+    lo = vmin if vmin is not None else (0.0 if share else float(np.nanmin(values[~held])) if (~held).any() else 0.0)
+    hi = vmax if vmax is not None else (1.0 if share else float(np.nanmax(values[~held])) if (~held).any() else 1.0)
+    norm = Normalize(lo, hi if hi > lo else lo + 1.0)
     size_scale = 900.0 / max(float(towns["persons_present"].max()), 1.0)
+    sizes = np.maximum(persons * size_scale, 6.0)
+    with style():
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(7.2, 7.0), layout="constrained")
+        else:
+            fig = ax.figure
+        ax.grid(False)
+        base = draw_geography(ax, x, y, geo, front)
+        if flows:
+            draw_flows(ax, events, names, x, y, first_day=first, last_day=day, max_flows=max_flows)
+        kinds = controller_kinds(front, today["controller"].to_numpy() if "controller" in today else None)
+        sc = draw_towns(ax, x, y, sizes, values, kinds, cmap=cmap, norm=norm)
+        if strikes:
+            draw_strike_rings(ax, events, names, x, y, sizes, first_day=first, last_day=day)
+        cell = scenario.grid.cell_km
+        frame_map(ax, x, y, geo, f" ({cell:g} km cells)" if cell and not geo else "", base=base)
+        name, unit = label_of(variable)
+        date = run.date_of(day)
+        when_text = f"{date:%-d %b %Y}" if date is not None else f"day {day}"
+        window = ""
+        if strikes or flows:
+            start = run.date_of(first)
+            window = f"; strikes and flows since {start:%-d %b %Y}" if start is not None else f"; since day {first}"
+        ax.set_title(title if title is not None else f"{name[0].upper()}{name[1:]}, {when_text}{window}")
+        if legend:
+            cbar = fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.02, fraction=0.04)
+            cbar.set_label(f"{name} ({unit})" if unit else name)
+            ref = 100_000 if towns["persons_present"].max() > 2e5 else 10_000
+            handles = [
+                *size_and_strike_handles(size_scale, ref, "struck (wider ring: more strikes)"),
+                Line2D([], [], color=FLOW_COLOUR, lw=3, alpha=0.6, label="displacement (width: persons)"),
+                *controller_handles(),
+                *(basemap_handles() if base is not None else []),
+            ]
+            ax.legend(
+                handles=handles,
+                loc="upper left",
+                fontsize=7,
+                borderpad=0.3,
+                labelspacing=0.8,
+                bbox_to_anchor=(0.0, -0.09),
+                ncols=3,
+            )
+        if labels:
+            label_towns(ax, names, x, y, sizes)
+        return finish(fig, save)
+
+
+def plot_run_map(
+    run: RunFolder | SimulationResult, when: int | str | dt.date | None = None, save: str | Path | None = None
+) -> plt.Figure:
+    """Two cooperation maps side by side: the first day, and ``when`` (default: the last day)
+    with the strikes and flows so far; one legend and colour bar. The ``map.png`` of a run."""
+    run = as_run(run)
+    scenario = run.scenario
+    towns = run.towns
+    size_scale = 900.0 / max(float(towns["persons_present"].max()), 1.0)
+    day = _day(run, when)
     with style():
         fig, axes = plt.subplots(1, 2, figsize=(14.0, 7.2), sharex=True, sharey=True, layout="constrained")
-        plot_town_map(towns, events, scenario, 0, ax=axes[0], flows=False, size_scale=size_scale, labels=False)
-        plot_town_map(towns, events, scenario, when, ax=axes[1], size_scale=size_scale, labels=False)
+        for ax, d, flows in ((axes[0], 0, False), (axes[1], day, True)):
+            date = run.date_of(d)
+            label = f"{date:%-d %b %Y}" if date is not None else f"day {d}"
+            plot_map(run, "coop_share", d, ax=ax, flows=flows, labels=False, legend=False, title=label)
         axes[1].set_ylabel("")
         ref = 100_000 if towns["persons_present"].max() > 2e5 else 10_000
         x, y, geo = town_positions(scenario)
-        _legend(fig, axes[1], size_scale, ref, geo=geo and basemap_covering(x, y) is not None)
+        _legend(fig, size_scale, ref, geo=geo and basemap_covering(x, y) is not None)
         policy = scenario.air_campaign.policy
         fig.suptitle(
             f"{scenario.name}: towns sized by persons present, coloured by cooperation "
             f"with HTS (background targeting: {policy})",
             fontsize=11,
         )
-        day = _resolve_day(towns, scenario, when)
         for ax, d in zip(axes, (0, day), strict=True):
             on_day = towns[towns["day"] == d]
             persons = on_day.set_index(on_day["town"].astype(str)).reindex(scenario.town_names)["persons_present"]

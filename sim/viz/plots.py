@@ -10,8 +10,8 @@ figure                         function
 one run, six panels            :func:`plot_summary`
 replicate bands (median, 5-95%)  :func:`plot_bands`
 per-town small multiples       :func:`plot_towns`
-town map at a date             :func:`plot_map` (any variable); cooperation maps:
-                               :func:`sim.viz.maps.plot_town_map`, :func:`sim.viz.maps.plot_run_map`
+town map at a date             :func:`sim.viz.maps.plot_map` (any variable);
+                               two dates side by side: :func:`sim.viz.maps.plot_run_map`
 observed against simulated     :func:`plot_observed`, :func:`plot_displacement_check`
 policy comparison              :func:`plot_policies`
 thesis effects with CIs        :func:`plot_effects`
@@ -19,14 +19,14 @@ thesis heatmap, zero contour   :func:`plot_heatmap`
 sensitivity indices            :func:`plot_sensitivity`
 =============================  ====================================================
 
-Colours are the Okabe & Ito (2008) palette; continuous maps are ``cividis``
-(sequential) and a blue-grey-vermillion diverging scale, both readable with
-colour-blind vision. Time axes show dates when the scenario has a calendar.
+Colours are the Okabe & Ito (2008) palette; every colour map comes from
+:mod:`sim.viz.style` (one per quantity, :func:`sim.viz.style.colour_map`; signed
+effects on the blue-grey-vermillion diverging scale), all readable with colour-blind
+vision. Time axes show dates when the scenario has a calendar.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,30 +39,17 @@ from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 
 from sim.analysis.statistics import mean_interval
+from sim.analysis.thesis import paired_differences
 from sim.scenario.schema import Scenario
 
 if TYPE_CHECKING:
     from sim.analysis.results import RunFolder, SweepFolder
 
-from sim.viz.maps import (
-    basemap_handles,
-    controller_handles,
-    controller_kinds,
-    draw_flows,
-    draw_geography,
-    draw_strike_rings,
-    draw_towns,
-    frame_map,
-    label_towns,
-    size_and_strike_handles,
-)
 from sim.viz.style import (
-    COOPERATION_CMAP,
     DIVERGING_CMAP,
     INITIAL_STANCE_COLOURS,
     PALETTE,
     PERSON_SHARE_VARS,
-    SEQUENTIAL_CMAP,
     SERIES_COLOURS,
     SHARE_VARS,
     _format_time,
@@ -351,119 +338,6 @@ def plot_towns(
             wspace=0.12,
             hspace=0.38,
         )
-        return finish(fig, save)
-
-
-# --------------------------------------------------------------------------- maps
-
-
-def plot_map(
-    run: RunFolder,
-    variable: str = "coop_share",
-    when: int | str | dt.date | None = None,
-    *,
-    ax: plt.Axes | None = None,
-    strikes: bool = True,
-    flows: bool = True,
-    since: int | str | dt.date | None = None,
-    max_flows: int = 25,
-    labels: bool = True,
-    cmap: Any = None,
-    vmin: float | None = None,
-    vmax: float | None = None,
-    save: str | Path | None = None,
-) -> plt.Figure:
-    """Town map coloured by any town variable on one day, with strikes and displacement flows.
-
-    Towns are discs at their coordinates (longitude/latitude, or grid cell), area proportional
-    to persons present; towns taken by the regime are black crosses. Purple rings mark towns
-    struck between ``since`` and ``when`` (wider ring: more strikes); orange arrows are the
-    largest displacement flows in that window (wider: more persons). The encoding matches
-    :func:`sim.viz.maps.plot_town_map`, which draws cooperation with HTS only.
-
-    Args:
-        run: a loaded run (:func:`sim.analysis.results.load_run_folder` or :func:`sim.analysis.results.from_result`).
-        variable: town variable that sets the colour (a column of the town table).
-        when: day index or date (ISO string or date) to show (default: the last day).
-        ax: axis to draw on (default: a new figure).
-        strikes: ring the towns struck in the window.
-        flows: draw the largest displacement flows in the window.
-        since: first day of the strike and flow window (default: day 0).
-        max_flows: the most flows to draw.
-        labels: write town names.
-        cmap: colour map (default: blue-grey-vermillion for cooperation, else cividis).
-        vmin: lower colour limit (default: 0 for shares, else the data's minimum).
-        vmax: upper colour limit (default: 1 for shares, else the data's maximum).
-        save: file to save the figure to.
-    """
-
-    towns, events = run.towns, run.events
-    if variable not in towns.columns:
-        raise KeyError(f"{variable!r} is not a town variable")
-    day = run.day_of(when if not isinstance(when, dt.date) else pd.Timestamp(when))
-    first = 0 if since is None else run.day_of(since if not isinstance(since, dt.date) else pd.Timestamp(since))
-    pos = run.town_table()
-    names = pos["town"].tolist()
-    x, y = pos["px"].to_numpy(float), pos["py"].to_numpy(float)
-    geo = bool(pos["geo"].iloc[0])
-    today = towns[towns["day"] == day]
-    today = today.set_index(today["town"].astype(str)).reindex(names)
-    values = today[variable].to_numpy(dtype=float)
-    persons = today["persons_present"].to_numpy(dtype=float)
-    held = today["front"].astype(str).to_numpy() == "regime"
-    share = variable in SHARE_VARS
-    if cmap is None:
-        cmap = COOPERATION_CMAP if variable.startswith("coop_share") else SEQUENTIAL_CMAP
-    lo = vmin if vmin is not None else (0.0 if share else float(np.nanmin(values[~held])) if (~held).any() else 0.0)
-    hi = vmax if vmax is not None else (1.0 if share else float(np.nanmax(values[~held])) if (~held).any() else 1.0)
-    norm = Normalize(lo, hi if hi > lo else lo + 1.0)
-    size_scale = 900.0 / max(float(towns["persons_present"].max()), 1.0)
-    sizes = np.maximum(persons * size_scale, 6.0)
-    with style():
-        if ax is None:
-            fig, ax = plt.subplots(figsize=(7.2, 7.0), layout="constrained")
-        else:
-            fig = ax.figure
-        ax.grid(False)
-        base = draw_geography(ax, x, y, geo, today["front"].astype(str).to_numpy())
-        if flows:
-            draw_flows(ax, events, names, x, y, first_day=first, last_day=day, max_flows=max_flows)
-        kinds = controller_kinds(
-            today["front"].to_numpy(), today["controller"].to_numpy() if "controller" in today else None
-        )
-        sc = draw_towns(ax, x, y, sizes, values, kinds, cmap=cmap, norm=norm)
-        if strikes:
-            draw_strike_rings(ax, events, names, x, y, sizes, first_day=first, last_day=day)
-        cell = run.manifest.get("config", {}).get("grid", {}).get("cell_km")
-        frame_map(ax, x, y, geo, f" ({cell:g} km cells)" if cell else "", base=base)
-        name, unit = label_of(variable)
-        date = run.date_of(day)
-        when_text = f"{date:%-d %b %Y}" if date is not None else f"day {day}"
-        window = ""
-        if strikes or flows:
-            start = run.date_of(first)
-            window = f"; strikes and flows since {start:%-d %b %Y}" if start is not None else f"; since day {first}"
-        ax.set_title(f"{name[0].upper()}{name[1:]}, {when_text}{window}")
-        cbar = fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.02, fraction=0.04)
-        cbar.set_label(f"{name} ({unit})" if unit else name)
-        ref = 100_000 if towns["persons_present"].max() > 2e5 else 10_000
-        handles = [
-            *size_and_strike_handles(size_scale, ref, "struck (wider ring: more strikes)"),
-            Line2D([], [], color=PALETTE["orange"], lw=3, alpha=0.6, label="displacement (width: persons)"),
-            *controller_handles(),
-            *(basemap_handles() if base is not None else []),
-        ]
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            fontsize=7,
-            borderpad=0.3,
-            labelspacing=0.8,
-            bbox_to_anchor=(0.0, -0.09),
-            ncols=3,
-        )
-        if labels:
-            label_towns(ax, names, x, y, sizes)
         return finish(fig, save)
 
 
@@ -1058,7 +932,8 @@ def sweep_effect_grid(sweep: SweepFolder, outcome: str) -> tuple[pd.DataFrame, s
 
     When a text parameter (the policy) has the value ``none``, the effect is the mean over
     replicates of (outcome under the other value - outcome under ``none``), paired by
-    replicate (common random numbers), with the BCa bootstrap 95% interval of
+    replicate and seed (common random numbers) by :func:`sim.analysis.thesis.paired_differences`
+    (which refuses pairs that do not share a seed), with the BCa bootstrap 95% interval of
     :func:`sim.analysis.statistics.mean_interval`. Returns the table and
     the names of the x, y and value columns.
     """
@@ -1072,10 +947,10 @@ def sweep_effect_grid(sweep: SweepFolder, outcome: str) -> tuple[pd.DataFrame, s
         values = ok[[x, y, *others, outcome]].rename(columns={outcome: "d"})
     else:
         treated = next(v for v in pd.unique(ok[policy].astype(str)) if v != "none")
-        keys = [x, y, *others, "replicate"]
-        a = ok[ok[policy].astype(str) == treated].set_index(keys)[outcome]
-        b = ok[ok[policy].astype(str) == "none"].set_index(keys)[outcome]
-        values = (a - b).dropna().rename("d").reset_index()
+        pairs = paired_differences(
+            ok.assign(**{policy: ok[policy].astype(str)}), treated, "none", [outcome], by=[x, y, *others], factor=policy
+        )
+        values = pairs.rename(columns={outcome: "d"}).dropna(subset=["d"])
         outcome = f"{outcome}: {treated} - none"
     rows = []
     for key, g in values.groupby([x, y, *others], sort=True):

@@ -5,6 +5,8 @@ has one colour map everywhere (:data:`COOPERATION_CMAP`, blue = low, grey, vermi
 = high): in run maps, small multiples, plots and the app; resisting HTS has
 :data:`RESISTANCE_CMAP` (grey to blue). Other continuous variables
 use ``cividis``; signed effects use the diverging :data:`DIVERGING_CMAP`.
+:func:`colour_map` picks the one colour map of a quantity; nothing else in
+:mod:`sim.viz` names a colour map.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.dates as mdates
@@ -46,6 +49,25 @@ COOPERATION_CMAP = LinearSegmentedColormap.from_list("cooperation", [PALETTE["bl
 #: Resisting HTS: grey (none) to the palette's blue, the colour of resistance in every figure.
 RESISTANCE_CMAP = LinearSegmentedColormap.from_list("resistance", ["#e6e6e6", PALETTE["blue"]])
 SEQUENTIAL_CMAP = "cividis"
+#: Strikes, in every figure and the app (rings on the static maps, bursts and bars in the app).
+STRIKE_COLOUR = PALETTE["purple"]
+#: Displacement flows (arrows on the maps).
+FLOW_COLOUR = PALETTE["orange"]
+
+
+def colour_map(variable: str) -> Any:
+    """The one colour map of a quantity, for every figure and the app.
+
+    Cooperation with HTS (``coop_share``, ``coop_share_resisting``, ...) is
+    :data:`COOPERATION_CMAP`; resisting HTS (``resist_share...``) is :data:`RESISTANCE_CMAP`;
+    any other level is the sequential ``cividis``. Signed effects use :data:`DIVERGING_CMAP`.
+    """
+    if variable.startswith(("coop_share", "coop_")):
+        return COOPERATION_CMAP
+    if variable.startswith(("resist_share", "resist_")):
+        return RESISTANCE_CMAP
+    return SEQUENTIAL_CMAP
+
 
 # variable -> (title, unit label); used for axis labels everywhere. Derived from the
 # collector's column definitions (the one source of titles, units and meanings).

@@ -8,11 +8,13 @@ JSON and a redraw of marks, not a new picture. The specifications are written fo
 Vega-Lite 5 that solara serves offline (``solara-assets``), not through Altair (which
 targets a newer Vega-Lite).
 
-The encoding follows the figures of :mod:`sim.viz.maps`: the same colour map for
-cooperation (:data:`sim.viz.style.COOPERATION_CMAP`), the bundled outline under the towns
+The encoding follows the figures of :mod:`sim.viz.maps`: the same colour map per quantity
+(:func:`sim.viz.style.colour_map`), the same strike colour
+(:data:`sim.viz.style.STRIKE_COLOUR`), the bundled outline under the towns
 (:mod:`sim.scenario.basemap`), the regime-held and contested areas from the front status
 (:func:`sim.viz.maps.front_areas`), marker shapes by who holds a town
-(:data:`sim.viz.maps.CONTROLLER_MARKERS`) and labels placed by adjustText.
+(:data:`sim.viz.maps.CONTROLLER_MARKERS`; the X is "taken by the regime" only, strikes are
+a burst, :data:`BURST_PATH`, with its own legend) and labels placed by adjustText.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from matplotlib.colors import Colormap, to_hex
 from sim.model.actors import FRONT_STATUS
 from sim.scenario.basemap import Basemap
 from sim.viz.maps import CONTROLLER_LABELS, GEO_COLOURS, front_areas, road_label_point
-from sim.viz.style import PALETTE
+from sim.viz.style import PALETTE, STRIKE_COLOUR
 
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 #: Width of the map drawing in pixels before the page scales it to its column.
@@ -37,10 +39,20 @@ MAP_WIDTH = 1000
 MAX_MARKER_AREA = 1800.0
 MIN_MARKER_AREA = 40.0
 LABEL_FONT_PX = 12
+#: Text about strikes (labels of towns struck today, the strikes axis): the strike colour, darker.
+STRIKE_TEXT_COLOUR = "#8f3f73"
 #: Vega symbol paths in the unit square for the controller kinds (an X for the regime).
 X_PATH = "M-0.75,-1L0,-0.25L0.75,-1L1,-0.75L0.25,0L1,0.75L0.75,1L0,0.25L-0.75,1L-1,0.75L-0.25,0L-1,-0.75Z"
 SHAPES = {"hts": "circle", "rival": "square", "contested": "diamond", "regime": X_PATH}
+#: The strike glyph: an eight-pointed burst in the strike colour, never a controller's shape
+#: (the X means "taken by the regime" and nothing else).
+BURST_PATH = (
+    "M0,-1L-0.16,-0.39L-0.71,-0.71L-0.39,-0.16L-1,0L-0.39,0.16L-0.71,0.71L-0.16,0.39"
+    "L0,1L0.16,0.39L0.71,0.71L0.39,0.16L1,0L0.39,-0.16L0.71,-0.71L0.16,-0.39Z"
+)
 STRIKE_TRAIL_DAYS = 7
+#: Legend entry of the strike glyph.
+STRIKE_LABEL = f"struck today (fading over {STRIKE_TRAIL_DAYS} days)"
 
 
 def cmap_scale(cmap: Colormap | str, stops: int = 9) -> dict[str, list]:
@@ -313,12 +325,23 @@ def map_spec(
         {
             "name": "strike_marks",
             "data": {"name": "strikes"},
-            "mark": {"type": "point", "filled": True, "shape": X_PATH, "stroke": "white", "strokeWidth": 0.8},
+            "mark": {"type": "point", "filled": True, "stroke": "white", "strokeWidth": 0.8},
             "encoding": {
                 "longitude": {"field": "u", "type": "quantitative"},
                 "latitude": {"field": "v", "type": "quantitative"},
                 "size": {"field": "size", "type": "quantitative", "scale": None},
-                "color": {"value": "#e31a1c"},
+                "shape": {
+                    "datum": STRIKE_LABEL,
+                    "type": "nominal",
+                    "scale": {"domain": [STRIKE_LABEL], "range": [BURST_PATH]},
+                    "legend": {
+                        "title": "air strikes",
+                        "symbolFillColor": STRIKE_COLOUR,
+                        "symbolStrokeColor": STRIKE_COLOUR,
+                        "symbolSize": 200,
+                    },
+                },
+                "color": {"value": STRIKE_COLOUR},
                 "opacity": {"field": "alpha", "type": "quantitative", "scale": None},
                 "tooltip": [{"field": "text", "title": "strike"}],
             },
@@ -335,7 +358,7 @@ def map_spec(
                     "baseline": "middle",
                     "fontStyle": "italic" if style == "aggregate" else "normal",
                     "fontWeight": "bold" if style == "struck" else "normal",
-                    "color": {"aggregate": "#555555", "struck": "#b30000"}.get(style, "#111111"),
+                    "color": {"aggregate": "#555555", "struck": STRIKE_TEXT_COLOUR}.get(style, "#111111"),
                 },
                 "encoding": {
                     "longitude": {"field": "lu", "type": "quantitative"},
@@ -397,7 +420,7 @@ def map_spec(
         "projection": proj,
         "datasets": {"towns": [], "front": [], "strikes": [], "header": []},
         "layer": layers,
-        "resolve": {"scale": {"color": "independent"}},
+        "resolve": {"scale": {"color": "independent", "shape": "independent"}},
         "config": {
             "view": {"stroke": "#bbbbbb"},
             "legend": {"orient": "right", "labelFontSize": 12, "titleFontSize": 12, "labelLimit": 280},
@@ -485,13 +508,13 @@ def chart_spec(
             layer.append(
                 {
                     "data": {"name": "series"},
-                    "mark": {"type": "bar", "color": "#fdae6b", "opacity": 0.7},
+                    "mark": {"type": "bar", "color": STRIKE_COLOUR, "opacity": 0.45},
                     "encoding": {
                         "x": x,
                         "y": {
                             "field": "strikes",
                             "type": "quantitative",
-                            "axis": {"title": "strikes per day", "orient": "right", "titleColor": "#e6550d"},
+                            "axis": {"title": "strikes per day", "orient": "right", "titleColor": STRIKE_TEXT_COLOUR},
                         },
                     },
                 }
