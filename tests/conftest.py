@@ -197,3 +197,33 @@ def dask_cluster(tmp_path: Path) -> Iterable[Callable[..., Any]]:
     yield start
     for cluster in clusters:
         cluster.stop()
+
+
+# --------------------------------------------------------------------------- running in parallel (pytest-xdist)
+
+#: Groups of tests that must not run at the same time as each other under pytest-xdist
+#: (``python3 dev.py test`` runs ``pytest -n auto --dist loadgroup``, which sends the tests
+#: of one ``xdist_group`` to one worker, one after another). Everything else is isolated
+#: by construction: each test writes under its own ``tmp_path``, servers listen on free
+#: ports chosen at run time, and session data (tests/results_data.py) is built per worker.
+#:
+#: * ``browser``: each drives headless chromium against its own ``sim app`` server with
+#:   step deadlines; two at once on two cores starve each other's page.
+#: * ``dask``: each starts a scheduler and worker processes and kills a worker mid-run.
+XDIST_GROUPS: dict[str, Callable[[pytest.Item], bool]] = {
+    "browser": lambda item: item.get_closest_marker("browser") is not None,
+    "dask": lambda item: "dask_cluster" in getattr(item, "fixturenames", ()),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # xdist registers the mark itself; this keeps `-p no:xdist` runs free of unknown-mark warnings
+    config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker with the group's other tests")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for group, member in XDIST_GROUPS.items():
+            if member(item) and item.get_closest_marker("xdist_group") is None:
+                item.add_marker(pytest.mark.xdist_group(group))

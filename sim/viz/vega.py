@@ -337,8 +337,9 @@ def map_spec(
                     "legend": {
                         "title": "air strikes",
                         "symbolFillColor": STRIKE_COLOUR,
-                        "symbolStrokeColor": STRIKE_COLOUR,
-                        "symbolSize": 200,
+                        "symbolStrokeColor": STRIKE_TEXT_COLOUR,
+                        "symbolStrokeWidth": 0.8,
+                        "symbolSize": 260,
                     },
                 },
                 "color": {"value": STRIKE_COLOUR},
@@ -423,7 +424,13 @@ def map_spec(
         "resolve": {"scale": {"color": "independent", "shape": "independent"}},
         "config": {
             "view": {"stroke": "#bbbbbb"},
-            "legend": {"orient": "right", "labelFontSize": 12, "titleFontSize": 12, "labelLimit": 280},
+            "legend": {
+                "orient": "right",
+                "labelFontSize": 12,
+                "titleFontSize": 12,
+                "labelLimit": 280,
+                "titleLimit": 280,
+            },
         },
     }
 
