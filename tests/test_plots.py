@@ -169,3 +169,22 @@ def test_sensitivity_bars():
         "mu* (mean |effect|)",
         "sigma (interactions, non-linearity)",
     }
+
+
+def test_one_colour_map_per_quantity():
+    """Colour maps come from sim.viz.style only: the same one for a quantity in every figure and the app."""
+    import re
+
+    from sim.viz import style
+
+    run = results.load(data.idlib_run())
+    for variable, cmap in (("coop_share", style.COOPERATION_CMAP), ("resist_share", style.RESISTANCE_CMAP)):
+        assert style.colour_map(variable) is cmap
+        fig = maps.plot_map(run, variable, labels=False)
+        assert any(getattr(c, "cmap", None) is cmap for c in fig.axes[0].collections), variable
+    assert style.colour_map("hts_control") == style.SEQUENTIAL_CMAP
+    viz = Path(style.__file__).parent
+    named = re.compile(r"LinearSegmentedColormap|ListedColormap|\"(cividis|viridis|magma|plasma|inferno|RdBu\w*)\"")
+    for path in sorted(viz.glob("*.py")):
+        if path.name not in ("style.py", "calibration.py"):
+            assert not named.search(path.read_text(encoding="utf-8")), f"{path.name} names a colour map"
