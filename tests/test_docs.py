@@ -267,7 +267,7 @@ See [the notes](docs/missing.md) and `scenarios/missing.yaml`.
 
 def test_the_checker_accepts_real_names():
     text = """
-`sim.analysis.results.load`, `sim.viz.plots.plot_map`, `sim.load_scenario`, `sim.__version__`.
+`sim.analysis.results.load`, `sim.viz.maps.plot_map`, `sim.load_scenario`, `sim.__version__`.
 
     sim sweep scenarios/sweeps/blame_vs_protection.yaml --workers 2 --sensitivity
     sim --version
