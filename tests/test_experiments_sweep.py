@@ -41,7 +41,10 @@ SMALL = {
     "scenario": str(GRID),
     "set": ["households.sample_fraction=0.02"],
     "days": 15,
-    "root_seed": 99,
+    # Both replicates of this root seed see strikes kill within 15 days (at 2 % of households about one
+    # seed in five kills nobody, and test_small_sweep_end_to_end asserts kills); 99 was that seed under
+    # the derivation before sim.scenario.seeds (SeedSequence(root).spawn).
+    "root_seed": 100,
     "replicates": 2,
     "design": {"method": "factorial"},
     "parameters": {
@@ -157,13 +160,13 @@ def test_seeds_common_and_independent() -> None:
     assert runs["run"].tolist() == list(range(8))
     by_rep = runs.groupby("replicate")["seed"].nunique()
     assert (by_rep == 1).all() and runs["seed"].nunique() == 2  # common random numbers
-    ss = np.random.SeedSequence(99).spawn(2)[1].spawn(2)
-    from sim.experiments.design import seed_int
+    # one seed derivation (sim.scenario.seeds): replicate r has derive_seed(root, "sweep", "replicate", r)
+    from sim.scenario.seeds import derive_seed
 
-    assert runs.loc[runs["replicate"] == 1, "seed"].iloc[0] == seed_int(ss[1])
+    assert runs.loc[runs["replicate"] == 1, "seed"].iloc[0] == derive_seed(100, "sweep", "replicate", 1)
     indep = spec_from_dict({**SMALL, "seeds": "independent"})
     assert plan_runs(indep, build_design(indep))["seed"].nunique() == 8
-    other = spec_from_dict({**SMALL, "root_seed": 100})
+    other = spec_from_dict({**SMALL, "root_seed": 101})
     assert set(plan_runs(other, build_design(other))["seed"]).isdisjoint(set(runs["seed"]))
 
 

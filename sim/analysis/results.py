@@ -12,7 +12,9 @@ Three kinds of results folder exist, each recognised by its files:
 
 :func:`load` picks the right loader; :func:`list_results` walks a results root.
 Loading needs only pandas and pyarrow; the plotting functions are imported when
-a figure is asked for (this module is imported by the CLI on every call).
+a figure is asked for (this module is imported by the CLI on every call). Every
+stored file is read through :mod:`sim.run.files`: a missing, empty, truncated or
+damaged file is one :class:`~sim.run.files.StoredFileError` naming it.
 
 Example::
 
@@ -24,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
+
+from sim.run.files import StoredFileError, read_csv, read_json, read_parquet, read_text
 
 if TYPE_CHECKING:
     from sim.run.simulate import RunResult
@@ -79,9 +82,21 @@ class RunFolder:
     @cached_property
     def scenario(self) -> Scenario:
         """The validated scenario the run used (rebuilt from the manifest)."""
+        from pydantic import ValidationError
+
+        from sim.scenario.loader import explain_validation_error
         from sim.scenario.schema import Scenario
 
-        return Scenario.model_validate(self.manifest["config"])
+        where = self.folder / "manifest.json" if self.folder is not None else "manifest"
+        config = self.manifest.get("config")
+        if not isinstance(config, dict):
+            raise StoredFileError(where, "no scenario configuration ('config') in the manifest", key="config")
+        try:
+            return Scenario.model_validate(config)
+        except ValidationError as exc:
+            loc, msg = explain_validation_error(exc.errors()[0])
+            key = ".".join(map(str, ("config", *loc)))
+            raise StoredFileError(where, f"the stored scenario is not valid: {msg}", key=key) from None
 
     @property
     def policy(self) -> str:
@@ -160,8 +175,8 @@ def load_run_folder(folder: str | Path) -> RunFolder:
         path = folder / f"{name}.parquet"
         if not path.is_file():
             raise ResultsError(f"{folder}: not a complete run folder (no {name}.parquet)")
-        tables[name] = pd.read_parquet(path)
-    observed = pd.read_csv(folder / "observed.csv") if (folder / "observed.csv").is_file() else None
+        tables[name] = read_parquet(path, required=["day"] if name == "timeseries" else ())
+    observed = read_csv(folder / "observed.csv") if (folder / "observed.csv").is_file() else None
     return RunFolder(folder, manifest, tables["timeseries"], tables["towns"], tables["events"], observed)
 
 
@@ -284,17 +299,14 @@ def load_sweep_folder(folder: str | Path) -> SweepFolder:
     for name in ("design.parquet", "runs.parquet"):
         if not (folder / name).is_file():
             raise ResultsError(f"{folder}: not a complete sweep folder (no {name})")
-    try:
-        results = _read_parts(folder)
-    except Exception as e:
-        raise ResultsError(f"{folder}: cannot read the result parts ({e})") from None
-    sens = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("**/sensitivity*.csv"))}
+    results = _read_parts(folder)  # a damaged part: one StoredFileError naming it
+    sens = {p.stem: read_csv(p) for p in sorted(folder.glob("**/sensitivity*.csv"))}
     return SweepFolder(
         folder,
         manifest,
         results,
-        pd.read_parquet(folder / "design.parquet"),
-        pd.read_parquet(folder / "runs.parquet"),
+        read_parquet(folder / "design.parquet", required=["point"]),
+        read_parquet(folder / "runs.parquet", required=["run", "point", "replicate", "seed"]),
         sens,
     )
 
@@ -349,9 +361,10 @@ def load_thesis_folder(folder: str | Path) -> ThesisFolder:
     folder = Path(folder)
     if not (folder / "report.md").is_file():
         raise ResultsError(f"{folder}: not a thesis folder (no report.md)")
-    tables = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
+    tables = {p.stem: read_csv(p) for p in sorted(folder.glob("*.csv"))}
     manifest = _read_manifest(folder) if (folder / "manifest.json").is_file() else {}
-    return ThesisFolder(folder, (folder / "report.md").read_text(), tables, sorted(folder.glob("*.png")), manifest)
+    report = read_text(folder / "report.md", "Markdown")
+    return ThesisFolder(folder, report, tables, sorted(folder.glob("*.png")), manifest)
 
 
 # --------------------------------------------------------------------------- any folder
@@ -444,16 +457,14 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
         raise ResultsError(f"{folder}: no such folder")
     if not path.is_file():
         raise ResultsError(f"{folder}: not a results folder (no manifest.json)")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ResultsError(f"{path}: not valid JSON ({e})") from None
+    return read_json(path, expect=dict)
 
 
 def _safe_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest, or nothing for a listing (a damaged one is reported when the folder is loaded)."""
     try:
         return _read_manifest(folder)
-    except ResultsError:
+    except (ResultsError, StoredFileError):
         return {}
 
 

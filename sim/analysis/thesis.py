@@ -19,6 +19,16 @@ Resisting-town cooperation is measured both by current town and by home town
 (the households who lived there at the start, wherever they are now), so that
 flight or death of resisters cannot masquerade as conversion.
 
+Seeds: one derivation, :mod:`sim.scenario.seeds`. Replicate ``r`` of every experiment runs
+with ``derive_seed(root_seed, "sweep", "replicate", r)`` under every policy (the sweeps'
+common random numbers, :mod:`sim.experiments.design`), and each bootstrap interval is seeded
+with ``derive_seed(root_seed, "thesis", "bootstrap", *labels)``, its labels naming the
+comparison and the outcome.
+
+The comparisons the thesis is judged on, and their outcomes, are declared once here
+(:data:`THESIS_COMPARISONS`, :data:`THESIS_OUTCOMES`; :func:`headline_comparisons` adds every
+other policy against ``none``); the posterior thesis test of a calibration uses the same.
+
 Three experiments, each a resumable sweep under ``<out>/runs/``:
 
 1. ``headline`` - every policy vs ``none`` (and ``resisting_towns`` vs ``hts_strongholds``);
@@ -32,12 +42,11 @@ import dataclasses
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
 import pandas as pd
 
 from sim.analysis.statistics import DEFAULT_ROPE, DISAGREE, combined_verdict, mean_interval, summarize
@@ -50,6 +59,7 @@ from sim.run.provenance import stamp
 from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
 from sim.scenario.loader import resolve_input
 from sim.scenario.schema import MECHANISM_NAMES
+from sim.scenario.seeds import derive_seed
 
 POLICY = "air_campaign.policy"
 CONTROL = "none"
@@ -89,6 +99,50 @@ COMPOSITION: dict[str, str] = {
 #: Secondary outcomes of the article's second claim: under regime pressure the rival groups
 #: take up HTS's offer to reunite (alignment up) and HTS holds more of the population.
 SECOND_CLAIM: tuple[str, ...] = ("rival_alignment_window", "under_hts_mean")
+
+
+class Comparison(NamedTuple):
+    """One paired comparison: ``treatment - control`` (two values of ``air_campaign.policy``)."""
+
+    treatment: str
+    control: str
+
+    @property
+    def label(self) -> str:
+        """``"treatment - control"``, as in the tables."""
+        return f"{self.treatment} - {self.control}"
+
+
+#: The comparisons the thesis is judged on: strikes on resisting towns against no strikes and
+#: against strikes on HTS strongholds, and the recorded strike calendar against no strikes
+#: (where the scenario has one). A comparison is made only where both policies were run.
+THESIS_COMPARISONS: tuple[Comparison, ...] = (
+    Comparison(TREATMENT, CONTROL),
+    Comparison(TREATMENT, ALTERNATIVE),
+    Comparison("calendar", CONTROL),
+)
+#: The outcomes of those comparisons that carry the thesis: cooperation with HTS in resisting
+#: towns by home town and by current town, protest there, and the rival groups' alignment.
+THESIS_OUTCOMES: tuple[str, ...] = (
+    "coop_resisting_home_mean",
+    "coop_resisting_mean",
+    "protest_resisting_mean",
+    "rival_alignment_final",
+)
+
+
+def headline_comparisons(policies: Iterable[str]) -> list[Comparison]:
+    """The comparisons of the headline experiment among ``policies``.
+
+    Every policy against ``none`` (in the given order), then the declared comparisons between two
+    strike policies (:data:`THESIS_COMPARISONS`) whose policies were both run.
+    """
+    run = list(dict.fromkeys(policies))
+    out = [Comparison(p, CONTROL) for p in run if p != CONTROL]
+    out += [c for c in THESIS_COMPARISONS if c.control != CONTROL and c.treatment in run and c.control in run]
+    return out
+
+
 ALIGNMENT_SCALE = 2.0
 """Width of the alignment scale (-1..1) relative to a share's (0..1): its ROPE is scaled by it."""
 
@@ -262,16 +316,17 @@ def paired_differences(
 
 
 def _seed_for(settings_seed: int, *labels: str) -> int:
-    """A bootstrap seed derived from the root seed and a label (stable across runs)."""
-    import hashlib
+    """The seed of one bootstrap: ``derive_seed(root_seed, "thesis", "bootstrap", *labels)``.
 
-    h = hashlib.sha256(("|".join(labels)).encode()).digest()
-    return int(np.random.SeedSequence([settings_seed, int.from_bytes(h[:4], "little")]).generate_state(1)[0])
+    The labels name the table and the comparison (treatment, control, outcome; ablation variant;
+    heatmap grid point), so every interval has its own stream, the same in every rerun.
+    """
+    return derive_seed(settings_seed, "thesis", "bootstrap", *labels)
 
 
 def policy_effects(
     df: pd.DataFrame,
-    comparisons: list[tuple[str, str]],
+    comparisons: Iterable[tuple[str, str]],
     outcomes: list[str],
     *,
     n_boot: int = 2000,
@@ -446,9 +501,7 @@ def run_thesis(
     outcomes = list(OUTCOMES)
     head = load_results(summaries["headline"].folder)
     treatments = thesis_policies(settings, bool(sc.air_campaign.calendar))
-    comparisons = [(p, CONTROL) for p in treatments]
-    if TREATMENT in treatments and ALTERNATIVE in treatments:
-        comparisons.append((TREATMENT, ALTERNATIVE))
+    comparisons = headline_comparisons(treatments)
     kw = {"n_boot": settings.n_boot, "level": settings.level, "seed": settings.root_seed, "rope": settings.rope}
     effects, pairs = policy_effects(head, comparisons, outcomes, **kw)
     abl = hm = None
@@ -708,7 +761,8 @@ def write_report(
         f"- bootstrap: {settings.n_boot} resamples, {settings.level:.0%} BCa intervals "
         "(scipy.stats.bootstrap; percentile where BCa is undefined), seeded from the root seed",
         f"- root seed {settings.root_seed}; replicate r uses seed "
-        f"`SeedSequence({settings.root_seed}).spawn(2)[1].spawn(R)[r]` under every policy; first seeds: "
+        f"`derive_seed({settings.root_seed}, 'sweep', 'replicate', r)` (sim.scenario.seeds) under every policy; "
+        "each bootstrap uses `derive_seed(root seed, 'thesis', 'bootstrap', <comparison labels>)`; first seeds: "
         f"{', '.join(str(s) for s in seeds[:5])} ... (all in `pairs.csv` and the run folders)",
         f"- engine: {engine}; wall time {result.seconds:.0f} s",
         f"- runs: `{json.dumps(runs)}`",

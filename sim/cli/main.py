@@ -74,17 +74,21 @@ def main() -> None:
     _register_commands()
     try:
         app()
-    except ScenarioError as e:
+    except ScenarioError as e:  # bad input, a stored file that cannot be read back (sim.run.files) included
         typer.echo(f"error: {e}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     except Exception as e:
+        from sim.analysis.results import ResultsError
         from sim.run.store import OutputError
 
-        if not isinstance(e, OutputError):
-            raise
-        # A write that failed (disk full, permissions): the writers cleaned up; one line, no traceback.
-        typer.echo(f"error: {e.message}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
+        if isinstance(e, OutputError):
+            # A write that failed (disk full, permissions): the writers cleaned up; one line, no traceback.
+            typer.echo(f"error: {e.message}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(e, ResultsError):  # a folder that is not a (complete) results folder
+            typer.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        raise
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

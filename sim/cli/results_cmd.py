@@ -22,6 +22,7 @@ def plot_command(
 
     from sim.analysis.results import ResultsError
     from sim.run.store import OutputError
+    from sim.scenario.loader import ScenarioError
     from sim.viz.figures import standard_figures
 
     target = out if out is not None else results_dir / "figures"
@@ -30,15 +31,14 @@ def plot_command(
     created = [p for p in (target, *target.parents) if not p.exists()]
     try:
         files = standard_figures(results_dir, out)
-    except ResultsError as e:
-        fail(str(e))
-    except OutputError as e:
+    except (ResultsError, ScenarioError, OutputError) as e:
+        # a stored file that cannot be read (StoredFileError is a ScenarioError) or a failed write: one line
         if created:  # a figures folder made by this command: remove it whole (nothing half-written left)
             shutil.rmtree(target, ignore_errors=True)
             for folder in created[1:]:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
-        fail(e.message)
+        fail(e.message if isinstance(e, OutputError) else str(e))
     if not files:
         fail(f"{results_dir}: nothing to plot")
     typer.echo(f"{len(files)} figures in {files[0].parent}:")

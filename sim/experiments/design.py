@@ -6,9 +6,18 @@ coordinate to a value (inverse CDF, or equal bins for discrete choices). The
 unit coordinates are kept in the design table (columns ``u:<name>``) so that
 sensitivity analysis sees exactly the matrix the sampler produced.
 
-Seeds come from ``numpy.random.SeedSequence(root_seed)``: one child seeds the
-sampler, the other spawns the run seeds, so every run's seed is a pure function
-of the root seed, its design point and its replicate index.
+Seeds come from the package's one seed derivation, :mod:`sim.scenario.seeds`, under the
+sweep's ``root_seed``:
+
+* the sampler: ``derive_seed(root_seed, "sweep", "sampler")`` (reduced to 32 bits, which
+  SALib and SciPy accept);
+* ``seeds: common``: replicate ``r`` runs with ``derive_seed(root_seed, "sweep", "replicate", r)``
+  at every design point (common random numbers);
+* ``seeds: independent``: run ``k`` runs with ``derive_seed(root_seed, "sweep", "run", k)``.
+
+Every run's seed is therefore a pure function of the root seed and the run's replicate index
+(or run number), whatever the order in which runs are planned, resumed or executed: serial,
+process-pool and dask sweeps give identical results.
 """
 
 from __future__ import annotations
@@ -19,19 +28,24 @@ import numpy as np
 import pandas as pd
 
 from sim.experiments.spec import SweepSpec
+from sim.scenario.seeds import derive_seed
 
 U_PREFIX = "u:"
 
 
-def _children(root_seed: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:
-    design_ss, runs_ss = np.random.SeedSequence(root_seed).spawn(2)
-    return design_ss, runs_ss
+def sampler_seed(root_seed: int) -> int:
+    """The seed of a sweep's sampler: ``derive_seed(root_seed, "sweep", "sampler")`` reduced to 32 bits."""
+    return derive_seed(root_seed, "sweep", "sampler") % 2**32
 
 
-def seed_int(ss: np.random.SeedSequence) -> int:
-    """A 63-bit integer seed drawn from a SeedSequence (what the model accepts)."""
-    hi, lo = ss.generate_state(2, dtype=np.uint32)
-    return int(((int(hi) << 32) | int(lo)) >> 1)
+def replicate_seed(root_seed: int, replicate: int) -> int:
+    """The seed of ``replicate`` under common random numbers: ``derive_seed(root, "sweep", "replicate", r)``."""
+    return derive_seed(root_seed, "sweep", "replicate", int(replicate))
+
+
+def run_seed(root_seed: int, run: int) -> int:
+    """The seed of run ``run`` under independent seeds: ``derive_seed(root, "sweep", "run", k)``."""
+    return derive_seed(root_seed, "sweep", "run", int(run))
 
 
 def unit_problem(spec: SweepSpec) -> dict:
@@ -43,22 +57,21 @@ def unit_problem(spec: SweepSpec) -> dict:
 def unit_samples(spec: SweepSpec) -> np.ndarray | None:
     """The sampler's unit-hypercube matrix (None for a factorial design)."""
     d = spec.design
-    design_ss, _ = _children(spec.root_seed)
-    sampler_seed = int(design_ss.generate_state(1, dtype=np.uint32)[0])
+    seed = sampler_seed(spec.root_seed)
     problem = unit_problem(spec)
     if d.method == "factorial":
         return None
     if d.method == "lhs":
         from scipy.stats import qmc
 
-        return qmc.LatinHypercube(d=problem["num_vars"], rng=np.random.default_rng(sampler_seed)).random(d.samples)
+        return qmc.LatinHypercube(d=problem["num_vars"], rng=np.random.default_rng(seed)).random(d.samples)
     if d.method == "sobol":
         from SALib.sample import sobol
 
-        return sobol.sample(problem, d.samples, calc_second_order=d.second_order, scramble=True, seed=sampler_seed)
+        return sobol.sample(problem, d.samples, calc_second_order=d.second_order, scramble=True, seed=seed)
     from SALib.sample import morris
 
-    return morris.sample(problem, d.trajectories, num_levels=d.levels, seed=sampler_seed)
+    return morris.sample(problem, d.trajectories, num_levels=d.levels, seed=seed)
 
 
 def build_design(spec: SweepSpec) -> pd.DataFrame:
@@ -88,8 +101,7 @@ def _column(values: list, dtype: str) -> pd.Series:
 
 def replicate_seeds(root_seed: int, n: int) -> list[int]:
     """Seeds of replicates 0..n-1 under common random numbers (shared by all points)."""
-    _, runs_ss = _children(root_seed)
-    return [seed_int(c) for c in runs_ss.spawn(n)]
+    return [replicate_seed(root_seed, r) for r in range(n)]
 
 
 def plan_runs(spec: SweepSpec, design: pd.DataFrame) -> pd.DataFrame:
@@ -97,18 +109,19 @@ def plan_runs(spec: SweepSpec, design: pd.DataFrame) -> pd.DataFrame:
 
     With ``seeds: common`` replicate r has the same seed at every design point, so
     two points differ only by their parameters (paired comparisons, common random
-    numbers). With ``seeds: independent`` every run gets its own spawned seed.
+    numbers). With ``seeds: independent`` every run gets its own seed. Seeds are derived by
+    :func:`sim.scenario.seeds.derive_seed` (see the module docstring).
     """
     n_points, reps = len(design), spec.replicates
-    _, runs_ss = _children(spec.root_seed)
-    if spec.seeds == "common":
-        rep_seeds = [seed_int(c) for c in runs_ss.spawn(reps)]
-        seeds = np.array([rep_seeds[r] for _ in range(n_points) for r in range(reps)], dtype=np.int64)
-    else:
-        seeds = np.array([seed_int(c) for c in runs_ss.spawn(n_points * reps)], dtype=np.int64)
     point = np.repeat(design["point"].to_numpy(dtype=np.int64), reps)
     replicate = np.tile(np.arange(reps, dtype=np.int64), n_points)
-    return pd.DataFrame({"run": point * reps + replicate, "point": point, "replicate": replicate, "seed": seeds})
+    run = point * reps + replicate
+    if spec.seeds == "common":
+        rep_seeds = replicate_seeds(spec.root_seed, reps)
+        seeds = np.array([rep_seeds[r] for r in replicate], dtype=np.int64)
+    else:
+        seeds = np.array([run_seed(spec.root_seed, k) for k in run], dtype=np.int64)
+    return pd.DataFrame({"run": run, "point": point, "replicate": replicate, "seed": seeds})
 
 
 def run_tasks(spec: SweepSpec, design: pd.DataFrame, runs: pd.DataFrame, skip: set[int] | None = None):

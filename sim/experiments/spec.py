@@ -4,7 +4,15 @@ A sweep file names a base scenario, the parameters to vary (by their key path in
 the scenario, e.g. ``mechanisms.rally``), the design that samples them, the
 replicates per design point, a root seed, the outcomes to keep and the days to
 run. :func:`load_sweep` turns it into a frozen :class:`SweepSpec`; every problem
-is raised as one :class:`~sim.scenario.loader.ScenarioError`.
+is raised as one :class:`~sim.scenario.loader.ScenarioError` (the file is read by
+:func:`sim.scenario.loader.read_yaml`, pydantic errors are explained by
+:func:`sim.scenario.loader.explain_validation_error`, and every value a parameter can
+take is checked by :func:`sim.scenario.loader.apply_values`).
+
+Seeds: every seed of a sweep (its sampler, and each replicate or run) is derived from
+``root_seed`` by :func:`sim.scenario.seeds.derive_seed` with the labels ``"sweep", "sampler"``,
+``"sweep", "replicate", r`` (``seeds: common``) or ``"sweep", "run", k`` (``seeds: independent``);
+see :mod:`sim.experiments.design`.
 
 Example::
 
@@ -24,7 +32,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -39,12 +46,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sim.scenario.loader import (
     Located,
     ScenarioError,
-    _explain,
     apply_set_overrides,
+    apply_values,
+    explain_validation_error,
     load_scenario,
     read_yaml,
     resolve_input,
-    set_path,
 )
 
 SIM_MODEL = "sim"
@@ -361,7 +368,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
     try:
         sf = SweepFile.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _explain_sweep(exc.errors()[0])
+        loc, msg = explain_validation_error(exc.errors()[0], SweepFile)
         if loc and loc[-1] in ("values", "range", "variants") and "exactly one" in msg:
             loc = loc[:-1]
         m = re.match(r"parameters\.([^:]+): (.*)", msg)
@@ -378,27 +385,9 @@ def spec_from_dict(data: dict[str, Any], *, base_dir: str | Path = ".") -> Sweep
     try:
         sf = SweepFile.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _explain_sweep(exc.errors()[0])
+        loc, msg = explain_validation_error(exc.errors()[0], SweepFile)
         raise ScenarioError(None, msg, key=".".join(map(str, loc))) from None
     return _build(sf, Path(base_dir) / "<dict>", None, Located(None))
-
-
-def _explain_sweep(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
-    """Like the scenario loader's messages, with unknown-key hints from the sweep schema."""
-    import difflib
-
-    if err["type"] != "extra_forbidden":
-        return _explain(err)
-    loc = tuple(err["loc"])
-    model: type[BaseModel] = SweepFile
-    if len(loc) >= 2 and loc[0] == "design":
-        model = DesignSpec
-    elif len(loc) >= 3 and loc[0] == "parameters":
-        model = ParameterSpec
-    allowed = list(model.model_fields)
-    hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-    tip = f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(allowed)})"
-    return loc, f"unknown key {loc[-1]!r}{tip}"
 
 
 def _build(sf: SweepFile, path: Path, sha: str | None, located: Located) -> SweepSpec:
@@ -445,18 +434,8 @@ def _build(sf: SweepFile, path: Path, sha: str | None, located: Located) -> Swee
     )
 
 
-def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a scenario dict with ``{key.path: value}`` overrides applied."""
-    data = copy.deepcopy(base)
-    for key, value in overrides.items():
-        set_path(data, key.split("."), value)
-    return data
-
-
 def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: Located) -> None:
     """Every value a parameter can take must give a valid scenario (checked at its extremes)."""
-    from sim.scenario.schema import Scenario
-
     for name, spec in sf.parameters.items():
         p = Parameter(name, spec)
         line = located.line_of(("parameters", name))
@@ -465,16 +444,12 @@ def _check_parameters(sf: SweepFile, base: dict[str, Any], path: Path, located: 
             probes = [p._cast(spec.mean)]
         for value in probes:
             try:
-                data = apply_overrides(base, p.overrides(value))
-                Scenario.model_validate(data)
+                apply_values(base, p.overrides(value), source=path)
             except ScenarioError as e:
-                raise ScenarioError(path, e.message, key=f"parameters.{name}", line=line) from None
-            except ValidationError as exc:
-                loc, msg = _explain(exc.errors()[0])
-                where = ".".join(map(str, loc))
+                where = f"{e.key}: " if e.key else ""
                 raise ScenarioError(
                     path,
-                    f"value {value!r} is invalid for the scenario: {where}: {msg}",
+                    f"value {value!r} is invalid for the scenario: {where}{e.message}",
                     key=f"parameters.{name}",
                     line=line,
                 ) from None

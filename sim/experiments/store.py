@@ -13,13 +13,15 @@ The set of completed runs is read from the parts on disk, never from memory,
 so re-running a sweep skips exactly the runs already stored and the resumed
 dataset equals an uninterrupted one. A lock file stops two processes writing
 to the same folder.
+
+Every stored file is read back through :mod:`sim.run.files`, so a missing, empty, truncated or
+damaged manifest or part is one :class:`~sim.run.files.StoredFileError` naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import re
 import shutil
 from pathlib import Path
@@ -27,9 +29,9 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from sim.experiments.spec import SweepSpec
+from sim.run.files import read_json, read_parquet, read_table
 from sim.run.store import OutputError, os_reason, write_json_atomic, write_table_atomic
 from sim.scenario.loader import ScenarioError
 
@@ -80,7 +82,7 @@ class SweepStore:
         """The stored manifest."""
         if not self.manifest_path.exists():
             raise ScenarioError(self.root, "not a sweep results folder (no manifest.json)")
-        return json.loads(self.manifest_path.read_text())
+        return read_json(self.manifest_path, expect=dict)
 
     def part_files(self) -> list[Path]:
         """Completed parts in write order (temporary files are ignored)."""
@@ -143,7 +145,7 @@ class SweepStore:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
-        old = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else None
+        old = read_json(self.manifest_path, expect=dict) if self.manifest_path.exists() else None
         if old is not None and old.get("plan_hash") != manifest["plan_hash"]:
             raise ScenarioError(
                 manifest.get("sweep_file") or self.root,
@@ -169,7 +171,7 @@ class SweepStore:
         """``{run: status}`` of every run stored in the parts on disk."""
         done: dict[int, str] = {}
         for part in self.part_files():
-            t = pq.read_table(part, columns=["run", "status"])
+            t = read_table(part, columns=["run", "status"])
             done.update(zip(t.column("run").to_pylist(), t.column("status").to_pylist(), strict=True))
         return done
 
@@ -215,7 +217,12 @@ class SweepStore:
                     *m.get("outcomes", []),
                 ]
             )
-        df = pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+        tables = [read_table(p, required=["run", "status"]) for p in parts]
+        try:
+            df = pa.concat_tables(tables).to_pandas()
+        except (pa.ArrowException, ValueError) as e:  # parts written by another version of the sweep
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ScenarioError(self.parts_dir, f"result parts do not share one table schema: {first}") from None
         dup = df["run"].duplicated()
         if dup.any():  # cannot happen with one writer; keep the first record if it ever does
             df = df[~dup]
@@ -226,11 +233,11 @@ class SweepStore:
 
     def design(self) -> pd.DataFrame:
         """The design table."""
-        return pd.read_parquet(self.root / "design.parquet")
+        return read_parquet(self.root / "design.parquet", required=["point"])
 
     def runs(self) -> pd.DataFrame:
         """The planned runs."""
-        return pd.read_parquet(self.root / "runs.parquet")
+        return read_parquet(self.root / "runs.parquet", required=["run", "point", "replicate", "seed"])
 
     def series(self, name: str) -> pd.DataFrame:
         """One daily series in long form: run, point, replicate, day, value."""

@@ -25,22 +25,17 @@ ModelFunction = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 def simulation(task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """Run the allegiance model with the task's overrides and seed; reduce to outcomes."""
-    from pydantic import ValidationError
-
-    from sim.experiments.spec import apply_overrides
     from sim.run.outcomes import compute_outcomes
     from sim.run.simulate import simulate
-    from sim.scenario.loader import _explain
-    from sim.scenario.schema import Scenario
+    from sim.scenario.loader import ScenarioError, apply_values
 
-    data = apply_overrides(context["base"], task["overrides"])
+    values = dict(task["overrides"])
     if context.get("days") is not None:
-        data["days"] = context["days"]
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as exc:
-        loc, msg = _explain(exc.errors()[0])
-        raise ValueError(f"invalid scenario: {'.'.join(map(str, loc))}: {msg}") from None
+        values["days"] = context["days"]
+    try:  # the base passed its checks when the sweep was loaded: only what the task changes is new
+        scenario = apply_values(context["base"], values, source="task", geography=False)
+    except ScenarioError as e:  # a plain ValueError: it crosses process boundaries as the run's error
+        raise ValueError(f"invalid scenario: {e.key + ': ' if e.key else ''}{e.message}") from None
     result = simulate(scenario, task["seed"], household_agents=False)
     ts = result.timeseries
     out: dict[str, Any] = compute_outcomes(ts, context["outcomes"], context["window"])

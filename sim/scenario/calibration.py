@@ -22,7 +22,6 @@ and the key. Example::
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -32,8 +31,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from sim.scenario.loader import LoadedScenario, Located, ScenarioError, _explain, read_yaml, set_path
-from sim.scenario.schema import ObservedFigure, Scenario
+from sim.scenario.loader import (
+    LoadedScenario,
+    Located,
+    ScenarioError,
+    apply_values,
+    explain_validation_error,
+    read_yaml,
+    value_at,
+)
+from sim.scenario.schema import ObservedFigure
 
 FAMILIES = ("uniform", "loguniform", "normal", "lognormal")
 
@@ -310,23 +317,7 @@ def _fail(path: Path, located: Located, loc: tuple[Any, ...], message: str) -> S
     return ScenarioError(path, message, key=".".join(map(str, loc)), line=located.line_of(loc))
 
 
-def _numeric_at(data: dict[str, Any], path: str) -> Any:
-    """The value at a key path of a scenario dict (lists indexed by number or item name)."""
-    cur: Any = data
-    for part in path.split("."):
-        if isinstance(cur, list):
-            names = [it.get("name") for it in cur if isinstance(it, dict)]
-            if part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
-                cur = cur[int(part)]
-            elif part in names:
-                cur = cur[names.index(part)]
-            else:
-                raise KeyError(part)
-        elif isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
-            raise KeyError(part)
-    return cur
+_numeric_at = value_at  # the former name (sim.cli.calibrate_cmd reads key paths with it)
 
 
 def load_calibration(
@@ -342,7 +333,7 @@ def load_calibration(
     try:
         spec = CalibrationFile.model_validate(doc.data)
     except ValidationError as exc:
-        loc, msg = _explain(exc.errors()[0])
+        loc, msg = explain_validation_error(exc.errors()[0], CalibrationFile)
         raise _fail(path, doc.located, loc, msg) from None
     sc = scenario.scenario
     base = sc.model_dump(mode="json")
@@ -350,7 +341,7 @@ def load_calibration(
     for key, p in spec.priors.items():
         loc = ("priors", key)
         try:
-            current = _numeric_at(base, key)
+            current = value_at(base, key)
         except KeyError:
             raise _fail(path, doc.located, loc, f"unknown parameter path {key!r} in scenario {sc.name!r}") from None
         if isinstance(current, bool) or not isinstance(current, (int, float)):
@@ -358,12 +349,10 @@ def load_calibration(
         prior = Prior(key, p.family, p.low, p.high, p.mean, p.sd, p.reason)
         if p.family in ("uniform", "loguniform"):
             for bound in prior.bounds():
-                trial = copy.deepcopy(base)
-                set_path(trial, key.split("."), bound)
                 try:
-                    Scenario.model_validate(trial)
-                except ValidationError as exc:
-                    _, msg = _explain(exc.errors()[0])
+                    apply_values(base, {key: bound}, source=path, geography=False)
+                except ScenarioError as e:
+                    msg = e.message
                     raise _fail(path, doc.located, loc, f"prior bound {bound:g} is not a valid value: {msg}") from None
         priors.append(prior)
     figures = {f.name: f for f in sc.observed.figures}

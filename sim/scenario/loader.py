@@ -13,10 +13,12 @@ import copy
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Annotated, Any, NamedTuple, NoReturn, Union, get_args, get_origin
 
 import numpy as np
 import yaml
@@ -158,9 +160,51 @@ def _check_duplicates(root: yaml.Node, source: str | Path | None) -> None:
     walk(root, ())
 
 
+#: Characters refused in a YAML file, beyond what YAML itself refuses: NEL, LINE SEPARATOR and
+#: PARAGRAPH SEPARATOR end a line for the YAML parser but not for most editors (so every line
+#: number after them would be wrong), and a byte-order mark anywhere but at the start is an
+#: invisible character that would become part of a key or a value.
+_REFUSED = re.compile("[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+_CHAR_NAMES = {"\x85": "NEXT LINE (NEL)", "\u2028": "LINE SEPARATOR", "\u2029": "PARAGRAPH SEPARATOR"}
+
+
+def _check_characters(text: str, source: str | Path | None) -> None:
+    """Refuse control characters and invisible line breaks, naming the line and column (as editors count)."""
+    body = text[1:] if text.startswith("\ufeff") else text
+    m = _REFUSED.search(body)
+    if m is None:
+        return
+    ch = m.group()
+    before = body[: m.start()]
+    line = before.count("\n") + 1
+    column = m.start() - (before.rfind("\n") + 1) + 1
+    if ch == "\ufeff":
+        what = "a byte-order mark (U+FEFF) inside the file (only the first character may be one)"
+    elif ch in _CHAR_NAMES:
+        what = f"character U+{ord(ch):04X} ({_CHAR_NAMES[ch]}), a line break for YAML but not for editors"
+    else:
+        what = f"control character U+{ord(ch):04X}, which YAML does not allow"
+    raise ScenarioError(
+        source, f"column {column}: {what}; remove it, or write it as an escape in double quotes", line=line
+    )
+
+
+def _yaml_message(e: yaml.YAMLError) -> str:
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    msg = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
+    if "'\\t'" in problem:
+        msg += "; YAML indents with spaces, not tabs"
+    return msg
+
+
 def _parse(text: str, source: str | Path | None) -> tuple[Any, yaml.Node | None]:
-    """Compose ``text``, check it (aliases bounded, no duplicate keys), then build the Python data."""
-    loader = yaml.SafeLoader(text)
+    """Compose ``text``, check it (characters, aliases bounded, no duplicate keys), then build the Python data."""
+    _check_characters(text, source)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as e:  # the reader's own character check (kept as a second line of defence)
+        raise ScenarioError(source, _yaml_message(e)) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -171,10 +215,7 @@ def _parse(text: str, source: str | Path | None) -> tuple[Any, yaml.Node | None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(e, "problem", None) or str(e)
-        context = getattr(e, "context", None)
-        msg = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
-        raise ScenarioError(source, msg, line=line) from None
+        raise ScenarioError(source, _yaml_message(e), line=line) from None
     finally:
         loader.dispose()
 
@@ -359,22 +400,62 @@ def apply_set_overrides(data: dict[str, Any], overrides: list[str], path: Path) 
             raise ScenarioError(path, f"--set {text!r}: {e.message}", key=e.key) from None
 
 
-def with_values(scenario: Scenario, values: Mapping[str, Any], *, source: str = "values") -> Scenario:
-    """A validated copy of ``scenario`` with ``{key.path: value}`` changes, applied as ``--set`` applies them.
-
-    ``Scenario.model_copy(update=...)`` skips validation; this does not: the changed
-    scenario is validated as a whole (ranges, types, unknown keys, cross-references,
-    geography), exactly like a scenario file with ``--set`` overrides.
-
-    Args:
-        scenario: the scenario to copy (left unchanged).
-        values: key paths (``"mechanisms.rally"``, ``"towns.Saraqib.council"``) to values.
-        source: what to name as the origin in error messages.
+def value_at(data: Any, key: str) -> Any:
+    """The value at key path ``key`` of plain data (a scenario dict): list items by index or by name.
 
     Raises:
-        ScenarioError: one message naming the key and the problem.
+        KeyError: the path does not exist (the missing part is the argument).
     """
-    data = scenario.model_dump(mode="json")
+    cur: Any = data
+    for part in key.split("."):
+        if isinstance(cur, list):
+            names = [it.get("name") for it in cur if isinstance(it, dict)]
+            if part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+                cur = cur[int(part)]
+            elif part in names:
+                cur = cur[names.index(part)]
+            else:
+                raise KeyError(part)
+        elif isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        else:
+            raise KeyError(part)
+    return cur
+
+
+def apply_values(
+    base: Scenario | Mapping[str, Any],
+    values: Mapping[str, Any],
+    *,
+    source: str | Path | None = "values",
+    geography: bool = True,
+) -> Scenario:
+    """The one way to change a scenario by key paths: set ``{key.path: value}`` on a copy of ``base``, then validate.
+
+    Key paths are dotted (``"mechanisms.rally"``); list items are named by index (``"towns.0.council"``)
+    or by their ``name`` (``"towns.Atarib.council"``); a variant of a sweep sets several at once.
+    The changed scenario is validated as a whole through the pydantic schema (ranges, types,
+    unknown keys, cross-references) and, with ``geography``, its towns are placed on the grid
+    (:func:`sim.scenario.geography.build_geography`). Values that are numpy scalars (from
+    samplers) are stored as plain Python values. ``base`` is left unchanged.
+
+    Sweeps (:mod:`sim.experiments.spec`, :mod:`sim.experiments.tasks`), calibration priors
+    (:mod:`sim.scenario.calibration`), :func:`with_values` and :func:`sim.run.simulate.simulate`
+    all change scenarios through this function.
+
+    Args:
+        base: a validated scenario, or a scenario as plain data (``Scenario.model_dump(mode="json")``).
+        values: key paths to values, applied in order.
+        source: what to name as the origin in error messages (a file, or a word like ``"values"``).
+        geography: also check that the towns fit the grid.
+
+    Returns:
+        The validated scenario.
+
+    Raises:
+        ScenarioError: one message naming ``source``, the key path and the problem.
+    """
+    data = base.model_dump(mode="json") if isinstance(base, BaseModel) else copy.deepcopy(dict(base))
     for key, value in values.items():
         if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
             raise ScenarioError(source, f"{key!r}: expected a key path like 'mechanisms.rally'")
@@ -387,15 +468,35 @@ def with_values(scenario: Scenario, values: Mapping[str, Any], *, source: str = 
     try:
         changed = Scenario.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _explain(exc.errors()[0])
+        loc, msg = explain_validation_error(exc.errors()[0])
         raise ScenarioError(source, msg, key=".".join(str(p) for p in loc)) from None
-    from sim.scenario.geography import GeographyError, build_geography
+    if geography:
+        from sim.scenario.geography import GeographyError, build_geography
 
-    try:
-        build_geography(changed)
-    except GeographyError as e:
-        raise ScenarioError(source, e.message, key=".".join(map(str, e.loc))) from None
+        try:
+            build_geography(changed)
+        except GeographyError as e:
+            raise ScenarioError(source, e.message, key=".".join(map(str, e.loc))) from None
     return changed
+
+
+def with_values(scenario: Scenario, values: Mapping[str, Any], *, source: str = "values") -> Scenario:
+    """A validated copy of ``scenario`` with ``{key.path: value}`` changes, applied as ``--set`` applies them.
+
+    ``Scenario.model_copy(update=...)`` skips validation; this does not: the changed
+    scenario is validated as a whole (ranges, types, unknown keys, cross-references,
+    geography), exactly like a scenario file with ``--set`` overrides. It is
+    :func:`apply_values` on a validated scenario.
+
+    Args:
+        scenario: the scenario to copy (left unchanged).
+        values: key paths (``"mechanisms.rally"``, ``"towns.Saraqib.council"``) to values.
+        source: what to name as the origin in error messages.
+
+    Raises:
+        ScenarioError: one message naming the key and the problem.
+    """
+    return apply_values(scenario, values, source=source)
 
 
 def _list_index(items: list[Any], key: str, path: list[str]) -> int:
@@ -412,32 +513,67 @@ def _list_index(items: list[Any], key: str, path: list[str]) -> int:
     raise ScenarioError(None, f"no list item named {key!r}{tip}", key=".".join(path))
 
 
-def _schema_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model class that holds the last key of ``loc``."""
-    model: Any = Scenario
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
+# --------------------------------------------------------------------------- validation messages
+
+
+def _unwrap(ann: Any) -> list[Any]:
+    """The alternatives of an annotation (``X | None`` -> ``[X]``; ``Annotated[X, ...]`` -> ``[X]``)."""
+    origin = get_origin(ann)
+    if origin is Annotated:
+        return _unwrap(get_args(ann)[0])
+    if origin in (Union, types.UnionType):
+        return [a for arg in get_args(ann) if arg is not type(None) for a in _unwrap(arg)]
+    return [ann]
+
+
+def _child(ann: Any, part: Any) -> Any:
+    """The annotation one key below ``ann`` (a model's field, a dict's value, a list's item), or None."""
+    for alt in _unwrap(ann):
+        if isinstance(alt, type) and issubclass(alt, BaseModel):
+            f = alt.model_fields.get(part) if isinstance(part, str) else None
+            if f is not None:
+                return f.annotation
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        f = model.model_fields.get(part)
-        if f is None:
-            return None
-        model = _inner_model(f.annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _inner_model(ann: Any) -> Any:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for a in getattr(ann, "__args__", ()) or ():
-        m = _inner_model(a)
-        if m is not None:
-            return m
+        origin, args = get_origin(alt), get_args(alt)
+        if origin in (dict, Mapping) and len(args) == 2:
+            return args[1]
+        if origin in (list, set, frozenset, Sequence) and args:
+            return args[0]
+        if origin is tuple and args:
+            return args[0] if len(args) == 2 and args[1] is Ellipsis else args[part if isinstance(part, int) else 0]
     return None
 
 
-def _explain(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+def _schema_at(loc: tuple[Any, ...], schema: type[BaseModel] = Scenario) -> type[BaseModel] | None:
+    """The pydantic model class that holds the last key of ``loc``, starting from ``schema``."""
+    ann: Any = schema
+    for part in loc[:-1]:
+        ann = _child(ann, part)
+        if ann is None:
+            return None
+    for alt in _unwrap(ann):
+        if isinstance(alt, type) and issubclass(alt, BaseModel):
+            return alt
+    return None
+
+
+def explain_validation_error(err: Mapping[str, Any], schema: type[BaseModel] = Scenario) -> tuple[tuple[Any, ...], str]:
+    """One pydantic error (an item of ``ValidationError.errors()``) as ``(key path, message)`` for people.
+
+    The key path drops pydantic's validator labels; an unknown key gets the nearest allowed key
+    (``did you mean ...?``) or the list of allowed keys of its place in ``schema``; a value
+    error loses its ``Value error,`` prefix; a wrong scalar is quoted (``(got ...)``); a
+    cross-reference error of the scenario (:class:`~sim.scenario.schema.ScenarioRefError`)
+    names the key it is about. Every file kind (scenario, sweep, calibration) explains its
+    errors with this function, passing its own top-level model as ``schema``.
+
+    Args:
+        err: one error of ``ValidationError.errors()``.
+        schema: the model that was validated (for the allowed keys of an unknown key).
+
+    Returns:
+        ``(loc, message)``: the key path as a tuple and the message (without the key).
+    """
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     etype = err["type"]
     ctx = err.get("ctx") or {}
@@ -445,7 +581,7 @@ def _explain(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     if isinstance(cause, ScenarioRefError):
         return tuple(loc) + tuple(cause.loc), cause.message
     if etype == "extra_forbidden":
-        model = _schema_at(loc)
+        model = _schema_at(loc, schema)
         msg = f"unknown key {loc[-1]!r}"
         if model is not None:
             hint = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
@@ -460,6 +596,9 @@ def _explain(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     if etype not in ("missing",) and "input" in err and not isinstance(err["input"], (dict, list)):
         msg += f" (got {err['input']!r})"
     return loc, msg
+
+
+_explain = explain_validation_error  # the former private name
 
 
 def resolve_input(name_or_path: str | Path, kind: str = "scenario") -> Path:
@@ -500,7 +639,7 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        loc, msg = _explain(exc.errors()[0])
+        loc, msg = explain_validation_error(exc.errors()[0])
         more = len(exc.errors()) - 1
         if more:
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
