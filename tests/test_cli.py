@@ -241,3 +241,21 @@ def test_bad_input_to_run_exits_2_with_one_line_and_writes_nothing(case, bad_run
 def test_bad_input_to_validate_exits_2_with_one_line(case, bad_runs):
     res, _ = bad_runs[("validate", case)]
     assert_one_clear_line(res, BAD_INPUT[case][2])
+
+
+# --------------------------------------------------------------------------- characters YAML refuses
+
+
+@pytest.mark.parametrize(
+    "char, needle",
+    [("\x07", "control character U+0007"), ("\x85", "U+0085"), ("\ufeff", "byte-order mark (U+FEFF)")],
+    ids=["bell", "next-line", "stray-bom"],
+)
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_a_scenario_with_a_refused_character_is_one_line_and_writes_nothing(run_cli, tmp_path, char, needle, command):
+    path = tmp_path / "odd.yaml"
+    path.write_text(TINY.read_text(encoding="utf-8").replace("name: tiny", f"name: ti{char}ny"), encoding="utf-8")
+    out = tmp_path / "out"
+    res = run_cli(command, path, *(["--out", out] if command == "run" else []))
+    assert_one_clear_line(res, ["odd.yaml:3", "column 9", needle])
+    assert files_under(out) == [] and not (tmp_path / "results").exists()

@@ -285,3 +285,89 @@ def test_an_override_of_a_whole_block_is_blamed_for_errors_inside_it():
     e = error_of(TINY, ["mechanisms={pretext_blame: 3}"])
     assert e.key == "mechanisms.pretext_blame"
     assert "--set mechanisms={pretext_blame: 3}" in e.message
+
+
+# --------------------------------------------------------------------------- one YAML reader, one key-path helper
+
+
+@pytest.mark.parametrize(
+    "char, needle",
+    [
+        ("\x07", "control character U+0007"),
+        ("\x00", "control character U+0000"),
+        ("\x85", "U+0085 (NEXT LINE (NEL))"),
+        ("\u2028", "U+2028 (LINE SEPARATOR)"),
+        ("\ufeff", "byte-order mark (U+FEFF) inside the file"),
+    ],
+)
+def test_characters_yaml_refuses_or_editors_miscount_are_one_error_with_their_line(tmp_path, char, needle):
+    from sim.scenario.loader import read_yaml
+
+    path = tmp_path / "odd.yaml"
+    path.write_text(TINY.read_text(encoding="utf-8").replace("name: tiny", f"name: ti{char}ny"), encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        read_yaml(path, "scenario")
+    assert str(err.value).startswith(f"{path}:3: column 9: ")  # the line and column an editor shows
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_leading_byte_order_mark_and_escaped_characters_are_fine(tmp_path):
+    from sim.scenario.loader import read_yaml
+
+    path = tmp_path / "bom.yaml"
+    path.write_text('\ufeffname: "ti\\x07ny"\nnote: "a\\u2028b"\n', encoding="utf-8")
+    assert read_yaml(path).data == {"name": "ti\x07ny", "note": "a\u2028b"}
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("a:\n\tb: 1\n", "YAML indents with spaces, not tabs"),
+        ("a: 1\na: 2\n", "duplicate key 'a'"),
+        ("- 1\n- 2\n", "must be a mapping"),
+        ("# nothing\n", "empty scenario file"),
+        ("a: [1, 2\n", "malformed YAML"),
+    ],
+)
+def test_every_yaml_failure_is_one_scenario_error(tmp_path, text, needle):
+    from sim.scenario.loader import read_yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        read_yaml(path, "scenario")
+    assert str(err.value).startswith(str(path)) and needle in str(err.value)
+    path.write_bytes(b"a: \xff\n")
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        read_yaml(path, "scenario")
+
+
+def test_apply_values_sets_list_items_by_name_and_names_the_key_of_a_bad_value():
+    from sim.scenario.loader import apply_values, value_at
+
+    sc = load_scenario(TINY).scenario
+    changed = apply_values(sc, {"towns.Beta.council": 0.55, "mechanisms.rally": 1.5})
+    assert changed.towns[1].council == 0.55 and changed.mechanisms.rally == 1.5
+    assert sc.towns[1].council == 0.2  # the base is left alone
+    data = sc.model_dump(mode="json")
+    assert apply_values(data, {"towns.0.council": 0.1}).towns[0].council == 0.1
+    assert value_at(data, "towns.Gamma.persons") == 1200
+    with pytest.raises(ScenarioError) as err:
+        apply_values(sc, {"towns.Beta.council": 7}, source="probe")
+    assert str(err.value).startswith("probe: towns.1.council: ")
+    with pytest.raises(ScenarioError, match="did you mean 'Alpha'"):
+        apply_values(sc, {"towns.Alpah.council": 0.1})
+
+
+def test_explain_validation_error_hints_unknown_keys_from_the_schema_it_is_given():
+    from pydantic import ValidationError
+
+    from sim.experiments.spec import SweepFile
+    from sim.scenario.loader import explain_validation_error
+
+    bad = {"name": "x", "model": "a.b:c", "root_seed": 1, "outcomes": ["y"], "parameters": {"p": {"valeus": [1]}}}
+    with pytest.raises(ValidationError) as exc:
+        SweepFile.model_validate(bad)
+    errors = [e for e in exc.value.errors() if e["type"] == "extra_forbidden"]
+    loc, msg = explain_validation_error(errors[0], SweepFile)
+    assert loc == ("parameters", "p", "valeus") and "did you mean 'values'" in msg

@@ -137,3 +137,87 @@ def test_sim_plot_bad_input(tmp_path: Path):
     assert proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
     proc = sim_cli("plot", tmp_path / "missing")
     assert proc.returncode == 2 and "no such folder" in proc.stderr
+
+
+# --------------------------------------------------------------------------- stored files that cannot be read back
+
+
+def _one_line(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("figures", ".lock"))
+    return dst
+
+
+def test_a_truncated_manifest_is_one_line_naming_it(tmp_path: Path, run_cli):
+    from sim.run.files import StoredFileError
+
+    run = _copy(data.grid_run(), tmp_path / "run")
+    text = (run / "manifest.json").read_text()
+    (run / "manifest.json").write_text(text[: len(text) // 2])
+    with pytest.raises(StoredFileError, match="truncated"):
+        results.load(run)
+    _one_line(run_cli("plot", run), f"{run / 'manifest.json'}:", "not valid JSON", "truncated")
+    assert not (run / "figures").exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not-parquet"])
+def test_a_damaged_run_table_is_one_line_naming_it(tmp_path: Path, run_cli, damage: str):
+    run = _copy(data.grid_run(), tmp_path / "run")
+    table = run / "timeseries.parquet"
+    raw = table.read_bytes()
+    table.write_bytes({"empty": b"", "truncated": raw[: len(raw) // 2], "not-parquet": b"day,value\n1,2\n"}[damage])
+    why = "empty file (expected Parquet)" if damage == "empty" else "not a readable Parquet file"
+    _one_line(run_cli("plot", run, "--out", tmp_path / "figs"), str(table), why)
+    assert not (tmp_path / "figs").exists()
+
+
+def test_a_run_table_without_its_columns_is_one_line_naming_it(tmp_path: Path, run_cli):
+    run = _copy(data.grid_run(), tmp_path / "run")
+    pd.DataFrame({"x": [1, 2]}).to_parquet(run / "timeseries.parquet")
+    _one_line(run_cli("plot", run), str(run / "timeseries.parquet"), "missing column 'day'")
+
+
+def test_a_truncated_part_in_a_sweep_folder_is_one_line_naming_it(tmp_path: Path, run_cli):
+    sweep = _copy(data.sweep_folder(), tmp_path / "sweep")
+    part = sorted((sweep / "parts").glob("part-*.parquet"))[0]
+    raw = part.read_bytes()
+    part.write_bytes(raw[: len(raw) - 20])
+    before = sorted(p for p in sweep.rglob("*"))
+    _one_line(run_cli("plot", sweep), str(part), "not a readable Parquet file")
+    assert sorted(p for p in sweep.rglob("*")) == before  # nothing written
+    empty_runs = _copy(data.sweep_folder(), tmp_path / "sweep2")
+    (empty_runs / "runs.parquet").write_bytes(b"")
+    _one_line(run_cli("plot", empty_runs), str(empty_runs / "runs.parquet"), "empty file")
+
+
+def test_readers_name_the_file_for_every_failure(tmp_path: Path):
+    from sim.run.files import StoredFileError, read_csv, read_json, read_parquet
+
+    cases = {
+        "missing.json": (None, read_json, "file not found"),
+        "empty.json": (b"  \n", read_json, "empty file (expected JSON)"),
+        "latin1.json": (b'{"a": "\xe9"}', read_json, "not UTF-8"),
+        "list.json": (b"[1, 2]", lambda p: read_json(p, expect=dict), "expected an object"),
+        "empty.csv": (b"", read_csv, "empty file (expected CSV)"),
+        "folder.parquet": ("dir", read_parquet, "is a folder"),
+    }
+    for name, (content, reader, needle) in cases.items():
+        path = tmp_path / name
+        if content == "dir":
+            path.mkdir()
+        elif content is not None:
+            path.write_bytes(content)
+        with pytest.raises(StoredFileError) as err:
+            reader(path)
+        assert str(err.value).startswith(str(path)) and needle in str(err.value), str(err.value)
