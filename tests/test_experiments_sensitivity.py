@@ -48,7 +48,9 @@ def test_sobol_recovers_ishigami_indices_through_the_sweep_pipeline(tmp_path: Pa
 
 
 def test_morris_ranks_ishigami_inputs(tmp_path: Path) -> None:
-    spec = spec_from_dict({**ISHIGAMI, "design": {"method": "morris", "trajectories": 40, "levels": 4}})
+    # root seed 4: the sign balance of x2's 40 elementary effects is binomial, and about one sampler seed in
+    # ten gives |mu| >= mu*/4; 3 was fine under the sampler seed before sim.scenario.seeds, and is one of them now
+    spec = spec_from_dict({**ISHIGAMI, "root_seed": 4, "design": {"method": "morris", "trajectories": 40, "levels": 4}})
     summary = run_sweep(spec, tmp_path, progress=False)
     table = analyze(summary.folder).set_index("parameter")
     # x2 enters only through sin(x2)^2: zero mean effect, large mu*; x3 acts only with x1 (sigma > 0)
