@@ -259,3 +259,22 @@ def test_a_scenario_with_a_refused_character_is_one_line_and_writes_nothing(run_
     res = run_cli(command, path, *(["--out", out] if command == "run" else []))
     assert_one_clear_line(res, ["odd.yaml:3", "column 9", needle])
     assert files_under(out) == [] and not (tmp_path / "results").exists()
+
+
+def test_resuming_a_sweep_with_a_truncated_part_is_one_line_and_changes_nothing(run_cli, tmp_path):
+    sweep = tmp_path / "ishigami.yaml"
+    sweep.write_text(
+        "name: ishigami\nmodel: sim.experiments.tasks:ishigami\nroot_seed: 1\nbatch_size: 4\n"
+        "design: {method: lhs, samples: 12}\noutcomes: [y]\n"
+        "parameters: {x1: {range: [-3, 3]}, x2: {range: [-3, 3]}, x3: {range: [-3, 3]}}\n",
+        encoding="utf-8",
+    )
+    first = run_cli("sweep", sweep, "--out", tmp_path / "out", "--workers", "1")
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "out" / "ishigami"
+    part = sorted((folder / "parts").glob("part-*.parquet"))[1]
+    part.write_bytes(part.read_bytes()[:100])
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+    res = run_cli("sweep", sweep, "--out", tmp_path / "out", "--workers", "1")
+    assert_one_clear_line(res, [str(part), "not a readable Parquet file"])
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"} == before

@@ -155,6 +155,7 @@ class SweepStore:
             )
         if old is None and self.part_files():
             raise ScenarioError(self.root, "has result parts but no manifest.json; use --fresh")
+        done = self.completed()  # every stored part readable (else one error naming it) before anything is written
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         for tmp in self.parts_dir.glob(".part-*"):  # left by a killed writer
             tmp.unlink()
@@ -165,7 +166,7 @@ class SweepStore:
         write_table_atomic(pa.Table.from_pandas(runs, preserve_index=False), self.root / "runs.parquet")
         parts = self.part_files()
         self._next_part = 1 + (int(_PART.match(parts[-1].name).group(1)) if parts else 0)  # type: ignore[union-attr]
-        return self.completed()
+        return done
 
     def completed(self) -> dict[int, str]:
         """``{run: status}`` of every run stored in the parts on disk."""
