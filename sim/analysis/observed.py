@@ -4,8 +4,9 @@ Every simulated value is computed from the data a run collected (its time
 series, town table and events), never typed in. A scenario's ``observed`` block
 lists the recorded figures (see :class:`sim.scenario.schema.ObservedFigure`); each is
 evaluated on ``observed.replicates`` runs: the run itself plus runs with seeds
-spawned from its seed by ``numpy.random.SeedSequence``, so the table is
-reproducible from the run's seed alone. The table reports the mean, minimum and
+derived from its seed by the package's one seed derivation
+(``derive_seed(seed, "observed", "replicate", i)``, :mod:`sim.scenario.seeds`), so the
+table is reproducible from the run's seed alone. The table reports the mean, minimum and
 maximum over replicates, the recorded value, their ratio and the source, and
 says whether the figure was used to calibrate free parameters.
 """
@@ -23,6 +24,7 @@ import pandas as pd
 
 from sim.scenario.loader import with_values
 from sim.scenario.schema import ObservedFigure, Scenario
+from sim.scenario.seeds import derive_seed
 
 if TYPE_CHECKING:
     from sim.run.simulate import RunResult
@@ -152,9 +154,8 @@ def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> flo
 
 
 def replicate_seeds(seed: int, replicates: int) -> list[int]:
-    """The run's own seed, then ``replicates - 1`` seeds spawned from it (SeedSequence)."""
-    children = np.random.SeedSequence(seed).spawn(max(replicates - 1, 0))
-    return [int(seed)] + [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
+    """The run's own seed, then ``derive_seed(seed, "observed", "replicate", i)`` for i = 1 .. replicates - 1."""
+    return [int(seed)] + [derive_seed(seed, "observed", "replicate", i) for i in range(1, replicates)]
 
 
 def simulate_frames(scenario: Scenario, seed: int) -> Frames:
