@@ -683,7 +683,7 @@ class Collector:
         for prefix, table, names in (
             ("alignment", self.align, self.groups),
             ("fighters", self.fighters, self.groups),
-            ("persons_under", self.under, self.controllers),
+            ("persons_under", self.under, self.controllers[: self.under.shape[1]]),  # none at "targets"
         ):
             for j, name in enumerate(names):
                 cols[f"{prefix}:{name}"] = table[:nd, j]
@@ -721,9 +721,10 @@ class Collector:
                     dtype="datetime64[ms]",
                 ),
             )
-        lookup = np.array([*names, ""], dtype=object)
-        ev["town"] = pd.Categorical(lookup[ev["town"].to_numpy(dtype=int)], categories=[*names, ""])
-        ev["to_town"] = pd.Categorical(lookup[ev["to_town"].to_numpy(dtype=int)], categories=[*names, ""])
+        # Town -1 (no town) is the empty name, the last category; the codes index the categories.
+        for col in ("town", "to_town"):
+            codes = ev[col].to_numpy(dtype=int)
+            ev[col] = pd.Categorical.from_codes(np.where(codes < 0, n, codes), categories=[*names, ""])
         ev["count"] = ev["count"].astype(np.int64)
         ev["persons"] = ev["persons"].astype(float)
         ev["event"] = ev["event"].astype(str)
