@@ -89,6 +89,9 @@ def simulate(
         bar = tqdm(total=sc.days, desc=sc.name, unit="day", delay=2.0, file=sys.stderr, leave=False)
     try:
         model.run(progress=bar)
+    except BaseException:
+        model.release()  # a failed run must not stay in Mesa's registry either
+        raise
     finally:
         if bar is not None:
             bar.close()
