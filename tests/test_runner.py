@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -238,3 +239,24 @@ def test_geography_is_built_once_per_process_and_runs_do_not_leak_models(tiny_lo
     b = simulate(sc, 3, household_agents=False).frames
     assert len(Agent._ids) == before  # finished models are dropped from Mesa's registry
     pd.testing.assert_frame_equal(a["timeseries"], b["timeseries"], check_exact=True)
+
+
+def test_run_folder_replicates_in_workers_give_the_serial_observed_table(tmp_path):
+    """The observed table from replicates run in worker processes (collecting only the measured
+    columns) is the table of full runs in this process; ``replicates`` is recorded."""
+    from sim.analysis.observed import compare
+    from sim.scenario.loader import with_values
+
+    sc = load_scenario("idlib_2017_2018").scenario
+    sc = with_values(sc, {"households.sample_fraction": 0.005, "days": 70}, source="test")
+    result = simulate(sc, 11, household_agents=False)
+    folder = write_run_folder(result, tmp_path, "r", replicates=3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["observed"]["replicates"] == 3
+    assert manifest["observed"]["replicates_from"] == "--replicates"
+    assert len(manifest["observed"]["replicate_seeds"]) == 3
+    table = pd.read_csv(folder / "observed.csv", keep_default_na=False, na_values=[""])
+    serial, _ = compare(result, 3)  # full runs, one after the other, in this process
+    serial = pd.read_csv(io.StringIO(serial.to_csv(index=False)), keep_default_na=False, na_values=[""])
+    pd.testing.assert_frame_equal(table, serial, check_exact=True)
+    assert (table["replicates"] == 3).all()
