@@ -10,7 +10,8 @@ parameters drawn from its priors, the target statistics computed from each run
 (:class:`sim.experiments.inference.targets.TargetModel`, which collects only the columns the
 targets read), in worker processes forked the way pyabc's ``MulticoreEvalParallelSampler``
 forks them, each running many simulations. For the calibration file's window (120 days) and
-the full shipped window (``--days``, default the scenario's), it reports
+the full shipped window (``--days``, default the scenario's; ``--days 181`` for the longer
+window), it reports
 
 * runs per second with 1 and with ``--workers`` forked workers (after a warm-up run each);
 * the cost split of one run in CPU seconds (``time.process_time``, the minimum over
@@ -120,15 +121,17 @@ def window(base: dict, cal, params, days: int, workers: int, repeats: int) -> di
     base["days"] = days
     model = TargetModel(base, cal.targets, figure_value)
     cost = breakdown(base, params[: min(8, len(params))], [t.figure for t in cal.targets], repeats)
+    total = sum(cost.values())
     one = throughput(model, params, 1)
     many = throughput(model, params, workers) if workers > 1 else one
-    total = sum(cost.values())
     return {
         "days": days,
         "runs_per_s_1_worker": round(one, 2),
         f"runs_per_s_{workers}_workers": round(many, 2),
         "cpu_s_per_run": {k: round(v, 4) for k, v in cost.items()},
         "cpu_ms_per_day": round(cost["daily_step"] / days * 1000, 3),
+        # What the CPU cost allows on an otherwise idle machine (the wall-clock rates above fall with load).
+        f"cpu_bound_runs_per_s_{workers}_workers": round(workers / total, 2),
         "cost_shares": {k: round(v / total, 3) for k, v in cost.items()},
     }
 
