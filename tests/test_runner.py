@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -192,3 +193,70 @@ def test_an_exception_mid_run_leaves_nothing_under_out(tmp_path, monkeypatch):
     assert isinstance(res.exception, RuntimeError)
     assert _files_under(out) == []
     assert not (out / "tiny" / "x").exists()
+
+
+# --------------------------------------------------------------------------- collection levels and reuse
+
+
+def test_targets_level_keeps_the_measured_columns_exactly():
+    """``collect="targets"`` keeps what the recorded figures read, with the full level's values."""
+    from sim.analysis.observed import figure_value
+    from sim.model.collect import TARGET_GOV_VARS, TARGET_TOWN_VARS
+    from sim.scenario.loader import with_values
+
+    sc = load_scenario("idlib_2017_2018").scenario
+    sc = with_values(sc, {"households.sample_fraction": 0.01, "days": 80}, source="test")
+    full = simulate(sc, 5, household_agents=False).frames
+    light = simulate(sc, 5, household_agents=False, collect="targets").frames
+    ts_cols = ["day", *(["date"] if "date" in full["timeseries"] else []), *TARGET_GOV_VARS]
+    pd.testing.assert_frame_equal(light["timeseries"], full["timeseries"][ts_cols], check_exact=True)
+    town_cols = [c for c in full["towns"].columns if c in {"day", "date", "town", "initial_stance", *TARGET_TOWN_VARS}]
+    pd.testing.assert_frame_equal(light["towns"], full["towns"][town_cols], check_exact=True)
+    pd.testing.assert_frame_equal(light["events"], full["events"], check_exact=True)
+    assert sc.observed.figures, "the shipped scenario records figures"
+    kinds = {f.kind for f in sc.observed.figures}
+    assert len(kinds) >= 5
+    for fig in sc.observed.figures:
+        a, b = figure_value(fig, sc, full), figure_value(fig, sc, light)
+        assert a == b or (np.isnan(a) and np.isnan(b)), fig.name
+
+
+def test_unknown_collect_level_is_refused(tiny_loaded):
+    with pytest.raises(ValueError, match="collect level"):
+        AllegianceModel(tiny_loaded.scenario, 1, household_agents=False, collect="some")
+
+
+def test_geography_is_built_once_per_process_and_runs_do_not_leak_models(tiny_loaded):
+    from mesa.agent import Agent
+
+    from sim.model.model import geography_for
+
+    sc = tiny_loaded.scenario
+    assert geography_for(sc) is geography_for(sc)
+    assert not geography_for(sc).distance_km.flags.writeable
+    before = len(Agent._ids)
+    a = simulate(sc, 3, household_agents=False).frames
+    b = simulate(sc, 3, household_agents=False).frames
+    assert len(Agent._ids) == before  # finished models are dropped from Mesa's registry
+    pd.testing.assert_frame_equal(a["timeseries"], b["timeseries"], check_exact=True)
+
+
+def test_run_folder_replicates_in_workers_give_the_serial_observed_table(tmp_path):
+    """The observed table from replicates run in worker processes (collecting only the measured
+    columns) is the table of full runs in this process; ``replicates`` is recorded."""
+    from sim.analysis.observed import compare
+    from sim.scenario.loader import with_values
+
+    sc = load_scenario("idlib_2017_2018").scenario
+    sc = with_values(sc, {"households.sample_fraction": 0.005, "days": 70}, source="test")
+    result = simulate(sc, 11, household_agents=False)
+    folder = write_run_folder(result, tmp_path, "r", replicates=3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["observed"]["replicates"] == 3
+    assert manifest["observed"]["replicates_from"] == "--replicates"
+    assert len(manifest["observed"]["replicate_seeds"]) == 3
+    table = pd.read_csv(folder / "observed.csv", keep_default_na=False, na_values=[""])
+    serial, _ = compare(result, 3)  # full runs, one after the other, in this process
+    serial = pd.read_csv(io.StringIO(serial.to_csv(index=False)), keep_default_na=False, na_values=[""])
+    pd.testing.assert_frame_equal(table, serial, check_exact=True)
+    assert (table["replicates"] == 3).all()

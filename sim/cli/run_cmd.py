@@ -50,6 +50,16 @@ def run(
         str | None, typer.Option(metavar="NAME", help="Name of the run folder (default: time and seed).")
     ] = None,
     set_: SetOption = None,
+    replicates: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Runs behind the observed-vs-simulated table: this run plus N-1 with spawned seeds, run in "
+            "parallel (default: the scenario's observed.replicates, so the table does not depend on the "
+            "machine; 1 skips the extra runs). Recorded in the manifest.",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
     from sim.run.simulate import simulate
@@ -69,7 +79,7 @@ def run(
     output_ok("--out", out)
     output_ok("--out", out / loaded.scenario.name)
     result = simulate(loaded, progress=True)
-    folder = write_run_folder(result, out, run_id)
+    folder = write_run_folder(result, out, run_id, replicates=replicates)
     typer.echo(summary_text(result, folder))
 
 

@@ -52,6 +52,22 @@ def execute(item: Task) -> dict[str, Any]:
     return row
 
 
+def _execute_in_worker(item: Task) -> dict[str, Any]:
+    """:func:`execute` in a long-lived worker process, then drop every Mesa model it left behind.
+
+    Mesa 3.3 keeps each model in ``Agent._ids`` for the life of the process; a worker runs
+    thousands of models (a run that fails before :meth:`~sim.model.model.AllegianceModel.release`
+    included), so the registry is emptied after each task. Only in workers: nothing else lives there.
+    """
+    try:
+        return execute(item)
+    finally:
+        with contextlib.suppress(Exception):
+            from mesa.agent import Agent
+
+            Agent._ids.clear()
+
+
 def _failed_row(task: dict[str, Any], message: str) -> dict[str, Any]:
     row = {k: task[k] for k in ("run", "point", "replicate", "seed")}
     row.update(status="failed", error=message, traceback=None, values={}, wall_time_s=float("nan"), worker="")
@@ -69,6 +85,8 @@ def _warm_up(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    # Everything a task needs, imported once per worker rather than in its first task.
+    import sim.experiments.tasks
     import sim.run.simulate  # noqa: F401
 
 
@@ -148,7 +166,7 @@ class ProcessEngine:
                 except StopIteration:
                     exhausted = True
                     break
-                in_flight[pool.submit(execute, item)] = item[0]
+                in_flight[pool.submit(_execute_in_worker, item)] = item[0]
             if not in_flight:
                 return
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -219,7 +237,7 @@ class DaskEngine:
         tasks: dict[str, dict[str, Any]] = {}
 
         def submit(item: Task):
-            fut = self._client.submit(execute, item, pure=False)
+            fut = self._client.submit(_execute_in_worker, item, pure=False)
             tasks[fut.key] = item[0]
             return fut
 

@@ -403,6 +403,23 @@ EVENT_KINDS: dict[str, str] = {
 # Arrays the collector fills each day, derived from the definitions above.
 TOWN_VARS = tuple(TOWN_STATE_COLUMNS)
 GOV_VARS = tuple(GOV_COLUMNS)
+
+#: How much a run collects: ``"full"`` (every table and column above, the default) or
+#: ``"targets"`` (only the columns the recorded figures' measures read, for samplers that run
+#: the model thousands of times and judge each run by its target statistics; the events table is
+#: kept whole). A column kept at ``"targets"`` has exactly the values it has at ``"full"``.
+COLLECT_LEVELS = ("full", "targets")
+#: The town columns ``"targets"`` keeps: what :func:`sim.analysis.observed.figure_value` reads.
+TARGET_TOWN_VARS = (
+    "persons_present",
+    "hosted_displaced",
+    "killed",
+    "coop_share",
+    "protest_share",
+    "council_independent",
+)
+#: The timeseries columns ``"targets"`` keeps (besides ``day`` and ``date``).
+TARGET_GOV_VARS = ("displacement_moves",)
 _EVENT_FIELDS = tuple(k for k in EVENT_COLUMNS if k != "date")  # the order of a recorded event tuple
 
 
@@ -440,24 +457,56 @@ def _share(num: np.ndarray | float, den: np.ndarray | float):
 
 
 class Collector:
-    """Preallocated daily tables for one run, read from the shared :class:`~sim.model.state.ModelState`."""
+    """Preallocated daily tables for one run, read from the shared :class:`~sim.model.state.ModelState`.
 
-    def __init__(self, state: ModelState):
+    ``level`` is one of :data:`COLLECT_LEVELS`: ``"full"`` fills every column, ``"targets"``
+    only :data:`TARGET_TOWN_VARS` and :data:`TARGET_GOV_VARS` (same values, far less work a day).
+    """
+
+    def __init__(self, state: ModelState, level: str = "full"):
+        if level not in COLLECT_LEVELS:
+            raise ValueError(f"collect level {level!r}: expected one of {', '.join(COLLECT_LEVELS)}")
         self.state = state
+        self.level = level
         days = state.scenario.days
         n = state.town_state.n
-        self.town = {v: np.zeros((days, n)) for v in TOWN_VARS}
-        self.gov = {v: np.zeros(days) for v in GOV_VARS}
-        self.groups = [g.name for g in state.rival_groups]
+        full = level == "full"
+        self.town = {v: np.zeros((days, n)) for v in (TOWN_VARS if full else TARGET_TOWN_VARS)}
+        self.gov = {v: np.zeros(days) for v in (GOV_VARS if full else TARGET_GOV_VARS)}
+        self.groups = [g.name for g in state.rival_groups] if full else []
         self.align = np.zeros((days, len(self.groups)))
         self.fighters = np.zeros((days, len(self.groups)))
         self.controllers = list(state.controller_names)
-        self.under = np.zeros((days, len(self.controllers)))
+        self.under = np.zeros((days, len(self.controllers) if full else 0))
         self.days_done = 0
         self._home_resisting = state.resisting[state.hh.home]  # homes never change
+        self._res = np.flatnonzero(state.resisting)  # towns fixed for the run: index arrays once
+        self._other = np.flatnonzero(~state.resisting)
+        self.collect = self._collect_full if full else self._collect_targets
 
-    def collect(self, day: int) -> None:
+    def collect(self, day: int) -> None:  # replaced per instance by the level's method (see __init__)
         """Record the end-of-day state of ``day``."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _collect_targets(self, day: int) -> None:
+        """The ``"targets"`` level: the columns the recorded figures read, as :meth:`_collect_full` fills them."""
+        m = self.state
+        ts = m.town_state
+        w = m.weight
+        T = self.town
+        by = m.by_stance
+        present = by.sum(axis=1)
+        T["persons_present"][day] = present * w
+        T["hosted_displaced"][day] = ts.hosted * w
+        T["killed"][day] = ts.killed_today * w
+        T["coop_share"][day] = _share(by[:, COOPERATE], present)
+        T["protest_share"][day] = ts.protest_share
+        T["council_independent"][day] = ts.independent
+        self.gov["displacement_moves"][day] = m.moves_today
+        self.days_done = day + 1
+
+    def _collect_full(self, day: int) -> None:
+        """Record the end-of-day state of ``day`` (every column)."""
         m = self.state
         ts = m.town_state
         hh = m.hh
@@ -469,14 +518,14 @@ class Collector:
         home_alive = home_by.sum(axis=1)
         at_home = present - ts.hosted
         displaced_out = home_alive - at_home
-        sums = {
-            key: town_sums(m, getattr(hh, attr))
-            for key, attr in (
-                ("fear_mean", "fear"),
-                ("grievance_regime_mean", "g_regime"),
-                ("grievance_hts_mean", "g_hts"),
-            )
-        }
+        fear = town_sums(m, hh.fear)
+        g_regime = town_sums(m, hh.g_regime)
+        g_hts = town_sums(m, hh.g_hts)
+        # Town shares in one division: rows coop, resist, neutral, fear, grievances over present;
+        # coop and resist by home over home_alive.
+        num = np.stack([by[:, COOPERATE], by[:, RESIST], by[:, NEUTRAL], fear, g_regime, g_hts])
+        shares = _share(num, present)
+        home_shares = _share(np.stack([home_by[:, COOPERATE], home_by[:, RESIST]]), home_alive)
         T["persons_present"][day] = present * w
         T["persons_at_home"][day] = at_home * w
         T["displaced_out"][day] = displaced_out * w
@@ -485,12 +534,12 @@ class Collector:
         T["strikes"][day] = ts.strikes_today
         T["strikes_cum"][day] = ts.strikes_cum
         T["killed"][day] = ts.killed_today * w
-        T["coop_share"][day] = _share(by[:, COOPERATE], present)
-        T["resist_share"][day] = _share(by[:, RESIST], present)
-        T["neutral_share"][day] = _share(by[:, NEUTRAL], present)
+        T["coop_share"][day] = shares[0]
+        T["resist_share"][day] = shares[1]
+        T["neutral_share"][day] = shares[2]
         T["protest_share"][day] = ts.protest_share
-        T["coop_share_home"][day] = _share(home_by[:, COOPERATE], home_alive)
-        T["resist_share_home"][day] = _share(home_by[:, RESIST], home_alive)
+        T["coop_share_home"][day] = home_shares[0]
+        T["resist_share_home"][day] = home_shares[1]
         T["council"][day] = ts.council
         T["council_independent"][day] = ts.independent
         T["hts_control"][day] = ts.control
@@ -499,33 +548,80 @@ class Collector:
         T["exposure"][day] = ts.exposure_eff
         T["threat"][day] = ts.threat
         T["protection"][day] = ts.protection
-        for key, s in sums.items():
-            T[key][day] = _share(s, present)
+        T["fear_mean"][day] = shares[3]
+        T["grievance_regime_mean"][day] = shares[4]
+        T["grievance_hts_mean"][day] = shares[5]
         T["reputation"][day] = ts.reputation
         T["front"][day] = ts.front
         T["arrests"][day] = ts.arrests_today * w
         T["controller"][day] = ts.controller
 
+        # The governorate block: every town sum in one reduction over the rows of a (k, towns)
+        # table, and the sums over the resisting and the other towns from its columns. A row
+        # sums the same values in the same order as a 1-D sum of that column, so each total is
+        # bit for bit the one a separate ``.sum()`` gives.
+        rows = np.stack(
+            [
+                by[:, COOPERATE],  # 0
+                by[:, RESIST],  # 1
+                by[:, NEUTRAL],  # 2
+                present,  # 3
+                home_by[:, COOPERATE],  # 4
+                home_by[:, RESIST],  # 5
+                home_alive,  # 6
+                m.protest_persons,  # 7
+                ts.killed_home_cum,  # 8
+                ts.killed_today,  # 9
+                displaced_out,  # 10
+                ts.strikes_today,  # 11
+                ts.strikes_cum,  # 12
+                ts.control * present,  # 13
+                ts.services * present,  # 14
+                ts.council * present,  # 15
+                fear,  # 16
+                g_regime,  # 17
+                g_hts,  # 18
+                ts.arrests_today,  # 19
+            ]
+        )
+        s = rows.sum(axis=1)
+        r = rows[:, self._res].sum(axis=1)
+        o = rows[:, self._other].sum(axis=1)
         tot = present.sum()
-        res = m.resisting
         G["persons_present"][day] = tot * w
-        G["killed_cum"][day] = ts.killed_home_cum.sum() * w
-        G["killed"][day] = ts.killed_today.sum() * w
-        G["displaced_persons"][day] = displaced_out.sum() * w
+        G["killed_cum"][day] = s[8] * w
+        G["killed"][day] = s[9] * w
+        G["displaced_persons"][day] = s[10] * w
         G["displacement_moves"][day] = m.moves_today
         G["displacement_moves_cum"][day] = m.moves_cum
         G["returns"][day] = m.returns_today
-        G["strikes"][day] = ts.strikes_today.sum()
-        G["strikes_cum"][day] = ts.strikes_cum.sum()
-        G["coop_share"][day] = _share(by[:, COOPERATE].sum(), tot)
-        G["resist_share"][day] = _share(by[:, RESIST].sum(), tot)
-        G["neutral_share"][day] = _share(by[:, NEUTRAL].sum(), tot)
-        G["protest_share"][day] = _share(m.protest_persons.sum(), tot)
-        G["coop_share_resisting"][day] = _share(by[res, COOPERATE].sum(), present[res].sum())
-        G["coop_share_resisting_home"][day] = _share(home_by[res, COOPERATE].sum(), home_alive[res].sum())
-        G["resist_share_resisting"][day] = _share(by[res, RESIST].sum(), present[res].sum())
-        G["resist_share_resisting_home"][day] = _share(home_by[res, RESIST].sum(), home_alive[res].sum())
-        G["protest_share_resisting"][day] = _share(m.protest_persons[res].sum(), present[res].sum())
+        G["strikes"][day] = s[11]
+        G["strikes_cum"][day] = s[12]
+        G["killed_resisting_home_cum"][day] = r[8] * w
+        G["councils_independent"][day] = ts.independent.sum()
+        G["arrests"][day] = s[19] * w
+        # Every governorate share in one division (0 where the denominator is not positive).
+        gov_shares = (
+            ("coop_share", s[0], tot),
+            ("resist_share", s[1], tot),
+            ("neutral_share", s[2], tot),
+            ("protest_share", s[7], tot),
+            ("coop_share_resisting", r[0], r[3]),
+            ("coop_share_resisting_home", r[4], r[6]),
+            ("resist_share_resisting", r[1], r[3]),
+            ("resist_share_resisting_home", r[5], r[6]),
+            ("protest_share_resisting", r[7], r[3]),
+            ("coop_share_other", o[0], o[3]),
+            ("hts_control_mean", s[13], tot),
+            ("hts_services_mean", s[14], tot),
+            ("council_mean", s[15], tot),
+            ("fear_mean", s[16], tot),
+            ("grievance_regime_mean", s[17], tot),
+            ("grievance_hts_mean", s[18], tot),
+        )
+        values = _share(np.array([x[1] for x in gov_shares]), np.array([x[2] for x in gov_shares]))
+        for (key, _, _), v in zip(gov_shares, values, strict=True):
+            G[key][day] = v
         # Composition of the two resisting-town measures (current town = stayers + guests,
         # home town = stayers + those who left; the dead are in neither).
         home_res = self._home_resisting
@@ -534,31 +630,23 @@ class Collector:
         for key, mask in (
             ("stayers", home_res & ~away),
             ("left", home_res & away),
-            ("guests", res[hh.town] & away),
+            ("guests", m.resisting[hh.town] & away),
         ):
             persons = float(hh.persons[mask].sum())
             G[f"persons_resisting_{key}"][day] = persons * w
             G[f"coop_share_resisting_{key}"][day] = _share(float(hh.persons[mask & coop].sum()), persons)
-        G["killed_resisting_home_cum"][day] = ts.killed_home_cum[res].sum() * w
-        G["coop_share_other"][day] = _share(by[~res, COOPERATE].sum(), present[~res].sum())
-        G["hts_control_mean"][day] = _share((ts.control * present).sum(), tot)
-        G["hts_services_mean"][day] = _share((ts.services * present).sum(), tot)
-        G["council_mean"][day] = _share((ts.council * present).sum(), tot)
-        G["councils_independent"][day] = ts.independent.sum()
-        G["hts_fighters"][day] = m.hts.fighters
-        G["hts_resources"][day] = m.hts.resources
-        G["hts_legitimacy"][day] = m.hts.legitimacy
-        G["hts_retaliation"][day] = m.hts.retaliation
-        G["hts_recruits_cum"][day] = m.hts.recruits
+        hts = m.hts
+        G["hts_fighters"][day] = hts.fighters
+        G["hts_resources"][day] = hts.resources
+        G["hts_legitimacy"][day] = hts.legitimacy
+        G["hts_retaliation"][day] = hts.retaliation
+        G["hts_recruits_cum"][day] = hts.recruits
         G["rival_recruits_cum"][day] = sum(g.recruits for g in m.rival_groups)
         align = np.array([g.alignment for g in m.rival_groups])
         fighters = np.array([g.fighters for g in m.rival_groups])
         G["rival_alignment_mean"][day] = _share((align * fighters).sum(), fighters.sum()) if len(align) else 0.0
         G["rival_fighters"][day] = fighters.sum() if len(fighters) else 0.0
-        for key in ("fear_mean", "grievance_regime_mean", "grievance_hts_mean"):
-            G[key][day] = _share(sums[key].sum(), tot)
-        G["arrests"][day] = ts.arrests_today.sum() * w
-        G["council_takeovers_cum"][day] = m.hts.takeovers
+        G["council_takeovers_cum"][day] = hts.takeovers
         G["towns_regime_held"][day] = (~ts.open).sum()
         under = np.bincount(ts.controller, weights=present, minlength=len(self.controllers))
         self.under[day] = under * w
@@ -595,7 +683,7 @@ class Collector:
         for prefix, table, names in (
             ("alignment", self.align, self.groups),
             ("fighters", self.fighters, self.groups),
-            ("persons_under", self.under, self.controllers),
+            ("persons_under", self.under, self.controllers[: self.under.shape[1]]),  # none at "targets"
         ):
             for j, name in enumerate(names):
                 cols[f"{prefix}:{name}"] = table[:nd, j]
@@ -606,11 +694,11 @@ class Collector:
         cols = {"day": np.repeat(day, n)}
         if dates is not None:
             cols["date"] = np.repeat(dates.to_numpy(), n)
-        cols["town"] = pd.Categorical(np.tile(names, nd), categories=names)
-        cols["initial_stance"] = pd.Categorical(
-            np.tile([t.stance for t in self.state.scenario.towns], nd),
-            categories=["resisting", "hts", "rival", "mixed", "unknown"],
-        )
+        # Categoricals from their codes: the same columns as from the names, without hashing a string a row.
+        cols["town"] = pd.Categorical.from_codes(np.tile(np.arange(n), nd), categories=names)
+        stances = ["resisting", "hts", "rival", "mixed", "unknown"]
+        stance_codes = np.array([stances.index(t.stance) for t in self.state.scenario.towns], dtype=np.int8)
+        cols["initial_stance"] = pd.Categorical.from_codes(np.tile(stance_codes, nd), categories=stances)
         for k, v in self.town.items():
             if k == "front":
                 cols["front"] = pd.Categorical.from_codes(v[:nd].astype(int).ravel(), categories=list(FRONT_STATUS))
@@ -633,9 +721,10 @@ class Collector:
                     dtype="datetime64[ms]",
                 ),
             )
-        lookup = np.array([*names, ""], dtype=object)
-        ev["town"] = pd.Categorical(lookup[ev["town"].to_numpy(dtype=int)], categories=[*names, ""])
-        ev["to_town"] = pd.Categorical(lookup[ev["to_town"].to_numpy(dtype=int)], categories=[*names, ""])
+        # Town -1 (no town) is the empty name, the last category; the codes index the categories.
+        for col in ("town", "to_town"):
+            codes = ev[col].to_numpy(dtype=int)
+            ev[col] = pd.Categorical.from_codes(np.where(codes < 0, n, codes), categories=[*names, ""])
         ev["count"] = ev["count"].astype(np.int64)
         ev["persons"] = ev["persons"].astype(float)
         ev["event"] = ev["event"].astype(str)

@@ -32,7 +32,47 @@ from sim.model.state import STREAMS, HouseholdArrays, ModelState, TownState
 from sim.scenario.geography import Geography, build_geography
 from sim.scenario.schema import Scenario
 
-__all__ = ["STREAMS", "AllegianceModel"]
+__all__ = ["STREAMS", "AllegianceModel", "geography_for"]
+
+# ---------------------------------------------------------------------- construction reused across runs
+# A calibration draws thousands of parameter sets of one scenario in each worker process; the
+# geography (cells and distances) and the matrices fixed by it do not change with the drawn
+# parameters. They are kept for the last geography built in this process, keyed by what
+# determines them, and are read-only for the model (the rules never write them).
+_GEO_CACHE: dict[str, object] = {"key": None, "geo": None, "derived": {}}
+
+
+def _geo_key(scenario: Scenario) -> tuple:
+    """What :func:`~sim.scenario.geography.build_geography` reads: the towns' places and the grid."""
+    return (
+        scenario.grid.cell_km,
+        scenario.grid.width,
+        scenario.grid.height,
+        tuple((t.name, t.lat, t.lon, t.x, t.y) for t in scenario.towns),
+    )
+
+
+def geography_for(scenario: Scenario) -> Geography:
+    """The scenario's geography, built once per process for the same towns and grid (read-only)."""
+    key = _geo_key(scenario)
+    if _GEO_CACHE["key"] != key:
+        geo = build_geography(scenario)
+        geo.distance_km.flags.writeable = False
+        _GEO_CACHE.update(key=key, geo=geo, derived={})
+    return _GEO_CACHE["geo"]  # type: ignore[return-value]
+
+
+def _cached(key: tuple, geo: Geography, build, scenario: Scenario) -> np.ndarray:
+    """``build(scenario, geo)``, kept while ``geo`` is the cached geography and ``key`` (the
+    parameters it reads) is the same; a fresh array for any other geography."""
+    if geo is not _GEO_CACHE["geo"]:
+        return build(scenario, geo)
+    derived: dict = _GEO_CACHE["derived"]  # type: ignore[assignment]
+    if key not in derived:
+        value = build(scenario, geo)
+        value.flags.writeable = False
+        derived[key] = value
+    return derived[key]
 
 
 class AllegianceModel(Model):
@@ -59,7 +99,11 @@ class AllegianceModel(Model):
             shifts another's (common random numbers across paired runs).
         household_agents: create a Mesa ``Household`` agent (a view onto the arrays)
             for every household. Turn off only for benchmarks of the bare arrays.
-        geography: the scenario's geography, if already built (default: built here).
+        geography: the scenario's geography, if already built (default: built here, or reused
+            from this process's last run of the same towns and grid: :func:`geography_for`).
+        collect: what the collector records, ``"full"`` (every table, the default) or
+            ``"targets"`` (the columns calibration statistics read; see
+            :data:`sim.model.collect.COLLECT_LEVELS`).
     """
 
     def __init__(
@@ -69,16 +113,22 @@ class AllegianceModel(Model):
         *,
         household_agents: bool = True,
         geography: Geography | None = None,
+        collect: str = "full",
     ):
         seed = scenario.seed if seed is None else int(seed)
         super().__init__(rng=seed)
-        self.state = st = ModelState(scenario, seed, geography or build_geography(scenario))
+        self.state = st = ModelState(scenario, seed, geography or geography_for(scenario))
         st.controller_names = control.controller_names([g.name for g in scenario.rivals.groups])
         self._grid: OrthogonalMooreGrid | None = None  # built on first use: see ``grid``
 
         # Towns, then the households drawn into them (stored sorted by home town).
         ts = st.town_state = towns.init_town_state(scenario)
-        st.neighbour = towns.neighbour_weights(scenario, st.geo)
+        st.neighbour = _cached(
+            ("neighbour", scenario.exposure.neighbour_weight, scenario.exposure.neighbour_range_km),
+            st.geo,
+            towns.neighbour_weights,
+            scenario,
+        )
         st.exp_decay = rules.half_life_decay(scenario.exposure.half_life_days)
         st.memory_decay = rules.half_life_decay(scenario.grievance.memory_half_life_days)
         st.civil_society0 = ts.civil_society.copy()
@@ -104,7 +154,7 @@ class AllegianceModel(Model):
         self.air = AirCampaign(self, st)
         self.front = RegimeFront(self, st)
         self.civil_society = CivilSociety(self, st)
-        st.nearest = towns.nearest_matrix(st.geo)
+        st.nearest = _cached(("nearest",), st.geo, lambda _sc, geo: towns.nearest_matrix(geo), scenario)
 
         # The initial derived state (ODD 5.5), calibrated where the scenario asks for it.
         towns.update_front_proximity(st)
@@ -125,7 +175,7 @@ class AllegianceModel(Model):
             households.aggregate(st)
         if scenario.baseline.stationary:
             self.balance_baseline()
-        self.collector = Collector(st)
+        self.collector = Collector(st, collect)
         self.snapshots: dict[int, dict[str, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ schedule

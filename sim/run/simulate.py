@@ -61,6 +61,7 @@ def simulate(
     days: int | None = None,
     progress: bool = False,
     household_agents: bool = True,
+    collect: str = "full",
 ) -> SimulationResult:
     """Run one scenario with one seed and return its data and manifest.
 
@@ -70,6 +71,8 @@ def simulate(
         days: days to run (default: the scenario's).
         progress: show a progress bar when the run takes more than two seconds.
         household_agents: create the Mesa ``Household`` view agents (needed by the app).
+        collect: ``"full"`` (every table and column, the default) or ``"targets"`` (only the columns
+            calibration statistics read, :data:`sim.model.collect.COLLECT_LEVELS`; for samplers).
     """
     loaded = scenario if isinstance(scenario, LoadedScenario) else None
     sc = loaded.scenario if loaded else scenario
@@ -77,7 +80,7 @@ def simulate(
         sc = with_values(sc, {"days": days}, source="simulate")
     seed = sc.seed if seed is None else int(seed)
     t0 = time.perf_counter()
-    model = AllegianceModel(sc, seed, household_agents=household_agents)
+    model = AllegianceModel(sc, seed, household_agents=household_agents, collect=collect)
     t_build = time.perf_counter() - t0
     bar = None
     if progress:
@@ -86,6 +89,9 @@ def simulate(
         bar = tqdm(total=sc.days, desc=sc.name, unit="day", delay=2.0, file=sys.stderr, leave=False)
     try:
         model.run(progress=bar)
+    except BaseException:
+        model.release()  # a failed run must not stay in Mesa's registry either
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -98,6 +104,7 @@ def simulate(
         "start_date": sc.start_date.isoformat() if sc.start_date else None,
         "agents": len(model.hh),
         "agent_unit": sc.households.unit,
+        "collect": collect,
         "sample_fraction": sc.households.sample_fraction,
         "config_hash": config_hash(sc),
         "scenario_file": str(loaded.path) if loaded else None,

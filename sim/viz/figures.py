@@ -12,6 +12,8 @@ Analysis and storage never draw; this module adds the figures to what they wrote
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,11 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from sim.analysis.observed import write_observed
+from sim.analysis.observed import compare, replicate_scenario, replicate_seeds
 from sim.analysis.results import RunFolder, SweepFolder, ThesisFolder, load
 from sim.run.simulate import SimulationResult, save_run
 from sim.run.store import write_atomic
+from sim.scenario.schema import Scenario
 from sim.viz.maps import plot_map, plot_run_map
 from sim.viz.plots import (
     _stem,
@@ -162,17 +165,68 @@ def draw_sensitivity(table: pd.DataFrame, png: Path, title: str) -> Path:
     return png
 
 
-def run_extras(result: SimulationResult, folder: Path) -> dict[str, Any]:
+def _replicate_frames(job: tuple[Scenario, int]) -> dict[str, pd.DataFrame]:
+    """One observed-band replicate in a worker: only the columns the recorded figures read."""
+    from sim.run.simulate import simulate
+
+    scenario, seed = job
+    return simulate(scenario, seed, household_agents=False, collect="targets").frames
+
+
+def _replicate_pool(workers: int):
+    """A process pool for the replicates: forked where the platform allows it (no re-import of
+    the model, a few milliseconds a worker), spawned elsewhere."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+
+
+def replicate_workers(extra: int) -> int:
+    """Worker processes for ``extra`` replicates: one each, at most one per CPU (0: run in this process)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if extra <= 0 or cpus <= 1 else min(extra, cpus)
+
+
+def run_extras(result: SimulationResult, folder: Path, replicates: int | None = None) -> dict[str, Any]:
     """Figures and comparison tables written beside a run's data (summary, map, observed).
 
-    Returns entries to add to the manifest.
+    The observed-versus-simulated table's extra replicates (``replicates``, default the
+    scenario's ``observed.replicates``) run in worker processes while this process draws the
+    figures; each collects only the columns the recorded figures read, so the table is the
+    same as from full runs. Returns entries to add to the manifest.
     """
     entries: dict[str, Any] = {}
-    plt.close(plot_summary(result.timeseries, result.scenario, save=folder / "summary.png"))
-    if result.scenario.towns[0].lat is not None:
-        plt.close(plot_run_map(result, save=folder / "map.png"))
-    if result.scenario.observed.figures:
-        entries.update(write_observed(result, folder))
+    sc = result.scenario
+    n = sc.observed.replicates if replicates is None else int(replicates)
+    seeds = replicate_seeds(result.seed, n) if sc.observed.figures else [result.seed]
+    extra = replicate_scenario(sc)
+    workers = replicate_workers(len(seeds) - 1)
+    t0 = time.perf_counter()
+    pool = _replicate_pool(workers) if workers else None
+    try:
+        futures = {s: pool.submit(_replicate_frames, (extra, s)) for s in seeds[1:]} if pool else {}
+        plt.close(plot_summary(result.timeseries, sc, save=folder / "summary.png"))
+        if sc.towns[0].lat is not None:
+            plt.close(plot_run_map(result, save=folder / "map.png"))
+        if sc.observed.figures:
+
+            def runner(scenario: Scenario, seed: int) -> dict[str, pd.DataFrame]:
+                return futures[seed].result() if seed in futures else _replicate_frames((scenario, seed))
+
+            table, info = compare(result, n, runner)
+            info["observed"].update(
+                replicates=n,
+                replicates_from="--replicates" if replicates is not None else "scenario observed.replicates",
+                replicate_workers=workers,
+                wall_time_s=round(time.perf_counter() - t0, 3),
+            )
+            table.to_csv(Path(folder) / "observed.csv", index=False)
+            entries.update(info)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return entries
 
 
@@ -183,11 +237,13 @@ def write_run_folder(
     *,
     figures: bool = True,
     extras: Callable[[SimulationResult, Path], dict[str, Any]] | None = None,
+    replicates: int | None = None,
 ) -> Path:
     """The run folder ``sim run`` writes: tables, manifest and (with ``figures``) summary, map, observed.
 
-    ``extras`` replaces :func:`run_extras` (the figures and tables added beside the data).
+    ``extras`` replaces :func:`run_extras` (the figures and tables added beside the data);
+    ``replicates`` is the runs behind the observed table (default: the scenario's ``observed.replicates``).
     """
-    add = extras or run_extras
+    add = extras or (lambda res, folder: run_extras(res, folder, replicates))
     hook = (lambda tmp: add(result, tmp)) if figures else None
     return save_run(result, out_root, run_id, extras=hook)

@@ -50,7 +50,7 @@ def target_values(
         sc = Scenario.model_validate(data)
     except ValidationError:
         return {f.name: math.nan for f in figures}
-    result = simulate(sc, int(seed), household_agents=False)
+    result = simulate(sc, int(seed), household_agents=False, collect="targets")  # the columns measures read
     return {f.name: float(measure(f, sc, result.frames)) for f in figures}
 
 
