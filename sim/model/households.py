@@ -249,11 +249,15 @@ def step_households(state: ModelState) -> None:
     g = sc.grievance
     # HTS's coercion above its standing level (which G_H0 already reflects; zero without a stationary baseline).
     hts_harm = np.maximum(towns.hts_harm(state) - state.balance["hts_harm"], 0.0).astype(F32)
+    # Strike harm that can be blamed on HTS for drawing it: each struck town's harm weighted by
+    # HTS's presence there (E^H, 7.2); a household's own losses by HTS's presence where it lives.
+    eh_town = ts.exposure_hts_eff.astype(F32)
+    eh_personal = eh_town[t_personal] + hh.harm[personal] * towns.hts_presence(ts).astype(F32)[t_personal]
 
-    def gains(rate_of) -> np.ndarray:
-        out = rules.saturating_gain(rate_of(e_town, hts_harm))[town]
+    def gains(rate_of, town_exposure: np.ndarray = e_town, personal_exposure: np.ndarray = e_personal) -> np.ndarray:
+        out = rules.saturating_gain(rate_of(town_exposure, hts_harm))[town]
         if len(personal):
-            out[personal] = rules.saturating_gain(rate_of(e_personal, hts_harm[t_personal]))
+            out[personal] = rules.saturating_gain(rate_of(personal_exposure, hts_harm[t_personal]))
         return out
 
     rules.saturating_update(
@@ -264,7 +268,11 @@ def step_households(state: ModelState) -> None:
     )
     rules.saturating_update(
         hh.g_hts,
-        gains(lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, mech.pretext_blame, g.home_team_discount)),
+        gains(
+            lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, mech.pretext_blame, g.home_team_discount),
+            eh_town,
+            eh_personal,
+        ),
         g.hts_decay,
         hh.g_hts0,
     )
@@ -285,7 +293,7 @@ def step_households(state: ModelState) -> None:
             ts.resist_base.astype(F32)[t_rev] + hh.intercept_resist[revising],
             ts.protection.astype(F32)[t_rev],
             protection_weight=ch.protection_weight,
-            hts_grievance_weight=ch.hts_grievance_weight,
+            grievance_weight=ch.grievance_weight,
             fear_withdrawal=ch.fear_withdrawal * mech.suppression,
             disengagement=ch.displaced_disengagement * mech.exit,
         )
@@ -459,7 +467,7 @@ def calibrate_constants(state: ModelState, iterations: int = 40) -> tuple[np.nda
         ts.resist_base.astype(F32)[town],
         ts.protection.astype(F32)[town],
         protection_weight=ch.protection_weight,
-        hts_grievance_weight=ch.hts_grievance_weight,
+        grievance_weight=ch.grievance_weight,
         fear_withdrawal=ch.fear_withdrawal * mech.suppression,
         disengagement=ch.displaced_disengagement * mech.exit,
     )
@@ -496,7 +504,7 @@ def stance_utilities_now(state: ModelState) -> tuple[np.ndarray, np.ndarray, np.
         ts.resist_base.astype(F32)[town] + hh.intercept_resist,
         ts.protection.astype(F32)[town],
         protection_weight=ch.protection_weight,
-        hts_grievance_weight=ch.hts_grievance_weight,
+        grievance_weight=ch.grievance_weight,
         fear_withdrawal=ch.fear_withdrawal * mech.suppression,
         disengagement=ch.displaced_disengagement * mech.exit,
     )

@@ -38,6 +38,9 @@ class TownState:
     reputation: np.ndarray  # resisting reputation visible to the regime (decaying memory of protest)
     exposure: np.ndarray  # E_t: own harm memory
     exposure_eff: np.ndarray  # E_t plus distance-weighted neighbours' harm
+    exposure_hts: np.ndarray  # E^H_t: harm memory weighted by HTS's presence in the struck town
+    exposure_hts_eff: np.ndarray  # E^H_t plus distance-weighted neighbours' E^H
+    threat_rate: np.ndarray  # mean daily harm in and near the town over the protection memory (7.7)
     repression: np.ndarray  # decaying memory of arrests per household
     takeover_memory: np.ndarray  # decaying memory of council takeovers
     retaliation: np.ndarray  # decaying memory of HTS retaliation for strikes on the town and its neighbours
