@@ -40,7 +40,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.analysis.statistics import DEFAULT_ROPE, DISAGREE, combined_verdict, mean_interval, summarize
+from sim.analysis.statistics import (
+    DEFAULT_ROPE,
+    DISAGREE,
+    RELATIVE_OUTCOMES,
+    RELATIVE_ROPE,
+    combined_verdict,
+    mean_interval,
+    relative_rope,
+    summarize,
+)
 from sim.experiments.design import replicate_seeds
 from sim.experiments.engine import Engine, make_engine
 from sim.experiments.spec import SweepSpec, spec_from_dict
@@ -221,17 +230,38 @@ def heatmap_spec(settings: ThesisSettings) -> SweepSpec:
 # --------------------------------------------------------------------------- statistics
 
 
-def rope_for(outcome: str, rope: float) -> float:
+def rope_for(outcome: str, rope: float, control_mean: float | None = None, relative: float = RELATIVE_ROPE) -> float:
     """The minimum effect size of an outcome, or zero for counts and levels with no common scale.
 
-    ``rope`` for shares (cooperation, resistance, protest, persons under HTS control);
+    ``rope`` for shares with a sizeable baseline (cooperation, resistance, persons under HTS
+    control); for outcomes with a small baseline (protest), ``relative * |control mean|`` when
+    the control arm's mean is given (a quarter of the ordinary level by default: the absolute
+    0.02 would equal the ordinary protest share itself), else ``rope``;
     ``ALIGNMENT_SCALE * rope`` for rival alignment, whose -1..1 scale is twice as wide, so
     that the same fraction of the scale counts as negligible (0.04 for the default 0.02).
     """
     if "alignment" in outcome:
         return ALIGNMENT_SCALE * rope
+    if any(k in outcome for k in RELATIVE_OUTCOMES) and control_mean is not None and rope > 0:
+        return relative_rope(control_mean, relative)
     share = outcome.startswith(("coop_", "resist_", "protest_", "under_hts")) or "share" in outcome
     return rope if share else 0.0
+
+
+def control_mean(df: pd.DataFrame, control: str, outcome: str, factor: str = POLICY) -> float:
+    """Mean of ``outcome`` over the successful runs of the control arm (nan if none)."""
+    ok = df[(df["status"] == "ok") & (df[factor] == control)]
+    return float(ok[outcome].mean()) if len(ok) and outcome in ok else float("nan")
+
+
+def rope_rule(rope: float, relative: float = RELATIVE_ROPE) -> str:
+    """The verdict rule's minimum effect sizes, in words (printed in every report)."""
+    return (
+        f"ROPE = {rope:g} (absolute, share units) for cooperation, resistance and the share under HTS "
+        f"control; {relative:.0%} of the control arm's mean for protest (a small baseline: the absolute "
+        f"{rope:g} would equal the ordinary protest share itself); {ALIGNMENT_SCALE * rope:g} for rival "
+        "alignment (its -1..1 scale); none for counts"
+    )
 
 
 def paired_differences(
@@ -290,7 +320,7 @@ def policy_effects(
             s = summarize(
                 d[o].to_numpy(),
                 sign,
-                rope=rope_for(o, rope),
+                rope=rope_for(o, rope, control_mean(df, control, o)),
                 n_resamples=n_boot,
                 level=level,
                 seed=_seed_for(seed, treatment, control, o),
@@ -312,15 +342,17 @@ def ablation_table(
     """
     d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=["mechanism"])
     rows = []
+    base = {v: g for v, g in df.groupby("mechanism")} if "mechanism" in df else {}
     full = d[d["mechanism"] == "all"].set_index("replicate")
     for variant in dict.fromkeys(d["mechanism"]):
         v = d[d["mechanism"] == variant].set_index("replicate")
         for o in outcomes:
             _label, sign = OUTCOMES.get(o, (o, 0))
+            arm = base.get(variant, df)
             s = summarize(
                 v[o].to_numpy(),
                 sign,
-                rope=rope_for(o, rope),
+                rope=rope_for(o, rope, control_mean(arm, CONTROL, o)),
                 n_resamples=n_boot,
                 level=level,
                 seed=_seed_for(seed, variant, o),
@@ -360,12 +392,13 @@ def heatmap_table(
     d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=[x, y])
     rows = []
     for (xv, yv), g in d.groupby([x, y], sort=True):
+        arm = df[(df[x] == xv) & (df[y] == yv)]
         for o in outcomes:
             _label, sign = OUTCOMES.get(o, (o, 0))
             s = summarize(
                 g[o].to_numpy(),
                 sign,
-                rope=rope_for(o, rope),
+                rope=rope_for(o, rope, control_mean(arm, CONTROL, o)),
                 n_resamples=n_boot,
                 level=level,
                 seed=_seed_for(seed, str(xv), str(yv), o),
@@ -520,9 +553,12 @@ def composition_lines(comp: pd.DataFrame) -> list[str]:
 
 
 def _fmt_effect(r: pd.Series) -> str:
+    power = "" if r.get("powered", True) else "; the test lacks power for this measure (interval wider than its ROPE)"
+    mc = f", Monte Carlo error {r['mc_error']:.4f}" if "mc_error" in r and np.isfinite(r["mc_error"]) else ""
+    rope = f", ROPE {r['rope']:.4f}" if "rope" in r else ""
     return (
-        f"**{r['verdict']}**: {r['mean_diff']:+.3f} (95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-        f"{r['share_positive']:.0%} of {r['pairs']} pairs positive)"
+        f"**{r['verdict']}**: {r['mean_diff']:+.3f} (95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]{rope}{mc}, "
+        f"{r['share_positive']:.0%} of {r['pairs']} pairs positive{power})"
     )
 
 
@@ -620,11 +656,14 @@ def write_report(
         "",
         *verdict_lines(result),
         "",
-        f"Verdict rule (minimum effect size ROPE = {settings.rope:g} in share units, for share outcomes): "
+        f"Verdict rule (minimum effect sizes: {rope_rule(settings.rope)}): "
         "*supported* if the whole 95% BCa bootstrap interval of the mean paired difference lies beyond +ROPE "
         "on the side the thesis predicts (cooperation up, protest down), *contradicted* if it lies beyond "
         "ROPE on the other side, *negligible* if it lies within [-ROPE, +ROPE], *inconclusive* otherwise. "
         "The headline verdict is given only where the home-town and current-town measures agree. "
+        "Each effect states its Monte Carlo error (standard error of the mean paired difference); where the "
+        "interval's half-width exceeds the ROPE, the report says the test lacks power for that measure "
+        "(more replicates needed; pairs already share seeds, common random numbers). "
         "The article's second claim (rival groups reunite with HTS) is judged by secondary outcomes with the same "
         f"rule: the share of persons under HTS control with ROPE = {settings.rope:g}, rival alignment (on its "
         f"-1..1 scale) with ROPE = {ALIGNMENT_SCALE * settings.rope:g}. "
@@ -645,6 +684,9 @@ def write_report(
                     "ci_low",
                     "ci_high",
                     "share_positive",
+                    "rope",
+                    "mc_error",
+                    "powered",
                     "verdict",
                 ]
             ]
