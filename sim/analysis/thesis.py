@@ -772,3 +772,61 @@ def write_report(
     if draw is not None:
         draw(f)  # the figures report.md shows, drawn from the tables just written
     return path
+
+
+# --------------------------------------------------------------------------- bounded responses
+
+
+def largest_conversion(
+    scenario: str | Path,
+    calibration: str | Path,
+    *,
+    draws: int = 40,
+    sample_fraction: float = 0.02,
+    window_days: int = 28,
+    overrides: list[str] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The largest response of cooperation inside the prior box: is any setting a runaway?
+
+    A Latin hypercube of ``draws`` points over the priors of ``calibration`` (uniform and
+    loguniform priors over their bounds, the others over mean +- 4 sd clipped to the schema);
+    each point is run once at ``sample_fraction`` on top of ``overrides``, and scored by
+    the largest rise of the cooperating share of the people of any town labelled resisting
+    (by home town, wherever they are now: flight that empties a town is not conversion)
+    within any ``window_days``-day window: ``max_t,town (coop_t - min(coop over the preceding
+    window))``. Returns one row per draw (its values, the score, the town and the day), largest first.
+    """
+    from scipy.stats import qmc
+
+    from sim.run.simulate import simulate
+    from sim.scenario.calibration import load_calibration
+    from sim.scenario.loader import load_scenario, with_values
+
+    loaded = load_scenario(scenario, [f"households.sample_fraction={sample_fraction}", *(overrides or [])])
+    cal = load_calibration(calibration, loaded)
+    priors = cal.priors
+    unit = qmc.LatinHypercube(d=len(priors), seed=seed).random(draws)
+    resisting = [t.name for t in loaded.scenario.towns if t.stance == "resisting"]
+    rows = []
+    for k, u in enumerate(unit):
+        values = {}
+        for p, x in zip(priors, u, strict=True):
+            lo, hi = (p.to_internal(b) for b in p.bounds())
+            values[p.path] = p.to_value(lo + x * (hi - lo))
+        sc = with_values(loaded.scenario, values, source="largest_conversion")
+        towns_df = simulate(sc, seed + k, household_agents=False).frames["towns"]
+        coop = towns_df[towns_df["town"].isin(resisting)].pivot(index="day", columns="town", values="coop_share_home")
+        rise = coop - coop.rolling(window_days + 1, min_periods=1).min()
+        day, town = np.unravel_index(np.nanargmax(rise.to_numpy()), rise.shape)
+        rows.append(
+            {
+                "draw": k,
+                "max_rise": float(rise.to_numpy()[day, town]),
+                "town": str(rise.columns[town]),
+                "day": int(rise.index[day]),
+                "coop_start": float(coop.iloc[0, town]),
+                **values,
+            }
+        )
+    return pd.DataFrame(rows).sort_values("max_rise", ascending=False, ignore_index=True)

@@ -78,6 +78,7 @@ def create_households(scenario: Scenario, rng: np.random.Generator) -> Household
         g_hts0=g_hts.copy(),
         fear=np.zeros(n_total, dtype=F32),
         harm=np.zeros(n_total, dtype=F32),
+        harm_hts=np.zeros(n_total, dtype=F32),
         risk_aversion=rng.random(n_total, dtype=F32),
         threshold=np.maximum(0, rng.normal(sc.protest.threshold_mean, sc.protest.threshold_sd, n_total)).astype(F32),
         intercept_resist=np.full(n_total, sc.choice.resist_intercept, dtype=F32),
@@ -189,6 +190,9 @@ def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator,
     hh.persons[hit] -= dead
     if harm:
         hh.harm[hit] += dead * np.float32(state.scenario.exposure.personal_weight)
+        # what can be blamed on HTS for drawing the strike: weighted by its presence in this town
+        presence = np.float32(towns.hts_presence(state.town_state)[town])
+        hh.harm_hts[hit] += dead * np.float32(state.scenario.exposure.personal_weight) * presence
     ts = state.town_state
     ts.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=ts.n)
     gone = hit[hh.persons[hit] <= 0]
@@ -250,9 +254,9 @@ def step_households(state: ModelState) -> None:
     # HTS's coercion above its standing level (which G_H0 already reflects; zero without a stationary baseline).
     hts_harm = np.maximum(towns.hts_harm(state) - state.balance["hts_harm"], 0.0).astype(F32)
     # Strike harm that can be blamed on HTS for drawing it: each struck town's harm weighted by
-    # HTS's presence there (E^H, 7.2); a household's own losses by HTS's presence where it lives.
+    # HTS's presence there (E^H, 7.2); a household's own losses by HTS's presence where they died.
     eh_town = ts.exposure_hts_eff.astype(F32)
-    eh_personal = eh_town[t_personal] + hh.harm[personal] * towns.hts_presence(ts).astype(F32)[t_personal]
+    eh_personal = eh_town[t_personal] + hh.harm_hts[personal]
 
     def gains(rate_of, town_exposure: np.ndarray = e_town, personal_exposure: np.ndarray = e_personal) -> np.ndarray:
         out = rules.saturating_gain(rate_of(town_exposure, hts_harm))[town]

@@ -98,6 +98,7 @@ class HouseholdArrays:
     g_hts0: np.ndarray  # float32 standing grievance against HTS
     fear: np.ndarray  # float32 0-1
     harm: np.ndarray  # float32 personal harm memory (members killed, weighted, decaying)
+    harm_hts: np.ndarray  # float32 the same, weighted by HTS's presence where the members were killed
     risk_aversion: np.ndarray  # float32 R_i, U(0, 1)
     threshold: np.ndarray  # float32 T_i
     intercept_resist: np.ndarray  # float32 alpha_R of the household's origin (travels with it)

@@ -188,6 +188,7 @@ def after_strikes(state: ModelState) -> None:
     keep = rules.half_life_decay(state.scenario.choice.protection_half_life_days)
     ts.threat_rate = ts.threat_rate * keep + (1 - keep) * (harm + state.neighbour @ harm)
     state.hh.harm *= np.float32(state.exp_decay)
+    state.hh.harm_hts *= np.float32(state.exp_decay)
     ts.advance *= state.exp_decay
     update_threat(state)
     ts.repression *= state.memory_decay
