@@ -817,8 +817,14 @@ def largest_conversion(
         sc = with_values(loaded.scenario, values, source="largest_conversion")
         towns_df = simulate(sc, seed + k, household_agents=False).frames["towns"]
         coop = towns_df[towns_df["town"].isin(resisting)].pivot(index="day", columns="town", values="coop_share_home")
+        held = towns_df[towns_df["town"].isin(resisting)].pivot(index="day", columns="town", values="controller")
         rise = coop - coop.rolling(window_days + 1, min_periods=1).min()
+        # the same, only in towns whose controller did not change during the window (conversion, not capture)
+        kept = held.apply(lambda c: (c != c.shift(1)).astype(float).rolling(window_days + 1, min_periods=1).sum())
+        kept = kept.fillna(0).to_numpy() <= 1  # the first day's "change" is the start
+        rise_kept = np.where(kept, rise.to_numpy(), np.nan)
         day, town = np.unravel_index(np.nanargmax(rise.to_numpy()), rise.shape)
+        changed = bool(held.iloc[max(day - window_days, 0) : day + 1, town].nunique() > 1)
         rows.append(
             {
                 "draw": k,
@@ -826,6 +832,8 @@ def largest_conversion(
                 "town": str(rise.columns[town]),
                 "day": int(rise.index[day]),
                 "coop_start": float(coop.iloc[0, town]),
+                "controller_changed": changed,
+                "max_rise_same_controller": float(np.nanmax(rise_kept)),
                 **values,
             }
         )
