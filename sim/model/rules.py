@@ -64,24 +64,20 @@ def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame
 
 
 def hts_grievance_rate(
-    exposure: np.ndarray,
-    hts_harm: np.ndarray,
-    hts_rate: float,
-    pretext_blame: float,
-    home_team_discount: float,
-    hts_presence: np.ndarray | float = 1.0,
+    exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float, pretext_blame: float, home_team_discount: float
 ) -> np.ndarray:
-    """Daily growth rate of grievance against HTS, G_H: ``a_H * (1 - delta_H) * (lambda * h_t * E + coercion)``.
+    """Daily growth rate of grievance against HTS, G_H: ``a_H * (1 - delta_H) * (lambda * E^H + coercion)``.
 
-    ``lambda`` (``mechanisms.pretext_blame``) is the share of strike harm blamed on HTS for
-    drawing the strikes, and ``h_t`` (``hts_presence``, 0-1) HTS's presence in the struck
-    town: its control where it holds the town, 0 in a town held by a rival group or by no
-    armed group (no pretext without HTS). ``coercion`` (``hts_harm``) is HTS's own repression,
-    takeovers and taxes, already weighted. ``delta_H`` is the home-team discount (Lyall, Blair &
-    Imai 2013): harm attributed to the side seen as one's own (HTS, the Sunni armed
-    opposition) costs it less than the same harm attributed to the out-group (the regime).
+    ``exposure`` is E^H, the strike harm that can be blamed on HTS: each struck town's harm
+    weighted by HTS's presence there (its control where it holds the town, 0 in a town held by
+    a rival group or by no armed group: no pretext without HTS; ODD 7.2). ``lambda``
+    (``mechanisms.pretext_blame``) is the share of it blamed on HTS for drawing the strikes;
+    ``coercion`` (``hts_harm``) is HTS's own repression, takeovers and taxes, already weighted.
+    ``delta_H`` is the home-team discount (Lyall, Blair & Imai 2013): harm attributed to the
+    side seen as one's own (HTS, the armed opposition) costs it less than the same harm
+    attributed to the out-group (the regime).
     """
-    blamed = exposure * (F32(pretext_blame) * np.asarray(hts_presence, dtype=F32)) + hts_harm
+    blamed = exposure * F32(pretext_blame) + hts_harm
     return blamed * F32(hts_rate * (1.0 - home_team_discount))
 
 
