@@ -138,7 +138,7 @@ class FloorKernel:
             self.base[tr] + self.intercept_resist[rev],
             self.base[tr],
             protection_weight=ch.protection_weight,
-            hts_grievance_weight=ch.hts_grievance_weight,
+            grievance_weight=ch.grievance_weight,
             fear_withdrawal=ch.fear_withdrawal * mech.suppression,
             disengagement=ch.displaced_disengagement * mech.exit,
         )

@@ -285,7 +285,7 @@ def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path
         "scale": {"sample_fraction": 0.25},
         "priors": {
             "mechanisms.rally": {"family": "uniform", "low": 0, "high": 3, "reason": "test"},
-            "mechanisms.pretext_blame": {"family": "uniform", "low": 0, "high": 1, "reason": "test"},
+            "mechanisms.suppression": {"family": "uniform", "low": 0, "high": 6, "reason": "test"},
         },
         "targets": {
             "cooperation in resisting towns": {"absolute": 0.03, "reason": "survey error"},
@@ -304,8 +304,10 @@ def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path
 
 
 def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_path: Path) -> None:
-    favour = {"mechanisms.rally": 3.0, "mechanisms.pretext_blame": 0.0}
-    against = {"mechanisms.rally": 0.0, "mechanisms.pretext_blame": 1.0}
+    # Since blame goes first to the perpetrator (ODD 7.8.1), strike harm blamed on HTS no longer
+    # outweighs harm blamed on the regime: what pulls the other way is fear's withdrawal (suppression).
+    favour = {"mechanisms.rally": 3.0, "mechanisms.suppression": 0.0}
+    against = {"mechanisms.rally": 0.0, "mechanisms.suppression": 6.0}
     answers = {}
     for name, truth in (("favours", favour), ("contradicts", against)):
         s, c = _coop_case(tmp_path, name, truth)

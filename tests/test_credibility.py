@@ -112,13 +112,15 @@ def test_rally_is_local_a_strike_leaves_protection_in_a_distant_town_unchanged(g
     assert (struck["Resistance-C"] - calm["Resistance-C"]).max() > 0.05  # the rally happened there
     assert calm["Village-B"].min() > 0.1  # the distant town has its own threat (the front)
     change = (struck["Village-B"] - calm["Village-B"]).abs().max()
-    assert change <= 0.01 * calm["Village-B"].max(), change
+    # Only the neighbour-harm weight at 45 km (0.3 * exp(-4.5), about 0.3%) reaches it, through the
+    # recent-threat memory that builds faster than the exposure memory: a percent or two at most.
+    assert change <= 0.02 * calm["Village-B"].max(), change
 
 
 # --------------------------------------------------------------------------- home-team discount
 
 
-def _discount_run(tiny, discount: float, coercion: bool):
+def _discount_run(tiny, discount: float, coercion: bool, pretext: float = 0.3):
     strikes = [{"day": d, "town": "A", "strikes": 3, "killed": 9} for d in range(0, 20, 2)]
     grievance = {"home_team_discount": discount}
     if coercion:
@@ -130,7 +132,7 @@ def _discount_run(tiny, discount: float, coercion: bool):
         air_campaign={"policy": "calendar", "calendar": strikes},
         grievance=grievance,
         protest={"arrest_grievance": 0.0 if not coercion else 0.1},
-        mechanisms={"exit": 0.0, "pretext_blame": 0.3},
+        mechanisms={"exit": 0.0, "pretext_blame": pretext},
         baseline={"stationary": False},  # every bit of HTS coercion counts, not only its excess
     )
     model = AllegianceModel(sc, household_agents=False)
@@ -139,10 +141,17 @@ def _discount_run(tiny, discount: float, coercion: bool):
 
 
 def test_home_team_discount_changes_only_hts_caused_grievance(tiny) -> None:
-    # Without HTS coercion the discount has nothing to act on: strike harm blamed on HTS is not discounted.
+    # Without HTS coercion the discount still acts on strike harm blamed on HTS for drawing the strikes
+    # (all harm attributed to HTS is discounted, 7.8.1), and never on grievance against the regime.
     off, on = _discount_run(tiny, 0.0, coercion=False), _discount_run(tiny, 0.9, coercion=False)
-    np.testing.assert_array_equal(off.g_hts, on.g_hts)
+    assert on.g_hts.mean() < off.g_hts.mean()
     np.testing.assert_array_equal(off.g_regime, on.g_regime)
+    # No pretext blame and no coercion: nothing attributed to HTS, nothing to discount.
+    none_off, none_on = (
+        _discount_run(tiny, 0.0, coercion=False, pretext=0.0),
+        _discount_run(tiny, 0.9, coercion=False, pretext=0.0),
+    )
+    np.testing.assert_array_equal(none_off.g_hts, none_on.g_hts)
     # With coercion, the discount lowers grievance against HTS and leaves grievance against the regime alone.
     off, on = _discount_run(tiny, 0.0, coercion=True), _discount_run(tiny, 0.9, coercion=True)
     np.testing.assert_array_equal(off.g_regime, on.g_regime)
@@ -177,7 +186,7 @@ def test_a_displaced_household_keeps_its_constants(grid) -> None:
     town_terms = (
         ts.coop_base[host]
         - ts.coop_base[home]
-        + b_p * hh.g_regime[movers] * (ts.protection[host] - ts.protection[home])
+        + 0.5 * b_p * (ts.protection[host] - ts.protection[home])  # half the allegiance index (7.8.2)
     )
     np.testing.assert_allclose(after[2][movers] - before[2][movers], town_terms, atol=1e-5)
     model.step()  # and the daily step runs with them in place

@@ -10,13 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from sim.analysis.statistics import mean_interval, verdict
+from sim.analysis.statistics import DEFAULT_ROPE, mean_interval, summarize, verdict
 from sim.analysis.thesis import (
     HEADLINE,
     OUTCOMES,
     ThesisSettings,
     paired_differences,
     policy_effects,
+    rope_for,
     run_thesis,
 )
 from sim.experiments import SerialEngine, load_results, run_sweep, spec_from_dict
@@ -55,6 +56,26 @@ def test_verdict_rule() -> None:
     assert verdict(-0.01, 0.2, +1) == "inconclusive"
     assert verdict(0.0, 0.0, +1) == "inconclusive"
     assert verdict(0.1, 0.2, 0) == "higher"
+
+
+def test_halving_a_small_protest_share_is_not_negligible() -> None:
+    """Protest at 0.02 in the control arm, -50% under the treatment (-0.01, tight interval): the
+    relative ROPE (a quarter of 0.02 = 0.005) registers it; the old absolute 0.02 called it negligible."""
+    diffs = -0.01 + np.random.default_rng(0).normal(0, 0.001, 30)
+    rope = rope_for("protest_resisting_mean", DEFAULT_ROPE, control_mean=0.02)
+    assert rope == pytest.approx(0.005)
+    s = summarize(diffs, -1, rope=rope)
+    assert s["verdict"] == "supported" and s["powered"]
+    assert summarize(diffs, -1, rope=DEFAULT_ROPE)["verdict"] == "negligible"  # the rule this replaces
+    # cooperation keeps its absolute ROPE, whatever the control mean
+    assert rope_for("coop_resisting_mean", DEFAULT_ROPE, control_mean=0.02) == DEFAULT_ROPE
+
+
+def test_an_interval_wider_than_its_rope_is_flagged_as_lacking_power() -> None:
+    wide = np.random.default_rng(1).normal(0.0, 0.2, 10)
+    s = summarize(wide, +1, rope=0.02)
+    assert not s["powered"] and s["mc_error"] > 0.02
+    assert summarize(np.full(10, 0.0) + np.linspace(-1e-3, 1e-3, 10), +1, rope=0.02)["powered"]
 
 
 # --------------------------------------------------------------------------- paired seeds

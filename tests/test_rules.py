@@ -64,11 +64,11 @@ def test_regime_grievance_rate_is_zero_when_no_harm_is_blamed_on_the_regime():
     np.testing.assert_array_equal(rules.regime_grievance_rate(f32(5.0, 50.0), 0.3, 0.0), [0.0, 0.0])
 
 
-def test_hts_grievance_rate_adds_pretext_share_of_exposure_to_discounted_coercion():
+def test_hts_grievance_rate_is_discounted_pretext_share_of_hts_exposure_plus_coercion():
     rate = rules.hts_grievance_rate(
         f32(2.0, 0.0), f32(0.1, 0.3), hts_rate=0.5, pretext_blame=0.25, home_team_discount=0.4
     )
-    np.testing.assert_allclose(rate, [0.5 * (0.25 * 2 + 0.6 * 0.1), 0.5 * 0.6 * 0.3], rtol=1e-6)
+    np.testing.assert_allclose(rate, [0.5 * 0.6 * (0.25 * 2 + 0.1), 0.5 * 0.6 * 0.3], rtol=1e-6)
 
 
 def test_pretext_zero_means_strikes_add_nothing_to_hts_grievance():
@@ -76,15 +76,14 @@ def test_pretext_zero_means_strikes_add_nothing_to_hts_grievance():
     np.testing.assert_array_equal(rate, [0.0])
 
 
-def test_home_team_discount_scales_only_hts_coercion():
-    """Off (0) vs on: the strike-harm part of G_H's rate is unchanged, the coercion part shrinks."""
+def test_home_team_discount_scales_all_harm_attributed_to_hts():
+    """Off (0) vs on: strike harm blamed on HTS and its coercion both shrink by the discount; 1 removes both."""
     e, coercion = f32(3.0, 0.0, 3.0), f32(0.0, 0.2, 0.2)
     off = rules.hts_grievance_rate(e, coercion, hts_rate=0.5, pretext_blame=0.3, home_team_discount=0.0)
     on = rules.hts_grievance_rate(e, coercion, hts_rate=0.5, pretext_blame=0.3, home_team_discount=0.75)
-    assert on[0] == off[0]  # strike harm only: no change
-    np.testing.assert_allclose(off[1:] - on[1:], 0.5 * 0.75 * 0.2, rtol=1e-5)
+    np.testing.assert_allclose(on, 0.25 * off, rtol=1e-6)
     full = rules.hts_grievance_rate(e, coercion, hts_rate=0.5, pretext_blame=0.3, home_team_discount=1.0)
-    np.testing.assert_allclose(full, 0.5 * 0.3 * e, rtol=1e-6)
+    np.testing.assert_array_equal(full, [0.0, 0.0, 0.0])
 
 
 # --------------------------------------------------------------------------- stance choice
@@ -103,7 +102,7 @@ def _utilities(**kw):
     }
     weights = {
         "protection_weight": 1.0,
-        "hts_grievance_weight": 1.0,
+        "grievance_weight": 1.0,
         "fear_withdrawal": 1.0,
         "disengagement": 1.0,
     }
@@ -122,30 +121,76 @@ def test_stance_utilities_follow_the_documented_formula():
         resist_base=f32(-0.2),
         protection=f32(0.5),
         protection_weight=2.0,
-        hts_grievance_weight=3.0,
+        grievance_weight=3.0,
         fear_withdrawal=0.7,
         disengagement=1.25,
     )
-    assert u_c[0] == pytest.approx(0.1 + 2.0 * 0.5 * 0.4 - 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
-    assert u_r[0] == pytest.approx(-0.2 + 3.0 * 0.3 - 0.7 * 0.2, rel=1e-5)
+    a = 3.0 * (0.4 - 0.3) + 2.0 * 0.5  # the allegiance index
+    assert u_c[0] == pytest.approx(0.1 + a / 2 - 0.7 * 0.2, rel=1e-5)
+    assert u_r[0] == pytest.approx(-0.2 - a / 2 - 0.7 * 0.2, rel=1e-5)
     assert u_n[0] == pytest.approx(1.25, rel=1e-6)
+    assert u_c[0] - u_r[0] == pytest.approx(0.1 + 0.2 + a, rel=1e-5)
 
 
-def test_regime_grievance_enters_the_choice_once_through_protection():
-    """Without protection, regime grievance leaves every utility unchanged (no second channel)."""
-    low = _utilities(g_regime=f32(*[0.0] * 4))
-    high = _utilities(g_regime=f32(*[1.0] * 4))
-    for a, b in zip(low, high, strict=True):
-        np.testing.assert_array_equal(a, b)
+def _p_cooperate(u_r: np.ndarray, u_n: np.ndarray, u_c: np.ndarray) -> np.ndarray:
+    e = np.exp(np.stack([u_r, u_n, u_c]).astype(float))
+    return e[2] / e.sum(axis=0)
 
 
-def test_protection_raises_cooperation_utility_only_through_regime_grievance():
-    _, _, low = _utilities(protection=f32(*[0.0] * 4))
-    _, _, high = _utilities(protection=f32(*[1.0] * 4))
-    assert np.all(high > low)
-    _, _, no_grievance = _utilities(protection=f32(*[1.0] * 4), g_regime=f32(*[0.0] * 4))
-    _, _, no_grievance0 = _utilities(protection=f32(*[0.0] * 4), g_regime=f32(*[0.0] * 4))
-    np.testing.assert_array_equal(no_grievance, no_grievance0)
+def _shift_from_harm(attributed_to: str, home_team_discount: float) -> tuple[float, float]:
+    """Change in P(cooperate) and in the cooperate/resist log-odds after one day of harm E blamed wholly on one side."""
+    e, rate = f32(2.0), 0.2
+    g0 = f32(0.3)
+    if attributed_to == "regime":
+        gain = rules.saturating_gain(rules.regime_grievance_rate(e, rate, 1.0))
+        g_r, g_h = g0 + (1 - g0) * gain, g0
+    else:
+        gain = rules.saturating_gain(rules.hts_grievance_rate(e, f32(0.0), rate, 1.0, home_team_discount))
+        g_r, g_h = g0, g0 + (1 - g0) * gain
+    weights = {"grievance_weight": 3.0, "protection_weight": 1.5, "fear_withdrawal": 1.0, "disengagement": 1.0}
+    before = _utilities(g_regime=g0, g_hts=g0, protection=f32(0.4), **weights)
+    after = _utilities(g_regime=g_r, g_hts=g_h, protection=f32(0.4), **weights)
+    dp = float(_p_cooperate(*after)[0] - _p_cooperate(*before)[0])
+    dlogodds = float((after[2] - after[0])[0] - (before[2] - before[0])[0])
+    return dp, dlogodds
+
+
+def test_equal_harm_blamed_on_the_regime_or_on_hts_shifts_the_choice_equally_and_oppositely():
+    """Home-team discount 0: the same harm blamed wholly on the regime or wholly on HTS moves the
+    cooperate/resist log-odds by the same amount in opposite directions, and P(cooperate) by
+    amounts of the same size to first order (the logit is not linear), in opposite directions."""
+    dp_r, dl_r = _shift_from_harm("regime", 0.0)
+    dp_h, dl_h = _shift_from_harm("hts", 0.0)
+    assert dl_r > 0.1 and dl_h < -0.1
+    assert dl_r == pytest.approx(-dl_h, rel=1e-5)
+    assert dp_r > 0 > dp_h
+    assert abs(dp_r) == pytest.approx(abs(dp_h), rel=0.15)
+
+
+def test_home_team_discount_makes_the_hts_attributed_shift_smaller():
+    _, dl_r = _shift_from_harm("regime", 0.0)
+    _, dl_h0 = _shift_from_harm("hts", 0.0)
+    _, dl_h = _shift_from_harm("hts", 0.5)
+    assert abs(dl_h) < abs(dl_h0) - 0.05
+    assert abs(dl_h) < abs(dl_r)
+
+
+def test_each_grievance_enters_the_choice_once_with_the_same_weight():
+    """Raising G_R by x raises U_coop - U_resist by b_G x; raising G_H by x lowers it by b_G x; neutral unmoved."""
+    base = _utilities(grievance_weight=2.0)
+    up_r = _utilities(grievance_weight=2.0, g_regime=f32(*[0.8] * 4))
+    up_h = _utilities(grievance_weight=2.0, g_hts=f32(*[0.5] * 4))
+    gap = lambda u: u[2] - u[0]  # noqa: E731
+    np.testing.assert_allclose(gap(up_r) - gap(base), 2.0 * 0.3, rtol=1e-5)
+    np.testing.assert_allclose(gap(up_h) - gap(base), -2.0 * 0.3, rtol=1e-5)
+    np.testing.assert_array_equal(up_r[1], base[1])
+
+
+def test_protection_raises_cooperation_over_resistance_by_at_most_its_weight():
+    low = _utilities(protection=f32(*[0.0] * 4), protection_weight=1.5)
+    high = _utilities(protection=f32(*[1.0] * 4), protection_weight=1.5)
+    assert np.all(high[2] > low[2]) and np.all(high[0] < low[0])
+    np.testing.assert_allclose((high[2] - high[0]) - (low[2] - low[0]), 1.5, rtol=1e-5)
 
 
 def test_choose_stance_frequencies_match_the_multinomial_logit():

@@ -6,7 +6,11 @@ effect grids, posterior effects) gets its interval from :func:`mean_interval`:
 where BCa is defined, the percentile interval where it is not (BCa needs a
 non-degenerate jackknife). Verdicts use a region of practical equivalence
 (ROPE, Kruschke 2018): an effect whose whole interval lies within ``[-rope, +rope]``
-is *negligible*, however significant.
+is *negligible*, however significant. The ROPE is absolute for shares with a sizeable
+baseline (:data:`DEFAULT_ROPE`) and relative to the control arm's mean where the baseline
+is small (protest: :data:`RELATIVE_ROPE`), so that halving a 2% protest share is not
+"negligible". Each summary states the Monte Carlo error of the mean and whether the
+interval is narrow enough for the ROPE (:func:`has_power`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import numpy as np
 from scipy import stats
 
 DEFAULT_ROPE = 0.02
-"""Default minimum effect size, in share units (two percentage points)."""
+"""Default minimum effect size, in share units (two percentage points), for shares whose
+control-arm level is not small (cooperation, resistance, persons under HTS control)."""
+
+RELATIVE_ROPE = 0.25
+"""Minimum effect size of outcomes with a small baseline (protest), as a share of the
+control arm's mean: a change of a quarter of the ordinary level matters, whatever that level."""
+
+RELATIVE_OUTCOMES = ("protest",)
+"""Outcomes (by name prefix or part) judged on the relative scale."""
 
 VERDICTS = ("supported", "contradicted", "negligible", "inconclusive")
 DISAGREE = "measures disagree"
@@ -76,6 +88,34 @@ def verdict(lo: float, hi: float, expected_sign: int, rope: float = 0.0) -> str:
     return "inconclusive"
 
 
+def relative_rope(control_mean: float, fraction: float = RELATIVE_ROPE) -> float:
+    """The ROPE of an outcome with a small baseline: ``fraction * |control mean|`` (0 if undefined)."""
+    if not np.isfinite(control_mean):
+        return 0.0
+    return float(fraction * abs(control_mean))
+
+
+def monte_carlo_error(x: np.ndarray) -> float:
+    """Monte Carlo standard error of the mean of ``x``: ``sd / sqrt(n)`` (nan below two values)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan")
+    return float(x.std(ddof=1) / np.sqrt(len(x)))
+
+
+def has_power(lo: float, hi: float, rope: float) -> bool:
+    """Whether an interval is narrow enough for every verdict: its half-width is below the ROPE.
+
+    An interval wider than that can never lie wholly within [-ROPE, +ROPE] (so *negligible* is
+    out of reach) and needs an effect beyond twice the ROPE to be *supported*; the report then
+    says "the test lacks power" for that measure. Without a ROPE there is nothing to compare.
+    """
+    if rope <= 0 or not (np.isfinite(lo) and np.isfinite(hi)):
+        return rope <= 0
+    return (hi - lo) / 2 < rope
+
+
 def combined_verdict(home: str, current: str) -> str:
     """The headline verdict: the common verdict of the home-town and current-town measures, else
     ``"measures disagree"``."""
@@ -102,6 +142,9 @@ def summarize(
         "ci_high": hi,
         "share_positive": float((d > 0).mean()) if len(d) else float("nan"),
         "verdict": verdict(lo, hi, expected_sign, rope),
+        "rope": rope,
+        "mc_error": monte_carlo_error(d),
+        "powered": has_power(lo, hi, rope),
     }
 
 

@@ -49,7 +49,16 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from sim.analysis.statistics import DEFAULT_ROPE, DISAGREE, combined_verdict, mean_interval, summarize
+from sim.analysis.statistics import (
+    DEFAULT_ROPE,
+    DISAGREE,
+    RELATIVE_OUTCOMES,
+    RELATIVE_ROPE,
+    combined_verdict,
+    mean_interval,
+    relative_rope,
+    summarize,
+)
 from sim.experiments.design import replicate_seeds
 from sim.experiments.engine import Engine, make_engine
 from sim.experiments.spec import SweepSpec, spec_from_dict
@@ -275,17 +284,38 @@ def heatmap_spec(settings: ThesisSettings) -> SweepSpec:
 # --------------------------------------------------------------------------- statistics
 
 
-def rope_for(outcome: str, rope: float) -> float:
+def rope_for(outcome: str, rope: float, control_mean: float | None = None, relative: float = RELATIVE_ROPE) -> float:
     """The minimum effect size of an outcome, or zero for counts and levels with no common scale.
 
-    ``rope`` for shares (cooperation, resistance, protest, persons under HTS control);
+    ``rope`` for shares with a sizeable baseline (cooperation, resistance, persons under HTS
+    control); for outcomes with a small baseline (protest), ``relative * |control mean|`` when
+    the control arm's mean is given (a quarter of the ordinary level by default: the absolute
+    0.02 would equal the ordinary protest share itself), else ``rope``;
     ``ALIGNMENT_SCALE * rope`` for rival alignment, whose -1..1 scale is twice as wide, so
     that the same fraction of the scale counts as negligible (0.04 for the default 0.02).
     """
     if "alignment" in outcome:
         return ALIGNMENT_SCALE * rope
+    if any(k in outcome for k in RELATIVE_OUTCOMES) and control_mean is not None and rope > 0:
+        return relative_rope(control_mean, relative)
     share = outcome.startswith(("coop_", "resist_", "protest_", "under_hts")) or "share" in outcome
     return rope if share else 0.0
+
+
+def control_mean(df: pd.DataFrame, control: str, outcome: str, factor: str = POLICY) -> float:
+    """Mean of ``outcome`` over the successful runs of the control arm (nan if none)."""
+    ok = df[(df["status"] == "ok") & (df[factor] == control)]
+    return float(ok[outcome].mean()) if len(ok) and outcome in ok else float("nan")
+
+
+def rope_rule(rope: float, relative: float = RELATIVE_ROPE) -> str:
+    """The verdict rule's minimum effect sizes, in words (printed in every report)."""
+    return (
+        f"ROPE = {rope:g} (absolute, share units) for cooperation, resistance and the share under HTS "
+        f"control; {relative:.0%} of the control arm's mean for protest (a small baseline: the absolute "
+        f"{rope:g} would equal the ordinary protest share itself); {ALIGNMENT_SCALE * rope:g} for rival "
+        "alignment (its -1..1 scale); none for counts"
+    )
 
 
 def paired_differences(
@@ -345,7 +375,7 @@ def policy_effects(
             s = summarize(
                 d[o].to_numpy(),
                 sign,
-                rope=rope_for(o, rope),
+                rope=rope_for(o, rope, control_mean(df, control, o)),
                 n_resamples=n_boot,
                 level=level,
                 seed=_seed_for(seed, treatment, control, o),
@@ -367,15 +397,17 @@ def ablation_table(
     """
     d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=["mechanism"])
     rows = []
+    base = {v: g for v, g in df.groupby("mechanism")} if "mechanism" in df else {}
     full = d[d["mechanism"] == "all"].set_index("replicate")
     for variant in dict.fromkeys(d["mechanism"]):
         v = d[d["mechanism"] == variant].set_index("replicate")
         for o in outcomes:
             _label, sign = OUTCOMES.get(o, (o, 0))
+            arm = base.get(variant, df)
             s = summarize(
                 v[o].to_numpy(),
                 sign,
-                rope=rope_for(o, rope),
+                rope=rope_for(o, rope, control_mean(arm, CONTROL, o)),
                 n_resamples=n_boot,
                 level=level,
                 seed=_seed_for(seed, variant, o),
@@ -415,12 +447,13 @@ def heatmap_table(
     d = paired_differences(df, TREATMENT, CONTROL, outcomes, by=[x, y])
     rows = []
     for (xv, yv), g in d.groupby([x, y], sort=True):
+        arm = df[(df[x] == xv) & (df[y] == yv)]
         for o in outcomes:
             _label, sign = OUTCOMES.get(o, (o, 0))
             s = summarize(
                 g[o].to_numpy(),
                 sign,
-                rope=rope_for(o, rope),
+                rope=rope_for(o, rope, control_mean(arm, CONTROL, o)),
                 n_resamples=n_boot,
                 level=level,
                 seed=_seed_for(seed, str(xv), str(yv), o),
@@ -573,9 +606,12 @@ def composition_lines(comp: pd.DataFrame) -> list[str]:
 
 
 def _fmt_effect(r: pd.Series) -> str:
+    power = "" if r.get("powered", True) else "; the test lacks power for this measure (interval wider than its ROPE)"
+    mc = f", Monte Carlo error {r['mc_error']:.4f}" if "mc_error" in r and np.isfinite(r["mc_error"]) else ""
+    rope = f", ROPE {r['rope']:.4f}" if "rope" in r else ""
     return (
-        f"**{r['verdict']}**: {r['mean_diff']:+.3f} (95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
-        f"{r['share_positive']:.0%} of {r['pairs']} pairs positive)"
+        f"**{r['verdict']}**: {r['mean_diff']:+.3f} (95% CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]{rope}{mc}, "
+        f"{r['share_positive']:.0%} of {r['pairs']} pairs positive{power})"
     )
 
 
@@ -673,11 +709,14 @@ def write_report(
         "",
         *verdict_lines(result),
         "",
-        f"Verdict rule (minimum effect size ROPE = {settings.rope:g} in share units, for share outcomes): "
+        f"Verdict rule (minimum effect sizes: {rope_rule(settings.rope)}): "
         "*supported* if the whole 95% BCa bootstrap interval of the mean paired difference lies beyond +ROPE "
         "on the side the thesis predicts (cooperation up, protest down), *contradicted* if it lies beyond "
         "ROPE on the other side, *negligible* if it lies within [-ROPE, +ROPE], *inconclusive* otherwise. "
         "The headline verdict is given only where the home-town and current-town measures agree. "
+        "Each effect states its Monte Carlo error (standard error of the mean paired difference); where the "
+        "interval's half-width exceeds the ROPE, the report says the test lacks power for that measure "
+        "(more replicates needed; pairs already share seeds, common random numbers). "
         "The article's second claim (rival groups reunite with HTS) is judged by secondary outcomes with the same "
         f"rule: the share of persons under HTS control with ROPE = {settings.rope:g}, rival alignment (on its "
         f"-1..1 scale) with ROPE = {ALIGNMENT_SCALE * settings.rope:g}. "
@@ -698,6 +737,9 @@ def write_report(
                     "ci_low",
                     "ci_high",
                     "share_positive",
+                    "rope",
+                    "mc_error",
+                    "powered",
                     "verdict",
                 ]
             ]
@@ -784,3 +826,69 @@ def write_report(
     if draw is not None:
         draw(f)  # the figures report.md shows, drawn from the tables just written
     return path
+
+
+# --------------------------------------------------------------------------- bounded responses
+
+
+def largest_conversion(
+    scenario: str | Path,
+    calibration: str | Path,
+    *,
+    draws: int = 40,
+    sample_fraction: float = 0.02,
+    window_days: int = 28,
+    overrides: list[str] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The largest response of cooperation inside the prior box: is any setting a runaway?
+
+    A Latin hypercube of ``draws`` points over the priors of ``calibration`` (uniform and
+    loguniform priors over their bounds, the others over mean +- 4 sd clipped to the schema);
+    each point is run once at ``sample_fraction`` on top of ``overrides``, and scored by
+    the largest rise of the cooperating share of the people of any town labelled resisting
+    (by home town, wherever they are now: flight that empties a town is not conversion)
+    within any ``window_days``-day window: ``max_t,town (coop_t - min(coop over the preceding
+    window))``. Returns one row per draw (its values, the score, the town and the day), largest first.
+    """
+    from scipy.stats import qmc
+
+    from sim.run.simulate import simulate
+    from sim.scenario.calibration import load_calibration
+    from sim.scenario.loader import load_scenario, with_values
+
+    loaded = load_scenario(scenario, [f"households.sample_fraction={sample_fraction}", *(overrides or [])])
+    cal = load_calibration(calibration, loaded)
+    priors = cal.priors
+    unit = qmc.LatinHypercube(d=len(priors), seed=seed).random(draws)
+    resisting = [t.name for t in loaded.scenario.towns if t.stance == "resisting"]
+    rows = []
+    for k, u in enumerate(unit):
+        values = {}
+        for p, x in zip(priors, u, strict=True):
+            lo, hi = (p.to_internal(b) for b in p.bounds())
+            values[p.path] = p.to_value(lo + x * (hi - lo))
+        sc = with_values(loaded.scenario, values, source="largest_conversion")
+        towns_df = simulate(sc, seed + k, household_agents=False).frames["towns"]
+        coop = towns_df[towns_df["town"].isin(resisting)].pivot(index="day", columns="town", values="coop_share_home")
+        held = towns_df[towns_df["town"].isin(resisting)].pivot(index="day", columns="town", values="controller")
+        rise = coop - coop.rolling(window_days + 1, min_periods=1).min()
+        # the same, only in towns whose controller did not change during the window (conversion, not capture)
+        kept = held.apply(lambda c: (c != c.shift(1)).astype(float).rolling(window_days + 1, min_periods=1).sum())
+        kept = kept.fillna(0).to_numpy() <= 1  # the first day's "change" is the start
+        rise_kept = np.where(kept, rise.to_numpy(), np.nan)
+        day, town = np.unravel_index(np.nanargmax(rise.to_numpy()), rise.shape)
+        changed = bool(held.iloc[max(day - window_days, 0) : day + 1, town].nunique() > 1)
+        rows.append(
+            {
+                "draw": k,
+                "max_rise": float(rise.to_numpy()[day, town]),
+                "town": str(rise.columns[town]),
+                "day": int(rise.index[day]),
+                "coop_start": float(coop.iloc[0, town]),
+                "controller_changed": changed,
+                "max_rise_same_controller": float(np.nanmax(rise_kept)),
+                **values,
+            }
+        )
+    return pd.DataFrame(rows).sort_values("max_rise", ascending=False, ignore_index=True)

@@ -166,8 +166,8 @@ class AirCampaign(mesa.Agent):
             w = ts.control.copy()
         elif self.policy == "resisting_towns":
             w = ts.reputation.copy()
-        elif self.policy == "frontline":
-            w = ts.front_proximity.copy()
+        elif self.policy == "frontline":  # the line's position, also when the ground advance is off
+            w = towns.front_line_proximity(self.state)
         else:
             return np.zeros(ts.n)
         w = np.where(eligible, w**self.state.scenario.air_campaign.targeting_sharpness, 0.0)

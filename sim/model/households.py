@@ -78,6 +78,7 @@ def create_households(scenario: Scenario, rng: np.random.Generator) -> Household
         g_hts0=g_hts.copy(),
         fear=np.zeros(n_total, dtype=F32),
         harm=np.zeros(n_total, dtype=F32),
+        harm_hts=np.zeros(n_total, dtype=F32),
         risk_aversion=rng.random(n_total, dtype=F32),
         threshold=np.maximum(0, rng.normal(sc.protest.threshold_mean, sc.protest.threshold_sd, n_total)).astype(F32),
         intercept_resist=np.full(n_total, sc.choice.resist_intercept, dtype=F32),
@@ -189,6 +190,9 @@ def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator,
     hh.persons[hit] -= dead
     if harm:
         hh.harm[hit] += dead * np.float32(state.scenario.exposure.personal_weight)
+        # what can be blamed on HTS for drawing the strike: weighted by its presence in this town
+        presence = np.float32(towns.hts_presence(state.town_state)[town])
+        hh.harm_hts[hit] += dead * np.float32(state.scenario.exposure.personal_weight) * presence
     ts = state.town_state
     ts.killed_home_cum += np.bincount(hh.home[hit], weights=dead, minlength=ts.n)
     gone = hit[hh.persons[hit] <= 0]
@@ -249,11 +253,15 @@ def step_households(state: ModelState) -> None:
     g = sc.grievance
     # HTS's coercion above its standing level (which G_H0 already reflects; zero without a stationary baseline).
     hts_harm = np.maximum(towns.hts_harm(state) - state.balance["hts_harm"], 0.0).astype(F32)
+    # Strike harm that can be blamed on HTS for drawing it: each struck town's harm weighted by
+    # HTS's presence there (E^H, 7.2); a household's own losses by HTS's presence where they died.
+    eh_town = ts.exposure_hts_eff.astype(F32)
+    eh_personal = eh_town[t_personal] + hh.harm_hts[personal]
 
-    def gains(rate_of) -> np.ndarray:
-        out = rules.saturating_gain(rate_of(e_town, hts_harm))[town]
+    def gains(rate_of, town_exposure: np.ndarray = e_town, personal_exposure: np.ndarray = e_personal) -> np.ndarray:
+        out = rules.saturating_gain(rate_of(town_exposure, hts_harm))[town]
         if len(personal):
-            out[personal] = rules.saturating_gain(rate_of(e_personal, hts_harm[t_personal]))
+            out[personal] = rules.saturating_gain(rate_of(personal_exposure, hts_harm[t_personal]))
         return out
 
     rules.saturating_update(
@@ -264,7 +272,11 @@ def step_households(state: ModelState) -> None:
     )
     rules.saturating_update(
         hh.g_hts,
-        gains(lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, mech.pretext_blame, g.home_team_discount)),
+        gains(
+            lambda e, h: rules.hts_grievance_rate(e, h, g.hts_rate, mech.pretext_blame, g.home_team_discount),
+            eh_town,
+            eh_personal,
+        ),
         g.hts_decay,
         hh.g_hts0,
     )
@@ -285,7 +297,7 @@ def step_households(state: ModelState) -> None:
             ts.resist_base.astype(F32)[t_rev] + hh.intercept_resist[revising],
             ts.protection.astype(F32)[t_rev],
             protection_weight=ch.protection_weight,
-            hts_grievance_weight=ch.hts_grievance_weight,
+            grievance_weight=ch.grievance_weight,
             fear_withdrawal=ch.fear_withdrawal * mech.suppression,
             disengagement=ch.displaced_disengagement * mech.exit,
         )
@@ -459,7 +471,7 @@ def calibrate_constants(state: ModelState, iterations: int = 40) -> tuple[np.nda
         ts.resist_base.astype(F32)[town],
         ts.protection.astype(F32)[town],
         protection_weight=ch.protection_weight,
-        hts_grievance_weight=ch.hts_grievance_weight,
+        grievance_weight=ch.grievance_weight,
         fear_withdrawal=ch.fear_withdrawal * mech.suppression,
         disengagement=ch.displaced_disengagement * mech.exit,
     )
@@ -496,7 +508,7 @@ def stance_utilities_now(state: ModelState) -> tuple[np.ndarray, np.ndarray, np.
         ts.resist_base.astype(F32)[town] + hh.intercept_resist,
         ts.protection.astype(F32)[town],
         protection_weight=ch.protection_weight,
-        hts_grievance_weight=ch.hts_grievance_weight,
+        grievance_weight=ch.grievance_weight,
         fear_withdrawal=ch.fear_withdrawal * mech.suppression,
         disengagement=ch.displaced_disengagement * mech.exit,
     )

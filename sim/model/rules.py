@@ -56,9 +56,9 @@ def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame
     """Daily growth rate of grievance against the regime, G_R: ``a_R * beta_R * E``.
 
     ``beta_R`` (``mechanisms.regime_blame``) is the share of strike harm blamed on the
-    regime, independent of the share blamed on HTS (Condra & Shapiro 2012): the pretext
-    never absolves the perpetrator. Asymmetric blame: nothing HTS does enters here, so
-    HTS coercion never pushes anyone toward the regime.
+    perpetrator, the regime (Condra & Shapiro 2012; Lyall, Blair & Imai 2013), independent of
+    the share blamed on HTS for drawing the strikes: the pretext never absolves the perpetrator.
+    Nothing HTS does enters here, so HTS coercion never pushes anyone toward the regime.
     """
     return exposure * F32(regime_rate * regime_blame)
 
@@ -66,14 +66,41 @@ def regime_grievance_rate(exposure: np.ndarray, regime_rate: float, regime_blame
 def hts_grievance_rate(
     exposure: np.ndarray, hts_harm: np.ndarray, hts_rate: float, pretext_blame: float, home_team_discount: float
 ) -> np.ndarray:
-    """Daily growth rate of grievance against HTS, G_H: ``a_H * (lambda * E + (1 - delta_H) * coercion)``.
+    """Daily growth rate of grievance against HTS, G_H: ``a_H * (1 - delta_H) * (lambda * E^H + coercion)``.
 
-    ``lambda`` (``mechanisms.pretext_blame``) is the share of strike harm blamed on HTS for
-    drawing the strikes; ``coercion`` (``hts_harm``) is HTS's own repression, takeovers and
-    taxes, already weighted, and ``delta_H`` the home-team discount (Lyall, Blair & Imai
-    2013): coercion by the side seen as one's own costs it less than harm by the out-group.
+    ``exposure`` is E^H, the strike harm that can be blamed on HTS: each struck town's harm
+    weighted by HTS's presence there (its control where it holds the town, 0 in a town held by
+    a rival group or by no armed group: no pretext without HTS; ODD 7.2). ``lambda``
+    (``mechanisms.pretext_blame``) is the share of it blamed on HTS for drawing the strikes;
+    ``coercion`` (``hts_harm``) is HTS's own repression, takeovers and taxes, already weighted.
+    ``delta_H`` is the home-team discount (Lyall, Blair & Imai 2013): harm attributed to the
+    side seen as one's own (HTS, the armed opposition) costs it less than the same harm
+    attributed to the out-group (the regime).
     """
-    return (exposure * F32(pretext_blame) + hts_harm * F32(1.0 - home_team_discount)) * F32(hts_rate)
+    blamed = exposure * F32(pretext_blame) + hts_harm
+    return blamed * F32(hts_rate * (1.0 - home_team_discount))
+
+
+def allegiance_index(
+    g_regime: np.ndarray,
+    g_hts: np.ndarray,
+    protection: np.ndarray,
+    *,
+    grievance_weight: float,
+    protection_weight: float,
+) -> np.ndarray:
+    """The allegiance index: the log-odds of cooperating with HTS over resisting it, household part.
+
+    ``A = b_G * (G_R - G_H) + b_P * protection``. Each grievance enters once and with the same
+    weight ``b_G``: equal grievances against the regime and against HTS move the choice by
+    equal and opposite amounts (any asymmetry is in how harm becomes grievance: blame shares
+    and the home-team discount, 7.8.1). ``protection`` (0-1, rally already in it, 7.7) is the
+    value of HTS as armed protector against the current threat.
+    """
+    a = g_regime - g_hts
+    a *= F32(grievance_weight)
+    a += protection * F32(protection_weight)
+    return a
 
 
 def stance_utilities(
@@ -86,7 +113,7 @@ def stance_utilities(
     protection: np.ndarray,
     *,
     protection_weight: float,
-    hts_grievance_weight: float,
+    grievance_weight: float,
     fear_withdrawal: float,
     disengagement: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,17 +121,21 @@ def stance_utilities(
 
     ``coop_base`` and ``resist_base`` are the household's own intercepts (from its home
     town: dispositions travel) plus the terms of the town it lives in now (services,
-    control, council legitimacy, peer shares), gathered to households. Regime grievance
-    enters once, through protection (rally: the regime as the first enemy makes the
-    armed protector valuable).
+    control, council legitimacy, peer shares), gathered to households. The allegiance
+    index ``A`` (:func:`allegiance_index`) is split between the two sides, so that
+    ``U_coop - U_resist = coop_base - resist_base + A``:
 
-    U_coop    = coop_base + b_P * protection * G_R - b_H * G_H - w_F * F
-    U_resist  = resist_base + b_H * G_H - w_F * F
+    U_coop    = coop_base + A / 2 - w_F * F
+    U_resist  = resist_base - A / 2 - w_F * F
     U_neutral = w_D * displaced
     """
+    half = allegiance_index(
+        g_regime, g_hts, protection, grievance_weight=grievance_weight, protection_weight=protection_weight
+    )
+    half *= F32(0.5)
     fear_term = fear * F32(fear_withdrawal)
-    u_coop = coop_base + protection * g_regime * F32(protection_weight) - g_hts * F32(hts_grievance_weight) - fear_term
-    u_resist = resist_base + g_hts * F32(hts_grievance_weight) - fear_term
+    u_coop = coop_base + half - fear_term
+    u_resist = resist_base - half - fear_term
     u_neutral = displaced.astype(F32) * F32(disengagement)
     return u_resist, u_neutral, u_coop
 

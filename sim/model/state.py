@@ -38,6 +38,9 @@ class TownState:
     reputation: np.ndarray  # resisting reputation visible to the regime (decaying memory of protest)
     exposure: np.ndarray  # E_t: own harm memory
     exposure_eff: np.ndarray  # E_t plus distance-weighted neighbours' harm
+    exposure_hts: np.ndarray  # E^H_t: harm memory weighted by HTS's presence in the struck town
+    exposure_hts_eff: np.ndarray  # E^H_t plus distance-weighted neighbours' E^H
+    threat_rate: np.ndarray  # mean daily harm in and near the town over the protection memory (7.7)
     repression: np.ndarray  # decaying memory of arrests per household
     takeover_memory: np.ndarray  # decaying memory of council takeovers
     retaliation: np.ndarray  # decaying memory of HTS retaliation for strikes on the town and its neighbours
@@ -95,6 +98,7 @@ class HouseholdArrays:
     g_hts0: np.ndarray  # float32 standing grievance against HTS
     fear: np.ndarray  # float32 0-1
     harm: np.ndarray  # float32 personal harm memory (members killed, weighted, decaying)
+    harm_hts: np.ndarray  # float32 the same, weighted by HTS's presence where the members were killed
     risk_aversion: np.ndarray  # float32 R_i, U(0, 1)
     threshold: np.ndarray  # float32 T_i
     intercept_resist: np.ndarray  # float32 alpha_R of the household's origin (travels with it)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.model import control
+from sim.model import control, rules
 from sim.model.control import CONTESTED as HELD_CONTESTED
 from sim.model.control import GROUP0, HTS_HOLDS, NO_SIDE, REGIME_HOLDS
 from sim.model.state import ModelState, TownState
@@ -56,6 +56,9 @@ def init_town_state(scenario: Scenario) -> TownState:
         reputation=rep,
         exposure=z(),
         exposure_eff=z(),
+        exposure_hts=z(),
+        exposure_hts_eff=z(),
+        threat_rate=z(),
         repression=z(),
         takeover_memory=z(),
         retaliation=z(),
@@ -137,16 +140,37 @@ def hts_harm(state: ModelState) -> np.ndarray:
     )
 
 
+def hts_presence(ts: TownState) -> np.ndarray:
+    """HTS's presence in each town, 0-1: its control where it holds the town, else 0.
+
+    What a strike can be blamed on HTS for drawing (7.8.1): nothing in a town held by a
+    rival group or by no armed group.
+    """
+    return ts.control * ts.hts_holds
+
+
+def front_line_proximity(state: ModelState) -> np.ndarray:
+    """Closeness to the front line, 0-1: ``exp(-distance to the nearest contested or regime-held town / range)``.
+
+    Computed whether or not the ground advance is enabled (frontline targeting needs the
+    line's position even when it does not move).
+    """
+    ts = state.town_state
+    front = ts.front != OPPOSITION
+    if not front.any():
+        return np.zeros(ts.n)
+    d = state.geo.distance_km[:, front].min(axis=1)
+    return np.exp(-d / state.scenario.front.range_km)
+
+
 def update_front_proximity(state: ModelState) -> None:
     """Front proximity: 1 in contested or regime-held towns, decaying with distance."""
     ts = state.town_state
     ts.open = ts.front != REGIME
-    front = ts.front != OPPOSITION
-    if not front.any() or not state.scenario.front.enabled:
+    if not state.scenario.front.enabled:
         ts.front_proximity[:] = 0.0
         return
-    d = state.geo.distance_km[:, front].min(axis=1)
-    ts.front_proximity = np.exp(-d / state.scenario.front.range_km)
+    ts.front_proximity = front_line_proximity(state)
 
 
 def after_strikes(state: ModelState) -> None:
@@ -157,7 +181,14 @@ def after_strikes(state: ModelState) -> None:
     harm = ex.casualty_weight * ts.killed_today / present * 1000.0 + ex.strike_weight * ts.strikes_today
     ts.exposure = ts.exposure * state.exp_decay + harm
     ts.exposure_eff = ts.exposure + state.neighbour @ ts.exposure
+    # The same memory, each struck town's harm weighted by HTS's presence there (7.2, 7.8.1).
+    ts.exposure_hts = ts.exposure_hts * state.exp_decay + harm * hts_presence(ts)
+    ts.exposure_hts_eff = ts.exposure_hts + state.neighbour @ ts.exposure_hts
+    # Protection's own, shorter memory of the threat: the mean daily harm in and near the town (7.7).
+    keep = rules.half_life_decay(state.scenario.choice.protection_half_life_days)
+    ts.threat_rate = ts.threat_rate * keep + (1 - keep) * (harm + state.neighbour @ harm)
     state.hh.harm *= np.float32(state.exp_decay)
+    state.hh.harm_hts *= np.float32(state.exp_decay)
     ts.advance *= state.exp_decay
     update_threat(state)
     ts.repression *= state.memory_decay
@@ -228,10 +259,14 @@ def prepare_household_terms(state: ModelState) -> None:
     holds = ts.hts_holds
     rival_held = ts.controller >= GROUP0
     strength = np.minimum(ts.control * holds * hts.strength + rival_support, sc.hts.strength_cap)
-    # Protection as households value it, local: the threat in and near the town, HTS's
-    # presence there and its retaliation for strikes on it or its neighbours. Zero when
-    # the rally mechanism is off.
-    ts.protection = mech.rally * ts.threat * strength * (1 + sc.hts.rally_protection_boost * ts.retaliation) * ts.open
+    # Protection as households value it, local and current: the recent threat in and near the
+    # town (its own memory, half-life choice.protection_half_life_days), HTS's presence there
+    # and its retaliation for strikes on it or its neighbours; saturating, so at most 1 however
+    # strong the rally (7.7). Zero when the rally mechanism is off.
+    recent = ts.threat_rate / (1 - state.exp_decay)  # the exposure a steady campaign at this rate builds
+    threat_now = -np.expm1(-(recent / sc.flight.safety_harm_scale + ts.front_proximity))
+    pull = mech.rally * threat_now * strength * (1 + sc.hts.rally_protection_boost * ts.retaliation) * ts.open
+    ts.protection = -np.expm1(-pull)
     # Town terms only: the intercepts are the household's own (HouseholdArrays.intercept_*).
     ts.coop_base = (
         ch.services_weight * ts.services

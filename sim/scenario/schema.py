@@ -54,16 +54,18 @@ class Mechanisms(Strict):
         10,
         unit="multiplier",
         source="Haid 2018; Mironova et al. 2014",
-        doc="Rally / protection: regime threat raises the value of HTS as armed protector. "
-        "Multiplies the protection value of HTS (which includes its retaliation), weighted by "
-        "choice.protection_weight.",
+        doc="Rally / protection: the current regime threat raises the value of HTS as armed protector. "
+        "Multiplies the pull of protection (recent threat x HTS strength x retaliation boost) inside a "
+        "saturating value 1 - exp(-pull), so protection stays within 0-1 however strong the rally; "
+        "weighted by choice.protection_weight in the allegiance index.",
     )
     regime_blame: float = param(
-        1.0,
+        0.8,
         0,
         1,
         unit="share",
-        source="Condra & Shapiro 2012; Lyall, Blair & Imai 2013",
+        source="Condra & Shapiro 2012 (Iraq: civilians punish the side that caused the casualties); "
+        "Lyall, Blair & Imai 2013 (Afghanistan: harm by the out-group costs it support); share assumed",
         doc="Blame on the perpetrator: share of strike harm blamed on the regime, feeding grievance "
         "against the regime at grievance.regime_rate. Independent of pretext_blame (blaming HTS "
         "for drawing the strikes does not absolve the regime).",
@@ -92,9 +94,12 @@ class Mechanisms(Strict):
         0,
         1,
         unit="share",
-        source="Condra & Shapiro 2012",
+        source="Haid 2018 (residents of towns resisting HTS blamed its presence for drawing strikes); "
+        "share assumed. Not Condra & Shapiro 2012, who find blame on the perpetrator",
         doc="Blame on the pretext: share of strike harm blamed on HTS for drawing the strikes, "
-        "feeding grievance against HTS at grievance.hts_rate. Raises G_H without lowering G_R.",
+        "weighted by HTS's presence in the struck town (its control where it holds the town, 0 where "
+        "a rival group or no armed group holds it), feeding grievance against HTS at grievance.hts_rate "
+        "after the home-team discount. Raises G_H without lowering G_R.",
     )
     exit: float = param(
         1.0,
@@ -165,11 +170,12 @@ class InitialHouseholds(Strict):
         description="initial stance shares per town stance label (assumed)",
     )
     grievance_regime: float = param(
-        0.55,
+        0.4,
         0,
         1,
         unit="0-1",
-        source="assumed; the regime is the 'number one enemy' (Haid 2018)",
+        source="assumed: below saturation so that harm can raise it (the regime as the 'number one enemy', "
+        "Haid 2018, is carried by blame, mechanisms.regime_blame, not by a standing level near 1)",
         doc="Mean initial grievance against the regime (Beta distributed).",
     )
     grievance_hts_resisting: float = param(
@@ -276,9 +282,11 @@ class Grievance(Strict):
         0,
         1,
         unit="share",
-        source="Lyall, Blair & Imai 2013 (direction); size assumed",
-        doc="Home-team discount: share by which HTS's own coercion (repression, arrests, council "
-        "takeovers, taxes, attacks on rivals) raises G_H less than the same harm would; 0 is off.",
+        source="Lyall, Blair & Imai 2013 (direction, Afghanistan: Taliban harm costs the Taliban less "
+        "support than ISAF harm costs ISAF); size assumed",
+        doc="Home-team discount: share by which harm attributed to HTS (strike harm blamed on it for "
+        "drawing the strikes, and its own repression, arrests, council takeovers, taxes) raises G_H "
+        "less than the same harm attributed to the regime raises G_R; 0 is off (equal harm, equal shift).",
     )
 
 
@@ -307,14 +315,31 @@ class Choice(Strict):
         1.5,
         0,
         50,
-        source="assumed (rally mechanism)",
-        doc="b_P: weight of protection_t * G_R, the one channel through which regime grievance enters the choice.",
+        unit="log-odds",
+        source="assumed (rally mechanism): the largest shift of the cooperate/resist log-odds protection can make",
+        doc="b_P: weight of protection_t (0-1) in the allegiance index (U_coop - U_resist).",
+    )
+    protection_half_life_days: float = param(
+        14.0,
+        1,
+        365,
+        unit="days",
+        source="assumed: weeks (protection follows the current threat, so cooperation the threat raised "
+        "can loosen when it recedes)",
+        doc="Half-life of the threat memory behind protection (shorter than the exposure memory).",
     )
     services_weight: float = param(1.5, 0, 50, doc="b_S: weight of HTS services.")
     service_gap_weight: float = param(2.0, 0, 50, doc="Extra service value where strike damage hollowed out the town.")
     control_weight: float = param(1.5, 0, 50, doc="b_C: weight of HTS control.")
     peer_weight: float = param(1.0, 0, 50, doc="b_peer: weight of the town's share of the same stance.")
-    hts_grievance_weight: float = param(3.0, 0, 50, doc="b_H: weight of G_H (against cooperating, for resisting).")
+    grievance_weight: float = param(
+        3.0,
+        0,
+        50,
+        unit="log-odds per unit grievance",
+        doc="b_G: weight of G_R - G_H in the allegiance index (U_coop - U_resist): each grievance enters "
+        "once, with the same weight.",
+    )
     council_weight: float = param(1.5, 0, 50, doc="b_L: weight of independent council legitimacy on resisting.")
     fear_withdrawal: float = param(1.0, 0, 50, doc="Fear's push toward neutral (withdrawal from public allegiance).")
     displaced_disengagement: float = param(1.0, 0, 50, doc="Displaced households' extra utility of neutrality (exit).")
