@@ -695,7 +695,7 @@ class Conflict(mesa.Agent):
                 ts.control[town] += r.retake_control_gain * (1 - ts.control[town])
             towns.change_controller(s, town, code, f"scheduled ({source})")
         ts.protest_memory = np.where(
-            ts.open, control.threat_memory_update(ts.protest_memory, ts.protest_share, self.protest_retention), 0.0
+            ts.open, control.ema(ts.protest_memory, ts.protest_share, self.protest_retention), 0.0
         )
         if s.rival_groups:
             self._split()

@@ -112,9 +112,19 @@ def hts_local_strength(
     return cohesion * spread(control) * fighters / reference_fighters * (1 + support_weight * coop_share)
 
 
+def ema(memory: np.ndarray, value: np.ndarray, retention: float) -> np.ndarray:
+    """A decaying memory (exponential moving average): ``M' = q * M + (1 - q) * value``."""
+    return retention * np.asarray(memory, dtype=float) + (1 - retention) * np.asarray(value, dtype=float)
+
+
 def threat_memory_update(memory: np.ndarray, threat: np.ndarray, retention: float) -> np.ndarray:
-    """A decaying memory of the common threat: ``M' = q * M + (1 - q) * threat``."""
-    return retention * np.asarray(memory, dtype=float) + (1 - retention) * np.asarray(threat, dtype=float)
+    """The common threat's recent height, fading: ``M' = max(threat, q * M)``.
+
+    It follows the threat up at once and lets it go at half-life ``ln 2 / -ln q`` once the
+    threat eases, so ``M - threat`` measures how far the threat has receded from its recent
+    height (:func:`relief`).
+    """
+    return np.maximum(np.asarray(threat, dtype=float), retention * np.asarray(memory, dtype=float))
 
 
 def relief(memory: np.ndarray, threat: np.ndarray) -> np.ndarray:

@@ -595,13 +595,14 @@ class Rivals(Strict):
         "drawing the strikes (strikes only, not the front).",
     )
     threat_half_life_days: float = param(
-        30.0,
+        90.0,
         0.5,
         365,
         unit="days",
-        source="assumed (Christia 2012: alliances answer to the balance of threat as it shifts)",
-        doc="Half-life of a group's memory of the common threat in its towns; relief is how far today's threat "
-        "is below that memory.",
+        source="assumed (a season; Christia 2012: alliances answer to the balance of threat as it shifts)",
+        doc="Half-life at which a group's memory of the common threat's recent height in its towns fades "
+        "(M = max(threat, q M)); relief is how far today's threat is below it. Longer than the harm memory "
+        "(exposure.half_life_days), or relief never shows.",
     )
     relief_rate: float = param(
         0.01,
