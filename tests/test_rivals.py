@@ -525,3 +525,128 @@ def test_the_rival_claim_is_contradicted_when_rivals_blame_hts_for_drawing_the_s
     r = e.loc["rival_alignment_window"]
     assert r["verdict"] == "contradicted", e
     assert r["ci_high"] < -0.04
+
+
+# --------------------------------------------------------------------------- towns that send the armed groups away
+
+
+def _protesting(tiny, *, council: float = 0.6, threshold: float = 0.05, days: int = 40, **kw: Any) -> Scenario:
+    """Town A with council legitimacy ``council`` (no civil society to build one when 0); protest
+    low-threshold (0.05) or none (1.0); HTS weak."""
+    towns = [dict(t) for t in tiny().model_dump()["towns"]]
+    towns[0]["council"] = council
+    if council == 0:
+        towns[0]["civil_society"] = 0.0
+    return tiny(
+        towns=towns,
+        days=days,
+        rivals=rivals([], local_rate=0.2, **kw),
+        hts={"fighters": 300.0, "takeover_rate": 1.0, "repression": 1.0, "security_per_control": 5.0},
+        households={"initial": {"grievance_hts_resisting": 0.9}},
+        protest={"threshold_mean": threshold, "calibrate_threshold": False},
+        baseline={"stationary": False},
+    )
+
+
+def test_a_town_with_a_council_and_sustained_protest_against_a_weak_holder_goes_local(tiny, run_model):
+    model = run_model(_protesting(tiny))
+    ch = changes(model)
+    went = ch[ch["controller_to"] == "local"]
+    assert "A" in set(went["town"]) and (went["note"] == "armed groups sent away by the council and protest").all()
+    day = int(went[went["town"] == "A"]["day"].iloc[0])
+    ts = model.collector.frames()["towns"]
+    a = ts[(ts["town"] == "A") & (ts["day"] > day)]
+    assert (a["controller"] == "local").all()  # local_retake_rate is 0 here
+    assert (a["hts_services"] == 0).all()
+    # no HTS takeover, arrests or taxes while local, though HTS would take the council over at once
+    ev = model.collector.frames()["events"]
+    after = ev[(ev["town"] == "A") & (ev["day"] > day)]
+    assert not after["event"].isin(["council_takeover", "arrests"]).any()
+    assert bool(model.town_state.independent[0]) and model.town_state.security[0] == 0.0
+
+
+def test_a_town_without_council_or_without_protest_never_goes_local(tiny, run_model):
+    for sc in (
+        _protesting(tiny, council=0.0, days=40),
+        _protesting(tiny, threshold=1.0, days=40),
+        _protesting(tiny, council=0.0, threshold=1.0, days=40),
+    ):
+        model = run_model(sc)
+        ch = changes(model)
+        assert "A" not in set(ch[ch["controller_to"] == "local"]["town"])
+
+
+def test_a_strong_holder_keeps_a_protesting_town_and_local_rate_zero_switches_it_off(tiny, run_model):
+    strong = _protesting(tiny)
+    strong.hts.fighters = 1e6
+    assert "local" not in set(changes(run_model(strong))["controller_to"])
+    off = _protesting(tiny)
+    off.rivals.local_rate = 0.0
+    assert changes(run_model(off)).empty
+
+
+def test_an_armed_side_retakes_a_local_town_once_its_protest_falls(tiny):
+    from sim.model.model import AllegianceModel
+
+    def run(fighters: float) -> pd.DataFrame:
+        model = AllegianceModel(_protesting(tiny, days=100, local_retake_rate=0.5), 1, household_agents=False)
+        model.run(40)
+        assert model.towns[0].controller == "local"
+        model.hts.fighters = fighters
+        model.hh.threshold[:] = 10.0  # the protest ends
+        model.run(60)
+        ch = changes(model)
+        return ch[(ch["town"] == "A") & (ch["day"] >= 40)]
+
+    back = run(20000.0)
+    assert list(back["controller_to"]) == ["hts"] and back["note"].iloc[0] == "local town retaken by HTS"
+    assert run(0.0).empty  # no armed side left to come back: the town stays local
+    hazard = control.local_hazard(np.array([0.0, 0.1, 0.1]), np.array([1.0, 0.0, 1.0]), 0.2, 1.0)
+    np.testing.assert_allclose(hazard, [0.0, 0.2, 0.02])
+
+
+# --------------------------------------------------------------------------- coalitions split, rivals fight rivals, rival rule
+
+
+def test_a_coalition_splits_when_its_members_alignments_drift_apart(tiny, run_model):
+    groups = [
+        {"name": "G1", "fighters": 3500, "alignment": -0.9, "towns": {"A": 1.0}},
+        {"name": "G2", "fighters": 3500, "alignment": -0.7, "towns": {"A": 1.0, "C": 1.0}},
+    ]
+    model = run_model(tiny(days=2, rivals=rivals(groups, coalition_rate=1.0)))
+    conflict = model.conflict
+    assert conflict.coalitions == [["G1", "G2"]] and conflict.splits == 0
+    model.rival_groups[1].alignment = 0.3  # G2 drifts toward HTS, 1.2 away from G1 (split_gap 0.6)
+    conflict._split()
+    assert conflict.splits == 1 and list(conflict.side) == [0, 1]
+    ev = model.state.events[-1]
+    assert ev[1] == "coalition_split" and "G2 leaves G1 + G2" in ev[6]
+
+
+def test_enemy_rival_sides_fight_each_other_for_a_town(tiny, run_model):
+    towns = [dict(t) for t in tiny().model_dump()["towns"]]
+    towns[0]["controller"] = "G2"
+
+    def run(a1: float, rate: float) -> pd.DataFrame:
+        groups = [
+            {"name": "G1", "fighters": 8000, "alignment": a1, "towns": {"A": 1.0}},
+            {"name": "G2", "fighters": 300, "alignment": 0.3, "towns": {"A": 0.5}},
+        ]
+        return changes(run_model(tiny(towns=towns, days=10, rivals=rivals(groups, rival_attack_rate=rate, **DECISIVE))))
+
+    ch = run(-0.9, 1.0)  # 1.2 apart: enemies
+    assert list(ch["controller_to"]) == ["contested", "G1"] and "taken by G1 from G2" in ch["note"].iloc[-1]
+    assert run(0.1, 1.0).empty  # 0.2 apart: not enemies
+    assert run(-0.9, 0.0).empty  # switched off
+
+
+def test_a_rival_holder_serves_and_taxes_where_it_holds(tiny, run_model):
+    towns = _towns_with_a_held_by_g(tiny)
+    groups = [{"name": "G", "fighters": 3000, "alignment": -0.2, "towns": {"A": 1.0, "B": 0.5}, "resources": 20.0}]
+    model = run_model(tiny(towns=towns, days=30, rivals=rivals(groups)))
+    ts = model.collector.frames()["towns"]
+    served = ts[ts["day"] == 29].set_index("town")["holder_services"]
+    assert served["A"] > 0.05 and served["B"] == 0 and served["C"] == 0  # only where it holds
+    assert model.rival_groups[0].resources != 20.0
+    off = run_model(tiny(towns=towns, days=30, rivals=rivals(groups, holder_service_rate=0.0)))
+    assert (off.collector.frames()["towns"]["holder_services"] == 0).all()

@@ -628,7 +628,10 @@ class Conflict(mesa.Agent):
         self.state.record_event("coalition", town, count=len(names), note=" + ".join(names))
 
     def _split(self) -> None:
-        """A member whose alignment is more than ``split_gap`` from the rest's fighter-weighted mean leaves."""
+        """A member whose alignment is more than ``split_gap`` from the rest's fighter-weighted mean leaves.
+
+        One member a day per coalition: the farthest from the rest (on a tie, the one nearest HTS).
+        """
         groups = self.state.rival_groups
         gap = self.state.scenario.rivals.split_gap
         for root in np.unique(self.side):
@@ -639,7 +642,7 @@ class Conflict(mesa.Agent):
             a = np.array([groups[g].alignment for g in idx], dtype=float)
             rest = [(w.sum() - w[k]) for k in range(len(idx))]
             dev = [abs(a[k] - ((w * a).sum() - w[k] * a[k]) / rest[k]) if rest[k] > 0 else 0.0 for k in range(len(idx))]
-            k = int(np.argmax(dev))
+            k = int(np.lexsort((a, np.round(dev, 12)))[-1])  # the farthest; on a tie, the one nearest HTS
             if dev[k] <= gap:
                 continue
             leaver = int(idx[k])
@@ -791,7 +794,15 @@ class Conflict(mesa.Agent):
         if s.rival_groups:
             _, hts_back, sides_back, _ = self._strengths(withdrawn=False)
         else:
-            hts_back, sides_back = hts, sides
+            hts_back = control.hts_local_strength(
+                ts.control * ts.open,
+                s.hts.fighters,
+                s.scenario.hts.cohesion,
+                s.hts.reference_fighters,
+                ts.coop_share,
+                r.support_weight,
+            )
+            sides_back = sides
         for t in np.flatnonzero((ts.controller == LOCAL) & ts.open):
             rival = sides_back[t, roots] if len(roots) else np.zeros(0)
             best = int(roots[int(np.argmax(rival))]) if len(roots) else -1
