@@ -605,7 +605,7 @@ def test_an_armed_side_retakes_a_local_town_once_its_protest_falls(tiny):
     np.testing.assert_allclose(hazard, [0.0, 0.2, 0.02])
 
 
-# --------------------------------------------------------------------------- coalitions split, rivals fight rivals, rival rule
+# ------------------------------------------------------------- coalitions split, rivals fight rivals, rival rule
 
 
 def test_a_coalition_splits_when_its_members_alignments_drift_apart(tiny, run_model):
