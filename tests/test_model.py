@@ -203,6 +203,7 @@ def test_rival_alignment_rises_under_regime_pressure(tiny, run_model):
                 "groups": groups,
                 "pressure_rate": pressure_rate,
                 "pretext_rate": 0.0,
+                "relief_rate": 0.0,
                 "predation_rate": 0.0,
                 "resistance_rate": 0.0,
             },

@@ -18,7 +18,7 @@ from mesa.discrete_space import FixedAgent
 
 from sim.model import control, rules, towns
 from sim.model.control import CONTESTED as HELD_CONTESTED
-from sim.model.control import GROUP0, HTS_HOLDS, REGIME_HOLDS
+from sim.model.control import GROUP0, HTS_HOLDS, LOCAL, REGIME_HOLDS
 from sim.model.households import flight, kill_persons
 from sim.model.rules import STANCES
 from sim.model.state import ModelState, TownState
@@ -349,15 +349,22 @@ class HTS(mesa.Agent):
         # HTS taxes, serves and consolidates only where it holds the town (7.4; a rival-held or
         # contested town has none of it); protest erodes its control wherever the town is open.
         rule = ts.hts_holds & ts.open
-        per_k = ts.present * s.weight / 1000.0
-        income = cfg.income_per_control * float((ts.control * per_k * rule).sum())
-        cost = cfg.service_cost * float((ts.services * per_k * rule).sum())
-        funding = self.resources / (self.resources + cfg.funding_half)
+        net, d_services = towns.holder_governance(
+            s,
+            ts.control,
+            rule,
+            ts.services,
+            self.resources,
+            income_per_hold=cfg.income_per_control,
+            service_rate=cfg.service_rate,
+            service_decay=cfg.service_decay,
+            service_cost=cfg.service_cost,
+            funding_half=cfg.funding_half,
+        )
         gov_coop = float((ts.coop_share * ts.present).sum() / max(ts.present.sum(), 1e-9))
         return {
-            "resources": income - cost,
-            "services": cfg.service_rate * ts.control * funding * (1 - ts.services) * rule
-            - cfg.service_decay * ts.services,
+            "resources": net,
+            "services": d_services,
             "control": cfg.consolidation_rate * ts.coop_share * (1 - ts.control) * rule
             - cfg.protest_erosion * ts.protest_share * ts.control,
             "legitimacy": cfg.legitimacy_adjust * (gov_coop - self.legitimacy),
@@ -474,15 +481,23 @@ class RivalGroup(mesa.Agent):
         self.alignment = float(cfg.alignment)
         self.cohesion = float(cfg.cohesion)
         self.outside_backing = float(cfg.outside_backing)
+        self.resources = float(cfg.resources)
+        self.threat_memory = 0.0  # decaying memory of the common threat in its towns
+        self._threat_today = 0.0
+        self.relief = 0.0  # today's relief: threat memory minus today's threat, at least 0
+        self.threat_retention = rules.half_life_decay(state.scenario.rivals.threat_half_life_days)
         self.recruits = 0.0
         self.attack_losses = 0.0
         self.fight_losses = 0.0
 
     def drivers(self) -> tuple[float, float]:
-        """Today's pull toward HTS (common threat) and away from it (pretext, predation, resistance, backing).
+        """Today's pull toward HTS (common threat) and away from it (pretext, relief, predation, resistance, backing).
 
         Each is a rate times a presence-weighted mean over the open towns where the group is
-        present (ODD 7.6); a rate of zero removes its driver exactly.
+        present (ODD 7.6); a rate of zero removes its driver exactly. Relief is how far
+        today's common threat is below the group's memory of it (:attr:`threat_memory`, updated
+        in :meth:`step`): the common enemy pushes the group toward HTS while it strikes, and its
+        receding lets the old grievances return.
         """
         s = self.state
         ts = s.town_state
@@ -493,15 +508,45 @@ class RivalGroup(mesa.Agent):
             float(control.presence_weighted(presence, v)[0])
             for v in (ts.common_threat, strike_harm, ts.predation, ts.resist_share)
         )
+        self.relief = float(control.relief(self.threat_memory, threat))
+        self._threat_today = threat
         up = r.pressure_rate * threat
-        down = r.pretext_rate * harm + r.predation_rate * predation + r.resistance_rate * resistance
+        down = r.pretext_rate * harm + r.relief_rate * self.relief
+        down += r.predation_rate * predation + r.resistance_rate * resistance
         down += self.outside_backing
         return up, down
 
     def step(self) -> None:
-        """Step 4: alignment rises with the common threat and falls with predation, resistance and backing."""
+        """Step 4: alignment (threat, relief, predation, resistance, backing); taxes and services where it holds."""
         up, down = self.drivers()
         self.alignment = float(control.alignment_update(self.alignment, up, down))
+        self.threat_memory = float(
+            control.threat_memory_update(self.threat_memory, self._threat_today, self.threat_retention)
+        )
+        self._govern()
+
+    def _govern(self) -> None:
+        """Taxes and services in the towns it holds: HTS's rules with the holder's parameters (ODD 7.6)."""
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
+        rule = (ts.controller == GROUP0 + self.index) & ts.open
+        if not rule.any():
+            return
+        net, d_services = towns.holder_governance(
+            s,
+            ts.rival_presence[:, self.index],
+            rule,
+            ts.holder_services,
+            self.resources,
+            income_per_hold=r.holder_income_per_presence,
+            service_rate=r.holder_service_rate,
+            service_decay=r.holder_service_decay,
+            service_cost=r.holder_service_cost,
+            funding_half=r.holder_funding_half,
+        )
+        self.resources = max(0.0, self.resources + net)
+        ts.holder_services[rule] = np.clip(ts.holder_services[rule] + d_services[rule], 0, 1)
 
     def attacked(self) -> None:
         """HTS attacks the group: fighters lost, alignment drops, grievance where present."""
@@ -516,15 +561,20 @@ class RivalGroup(mesa.Agent):
 
 
 class Conflict(mesa.Agent):
-    """Coalitions of hostile rival groups and fights between HTS and rival sides for towns (step 4b).
+    """Coalitions of rival groups, fights for towns, and towns that send the armed groups away (step 4b).
 
     A *side* is a group alone or a coalition; ``side[g]`` is the index of the first member
-    of group g's side. Hostile sides (alignment at most ``-rivals.hostility_threshold``)
+    of group g's side, and a side's alignment with HTS is its members' fighter-weighted mean
+    (:meth:`side_alignments`). Hostile sides (alignment at most ``-rivals.hostility_threshold``)
     attack HTS-held towns where their local strength is at least ``rivals.contest_threshold``
     times HTS's; HTS attacks rival-held towns where it is that much stronger and the holder's
-    alignment is below ``rivals.hts_tolerance``. An attacked town is contested until the
-    fight is decided; each fight day costs both sides fighters and the town's civilians
-    lives, fear and homes. The rules are the pure functions of :mod:`sim.model.control`.
+    alignment is below ``rivals.hts_tolerance``; rival sides whose alignments differ by more
+    than ``rivals.split_gap`` attack each other's towns the same way, and a coalition member
+    that drifts that far from the rest leaves. An attacked town is contested until the fight
+    is decided; each fight day costs both sides fighters and the town's civilians lives, fear
+    and homes. A town whose sustained protest and council outweigh its holder's local strength
+    may send the armed groups away (``local``); the strongest armed side may retake it once
+    the protest falls. The rules are the pure functions of :mod:`sim.model.control`.
     """
 
     def __init__(self, model: mesa.Model, state: ModelState):
@@ -532,11 +582,13 @@ class Conflict(mesa.Agent):
         self.state = state
         self.side = np.arange(len(state.rival_groups))
         self.coalitions: list[list[str]] = []  # members of each coalition formed, by name, in order
+        self.splits = 0  # members that left a coalition
         self.stream = state.streams.control
         self.fight_stream = state.streams.fight
         self.killed_cum = 0.0  # model persons killed in fighting
         self.fighters_lost_cum = 0.0  # fighters of all sides lost in fighting
         sc = state.scenario
+        self.protest_retention = rules.half_life_decay(sc.rivals.local_window_days)
         groups = [g.name for g in sc.rivals.groups]
         self.scheduled: dict[int, list[tuple[int, int, str]]] = {}
         for e in sc.rivals.events:
@@ -556,18 +608,17 @@ class Conflict(mesa.Agent):
         groups = self.state.rival_groups
         return " + ".join(groups[g].name for g in self.members(int(self.side[code - GROUP0])))
 
-    def pool_alignment(self) -> None:
-        """A coalition acts as one group: its members share their fighter-weighted mean alignment."""
+    def side_alignments(self) -> np.ndarray:
+        """Per group, the fighter-weighted mean alignment of its side (its own for a group alone)."""
         groups = self.state.rival_groups
+        w = np.array([g.fighters for g in groups], dtype=float)
+        a = np.array([g.alignment for g in groups], dtype=float)
+        out = a.copy()
         for root in np.unique(self.side):
             idx = self.members(int(root))
-            if len(idx) < 2:
-                continue
-            w = np.array([groups[g].fighters for g in idx])
-            a = np.array([groups[g].alignment for g in idx])
-            pooled = float((w * a).sum() / w.sum()) if w.sum() > 0 else float(a.mean())
-            for g in idx:
-                groups[g].alignment = pooled
+            if len(idx) > 1:
+                out[idx] = float((w[idx] * a[idx]).sum() / w[idx].sum()) if w[idx].sum() > 0 else float(a[idx].mean())
+        return out
 
     def _merge(self, town: int, roots: list[int]) -> None:
         new_root = min(roots)
@@ -575,11 +626,42 @@ class Conflict(mesa.Agent):
         names = [self.state.rival_groups[g].name for g in self.members(new_root)]
         self.coalitions.append(names)
         self.state.record_event("coalition", town, count=len(names), note=" + ".join(names))
-        self.pool_alignment()
+
+    def _split(self) -> None:
+        """A member whose alignment is more than ``split_gap`` from the rest's fighter-weighted mean leaves.
+
+        One member a day per coalition: the farthest from the rest (on a tie, the one nearest HTS).
+        """
+        groups = self.state.rival_groups
+        gap = self.state.scenario.rivals.split_gap
+        for root in np.unique(self.side):
+            idx = self.members(int(root))
+            if len(idx) < 2:
+                continue
+            w = np.array([groups[g].fighters for g in idx], dtype=float)
+            a = np.array([groups[g].alignment for g in idx], dtype=float)
+            rest = [(w.sum() - w[k]) for k in range(len(idx))]
+            dev = [abs(a[k] - ((w * a).sum() - w[k] * a[k]) / rest[k]) if rest[k] > 0 else 0.0 for k in range(len(idx))]
+            k = int(np.lexsort((a, np.round(dev, 12)))[-1])  # the farthest; on a tie, the one nearest HTS
+            if dev[k] <= gap:
+                continue
+            leaver = int(idx[k])
+            names = " + ".join(groups[g].name for g in idx)
+            self.side[leaver] = leaver
+            remaining = idx[idx != leaver]
+            self.side[remaining] = remaining.min()
+            self.splits += 1
+            self.state.record_event("coalition_split", -1, count=1, note=f"{groups[leaver].name} leaves {names}")
 
     # ------------------------------------------------------------------ the day
 
-    def _strengths(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _strengths(self, *, withdrawn: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Local strengths (groups, HTS, sides) and which sides are hostile to HTS.
+
+        Each armed actor's fighters are spread over the open towns where it is present (HTS by
+        its control, a group by its presence); with ``withdrawn`` (the default) the local towns,
+        where no armed group stays, take none of them, so the others get their share.
+        """
         s = self.state
         ts = s.town_state
         r = s.scenario.rivals
@@ -587,23 +669,23 @@ class Conflict(mesa.Agent):
         ref = s.hts.reference_fighters
         fighters = np.array([g.fighters for g in groups])
         cohesion = np.array([g.cohesion for g in groups])
-        presence = ts.rival_presence * ts.open[:, None]
+        where = ts.open & (ts.controller != LOCAL) if withdrawn else ts.open
+        presence = ts.rival_presence * where[:, None]
         local = control.rival_local_strength(presence, fighters, cohesion, ref, ts.resist_share, r.support_weight)
         hts = control.hts_local_strength(
-            ts.control * ts.open, s.hts.fighters, s.scenario.hts.cohesion, ref, ts.coop_share, r.support_weight
+            ts.control * where, s.hts.fighters, s.scenario.hts.cohesion, ref, ts.coop_share, r.support_weight
         )
         sides, sizes = control.side_strength(local, self.side, r.coalition_cohesion)
-        align = np.array([g.alignment for g in groups])
-        hostile = (align <= -r.hostility_threshold) & (sizes > 0)
+        hostile = (self.side_alignments() <= -r.hostility_threshold) & (sizes > 0)
         return local, hts, sides, hostile
 
     def step(self) -> None:
-        """Step 4b: coalitions, new attacks, then a day of fighting in every contested town."""
+        """Step 4b: coalitions form and split, new attacks, a day of fighting, towns going local or retaken."""
         s = self.state
         ts = s.town_state
         r = s.scenario.rivals
         # Fixed-shape draws whatever happens, so paired runs keep common random numbers.
-        u = self.stream.random((ts.n, 3))
+        u = self.stream.random((ts.n, 5))
         u_coalition = self.stream.random()
         for town, code, source in self.scheduled.get(s.day, []):  # dated inputs, if the scenario has any
             if not ts.open[town]:
@@ -615,21 +697,34 @@ class Conflict(mesa.Agent):
             elif code == HTS_HOLDS and old >= GROUP0:
                 ts.control[town] += r.retake_control_gain * (1 - ts.control[town])
             towns.change_controller(s, town, code, f"scheduled ({source})")
-        if not s.rival_groups:
-            return
-        self.pool_alignment()
-        local, hts, sides, hostile = self._strengths()
-        held_by_hts = ts.hts_holds & ts.open
-        if r.coalition_rate > 0 and u_coalition < r.coalition_rate:
-            found = control.coalition_candidate(
-                sides, hts, hostile, held_by_hts, r.contest_threshold, r.coalition_match
+        ts.protest_memory = np.where(
+            ts.open, control.ema(ts.protest_memory, ts.protest_share, self.protest_retention), 0.0
+        )
+        if s.rival_groups:
+            self._split()
+            local, hts, sides, hostile = self._strengths()
+            held_by_hts = ts.hts_holds & ts.open
+            if r.coalition_rate > 0 and u_coalition < r.coalition_rate:
+                found = control.coalition_candidate(
+                    sides, hts, hostile, held_by_hts, r.contest_threshold, r.coalition_match
+                )
+                if found is not None:
+                    self._merge(*found)
+                    local, hts, sides, hostile = self._strengths()
+            self._start_fights(u[:, 0], hts, sides, hostile)
+            for t in np.flatnonzero(ts.controller == HELD_CONTESTED):
+                self._fight(int(t), u[t, 1], u[t, 2], local, hts, sides)
+        else:
+            hts = control.hts_local_strength(
+                ts.control * ts.open * (ts.controller != LOCAL),
+                s.hts.fighters,
+                s.scenario.hts.cohesion,
+                s.hts.reference_fighters,
+                ts.coop_share,
+                r.support_weight,
             )
-            if found is not None:
-                self._merge(*found)
-                local, hts, sides, hostile = self._strengths()
-        self._start_fights(u[:, 0], hts, sides, hostile)
-        for t in np.flatnonzero(ts.controller == HELD_CONTESTED):
-            self._fight(int(t), u[t, 1], u[t, 2], local, hts, sides)
+            sides = np.zeros((ts.n, 0))
+        self._local(u[:, 3], u[:, 4], hts, sides)
 
     def _start_fights(self, u: np.ndarray, hts: np.ndarray, sides: np.ndarray, hostile: np.ndarray) -> None:
         s = self.state
@@ -645,9 +740,10 @@ class Conflict(mesa.Agent):
             start = ts.hts_holds & ts.open & strong & (u < r.attack_rate)
             for t in np.flatnonzero(start):
                 self._contest(int(t), GROUP0 + int(best[t]), HTS_HOLDS)
+        rival_held = np.flatnonzero((ts.controller >= GROUP0) & ts.open)
         # HTS attacks rival-held towns where it is strong enough and the holder not aligned enough.
         if r.hts_retake_rate > 0:
-            for t in np.flatnonzero((ts.controller >= GROUP0) & ts.open):
+            for t in rival_held:
                 holder = int(ts.controller[t]) - GROUP0
                 root = int(self.side[holder])
                 ratio = float(control.attack_ratio(np.array(hts[t]), np.array(sides[t, root])))
@@ -656,6 +752,18 @@ class Conflict(mesa.Agent):
                     for g in self.members(root):  # an attack on a group's town is predation against it
                         groups[g].alignment = max(-1.0, groups[g].alignment - r.attack_penalty)
                     self._contest(int(t), HTS_HOLDS, int(ts.controller[t]))
+        # Rival sides attack towns held by an enemy rival side (alignments more than split_gap apart).
+        if r.rival_attack_rate > 0 and len(groups) > 1:
+            align = self.side_alignments()
+            for t in rival_held:
+                if ts.controller[t] == HELD_CONTESTED:  # HTS attacked it today
+                    continue
+                root = int(self.side[int(ts.controller[t]) - GROUP0])
+                enemy = (np.abs(align - align[root]) > r.split_gap) & (np.arange(len(groups)) == self.side)
+                ratio = np.where(enemy, control.attack_ratio(sides[t], np.full(len(groups), sides[t, root])), 0.0)
+                best = int(np.argmax(ratio))
+                if ratio[best] >= r.contest_threshold and ratio[best] > 0 and u[t] < r.rival_attack_rate:
+                    self._contest(int(t), GROUP0 + best, int(ts.controller[t]))
 
     def _contest(self, town: int, attacker: int, defender: int) -> None:
         s = self.state
@@ -664,15 +772,66 @@ class Conflict(mesa.Agent):
         ts.defender[town] = defender
         towns.change_controller(s, town, HELD_CONTESTED, f"attack by {self.side_name(attacker)}")
 
+    def _local(self, u_local: np.ndarray, u_retake: np.ndarray, hts: np.ndarray, sides: np.ndarray) -> None:
+        """Towns send their armed groups away (``local``) or an armed side retakes a local town (ODD 7.6)."""
+        s = self.state
+        ts = s.town_state
+        r = s.scenario.rivals
+        defence = ts.protest_memory * ts.council * ts.independent * ts.open
+        roots = np.flatnonzero(self.side == np.arange(len(self.side)))
+        # The holder's local strength: HTS where it holds the town, the holding group's side where a group does.
+        armed = np.where(ts.hts_holds, hts, 0.0)
+        for t in np.flatnonzero(ts.controller >= GROUP0):
+            armed[t] = sides[t, int(self.side[int(ts.controller[t]) - GROUP0])]
+        if r.local_rate > 0:
+            p = control.local_hazard(defence, armed, r.local_rate, r.local_armed_weight)
+            held = ts.open & ((ts.controller == HTS_HOLDS) | (ts.controller >= GROUP0))
+            for t in np.flatnonzero(held & (u_local < p)):
+                towns.change_controller(s, int(t), LOCAL, "armed groups sent away by the council and protest")
+        if r.local_retake_rate <= 0 or not (ts.controller == LOCAL).any():
+            return
+        # What each armed side could bring to bear in the local towns if it came back.
+        if s.rival_groups:
+            _, hts_back, sides_back, _ = self._strengths(withdrawn=False)
+        else:
+            hts_back = control.hts_local_strength(
+                ts.control * ts.open,
+                s.hts.fighters,
+                s.scenario.hts.cohesion,
+                s.hts.reference_fighters,
+                ts.coop_share,
+                r.support_weight,
+            )
+            sides_back = sides
+        for t in np.flatnonzero((ts.controller == LOCAL) & ts.open):
+            rival = sides_back[t, roots] if len(roots) else np.zeros(0)
+            best = int(roots[int(np.argmax(rival))]) if len(roots) else -1
+            a_rival = float(rival.max()) if len(roots) else 0.0
+            code, strength = (HTS_HOLDS, float(hts_back[t])) if hts_back[t] >= a_rival else (GROUP0 + best, a_rival)
+            ratio = float(control.attack_ratio(np.array(r.local_armed_weight * strength), np.array(defence[t])))
+            if ratio >= r.contest_threshold and ratio > 0 and u_retake[t] < r.local_retake_rate:
+                if code == HTS_HOLDS:
+                    ts.control[t] += r.retake_control_gain * (1 - ts.control[t])
+                    towns.change_controller(s, int(t), HTS_HOLDS, "local town retaken by HTS")
+                else:
+                    idx = self.members(best)
+                    holder = int(idx[np.argmax(ts.rival_presence[t, idx])])
+                    towns.change_controller(
+                        s, int(t), GROUP0 + holder, f"local town retaken by {self.side_name(GROUP0 + best)}"
+                    )
+
     def _side_forces(self, code: int, town: int, local: np.ndarray, hts: np.ndarray, sides: np.ndarray):
         """(strength, fighters present per member, member indices) of the side with code ``code`` in ``town``."""
         s = self.state
         ts = s.town_state
         if code == HTS_HOLDS:
-            return float(hts[town]), np.array([ts.control[town] * s.hts.fighters]), None
+            share = control.spread(ts.control * ts.open * (ts.controller != LOCAL))[town]
+            return float(hts[town]), np.array([share * s.hts.fighters]), None
         root = int(self.side[code - GROUP0])
         idx = self.members(root)
-        present = ts.rival_presence[town, idx] * np.array([s.rival_groups[g].fighters for g in idx])
+        where = ts.open & (ts.controller != LOCAL)
+        shares = control.spread(ts.rival_presence * where[:, None])[town, idx]
+        present = shares * np.array([s.rival_groups[g].fighters for g in idx])
         return float(sides[town, root]), present, idx
 
     def _lose(self, code: int, loss: np.ndarray, idx: np.ndarray | None) -> None:
@@ -755,12 +914,13 @@ class Conflict(mesa.Agent):
         root = int(self.side[winner - GROUP0])
         idx = self.members(root)
         holder = int(idx[np.argmax(local[town, idx])]) if winner == attacker else winner - GROUP0
-        if winner == attacker:  # HTS driven out: its hold and its services go
+        if winner == attacker and loser == HTS_HOLDS:  # HTS driven out: its hold and its services go
             ts.control[town] *= 1 - r.capture_control_loss
             ts.services[town] = 0.0
-            cause = f"taken by {self.side_name(winner)} from HTS"
+        if winner == attacker:
+            cause = f"taken by {self.side_name(winner)} from {self.side_name(loser)}"
         else:
-            cause = f"held by {self.side_name(winner)} against HTS"
+            cause = f"held by {self.side_name(winner)} against {self.side_name(loser)}"
         towns.change_controller(s, town, GROUP0 + holder, cause)
 
 

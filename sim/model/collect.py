@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sim.model.control import CONTESTED as HELD_CONTESTED
-from sim.model.control import GROUP0, HTS_HOLDS
+from sim.model.control import GROUP0, HTS_HOLDS, LOCAL
 from sim.model.rules import COOPERATE, NEUTRAL, RESIST
 from sim.model.state import ModelState
 from sim.scenario.schema import FRONT_STATUS
@@ -212,7 +212,15 @@ GOV_COLUMNS: dict[str, Column] = {
         "towns held by rival groups", "towns", "Towns a rival group holds at the end of the day."
     ),
     "towns_contested": Column(
-        "towns contested", "towns", "Towns HTS and a rival side are fighting for at the end of the day."
+        "towns contested", "towns", "Towns two armed sides are fighting for at the end of the day."
+    ),
+    "towns_local": Column(
+        "towns kept local",
+        "towns",
+        "Towns whose council and protest sent the armed groups away (`controller` local) at the end of the day.",
+    ),
+    "coalition_splits_cum": Column(
+        "coalition splits (cumulative)", "splits", "Rival groups that left a coalition since day 0."
     ),
     "control_changes_cum": Column(
         "control changes (cumulative)",
@@ -306,6 +314,15 @@ TOWN_STATE_COLUMNS: dict[str, Column] = {
     ),
     "hts_control": Column("HTS control", LEVEL01, "HTS control of the town."),
     "hts_services": Column("HTS services", LEVEL01, "Services HTS provides in the town."),
+    "holder_services": Column(
+        "rival holder's services", LEVEL01, "Services the rival group holding the town provides (0 unless rival-held)."
+    ),
+    "protest_memory": Column(
+        "sustained protest",
+        SHARE,
+        "Decaying memory of the town's protest share (half-life `rivals.local_window_days`): the sustained protest "
+        "that, with council legitimacy, can send the armed groups away.",
+    ),
     "damage": Column("damage", LEVEL01, "Physical damage to the town's market and council from air strikes."),
     "exposure": Column(
         "exposure to recent harm",
@@ -341,8 +358,9 @@ TOWN_STATE_COLUMNS: dict[str, Column] = {
     "controller": Column(
         "controller",
         "category",
-        "Who holds the town at the end of the day: `hts`, a rival group's name, `contested` (HTS and a rival "
-        "side fighting for it) or `regime`.",
+        "Who holds the town at the end of the day: `hts`, a rival group's name, `contested` (two armed "
+        "sides fighting for it), `regime`, or `local` (its council and civil committees sent the armed groups "
+        "away: no armed group's services, taxes or arrests).",
     ),
 }
 
@@ -391,8 +409,10 @@ EVENT_KINDS: dict[str, str] = {
     "hts_attack_rival": "HTS attacks a rival group; `note` the group.",
     "control_change": (
         "Who holds `town` changes from `controller_from` to `controller_to`; `note` the cause (an attack, a "
-        "capture, a defence, a retake, `regime advance`, or `scheduled (...)` for a dated input)."
+        "capture, a defence, a retake, a town sending its armed groups away, `regime advance`, or "
+        "`scheduled (...)` for a dated input)."
     ),
+    "coalition_split": "A rival group leaves its coalition (alignments too far apart); `note` who leaves which.",
     "coalition": "Rival groups join forces where together they match HTS in `town`; `count` members, `note` names.",
     "fighting": (
         "A fight day in contested `town`; `count` fighters lost on both sides, `persons` civilians killed, "
@@ -555,6 +575,8 @@ class Collector:
         T["front"][day] = ts.front
         T["arrests"][day] = ts.arrests_today * w
         T["controller"][day] = ts.controller
+        T["holder_services"][day] = ts.holder_services
+        T["protest_memory"][day] = ts.protest_memory
 
         # The governorate block: every town sum in one reduction over the rows of a (k, towns)
         # table, and the sums over the resisting and the other towns from its columns. A row
@@ -653,6 +675,8 @@ class Collector:
         G["persons_under_hts_share"][day] = _share(under[HTS_HOLDS], tot)
         G["towns_rival_held"][day] = (ts.controller >= GROUP0).sum()
         G["towns_contested"][day] = (ts.controller == HELD_CONTESTED).sum()
+        G["towns_local"][day] = (ts.controller == LOCAL).sum()
+        G["coalition_splits_cum"][day] = m.conflict.splits
         G["control_changes_cum"][day] = m.control_changes
         G["coalitions_cum"][day] = len(m.conflict.coalitions)
         G["fight_killed_cum"][day] = m.conflict.killed_cum * w

@@ -4,9 +4,10 @@ Every function here is a pure function of arrays and parameters; the actors
 (:class:`sim.model.actors.RivalGroup` for alignment, :class:`sim.model.actors.Conflict`
 for coalitions and fights) call them once a day. Symbols follow ``docs/ODD.md`` 7.6.
 
-Controller codes: a town is held by HTS (:data:`HTS_HOLDS`), contested between HTS and a
-rival side (:data:`CONTESTED`), held by the regime (:data:`REGIME_HOLDS`) or held by rival
-group ``g`` (code ``GROUP0 + g``). :func:`controller_names` gives the names the codes index.
+Controller codes: a town is held by HTS (:data:`HTS_HOLDS`), contested between two armed
+sides (:data:`CONTESTED`), held by the regime (:data:`REGIME_HOLDS`), kept neutral by its own
+council and civil committees with every armed group sent away (:data:`LOCAL`), or held by
+rival group ``g`` (code ``GROUP0 + g``). :func:`controller_names` gives the names the codes index.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ import numpy as np
 
 from sim.scenario.schema import RESERVED_CONTROLLERS
 
-HTS_HOLDS, CONTESTED, REGIME_HOLDS = (RESERVED_CONTROLLERS.index(s) for s in ("hts", "contested", "regime"))
+HTS_HOLDS, CONTESTED, REGIME_HOLDS, LOCAL = (
+    RESERVED_CONTROLLERS.index(s) for s in ("hts", "contested", "regime", "local")
+)
 GROUP0 = len(RESERVED_CONTROLLERS)
 NO_SIDE = -1
 
 
 def controller_names(groups: Sequence[str]) -> list[str]:
-    """Names indexed by controller codes: ``hts``, ``contested``, ``regime``, then the groups."""
+    """Names indexed by controller codes: ``hts``, ``contested``, ``regime``, ``local``, then the groups."""
     return [*RESERVED_CONTROLLERS, *groups]
 
 
@@ -59,6 +62,21 @@ def alignment_update(alignment: np.ndarray, up: np.ndarray, down: np.ndarray) ->
     return a + (1 - a) * -np.expm1(-np.asarray(up, dtype=float)) - (1 + a) * -np.expm1(-np.asarray(down, dtype=float))
 
 
+def spread(weights: np.ndarray) -> np.ndarray:
+    """Each column's weights as shares of its total over towns (a column of zeros stays zero).
+
+    Args:
+        weights: (towns,) or (towns, groups) non-negative presence weights.
+
+    Returns:
+        The same shape; every column with any weight sums to exactly one, so a group's
+        fighters spread over its towns are conserved.
+    """
+    w = np.asarray(weights, dtype=float)
+    total = w.sum(axis=0)
+    return np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+
+
 def rival_local_strength(
     presence: np.ndarray,
     fighters: np.ndarray,
@@ -67,13 +85,14 @@ def rival_local_strength(
     resist_share: np.ndarray,
     support_weight: float,
 ) -> np.ndarray:
-    """Local strength of each group in each town, (towns, groups).
+    """Local strength of each group in each town, (towns, groups): conserved over towns.
 
-    ``L_tg = cohesion_g * presence_tg * fighters_g / reference * (1 + w_support * resist_share_t)``:
-    fighters present, how far they fight as one, and the support of the town's
-    resisting households.
+    ``L_tg = cohesion_g * s_tg * fighters_g / reference * (1 + w_support * resist_share_t)`` with
+    ``s_tg = presence_tg / sum_u presence_ug`` (:func:`spread`): the group's fighters are spread
+    over the towns where it is present, so summed over towns (support aside) a group counts
+    its fighters once, times its cohesion.
     """
-    base = presence * (cohesion * fighters / reference_fighters)[None, :]
+    base = spread(presence) * (cohesion * fighters / reference_fighters)[None, :]
     return base * (1 + support_weight * resist_share)[:, None]
 
 
@@ -85,8 +104,45 @@ def hts_local_strength(
     coop_share: np.ndarray,
     support_weight: float,
 ) -> np.ndarray:
-    """Local strength of HTS per town: ``cohesion * C_t * fighters / reference * (1 + w_support * coop_share_t)``."""
-    return cohesion * control * fighters / reference_fighters * (1 + support_weight * coop_share)
+    """Local strength of HTS per town: ``cohesion * s_t * fighters / reference * (1 + w_support * coop_share_t)``.
+
+    ``s_t = C_t / sum_u C_u``: HTS's fighters spread over the towns in proportion to its control
+    there (its presence), so summed over towns (support aside) they count once.
+    """
+    return cohesion * spread(control) * fighters / reference_fighters * (1 + support_weight * coop_share)
+
+
+def ema(memory: np.ndarray, value: np.ndarray, retention: float) -> np.ndarray:
+    """A decaying memory (exponential moving average): ``M' = q * M + (1 - q) * value``."""
+    return retention * np.asarray(memory, dtype=float) + (1 - retention) * np.asarray(value, dtype=float)
+
+
+def threat_memory_update(memory: np.ndarray, threat: np.ndarray, retention: float) -> np.ndarray:
+    """The common threat's recent height, fading: ``M' = max(threat, q * M)``.
+
+    It follows the threat up at once and lets it go at half-life ``ln 2 / -ln q`` once the
+    threat eases, so ``M - threat`` measures how far the threat has receded from its recent
+    height (:func:`relief`).
+    """
+    return np.maximum(np.asarray(threat, dtype=float), retention * np.asarray(memory, dtype=float))
+
+
+def relief(memory: np.ndarray, threat: np.ndarray) -> np.ndarray:
+    """Relief from the common threat: how far today's threat is below its memory, ``max(0, M - threat)``."""
+    return np.maximum(np.asarray(memory, dtype=float) - np.asarray(threat, dtype=float), 0.0)
+
+
+def local_hazard(defence: np.ndarray, armed: np.ndarray, rate: float, armed_weight: float) -> np.ndarray:
+    """Daily probability that a town sends its armed groups away and becomes ``local``.
+
+    ``p_t = rate * min(1, D_t / (w_armed * A_t))`` (``rate`` where no armed strength is left and
+    ``D_t > 0``; 0 where ``D_t = 0``): it rises with the civil defence ``D_t`` (sustained
+    protest times council legitimacy) and falls with the holder's local strength ``A_t``.
+    """
+    d = np.asarray(defence, dtype=float)
+    a = armed_weight * np.asarray(armed, dtype=float)
+    ratio = np.divide(d, a, out=np.where(d > 0, np.inf, 0.0), where=a > 0)
+    return rate * np.minimum(1.0, ratio)
 
 
 def side_strength(local: np.ndarray, side: np.ndarray, coalition_cohesion: float) -> tuple[np.ndarray, np.ndarray]:

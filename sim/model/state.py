@@ -49,10 +49,12 @@ class TownState:
     capacity: np.ndarray  # model persons it can host as displaced
     border: np.ndarray  # bool
     rival_presence: np.ndarray  # (towns, groups) presence 0-1
-    controller: np.ndarray  # int16 controller code (sim.model.control): HTS, contested, regime, GROUP0 + group
+    controller: np.ndarray  # int16 controller code (sim.model.control): HTS, contested, regime, local, GROUP0 + group
     attacker: np.ndarray  # int16 controller code of the side attacking a contested town (NO_SIDE if none)
     defender: np.ndarray  # int16 controller code of the side defending it (NO_SIDE if none)
     advance: np.ndarray  # decaying memory of front changes, distance-weighted
+    protest_memory: np.ndarray  # decaying memory of the protest share (sustained protest, rivals.local_window_days)
+    holder_services: np.ndarray  # services of the rival group holding the town 0-1 (0 unless rival-held)
     # derived each day
     open: np.ndarray  # bool: not regime-held
     present: np.ndarray  # model persons present
@@ -176,12 +178,15 @@ class RivalGroupView(Protocol):
     cohesion: float
     recruits: float
     fight_losses: float
+    resources: float
+    threat_memory: float
 
 
 class ConflictView(Protocol):
     """What the collector reads of the conflict (:class:`sim.model.actors.Conflict`)."""
 
     coalitions: list[list[str]]
+    splits: int
     killed_cum: float
     fighters_lost_cum: float
 

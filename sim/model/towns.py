@@ -14,7 +14,7 @@ import numpy as np
 
 from sim.model import control, rules
 from sim.model.control import CONTESTED as HELD_CONTESTED
-from sim.model.control import GROUP0, HTS_HOLDS, NO_SIDE, REGIME_HOLDS
+from sim.model.control import GROUP0, HTS_HOLDS, LOCAL, NO_SIDE, REGIME_HOLDS
 from sim.model.state import ModelState, TownState
 from sim.scenario.geography import Geography
 from sim.scenario.schema import FRONT_STATUS, Scenario
@@ -71,6 +71,8 @@ def init_town_state(scenario: Scenario) -> TownState:
         attacker=np.full(n, NO_SIDE, dtype=np.int16),
         defender=np.full(n, NO_SIDE, dtype=np.int16),
         advance=z(),
+        protest_memory=z(),
+        holder_services=z(),
         open=front != REGIME,
         present=z(),
         hosted=z(),
@@ -219,6 +221,11 @@ def change_controller(state: ModelState, town: int, code: int, cause: str) -> No
         return
     ts.controller[town] = code
     ts.hts_holds[town] = code == HTS_HOLDS
+    if code != old and old >= GROUP0:  # a rival holder's services go with it
+        ts.holder_services[town] = 0.0
+    if code == LOCAL:  # the armed groups leave: HTS's hold loosens and its services stop
+        ts.control[town] *= 1 - state.scenario.rivals.capture_control_loss
+        ts.services[town] = 0.0
     if code != HELD_CONTESTED:
         ts.attacker[town] = ts.defender[town] = NO_SIDE
     # A change of hands moves the town out of its standing state: its baseline balances end.
@@ -233,6 +240,34 @@ def change_controller(state: ModelState, town: int, code: int, cause: str) -> No
         controller_from=state.controller_names[old],
         controller_to=state.controller_names[code],
     )
+
+
+def holder_governance(
+    state: ModelState,
+    hold: np.ndarray,
+    rule: np.ndarray,
+    services: np.ndarray,
+    resources: float,
+    *,
+    income_per_hold: float,
+    service_rate: float,
+    service_decay: float,
+    service_cost: float,
+    funding_half: float,
+) -> tuple[float, np.ndarray]:
+    """A holder's taxes and services (HTS's, or a rival group's where it holds a town).
+
+    ``income = i * sum_t h_t * N_t/1000 * rule_t``, ``cost = c * sum_t S_t * N_t/1000 * rule_t``,
+    ``dS_t = r * h_t * R/(R + R_half) * (1 - S_t) * rule_t - delta * S_t``, with ``h_t`` the
+    holder's hold on the town (HTS control, a rival's presence), ``rule_t`` whether it holds the
+    open town and ``N_t`` the persons present. Returns ``(income - cost, dS)``.
+    """
+    ts = state.town_state
+    per_k = ts.present * state.weight / 1000.0
+    income = income_per_hold * float((hold * per_k * rule).sum())
+    cost = service_cost * float((services * per_k * rule).sum())
+    funding = resources / (resources + funding_half)
+    return income - cost, service_rate * hold * funding * (1 - services) * rule - service_decay * services
 
 
 def nearest_open_town(state: ModelState, town: int) -> int:

@@ -539,7 +539,7 @@ class ControlEvent(DatedSwitch):
 
 
 #: Controller names that are not rival groups (a town's `controller` is one of these or a group's name).
-RESERVED_CONTROLLERS: tuple[str, ...] = ("hts", "contested", "regime")
+RESERVED_CONTROLLERS: tuple[str, ...] = ("hts", "contested", "regime", "local")
 
 
 class RivalGroupConfig(Strict):
@@ -550,8 +550,8 @@ class RivalGroupConfig(Strict):
     alignment: float = param(-0.3, -1, 1, unit="-1..1", doc="Initial alignment with HTS.")
     towns: dict[str, float] = Field(
         default_factory=dict,
-        description="presence (0-1) of the group in each named town: the share of its fighters it can bring "
-        "to bear there",
+        description="presence (0-1) of the group in each named town: its fighters are spread over its towns "
+        "in proportion to these weights (shares sum to one over the open, non-local towns)",
     )
     cohesion: float = param(
         1.0,
@@ -568,6 +568,14 @@ class RivalGroupConfig(Strict):
         unit="1/day",
         source="assumed (Christia 2012: outside patrons shift alliances)",
         doc="Daily pull of the group's alignment away from HTS by outside backers (toward -1); 0 = none.",
+    )
+    resources: float = param(
+        20.0,
+        0,
+        1e9,
+        unit="resource units",
+        source="assumed (a fifth of the HTS default)",
+        doc="Initial resources that fund the group's services where it holds towns.",
     )
     source: str = Field(ASSUMED, description="where the group's figures come from")
 
@@ -602,14 +610,33 @@ class Rivals(Strict):
         "decays with distance (front.range_km) and in time (exposure.half_life_days).",
     )
     pretext_rate: float = param(
-        0.002,
+        0.01,
         0,
         1,
         unit="1/day",
-        source="Condra & Shapiro 2012 (blame for drawing strikes); default = pressure_rate x mechanisms.pretext_blame "
-        "(the households' split), assumed",
+        source="Condra & Shapiro 2012 (blame for drawing strikes); default = the pressure_rate default (no built-in "
+        "imbalance: which of the two is larger is left to the calibration prior), assumed",
         doc="Alignment loss per unit regime strike harm in the group's towns that the group blames on HTS for "
         "drawing the strikes (strikes only, not the front).",
+    )
+    threat_half_life_days: float = param(
+        90.0,
+        0.5,
+        365,
+        unit="days",
+        source="assumed (a season; Christia 2012: alliances answer to the balance of threat as it shifts)",
+        doc="Half-life at which a group's memory of the common threat's recent height in its towns fades "
+        "(M = max(threat, q M)); relief is how far today's threat is below it. Longer than the harm memory "
+        "(exposure.half_life_days), or relief never shows.",
+    )
+    relief_rate: float = param(
+        0.01,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (Christia 2012: when the common enemy recedes, old rivalries return)",
+        doc="Alignment loss per unit relief from the common threat (its memory minus today's threat); 0 = relief "
+        "changes nothing.",
     )
     predation_rate: float = param(
         0.1,
@@ -755,6 +782,93 @@ class Rivals(Strict):
         50,
         source="assumed (Kalyvas 2006: control drives collaboration with the controller)",
         doc="Utility of resisting HTS in a town a rival holds (times mechanisms.control).",
+    )
+    split_gap: float = param(
+        0.6,
+        0,
+        2,
+        unit="alignment",
+        source="assumed (Christia 2012: alliances split when members' interests diverge)",
+        doc="A coalition member leaves when its alignment with HTS differs from the rest of the coalition's by "
+        "more than this; rival sides whose alignments differ by more than this are enemies and may fight.",
+    )
+    rival_attack_rate: float = param(
+        0.02,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily probability that a rival side strong enough in a town an enemy rival side holds attacks it; "
+        "0 = rivals never fight each other.",
+    )
+    holder_income_per_presence: float = param(
+        0.02,
+        0,
+        100,
+        unit="resources/(1,000 persons*day)",
+        source="assumed (= hts.income_per_control: a holder taxes as HTS does)",
+        doc="Tax and trade income of a rival holder per 1,000 persons in a town it holds, per unit presence.",
+    )
+    holder_service_rate: float = param(
+        0.02,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (= hts.service_rate)",
+        doc="Growth of a rival holder's services per unit presence where it holds the town and is funded; "
+        "0 = rival holders provide none.",
+    )
+    holder_service_decay: float = param(
+        0.005, 0, 1, unit="1/day", source="assumed (= hts.service_decay)", doc="Decay of a rival holder's services."
+    )
+    holder_service_cost: float = param(
+        0.01,
+        0,
+        100,
+        unit="resources/(1,000 persons*day)",
+        source="assumed (= hts.service_cost)",
+        doc="Cost of a rival holder's services per 1,000 persons at full service.",
+    )
+    holder_funding_half: float = param(
+        50.0,
+        0.001,
+        1e9,
+        unit="resource units",
+        source="assumed (= hts.funding_half)",
+        doc="Resources at which a rival holder's services are half funded.",
+    )
+    local_rate: float = param(
+        0.005,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (Kalyvas 2006: control rests on civilians' compliance; Maarat al-Numan, June 2017, and "
+        "Saraqib, July 2017: protests made HTS withdraw)",
+        doc="Daily probability that a town whose sustained protest times council legitimacy matches its holder's "
+        "local strength sends the armed groups away and keeps itself neutral ('local'); 0 = never.",
+    )
+    local_armed_weight: float = param(
+        1.0,
+        0,
+        1000,
+        unit="civil defence per unit local strength",
+        doc="w_armed: how much one unit of the holder's local strength outweighs the town's civil defence "
+        "(sustained protest share times council legitimacy).",
+    )
+    local_window_days: float = param(
+        14.0,
+        0.5,
+        365,
+        unit="days",
+        source="assumed (sustained protest over weeks, not a day's crowd)",
+        doc="Half-life of the town's protest memory that counts as sustained protest.",
+    )
+    local_retake_rate: float = param(
+        0.05,
+        0,
+        1,
+        unit="1/day",
+        doc="Daily probability that the strongest armed side retakes a local town where its local strength "
+        "outweighs the civil defence by rivals.contest_threshold; 0 = local towns stay local.",
     )
     groups: list[RivalGroupConfig] = Field(default_factory=list, description="rival rebel groups")
     events: list[ControlEvent] = Field(

@@ -5,8 +5,8 @@ at its longitude and latitude (or grid cell), its area proportional to the perso
 present, its colour the variable on that day in the variable's one colour map
 (:func:`sim.viz.style.colour_map`: cooperation with HTS blue - grey - vermillion,
 readable with colour-blind vision). The marker's shape says who holds the town
-(:data:`CONTROLLER_MARKERS`: HTS a disc, a rival group a square, contested a diamond,
-the regime a cross); without a controller column the front status alone marks contested
+(:data:`CONTROLLER_MARKERS`: HTS a disc, a rival group a square, a local town a triangle,
+contested a diamond, the regime a cross); without a controller column the front status alone marks contested
 and regime-held towns. Strikes in the window are purple rings, and the largest
 displacement flows are orange arrows whose width grows with persons.
 
@@ -71,10 +71,11 @@ def flows_until(events: pd.DataFrame, day: int, *, first_day: int = 0) -> pd.Dat
 # --------------------------------------------------------------------------- geography under the towns
 
 #: Marker shape per controller kind (matplotlib marker codes; the app maps them to Vega shapes).
-CONTROLLER_MARKERS = {"hts": "o", "rival": "s", "contested": "D", "regime": "X"}
+CONTROLLER_MARKERS = {"hts": "o", "rival": "s", "local": "^", "contested": "D", "regime": "X"}
 CONTROLLER_LABELS = {
     "hts": "held by HTS",
     "rival": "held by a rival group",
+    "local": "armed groups sent away (local)",
     "contested": "contested",
     "regime": "taken by the regime",
 }
@@ -95,11 +96,11 @@ FRONT_STEP_KM = 0.75
 
 
 def controller_kinds(front: np.ndarray, controller: np.ndarray | None = None) -> np.ndarray:
-    """Per town: 'hts', 'rival', 'contested' or 'regime'.
+    """Per town: 'hts', 'rival', 'local', 'contested' or 'regime'.
 
     Args:
         front: front status per town ('opposition', 'contested', 'regime').
-        controller: who holds each town ('hts', a rival group's name, 'contested',
+        controller: who holds each town ('hts', a rival group's name, 'local', 'contested',
             'regime'), when the run records it; otherwise the front status alone decides
             and every opposition town counts as held by HTS.
     """
@@ -107,7 +108,7 @@ def controller_kinds(front: np.ndarray, controller: np.ndarray | None = None) ->
     if controller is None:
         return np.where(front == "regime", "regime", np.where(front == "contested", "contested", "hts"))
     ctl = np.asarray(controller).astype(str)
-    kind = np.where(np.isin(ctl, ["hts", "contested", "regime"]), ctl, "rival")
+    kind = np.where(np.isin(ctl, ["hts", "local", "contested", "regime"]), ctl, "rival")
     return np.where(front == "regime", "regime", kind)  # the front event overrides a stale holder
 
 

@@ -43,7 +43,7 @@ LABEL_FONT_PX = 12
 STRIKE_TEXT_COLOUR = "#8f3f73"
 #: Vega symbol paths in the unit square for the controller kinds (an X for the regime).
 X_PATH = "M-0.75,-1L0,-0.25L0.75,-1L1,-0.75L0.25,0L1,0.75L0.75,1L0,0.25L-0.75,1L-1,0.75L-0.25,0L-1,-0.75Z"
-SHAPES = {"hts": "circle", "rival": "square", "contested": "diamond", "regime": X_PATH}
+SHAPES = {"hts": "circle", "rival": "square", "local": "triangle-up", "contested": "diamond", "regime": X_PATH}
 #: The strike glyph: an eight-pointed burst in the strike colour, never a controller's shape
 #: (the X means "taken by the regime" and nothing else).
 BURST_PATH = (
