@@ -67,7 +67,8 @@ def test_contracts_catch_a_cycle_inside_a_layer(tmp_path: Path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     common = tmp_path / "sim" / "cli" / "common.py"
     common.write_text(
-        common.read_text(encoding="utf-8") + "\n\ndef _back():\n    from sim.cli.run_cmd import run\n\n    return run\n",
+        common.read_text(encoding="utf-8")
+        + "\n\ndef _back():\n    from sim.cli.run_cmd import run\n\n    return run\n",
         encoding="utf-8",
     )
     proc = _lint_imports(tmp_path)

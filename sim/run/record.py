@@ -673,3 +673,59 @@ def missing_columns(tables: Tables) -> list[str]:
         if k not in kinds:
             out.append(f"events.{k}")
     return out
+
+
+# --------------------------------------------------------------------------- a run's record
+
+
+def run_end_date(scenario: Any, days: int | None = None) -> dt.date:
+    """The calendar date of a run's last day (the scenario's ``start_date`` plus ``days - 1``)."""
+    if scenario.start_date is None:
+        raise ValueError(f"scenario {scenario.name!r} has no start_date: a record needs a calendar")
+    n = scenario.days if days is None else int(days)
+    return scenario.start_date + dt.timedelta(days=n - 1)
+
+
+def compare_run(record: Record, scenario: Any, tables: Tables) -> pd.DataFrame:
+    """:func:`compare` for one run of ``scenario`` (its last day from the run's own tables)."""
+    ts = tables.get("timeseries")
+    days = int(ts["day"].max()) + 1 if ts is not None and "day" in ts.columns and len(ts) else None
+    return compare(record, tables, run_end_date(scenario, days))
+
+
+def agreement_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Entries of a :func:`compare` table counted by role, kind and agreement.
+
+    One row per (role, kind), columns ``role``, ``kind``, ``entries`` and one per
+    :data:`AGREEMENTS`; roles in the order calibration, validation, check.
+    """
+    rows = []
+    for role in ("calibration", "validation", "check"):
+        sub = table[table["role"] == role]
+        for kind in dict.fromkeys(sub["kind"]):
+            agreements = sub.loc[sub["kind"] == kind, "agreement"]
+            counted = {a: int((agreements == a).sum()) for a in AGREEMENTS}
+            rows.append({"role": role, "kind": kind, "entries": len(agreements), **counted})
+    return pd.DataFrame(rows, columns=["role", "kind", "entries", *AGREEMENTS])
+
+
+def counts_text(table: pd.DataFrame, indent: str = "  ") -> list[str]:
+    """Lines of the run summary: agreement counts per kind, calibration and validation apart."""
+    counts = agreement_counts(table)
+    headings = {
+        "calibration": "record, calibration entries (targets of sim calibrate)",
+        "validation": "record, validation entries (held out of fitting)",
+        "check": "record, checks (inputs the scenario holds, or context)",
+    }
+    lines: list[str] = []
+    for role, heading in headings.items():
+        sub = counts[counts["role"] == role]
+        if not len(sub):
+            continue
+        total = {a: int(sub[a].sum()) for a in AGREEMENTS}
+        parts = ", ".join(f"{total[a]} {a}" for a in AGREEMENTS if total[a])
+        lines.append(f"{indent}{heading}: {int(sub['entries'].sum())} entries: {parts}")
+        for _, r in sub.iterrows():
+            kinds = ", ".join(f"{int(r[a])} {a}" for a in AGREEMENTS if r[a])
+            lines.append(f"{indent}  {r['kind'] + ':':<17} {kinds}")
+    return lines

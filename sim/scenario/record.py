@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
@@ -525,3 +526,29 @@ def check_against(record: Record, scenario: Scenario) -> None:
         if e.actor is not None and e.actor != HTS and e.actor not in record.actors and e.actor not in groups:
             options = ", ".join([HTS, *record.actors, *groups])
             fail(("entries", i, "actor"), f"unknown actor {e.actor!r} (use one of {options})")
+
+
+def scenario_record(scenario: Scenario) -> Record | None:
+    """The record a scenario names (``record:``) when the scenario came without its file (built in
+    memory, sent to a worker): looked up in the shipped scenarios folder. None when it names none.
+
+    Raises:
+        ScenarioError: the file is not there, or is not a valid record for ``scenario``.
+    """
+    from sim.scenario import shipped
+
+    if scenario.record is None:
+        return None
+    root = shipped.scenarios_dir()
+    path = (root / scenario.record) if root is not None else Path(scenario.record)
+    if not path.is_file():
+        raise ScenarioError(None, f"record file {scenario.record!r} not found (looked at {path})", key="record")
+    record = _cached_record(str(path.resolve()), path.stat().st_mtime_ns)
+    check_against(record, scenario)
+    return record
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_record(path: str, mtime_ns: int) -> Record:
+    """A record file read once per process (and again when it changes)."""
+    return load_record(path)
