@@ -528,6 +528,20 @@ def check_against(record: Record, scenario: Scenario) -> None:
             fail(("entries", i, "actor"), f"unknown actor {e.actor!r} (use one of {options})")
 
 
+def coverage_of(record: Record, entry: Entry) -> str:
+    """How the entry's area relates to the scenario towns it is compared with: the destination's
+    coverage for an arrival share, both ends' for a flow (``exact`` when they bound it in opposite
+    directions, which the observation model reports as no model value), else the place's."""
+    _, cov = record.towns_of(entry.place)
+    if entry.to_place is None:
+        return cov
+    _, cov_to = record.towns_of(entry.to_place)
+    if entry.kind == "arrival_share":
+        return cov_to
+    kinds = {cov, cov_to} - {"exact"}
+    return kinds.pop() if len(kinds) == 1 else "exact"
+
+
 def scenario_record(scenario: Scenario) -> Record | None:
     """The record a scenario names (``record:``) when the scenario came without its file (built in
     memory, sent to a worker): looked up in the shipped scenarios folder. None when it names none.
