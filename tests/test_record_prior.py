@@ -59,6 +59,9 @@ def _check(table: pd.DataFrame, draws: int) -> None:
         # no calibration target agrees with every draw (those are checks in the record, with the reason)
         cal = scored[scored["role"] == "calibration"]
         assert (cal[DISAGREE] > 0).all(), cal
+        # nor does any validation entry the model can judge: those were made checks
+        never = judged[judged[DISAGREE] == 0]
+        assert never.empty, never
 
 
 def test_observation_rules_fail_for_some_prior_draws_quick() -> None:
