@@ -61,6 +61,11 @@ def run_figures(run: RunFolder) -> list[FigureJob]:
         jobs.append(("observed", lambda p: plot_observed(run.observed, save=p)))
     if any(f.kind == "displacements" for f in run.scenario.observed.figures):
         jobs.append(("displacement_check", lambda p: plot_displacement_check(run, save=p)))
+    if run.record is not None and run.scenario.record is not None:
+        record = scenario_record(run.scenario)
+        if record is not None:
+            frames = {"towns": run.towns}
+            jobs.append(("record", lambda p: plot_record(record, frames, comparison=run.record, save=p)))
     return jobs
 
 
