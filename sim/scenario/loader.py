@@ -13,7 +13,7 @@ import copy
 import difflib
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
@@ -534,16 +534,22 @@ def record_path(scenario: Scenario, path: Path, docs: list[_Doc] | None = None) 
     return (base.parent / scenario.record).resolve()
 
 
+#: Reads and checks a scenario's record file: ``(file, scenario) -> Record``. Set by
+#: :mod:`sim.scenario.record` when the package is imported (the record module reads YAML through
+#: this one, so this one does not import it).
+RECORD_READER: Callable[[Path, Scenario], Any] | None = None
+
+
 def _load_record(scenario: Scenario, path: Path, docs: list[_Doc], overrides: list[str]) -> Any:
     """The scenario's record, loaded and checked against the scenario (a problem names the record file)."""
-    from sim.scenario.record import load_record
-
     file = record_path(scenario, path, docs)
     if file is None:
         return None
     if not file.is_file():
         _blame(("record",), f"record file {scenario.record!r} not found (looked at {file})", path, docs, overrides)
-    return load_record(file, scenario)
+    if RECORD_READER is None:
+        raise RuntimeError("sim.scenario.record is not imported: no record reader")
+    return RECORD_READER(file, scenario)
 
 
 def _blame(loc: tuple[Any, ...], msg: str, path: Path, docs: list[_Doc], overrides: list[str]) -> NoReturn:

@@ -57,6 +57,7 @@ from typing import Any, Literal, NoReturn, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from sim.scenario import loader
 from sim.scenario.loader import Located, ScenarioError, read_yaml
 from sim.scenario.schema import RESERVED_CONTROLLERS, Scenario, ScenarioRefError
 
@@ -526,6 +527,13 @@ def check_against(record: Record, scenario: Scenario) -> None:
         if e.actor is not None and e.actor != HTS and e.actor not in record.actors and e.actor not in groups:
             options = ", ".join([HTS, *record.actors, *groups])
             fail(("entries", i, "actor"), f"unknown actor {e.actor!r} (use one of {options})")
+
+
+def _read_for_loader(path: Path, scenario: Scenario) -> Record:
+    return load_record(path, scenario)
+
+
+loader.RECORD_READER = _read_for_loader  # load_scenario reads a scenario's record through this
 
 
 def coverage_of(record: Record, entry: Entry) -> str:
