@@ -768,3 +768,45 @@ def test_a_scenario_naming_a_missing_record_file_is_one_line_exit_2(tmp_path: Pa
     proc = run_cli("validate", scenario_file)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "record: record file 'record/bad.yaml' not found" in proc.stderr
+
+
+# --------------------------------------------------------------------------- calibration targets from the record
+
+CALIBRATION = ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("  snhr-killed-2018-01: {}\n", "  snhr-killed-2018-1: {}\n", "no entry 'snhr-killed-2018-1' in record"),
+        ("  snhr-killed-2018-01: {}\n", "", "calibration entry 'snhr-killed-2018-01' is not a target"),
+        (
+            "  snhr-killed-2018-01: {}\n",
+            "  snhr-killed-2018-01: {}\n  sputnik-sinjar-regime-2018-01-07: {}\n",
+            "has role 'check': a check is never a target",
+        ),
+        ("  snhr-killed-2018-01: {}\n", "  snhr-killed-2018-01: {relative: 0.3}\n", "needs its 'reason'"),
+        (
+            "  ocha-mainly-toward-2018-02-03: {absolute: 0.1,",
+            "  ocha-mainly-toward-2018-02-03: {",
+            "gives no tolerance (relative 0)",
+        ),
+    ],
+)
+def test_calibration_targets_name_record_entries(tmp_path: Path, old: str, new: str, words: str) -> None:
+    from sim.scenario.calibration import load_calibration
+    from sim.scenario.loader import load_scenario
+
+    loaded = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
+    good = load_calibration(CALIBRATION, loaded)
+    assert {t.name for t in good.calibration_targets} == {
+        e.id for e in loaded.record.entries if e.role == "calibration"
+    }
+    text = CALIBRATION.read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    bad = tmp_path / "calibration.yaml"
+    bad.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_calibration(bad, loaded)
+    assert words in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"{bad}:")
