@@ -171,7 +171,7 @@ def draw_sensitivity(table: pd.DataFrame, png: Path, title: str) -> Path:
 
 
 def run_extras(result: SimulationResult, folder: Path) -> dict[str, Any]:
-    """Figures and comparison tables written beside a run's data (summary, map, observed).
+    """Figures and comparison tables written beside a run's data (summary, map, observed, record).
 
     Returns entries to add to the manifest.
     """
