@@ -27,10 +27,10 @@ import platform
 import time
 from pathlib import Path
 
-from sim.analysis.observed import figure_value
 from sim.experiments.inference.priors import draw_prior
 from sim.experiments.inference.targets import TargetModel
 from sim.model.model import AllegianceModel
+from sim.run.record import target_value
 from sim.scenario.calibration import load_calibration
 from sim.scenario.loader import load_scenario, set_path
 from sim.scenario.schema import Scenario
@@ -66,7 +66,7 @@ def throughput(model: TargetModel, params: list[dict[str, float]], workers: int)
         return len(jobs) / (time.perf_counter() - t0)
 
 
-def breakdown(base: dict, params: list[dict[str, float]], figures) -> dict[str, float]:
+def breakdown(base: dict, params: list[dict[str, float]], figures, record=None) -> dict[str, float]:
     """Mean seconds per run of build, daily step, collection and target statistics."""
     t = {"build": 0.0, "daily_step": 0.0, "collection": 0.0, "statistics": 0.0}
     for i, p in enumerate(params):
@@ -91,7 +91,7 @@ def breakdown(base: dict, params: list[dict[str, float]], figures) -> dict[str, 
         frames = m.collector.frames()
         t3 = time.perf_counter()
         for f in figures:
-            figure_value(f, sc, frames)
+            target_value(f, sc, frames, record)
         t4 = time.perf_counter()
         m.release()
         t["build"] += t1 - t0
@@ -119,8 +119,8 @@ def main() -> None:
     frac = base["households"]["sample_fraction"]
     draws = draw_prior(cal.priors, a.runs, a.seed)
     params = [{k: float(v) for k, v in r.items()} for r in draws.to_dict("records")]
-    model = TargetModel(base, cal.targets, figure_value)
-    cost = breakdown(base, params[: min(8, len(params))], [t.figure for t in cal.targets])
+    model = TargetModel(base, cal.targets, target_value, cal.record)
+    cost = breakdown(base, params[: min(8, len(params))], [t.item for t in cal.targets], cal.record)
     one = throughput(model, params, 1)
     many = throughput(model, params, a.workers)
     total = sum(cost.values())
