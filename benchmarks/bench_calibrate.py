@@ -35,10 +35,10 @@ import platform
 import time
 from pathlib import Path
 
-from sim.analysis.observed import figure_value
 from sim.experiments.inference.priors import draw_prior
 from sim.experiments.inference.targets import TargetModel
 from sim.model.model import AllegianceModel
+from sim.run.record import target_value
 from sim.scenario.calibration import load_calibration
 from sim.scenario.loader import load_scenario, set_path
 from sim.scenario.schema import Scenario
@@ -75,7 +75,7 @@ def throughput(model: TargetModel, params: list[dict[str, float]], workers: int)
         return len(jobs) / (time.perf_counter() - t0)
 
 
-def breakdown(base: dict, params: list[dict[str, float]], figures, repeats: int = 3) -> dict[str, float]:
+def breakdown(base: dict, params: list[dict[str, float]], figures, record=None, repeats: int = 3) -> dict[str, float]:
     """CPU seconds per run of build, daily step, collection and target statistics (minimum over ``repeats``)."""
     clock = time.process_time
     best: dict[str, float] = {}
@@ -87,7 +87,7 @@ def breakdown(base: dict, params: list[dict[str, float]], figures, repeats: int 
                 set_path(data, k.split("."), v)
             sc = Scenario.model_validate(data)
             t0 = clock()
-            m = AllegianceModel(sc, 500 + i, household_agents=False, collect="targets")
+            m = AllegianceModel(sc, 500 + i, household_agents=False)
             t1 = clock()
             collect = m.collector.collect
             spent = [0.0]
@@ -103,7 +103,7 @@ def breakdown(base: dict, params: list[dict[str, float]], figures, repeats: int 
             frames = m.collector.frames()
             t3 = clock()
             for f in figures:
-                figure_value(f, sc, frames)
+                target_value(f, sc, frames, record)
             t4 = clock()
             m.release()
             t["build"] += t1 - t0
@@ -119,8 +119,8 @@ def window(base: dict, cal, params, days: int, workers: int, repeats: int) -> di
     """Throughput and cost split for one window of ``days`` days."""
     base = copy.deepcopy(base)
     base["days"] = days
-    model = TargetModel(base, cal.targets, figure_value)
-    cost = breakdown(base, params[: min(8, len(params))], [t.figure for t in cal.targets], repeats)
+    model = TargetModel(base, cal.targets, target_value, cal.record)
+    cost = breakdown(base, params[: min(8, len(params))], [t.item for t in cal.targets], cal.record, repeats)
     total = sum(cost.values())
     one = throughput(model, params, 1)
     many = throughput(model, params, workers) if workers > 1 else one

@@ -52,12 +52,24 @@ def grid_replicates() -> tuple[Path, ...]:
 
 @cache
 def idlib_run() -> Path:
-    """The Idlib calendar scenario at 2% of households: dates, coordinates, observed.csv."""
+    """The Idlib calendar scenario at 2% of households: dates, coordinates, record.csv; and an
+    ``observed`` block of two displacement figures (observed.csv, the figures of a scenario without a
+    record) beside its record."""
     from sim.run.simulate import simulate
     from sim.scenario.loader import load_scenario
     from sim.viz.figures import write_run_folder
 
-    loaded = load_scenario(IDLIB, ["households.sample_fraction=0.02", "observed.replicates=2"])
+    path = workdir() / "idlib_observed.yaml"
+    path.write_text(
+        f"extends: {IDLIB}\nrecord: {IDLIB.parent / 'record' / 'idlib_2017_2018.yaml'}\n"
+        "observed:\n  figures:\n"
+        "    - {name: displacements 15 Dec - 22 Jan, kind: displacements, start: {date: 2017-12-15},"
+        " end: {date: 2018-01-22}, value: 212000, source: ACAPS 22 Jan 2018}\n"
+        "    - {name: displacements 15 Dec - 3 Feb, kind: displacements, start: {date: 2017-12-15},"
+        " end: {date: 2018-02-03}, value: 325443, source: OCHA 13 Feb 2018}\n",
+        encoding="utf-8",
+    )
+    loaded = load_scenario(path, ["households.sample_fraction=0.02", "observed.replicates=2"])
     return write_run_folder(simulate(loaded), workdir() / "results", "idlib")
 
 

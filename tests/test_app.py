@@ -468,7 +468,7 @@ def chromium_ready() -> None:
 
 
 def _day(text: str) -> int:
-    """The day number in the map header ('Day 12 of 120 · ...')."""
+    """The day number in the map header ('Day 12 of 181 · ...')."""
     return int(text.split()[1])
 
 
@@ -527,7 +527,7 @@ def test_app_in_browser(
             day = page.locator(".sim-day")
             expect(map_svg).to_be_visible(timeout=60_000)
             expect(chart_svg).to_be_visible(timeout=60_000)
-            expect(day).to_contain_text("Day 0 of 120")
+            expect(day).to_contain_text("Day 0 of 181")
             # Mesa's page tabs and thread / render-interval controls are gone.
             expect(page.get_by_text("Page 0", exact=True)).to_have_count(0)
             expect(page.get_by_text("Use Threads")).to_have_count(0)
@@ -539,8 +539,8 @@ def test_app_in_browser(
             step = page.get_by_role("button", name="Step")
             for k in (1, 2, 3):
                 step.click()
-                expect(day).to_contain_text(f"Day {k} of 120", timeout=20_000)
-                _wait_until(lambda k=k: f"Day {k} of 120" in _map_title(page), f"map did not draw day {k}")
+                expect(day).to_contain_text(f"Day {k} of 181", timeout=20_000)
+                _wait_until(lambda k=k: f"Day {k} of 181" in _map_title(page), f"map did not draw day {k}")
                 assert _map_title(page).endswith(f"2017-11-0{k}"), "the map shows the header's date"
             # Mesa's leftover "Information / Step: N" card is gone: the header says the day.
             expect(page.get_by_text("Step: 3")).to_have_count(0)
@@ -577,7 +577,7 @@ def test_app_in_browser(
                 return len(shown) > 8 and len(set(shown[-9:])) == 1
 
             _wait_until(settled, "the day counter kept moving after pause", 30)
-            assert 8 <= shown[-1] < 120, f"paused at day {shown[-1]}"
+            assert 8 <= shown[-1] < 181, f"paused at day {shown[-1]}"
             assert _map_title(page).endswith(f"{dt.date(2017, 11, shown[-1]):%Y-%m-%d}"), "play redraws the map"
 
             # Hovering a town shows its numbers on that day.
@@ -589,7 +589,7 @@ def test_app_in_browser(
             page.locator(".v-select").filter(has_text="Targeting policy").click()
             page.locator(".v-menu__content .v-list-item").filter(has_text="random").first.click()
             page.get_by_role("button", name="Reset").click()
-            expect(day).to_contain_text("Day 0 of 120", timeout=30_000)
+            expect(day).to_contain_text("Day 0 of 181", timeout=30_000)
             info = page.locator(".sim-run-info")
             expect(info).to_contain_text("policy random")
             command = page.locator(".sim-run-command")
@@ -597,8 +597,8 @@ def test_app_in_browser(
             assert "mechanisms." not in command.inner_text(), "untouched sliders are no override"
             for k in (1, 2):
                 step.click()
-                expect(day).to_contain_text(f"Day {k} of 120", timeout=20_000)
-            _wait_until(lambda: "Day 2 of 120" in _map_title(page), "map did not draw day 2")
+                expect(day).to_contain_text(f"Day {k} of 181", timeout=20_000)
+            _wait_until(lambda: "Day 2 of 181" in _map_title(page), "map did not draw day 2")
             page.screenshot(path=str(ARTIFACTS / "app.png"))
 
             with page.expect_download(timeout=60_000) as info_download:

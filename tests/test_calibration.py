@@ -458,9 +458,17 @@ def test_shipped_calibration_file_loads_against_the_shipped_scenario() -> None:
     }
     assert len(cal.validation_targets) >= 2 and len(cal.calibration_targets) >= 2
     roles = {t.name: t.role for t in cal.targets}
-    acaps = next(n for n in roles if "22 Jan" in n)
-    ocha = next(n for n in roles if "3 Feb" in n and n.startswith("displacements"))
+    acaps, ocha = "acaps-displacements-2018-01-22", "ocha-displacements-2018-02-03"
     assert roles[acaps] == roles[ocha]  # OCHA's window contains ACAPS's: never split across roles
+    # the targets are the record's entries: every calibration entry, its tolerance the record's unless
+    # the file overrides it with a reason
+    record = sc.record
+    assert {e.id for e in record.entries if e.role == "calibration"} == {t.name for t in cal.calibration_targets}
+    by_id = {t.name: t for t in cal.targets}
+    assert by_id[acaps].relative == record.entry(acaps).uncertainty.relative
+    assert by_id["ocha-mainly-toward-2018-02-03"].absolute == 0.1
+    assert all(record.entry(t.name).role in ("calibration", "validation") for t in cal.targets)
+    assert "flight.return_rate" in {p.path for p in cal.priors}
     quick = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", sc, quick=True)
     assert quick.budget.max_runs < cal.budget.max_runs
     with pytest.raises(ScenarioError):

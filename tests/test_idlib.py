@@ -1,4 +1,4 @@
-"""The Idlib 2017-2018 scenario: validation, calendar time, dated strikes, the front, observed table.
+"""The Idlib 2017-2018 scenario: validation, calendar time, dated strikes, the front, the record table.
 
 Runs use a small ``households.sample_fraction`` and only the days a test needs,
 so the module stays fast (a few seconds).
@@ -13,18 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.analysis.observed import (
-    NOT_REACHED,
-    Frames,
-    arrival_share,
-    compare,
-    displacements,
-    figure_value,
-    killed,
-    observed_table,
-    replicate_seeds,
-    window_days,
-)
+from sim.analysis.observed import Frames, replicate_seeds
+from sim.run import record as R
 from sim.run.simulate import SimulationResult, simulate
 from sim.scenario.geography import build_geography
 from sim.scenario.loader import load_scenario
@@ -67,13 +57,18 @@ def test_scenario_validates_with_the_model_md_towns_and_sources() -> None:
     assert 2.3e6 <= sum(t.persons for t in sc.towns) <= 2.65e6
     geo = build_geography(sc)
     assert len(set(geo.cells)) == len(sc.towns)
-    assert sc.observed.figures and any(not f.calibrated for f in sc.observed.figures)
+    assert not sc.observed.figures and sc.record == "record/idlib_2017_2018.yaml"
+    rec = load_scenario(IDLIB).record
+    assert rec is not None and rec.window.start == sc.start_date == dt.date(2017, 11, 1)
+    assert sc.date_of(sc.days - 1) == rec.window.end == dt.date(2018, 4, 30)
+    roles = {e.role for e in rec.entries}
+    assert {"calibration", "validation"} <= roles
 
 
 def test_dates_map_to_days() -> None:
     sc = load_scenario(IDLIB).scenario
     assert sc.start_date == dt.date(2017, 11, 1)
-    assert sc.date_of(sc.days - 1) == dt.date(2018, 2, 28)
+    assert sc.date_of(sc.days - 1) == dt.date(2018, 4, 30)
     days = {(s.town, s.date): sc.day_of(s) for s in sc.air_campaign.calendar}
     assert days[("Atarib", dt.date(2017, 11, 13))] == 12
     assert days[("Maarat al-Numan", dt.date(2018, 1, 2))] == 62
@@ -105,98 +100,89 @@ def test_calendar_strikes_happen_on_their_dates_in_the_named_towns() -> None:
     assert (ev["event"] == "strike").sum() == sum(want.values())
 
 
-def test_towns_taken_by_the_regime_are_emptied(run_95: SimulationResult) -> None:
+def test_towns_taken_by_the_regime_empty_over_days(run_95: SimulationResult) -> None:
     sc = run_95.scenario
     tw = run_95.towns.assign(town=run_95.towns["town"].astype(str))
     taken = [(e.town, sc.day_of(e)) for e in sc.front.events if e.status == "regime" and sc.day_of(e) < 95]
     assert {"Sinjar", "Abu al-Duhur", "NE Hama villages"} <= {t for t, _ in taken}
+    sinjar = next(e for e in sc.front.events if e.town == "Sinjar" and e.status == "regime")
+    assert sc.day_of(sinjar) == (dt.date(2018, 1, 7) - sc.start_date).days
+    rate = sc.flight.capture_rate
+    assert 0 < rate < 1
     for town, day in taken:
         rows = tw[tw["town"] == town].set_index("day")
-        assert rows.loc[day - 1, "persons_present"] > 0, town
-        assert (rows.loc[day:, "persons_present"] == 0).all(), town
+        before = rows.loc[day - 1, "persons_present"]
+        assert before > 0, town
+        present = rows.loc[day:, "persons_present"].to_numpy()
+        assert (present[1:] <= present[:-1]).all(), town  # nobody arrives in or returns to a taken town
+        assert present[0] > 0 or before < 200, town  # not emptied on the day it falls
+        later = min(day + 20, 94)
+        assert rows.loc[later, "persons_present"] <= before * 0.1 + 1, town  # but within weeks
         assert (rows.loc[day:, "front"].astype(str) == "regime").all(), town
         out = run_95.events[(run_95.events["event"] == "displacement") & (run_95.events["note"] == "front")]
-        assert (out["town"].astype(str) == town).any(), town
+        front_days = set(out.loc[out["town"].astype(str) == town, "day"])
+        assert len(front_days) > 1, town  # leaving over several days
 
 
-# --------------------------------------------------------------------------- observed vs simulated
+def test_capture_rate_one_empties_a_taken_town_on_the_day() -> None:
+    res = simulate(idlib("days=70", "flight.capture_rate=1"), household_agents=False)
+    tw = res.towns.assign(town=res.towns["town"].astype(str))
+    day = (dt.date(2018, 1, 7) - res.scenario.start_date).days
+    sinjar = tw[tw["town"] == "Sinjar"].set_index("day")
+    assert sinjar.loc[day - 1, "persons_present"] > 0
+    assert (sinjar.loc[day:, "persons_present"] == 0).all()
 
 
-def _window_sum_from_events(frames: Frames, first: int, last: int) -> float:
-    ev = frames["events"]
-    moves = ev[(ev["event"] == "displacement") & (ev["day"] >= first) & (ev["day"] <= last)]
-    return float(moves["persons"].sum())
+# --------------------------------------------------------------------------- the record vs simulated
 
 
-def test_observed_values_are_recomputed_from_the_run(run_95: SimulationResult) -> None:
+def test_record_values_are_recomputed_from_the_run(run_95: SimulationResult) -> None:
     sc = run_95.scenario
-    table = observed_table(sc, [run_95.frames])
-    assert list(table["figure"]) == [f.name for f in sc.observed.figures]
-    for fig, row in zip(sc.observed.figures, table.itertuples(index=False), strict=True):
-        first, last, _ = window_days(fig, sc, 95)
-        if row.check == NOT_REACHED:  # the window ends after day 94: no model value
-            assert last < sc.day_of(fig.end) and row.simulated != row.simulated
-            continue
-        if fig.kind == "displacements":
-            assert row.simulated == pytest.approx(_window_sum_from_events(run_95.frames, first, last))
-            assert row.simulated == pytest.approx(displacements(run_95.frames, first, last))
-        elif fig.kind == "arrival_share":
-            ev = run_95.events
-            moves = ev[(ev["event"] == "displacement") & ev["day"].between(first, last)]
-            share = moves[moves["to_town"].astype(str).isin(fig.towns)]["persons"].sum() / moves["persons"].sum()
-            assert row.simulated == pytest.approx(share)
-            assert row.simulated == pytest.approx(arrival_share(run_95.frames, fig.towns, first, last))
-        elif fig.kind == "council_independent":
-            tw = run_95.towns
-            last_row = tw[(tw["day"] == 94) & (tw["town"].astype(str) == fig.towns[0])]
-            assert row.simulated == float(last_row["council_independent"].iloc[0])
-        elif fig.kind == "killed":
-            tw = run_95.towns
-            inside = tw["day"].between(first, last) & tw["town"].astype(str).isin(fig.towns)
-            assert row.simulated == pytest.approx(tw.loc[inside, "killed"].sum())
-            assert 0 < row.simulated < tw.loc[tw["day"].between(first, last), "killed"].sum() + 1
-            assert row.simulated == pytest.approx(killed(run_95.frames, fig.towns, first, last))
-        elif fig.kind == "hosted_displaced":
-            tw = run_95.towns
-            rows = tw[(tw["day"] == last) & tw["town"].astype(str).isin(fig.towns)]
-            assert row.simulated == pytest.approx(rows["hosted_displaced"].sum())
-        else:
-            assert fig.kind == "protest_present"
-            tw = run_95.towns
-            rows = tw[tw["day"].between(first, last) & tw["town"].astype(str).isin(fig.towns)]
-            level = (rows["protest_share"] * rows["persons_present"]).sum() / rows["persons_present"].sum()
-            assert row.simulated == float(level > fig.threshold)
-        assert row.observed == fig.value
-        assert row.ratio == pytest.approx(row.simulated / fig.value)
-        assert row.calibrated == ("yes" if fig.calibrated else "no")
+    rec = load_scenario(IDLIB).record
+    table = R.compare_run(rec, sc, run_95.frames).set_index("id")
+    assert list(table.index) == [e.id for e in rec.entries if not e.context]
+    ev, tw = run_95.events, run_95.towns
+    gov = set(rec.governorate.towns)
+    moves = ev[(ev["event"] == "displacement") & ev["date"].between("2017-12-15", "2018-01-22")]
+    touching = moves["town"].astype(str).isin(gov) | moves["to_town"].astype(str).isin(gov)
+    row = table.loc["acaps-displacements-2018-01-22"]
+    assert row["simulated"] == pytest.approx(moves.loc[touching, "persons"].sum())
+    assert (
+        row["agreement"] == (R.AGREE if 212000 * 0.75 <= row["simulated"] <= 212000 * 1.25 else R.DISAGREE)
+        and row["role"] == "calibration"
+    )
+    moves = ev[(ev["event"] == "displacement") & ev["date"].between("2017-12-15", "2018-02-03")]
+    moves = moves[moves["town"].astype(str).isin(gov) | moves["to_town"].astype(str).isin(gov)]
+    dest = set(rec.towns_of("OCHA main destinations")[0])
+    share = moves[moves["to_town"].astype(str).isin(dest)]["persons"].sum() / moves["persons"].sum()
+    assert table.loc["ocha-mainly-toward-2018-02-03", "simulated"] == pytest.approx(share)
+    strikes = ev[(ev["event"] == "strike") & ev["date"].between("2018-01-01", "2018-01-31")]
+    killed = strikes[strikes["town"].astype(str).isin(gov)]["persons"].sum()
+    assert table.loc["snhr-killed-2018-01", "simulated"] == pytest.approx(killed)
+    atarib = tw[tw["town"].astype(str) == "Atarib"]
+    want = R.AGREE if atarib["council_independent"].astype(bool).all() else R.DISAGREE
+    assert table.loc["atarib-council-independent-2017-11-2018-04", "agreement"] == want
+    # the run ends on 3 Feb: later entries are not reached, a state over the window is checked partially
+    assert table.loc["ismi-returns-2018-02-03", "agreement"] == R.NOT_REACHED
+    assert "partial" in table.loc["atarib-council-independent-2017-11-2018-04", "note"]
 
 
-def test_observed_table_changes_when_the_run_changes(run_95: SimulationResult) -> None:
-    fig = next(f for f in run_95.scenario.observed.figures if f.kind == "displacements")
-    base = figure_value(fig, run_95.scenario, run_95.frames)
+def test_record_table_changes_when_the_run_changes(run_95: SimulationResult) -> None:
+    rec = load_scenario(IDLIB).record
+    entry = rec.entry("acaps-displacements-2018-01-22")
+    base = R.target_value(entry, run_95.scenario, run_95.frames, rec)
     calm = simulate(idlib("days=95", "flight.front_rate=0", "flight.exposure_rate=0"), household_agents=False)
-    assert figure_value(fig, calm.scenario, calm.frames) < base
+    assert R.target_value(entry, calm.scenario, calm.frames, rec) < base
     other_seed = simulate(idlib("days=95"), seed=7, household_agents=False)
-    assert figure_value(fig, other_seed.scenario, other_seed.frames) != base
+    assert R.target_value(entry, other_seed.scenario, other_seed.frames, rec) != base
 
 
 def test_replicates_use_seeds_spawned_from_the_run_seed(run_95: SimulationResult) -> None:
     seeds = replicate_seeds(run_95.seed, 3)
     assert seeds[0] == run_95.seed and len(set(seeds)) == 3
     assert seeds == replicate_seeds(run_95.seed, 3)
-    called: list[int] = []
-
-    def fake_runner(scenario: Scenario, seed: int) -> Frames:
-        called.append(seed)
-        return run_95.frames
-
-    table, info = compare(run_95, replicates=3, runner=fake_runner)
-    assert called == seeds[1:]
-    assert info["observed"]["replicate_seeds"] == seeds
-    assert (table["replicates"] == 3).all()
-    reached = table[table["check"] != NOT_REACHED]  # windows ending after day 94 have no value
-    assert len(reached) >= 4
-    assert (reached["sim_min"] <= reached["simulated"]).all() and (reached["simulated"] <= reached["sim_max"]).all()
+    assert isinstance(run_95.frames, dict)
+    _: Frames = run_95.frames
 
 
 # --------------------------------------------------------------------------- command line
@@ -223,17 +209,41 @@ def test_unknown_calendar_town_is_a_clean_cli_error(tmp_path: Path, run_cli: Cal
     assert "unknown town 'Atareb'" in message and "did you mean 'Atarib'" in message
 
 
-@pytest.mark.slow
-def test_cli_run_writes_map_and_observed_table(tmp_path: Path, run_cli: Callable[..., object]) -> None:
-    proc = run_cli(
-        "run", IDLIB, "--days", "40", "--run-id", "t", "--set", "households.sample_fraction=0.01",
-        "--set", "observed.replicates=2",
-    )  # fmt: skip
+def test_cli_run_writes_the_record_table_and_figure_and_prints_agreement_counts(
+    tmp_path: Path, run_cli: Callable[..., object]
+) -> None:
+    """`python3 dev.py run`'s command (sim run scenarios/idlib_2017_2018.yaml) at a small sample fraction."""
+    import matplotlib.pyplot as plt
+
+    from sim.viz.record import PANELS, plot_record, towns_with_entries
+
+    proc = run_cli("run", IDLIB, "--run-id", "t", "--set", "households.sample_fraction=0.01", timeout=300)
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "results" / "idlib_2017_2018" / "t"
-    for name in ("timeseries.parquet", "towns.parquet", "events.parquet", "summary.png", "map.png", "observed.csv"):
+    for name in ("timeseries.parquet", "towns.parquet", "events.parquet", "summary.png", "map.png"):
         assert (folder / name).exists(), name
-    obs = pd.read_csv(folder / "observed.csv")
-    assert {"figure", "simulated", "sim_min", "sim_max", "observed", "ratio", "source", "calibrated"} <= set(obs)
-    assert (obs["replicates"] == 2).all()
-    assert "observed vs simulated" in proc.stdout
+    assert not (folder / "observed.csv").exists()
+    assert (folder / "record.png").stat().st_size > 0
+    table = pd.read_csv(folder / "record.csv", keep_default_na=False, na_values=[""])
+    assert list(table.columns) == list(R.COLUMNS)
+    rec = load_scenario(IDLIB).record
+    assert list(table["id"]) == [e.id for e in rec.entries if not e.context]
+    assert set(table["agreement"]) <= set(R.AGREEMENTS) and R.NOT_REACHED not in set(table["agreement"])
+    out = proc.stdout
+    assert "record, calibration entries" in out and "record, validation entries" in out
+    counts = R.agreement_counts(table)
+    for role in ("calibration", "validation"):
+        sub = counts[counts["role"] == role]
+        n_agree = int(sub[R.AGREE].sum())
+        assert f"{int(sub['entries'].sum())} entries: {n_agree} agree" in out
+        for kind in sub["kind"]:
+            assert f"    {kind}:" in out
+    # the record figure of the real run folder draws every town that has an entry
+    frames = {"towns": pd.read_parquet(folder / "towns.parquet")}
+    fig = plot_record(rec, frames, comparison=table)
+    try:
+        towns = towns_with_entries(rec)
+        assert len(fig.axes) == len(towns) * len(PANELS)
+        assert [ax.get_ylabel() for ax in fig.axes if ax.get_subplotspec().colspan.start == 0] == towns
+    finally:
+        plt.close(fig)

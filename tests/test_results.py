@@ -45,6 +45,7 @@ def test_load_calendar_run_with_observed():
     run = results.load(data.idlib_run())
     assert run.has_calendar and pd.api.types.is_datetime64_any_dtype(run.timeseries["date"])
     assert run.observed is not None and {"figure", "simulated", "observed"} <= set(run.observed.columns)
+    assert run.record is not None and {"id", "kind", "recorded", "simulated", "agreement", "role"} <= set(run.record)
     assert run.town_table()["geo"].all()
     assert run.day_of("2017-11-11") == 10
     assert run.date_of(10) == pd.Timestamp("2017-11-11")
@@ -116,7 +117,14 @@ def test_sim_plot_run_folder(tmp_path: Path):
     proc = sim_cli("plot", data.idlib_run(), "--out", out)
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in out.glob("*.png")}
-    assert {"summary.png", "towns_cooperation.png", "map.png", "observed.png", "displacement_check.png"} <= names
+    assert {
+        "summary.png",
+        "towns_cooperation.png",
+        "map.png",
+        "observed.png",
+        "displacement_check.png",
+        "record.png",
+    } <= names
     assert all(p.stat().st_size > 10_000 for p in out.glob("*.png"))
 
 

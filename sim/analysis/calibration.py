@@ -9,7 +9,7 @@ this module writes what a calibration folder's tables say:
 * :func:`probability_table`, :func:`verdict_text`, :func:`write_thesis_report` - the posterior
   thesis's P(effect > +ROPE), P(|effect| <= ROPE), P(effect < -ROPE) from its stored runs.
 
-How a run's tables give a recorded figure's value (:func:`sim.analysis.observed.figure_value`)
+How a run's tables give a target's value (:func:`sim.run.record.target_value`: the record's observation models)
 lives in this layer, so the entry points that simulate (:func:`calibrate`, :func:`posterior_thesis`,
 :func:`run_rejection`, :func:`run_abc_mcmc`, :func:`scale_check`, :func:`target_values`) are
 bound to it here and delegate everything else to :mod:`sim.experiments.inference`.
@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.analysis.observed import figure_value
 from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
 from sim.analysis.thesis import markdown_table, paired_differences, rope_for
 from sim.experiments.comparisons import COMPARISONS, OUTCOMES, POLICY, POSTERIOR_OUTCOMES
@@ -43,10 +42,10 @@ from sim.experiments.inference.driver import CalibrationResult
 from sim.experiments.inference.folder import StoredCalibration, load_calibration_folder
 from sim.experiments.inference.thesis import SOURCES, run_posterior_draws
 from sim.run.provenance import stamp
+from sim.run.record import target_value
 from sim.run.store import write_csv_atomic, write_json_atomic, write_parquet, write_text_atomic
 from sim.scenario.calibration import Calibration
 from sim.scenario.loader import ScenarioError
-from sim.scenario.schema import ObservedFigure
 
 __all__ = [
     "CalibrationResult",
@@ -73,30 +72,31 @@ __all__ = [
 
 
 def target_values(
-    base: dict[str, Any], values: dict[str, float], seed: int, figures: list[ObservedFigure]
+    base: dict[str, Any], values: dict[str, float], seed: int, figures: list[Any], record: Any = None
 ) -> dict[str, float]:
-    """Simulate ``base`` with parameter ``values`` (by key path) and ``seed``; the value of each figure."""
-    return targets.target_values(base, values, seed, figures, figure_value)
+    """Simulate ``base`` with parameter ``values`` (by key path) and ``seed``; the value of each target
+    item (record entries of ``record``, or observed figures)."""
+    return targets.target_values(base, values, seed, figures, target_value, record)
 
 
 def target_model(cal: Calibration) -> targets.TargetModel:
     """The statistics pyabc judges a simulation of ``cal`` by (residuals and values of its targets)."""
-    return targets.TargetModel(cal.base_config(), cal.targets, figure_value)
+    return targets.TargetModel(cal.base_config(), cal.targets, target_value, cal.record)
 
 
 def run_rejection(cal: Calibration, folder: str | Path, **options: Any) -> SamplerResult:
     """Rejection ABC (:func:`sim.experiments.inference.rejection.run_rejection`) on the record."""
-    return rejection.run_rejection(cal, folder, figure_value, **options)
+    return rejection.run_rejection(cal, folder, target_value, **options)
 
 
 def run_abc_mcmc(cal: Calibration, folder: str | Path, **options: Any) -> SamplerResult:
     """Rejection ABC, then ABC-MCMC (:func:`sim.experiments.inference.mcmc.run_abc_mcmc`) on the record."""
-    return mcmc.run_abc_mcmc(cal, folder, figure_value, **options)
+    return mcmc.run_abc_mcmc(cal, folder, target_value, **options)
 
 
 def scale_check(engine: Engine, cal: Calibration, median: dict[str, float], seed: int) -> pd.DataFrame:
     """The scale check (:func:`sim.experiments.inference.checks.scale_check`) on the record."""
-    return checks.scale_check(engine, cal, median, seed, figure_value)
+    return checks.scale_check(engine, cal, median, seed, target_value)
 
 
 def calibrate(
@@ -117,7 +117,7 @@ def calibrate(
         CalibrationFailed: the sampler ended without a posterior.
     """
     result = driver.calibrate(
-        cal, out, figure_value, method=method, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress
+        cal, out, target_value, method=method, workers=workers, scheduler=scheduler, fresh=fresh, progress=progress
     )
     sampled = result.calibration or cal
     result.report = write_calibration_report(
@@ -271,7 +271,7 @@ def write_calibration_report(
         "",
         "Target uncertainties and their reasons:",
         "",
-        *[f"- {t.name} ({t.role}): +-{t.half_width:.4g} ({t.reason}); source: {t.figure.source}" for t in cal.targets],
+        *[f"- {t.name} ({t.role}): +-{t.half_width:.4g} ({t.reason}); source: {t.source}" for t in cal.targets],
         "",
         "## Scale check",
         "",

@@ -22,6 +22,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+# The simulated value of one figure in one run (figure_value and its helpers) is computed in
+# sim.run.record, below the experiments layer, so calibration and this table read the same rule.
+from sim.run.record import (
+    council_independent,
+    figure_value,
+    hosted_displaced,
+    killed,
+    protest_level,
+    protest_present,
+    town_mean,
+    window_days,
+)
+from sim.run.record import figure_arrival_share as arrival_share
+from sim.run.record import figure_displacements as displacements
 from sim.scenario.loader import with_values
 from sim.scenario.schema import ObservedFigure, Scenario
 from sim.scenario.seeds import derive_seed
@@ -55,99 +69,18 @@ Frames = dict[str, pd.DataFrame]
 Runner = Callable[[Scenario, int], Frames]
 
 
-# --------------------------------------------------------------------------- one figure, one run
-
-
-def window_days(fig: ObservedFigure, scenario: Scenario, days_run: int) -> tuple[int, int, bool]:
-    """First and last day index of a figure's window, clipped to the run; and whether clipped."""
-    first = scenario.day_of(fig.start) if fig.start is not None else 0
-    last = scenario.day_of(fig.end) if fig.end is not None else days_run - 1
-    clipped = last > days_run - 1
-    return first, min(last, days_run - 1), clipped
-
-
-def displacements(frames: Frames, first: int, last: int) -> float:
-    """Persons displaced (flight and front moves) from day ``first`` to ``last``, both included."""
-    ts = frames["timeseries"]
-    inside = (ts["day"] >= first) & (ts["day"] <= last)
-    return float(ts.loc[inside, "displacement_moves"].sum())
-
-
-def arrival_share(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
-    """Share of the persons displaced in the window who arrived in ``towns`` (NaN if none moved)."""
-    ev = frames["events"]
-    moves = ev[(ev["event"] == "displacement") & (ev["day"] >= first) & (ev["day"] <= last)]
-    total = float(moves["persons"].sum())
-    if total <= 0:
-        return math.nan
-    into = moves["to_town"].isin(list(towns))
-    return float(moves.loc[into, "persons"].sum()) / total
-
-
-def council_independent(frames: Frames, town: str) -> float:
-    """1 if ``town``'s council is still independent of HTS on the run's last day, else 0."""
-    tw = frames["towns"]
-    last = tw[(tw["day"] == tw["day"].max()) & (tw["town"] == town)]
-    return float(bool(last["council_independent"].iloc[0]))
-
-
-def killed(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
-    """Civilians killed from day ``first`` to ``last`` in ``towns`` (every town if empty)."""
-    tw = frames["towns"]
-    inside = (tw["day"] >= first) & (tw["day"] <= last)
-    if towns:
-        inside &= tw["town"].isin(list(towns))
-    return float(tw.loc[inside, "killed"].sum())
-
-
-def hosted_displaced(frames: Frames, towns: Sequence[str], day: int) -> float:
-    """Displaced persons hosted in ``towns`` (together) at the end of ``day``."""
-    tw = frames["towns"]
-    rows = tw[(tw["day"] == day) & tw["town"].isin(list(towns))]
-    return float(rows["hosted_displaced"].sum())
-
-
-def town_mean(frames: Frames, column: str, towns: Sequence[str], first: int, last: int) -> float:
-    """Persons-weighted mean of a town-table share ``column`` in ``towns`` from day ``first`` to ``last``
-    (0 where nobody is present)."""
-    tw = frames["towns"]
-    rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].isin(list(towns))]
-    weight = float(rows["persons_present"].sum())
-    if weight <= 0:
-        return 0.0
-    return float((rows[column] * rows["persons_present"]).sum()) / weight
-
-
-def protest_level(frames: Frames, towns: Sequence[str], first: int, last: int) -> float:
-    """Persons-weighted mean protest share in ``towns`` from day ``first`` to ``last``."""
-    return town_mean(frames, "protest_share", towns, first, last)
-
-
-def protest_present(frames: Frames, towns: Sequence[str], first: int, last: int, threshold: float) -> float:
-    """1 if protest against HTS is still present in ``towns`` over the window (mean share above
-    ``threshold``), else 0."""
-    return float(protest_level(frames, towns, first, last) > threshold)
-
-
-def figure_value(fig: ObservedFigure, scenario: Scenario, frames: Frames) -> float:
-    """The simulated counterpart of one recorded figure, from one run's data."""
-    days_run = int(frames["timeseries"]["day"].max()) + 1
-    first, last, _ = window_days(fig, scenario, days_run)
-    if fig.kind == "displacements":
-        return displacements(frames, first, last)
-    if fig.kind == "arrival_share":
-        return arrival_share(frames, fig.towns, first, last)
-    if fig.kind == "council_independent":
-        return council_independent(frames, fig.towns[0])
-    if fig.kind == "killed":
-        return killed(frames, fig.towns, first, last)
-    if fig.kind == "hosted_displaced":
-        return hosted_displaced(frames, fig.towns, last)
-    if fig.kind == "protest_present":
-        return protest_present(frames, fig.towns, first, last, fig.threshold)
-    if fig.kind == "cooperation_share":
-        return town_mean(frames, "coop_share", fig.towns, first, last)
-    raise ValueError(f"unknown observed kind {fig.kind!r}")
+__all__ = [
+    "arrival_share",
+    "council_independent",
+    "displacements",
+    "figure_value",
+    "hosted_displaced",
+    "killed",
+    "protest_level",
+    "protest_present",
+    "town_mean",
+    "window_days",
+]
 
 
 # --------------------------------------------------------------------------- replicates

@@ -4,7 +4,7 @@ Three kinds of results folder exist, each recognised by its files:
 
 * a **run** (``results/<scenario>/<run-id>/``, written by :func:`sim.run.simulate.write_run`):
   ``manifest.json``, ``timeseries.parquet``, ``towns.parquet``, ``events.parquet``
-  and, for scenarios with a record, ``observed.csv``;
+  and ``record.csv`` for scenarios naming a record (``observed.csv`` for an ``observed`` block);
 * a **sweep** (``results/sweeps/<name>/``, written by ``sim sweep``): ``manifest.json``
   with ``"kind": "sweep"``, ``design.parquet``, ``runs.parquet`` and ``parts/``;
 * a **thesis** folder (``results/thesis/<scenario>/``, written by ``sim thesis``):
@@ -63,6 +63,7 @@ class RunFolder:
     events: pd.DataFrame
     observed: pd.DataFrame | None = None
     kind: Kind = "run"
+    record: pd.DataFrame | None = None  # record.csv: the run against the scenario's record
 
     @property
     def name(self) -> str:
@@ -177,7 +178,9 @@ def load_run_folder(folder: str | Path) -> RunFolder:
             raise ResultsError(f"{folder}: not a complete run folder (no {name}.parquet)")
         tables[name] = read_parquet(path, required=["day"] if name == "timeseries" else ())
     observed = read_csv(folder / "observed.csv") if (folder / "observed.csv").is_file() else None
-    return RunFolder(folder, manifest, tables["timeseries"], tables["towns"], tables["events"], observed)
+    record_csv = folder / "record.csv"
+    record = read_csv(record_csv, keep_default_na=False, na_values=[""]) if record_csv.is_file() else None
+    return RunFolder(folder, manifest, tables["timeseries"], tables["towns"], tables["events"], observed, record=record)
 
 
 def from_result(result: RunResult) -> RunFolder:

@@ -104,35 +104,17 @@ def summary_text(result, folder: Path) -> str:
         f"  strikes {int(last['strikes_cum'])}, killed {last['killed_cum']:,.0f}, displaced now "
         f"{last['displaced_persons']:,.0f}, displacements {last['displacement_moves_cum']:,.0f}",
     ]
-    observed = folder / "observed.csv"
-    if observed.exists():
+    record = folder / "record.csv"
+    if record.exists():
         import pandas as pd
 
-        from sim.analysis.observed import NOT_REACHED
+        from sim.run.record import counts_text
 
-        obs = pd.read_csv(observed, keep_default_na=False, na_values=[""])
-        headings = {
-            "calibration": "  observed vs simulated, calibration targets (fitted by sim calibrate):",
-            "validation": "  observed vs simulated, validation targets (held out of fitting):",
-            "check": "  observed vs simulated, other checks:",
-        }
-        roles = obs["role"] if "role" in obs.columns else pd.Series(["check"] * len(obs))
-        for role, heading in headings.items():
-            rows = obs[roles.to_numpy() == role]
-            if not len(rows):
-                continue
-            lines.append(heading)
-            for _, row in rows.iterrows():
-                if row["check"] == NOT_REACHED:
-                    lines.append(f"    {row['figure']}: {NOT_REACHED} (window {row['window']}; the run ends {when})")
-                elif pd.isna(row["simulated"]):
-                    lines.append(f"    {row['figure']}: no model value ({row['check']}; {row['source']})")
-                else:
-                    ratio = f"ratio {row['ratio']:.2f}; " if pd.notna(row["ratio"]) else ""
-                    lines.append(
-                        f"    {row['figure']}: model {_num(row['simulated'])} vs recorded {_num(row['observed'])} "
-                        f"({ratio}{row['source']})"
-                    )
+        table = pd.read_csv(record, keep_default_na=False, na_values=[""])
+        lines += counts_text(table)
+        lines.append(
+            f"  per entry: {record.name}; figure: record.png (agreement: within the entry's stated uncertainty)"
+        )
     lines.append(f"results: {folder}")
     return "\n".join(lines)
 

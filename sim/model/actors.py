@@ -262,12 +262,14 @@ class RegimeFront(mesa.Agent):
         self.stream = state.streams.front
 
     def step(self) -> None:
-        """Step 2: apply today's front changes; towns taken by the regime are emptied."""
+        """Step 2: towns the regime holds empty a little more; then today's front changes."""
         s = self.state
         ts = s.town_state
         cfg = s.scenario.front
         if not cfg.enabled:
             return
+        for town in np.flatnonzero(ts.front == REGIME):
+            flight(s, fallen_town=int(town))  # those still in a taken town leave at flight.capture_rate
         changes = list(self.events.get(s.day, []))
         contested = np.flatnonzero(ts.front == CONTESTED)
         u = self.stream.random(ts.n)
@@ -289,7 +291,8 @@ class RegimeFront(mesa.Agent):
         towns.update_front_proximity(s)
 
     def regime_takes(self, town: int) -> None:
-        """The regime takes ``town``: HTS and councils gone, everyone present flees."""
+        """The regime takes ``town``: HTS and councils gone, the town closed to arrivals and returns; those
+        present leave over the following days (each day a share ``flight.capture_rate``, the first on the day)."""
         s = self.state
         ts = s.town_state
         ts.open[town] = False

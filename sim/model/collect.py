@@ -400,7 +400,8 @@ EVENT_KINDS: dict[str, str] = {
     ),
     "displacement": (
         "Persons fleeing from `town` to `to_town` on this day; `note` is `flight` (own decision) "
-        "or `front` (everyone present flees a town the regime takes) or `fighting` (flight from a contested town)."
+        "or `front` (leaving a town the regime has taken, over days at "
+        "`flight.capture_rate`) or `fighting` (flight from a contested town)."
     ),
     "return": "Displaced persons going back from `town` to their home town `to_town`.",
     "arrests": "HTS arrests protesters in `town`; `count` arrests, `persons` arrested persons.",

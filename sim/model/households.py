@@ -353,11 +353,12 @@ def flight(
 
     Three callers, one rule. The daily household step passes ``u_flee`` (one uniform
     per household) and each household's exposure ``E_i``; the front passes
-    ``fallen_town`` when the regime takes a town, and everyone present must leave;
+    ``fallen_town`` each day for a town the regime holds, which those present leave over days;
     a fight for a town passes ``contested_town`` (ODD 7.6).
 
-    1. Who flees. Forced: every living household in ``fallen_town`` (uniforms from
-       the front stream, one per household present). From a fight: each living
+    1. Who flees. Forced: each living household in ``fallen_town`` with probability
+       ``flight.capture_rate`` a day (uniforms from the front stream, one per household present;
+       rate 1 empties the town on the day it falls). From a fight: each living
        household in ``contested_town`` with probability ``rivals.fight_flight`` (uniforms
        from the fight stream, one per household present). Otherwise the daily hazard
        ``h_i = f_E * s_exit * F_i * E_i + f_front * front_proximity_t * open_t``;
@@ -372,10 +373,16 @@ def flight(
     hh = state.hh
     ts = state.town_state
     if fallen_town >= 0:
-        fleeing = np.flatnonzero((hh.town == fallen_town) & (hh.persons > 0))
+        here = np.flatnonzero((hh.town == fallen_town) & (hh.persons > 0))
+        if not len(here):
+            return
+        rate = state.scenario.flight.capture_rate
+        u = state.streams.front.random(len(here))
+        go = u < rate
+        fleeing = here[go]
         if not len(fleeing):
             return
-        u_dest = state.streams.front.random(len(fleeing))
+        u_dest = u[go] / rate
         reason = "front"
     elif contested_town >= 0:
         here = np.flatnonzero((hh.town == contested_town) & (hh.persons > 0))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from sim.scenario.record import GOVERNORATE, HTS, Entry, Record
+from sim.scenario.schema import ObservedFigure, Scenario
 
 AGREE = "agree"
 DISAGREE = "disagree"
@@ -77,6 +78,7 @@ NEEDED_COLUMNS = {
 }
 
 Tables = Mapping[str, pd.DataFrame]
+FigureFrames = Mapping[str, pd.DataFrame]
 
 
 @dataclass(frozen=True)
@@ -673,3 +675,179 @@ def missing_columns(tables: Tables) -> list[str]:
         if k not in kinds:
             out.append(f"events.{k}")
     return out
+
+
+# --------------------------------------------------------------------------- a run's record
+
+
+def run_end_date(scenario: Any, days: int | None = None) -> dt.date:
+    """The calendar date of a run's last day (the scenario's ``start_date`` plus ``days - 1``)."""
+    if scenario.start_date is None:
+        raise ValueError(f"scenario {scenario.name!r} has no start_date: a record needs a calendar")
+    n = scenario.days if days is None else int(days)
+    return scenario.start_date + dt.timedelta(days=n - 1)
+
+
+def compare_run(record: Record, scenario: Any, tables: Tables) -> pd.DataFrame:
+    """:func:`compare` for one run of ``scenario`` (its last day from the run's own tables)."""
+    ts = tables.get("timeseries")
+    days = int(ts["day"].max()) + 1 if ts is not None and "day" in ts.columns and len(ts) else None
+    return compare(record, tables, run_end_date(scenario, days))
+
+
+def agreement_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Entries of a :func:`compare` table counted by role, kind and agreement.
+
+    One row per (role, kind), columns ``role``, ``kind``, ``entries`` and one per
+    :data:`AGREEMENTS`; roles in the order calibration, validation, check.
+    """
+    rows = []
+    for role in ("calibration", "validation", "check"):
+        sub = table[table["role"] == role]
+        for kind in dict.fromkeys(sub["kind"]):
+            agreements = sub.loc[sub["kind"] == kind, "agreement"]
+            counted = {a: int((agreements == a).sum()) for a in AGREEMENTS}
+            rows.append({"role": role, "kind": kind, "entries": len(agreements), **counted})
+    return pd.DataFrame(rows, columns=["role", "kind", "entries", *AGREEMENTS])
+
+
+def counts_text(table: pd.DataFrame, indent: str = "  ") -> list[str]:
+    """Lines of the run summary: agreement counts per kind, calibration and validation apart."""
+    counts = agreement_counts(table)
+    headings = {
+        "calibration": "record, calibration entries (targets of sim calibrate)",
+        "validation": "record, validation entries (held out of fitting)",
+        "check": "record, checks (inputs the scenario holds, or context)",
+    }
+    lines: list[str] = []
+    for role, heading in headings.items():
+        sub = counts[counts["role"] == role]
+        if not len(sub):
+            continue
+        total = {a: int(sub[a].sum()) for a in AGREEMENTS}
+        parts = ", ".join(f"{total[a]} {a}" for a in AGREEMENTS if total[a])
+        lines.append(f"{indent}{heading}: {int(sub['entries'].sum())} entries: {parts}")
+        for _, r in sub.iterrows():
+            kinds = ", ".join(f"{int(r[a])} {a}" for a in AGREEMENTS if r[a])
+            lines.append(f"{indent}  {r['kind'] + ':':<17} {kinds}")
+    return lines
+
+
+# --------------------------------------------------------------------------- observed figures (no record)
+
+
+def window_days(fig: ObservedFigure, scenario: Scenario, days_run: int) -> tuple[int, int, bool]:
+    """First and last day index of a figure's window, clipped to the run; and whether clipped."""
+    first = scenario.day_of(fig.start) if fig.start is not None else 0
+    last = scenario.day_of(fig.end) if fig.end is not None else days_run - 1
+    clipped = last > days_run - 1
+    return first, min(last, days_run - 1), clipped
+
+
+def figure_displacements(frames: FigureFrames, first: int, last: int) -> float:
+    """Persons displaced (flight and front moves) from day ``first`` to ``last``, both included."""
+    ts = frames["timeseries"]
+    inside = (ts["day"] >= first) & (ts["day"] <= last)
+    return float(ts.loc[inside, "displacement_moves"].sum())
+
+
+def figure_arrival_share(frames: FigureFrames, towns: Sequence[str], first: int, last: int) -> float:
+    """Share of the persons displaced in the window who arrived in ``towns`` (NaN if none moved)."""
+    ev = frames["events"]
+    moves = ev[(ev["event"] == "displacement") & (ev["day"] >= first) & (ev["day"] <= last)]
+    total = float(moves["persons"].sum())
+    if total <= 0:
+        return math.nan
+    into = moves["to_town"].isin(list(towns))
+    return float(moves.loc[into, "persons"].sum()) / total
+
+
+def council_independent(frames: FigureFrames, town: str) -> float:
+    """1 if ``town``'s council is still independent of HTS on the run's last day, else 0."""
+    tw = frames["towns"]
+    last = tw[(tw["day"] == tw["day"].max()) & (tw["town"] == town)]
+    return float(bool(last["council_independent"].iloc[0]))
+
+
+def killed(frames: FigureFrames, towns: Sequence[str], first: int, last: int) -> float:
+    """Civilians killed from day ``first`` to ``last`` in ``towns`` (every town if empty)."""
+    tw = frames["towns"]
+    inside = (tw["day"] >= first) & (tw["day"] <= last)
+    if towns:
+        inside &= tw["town"].isin(list(towns))
+    return float(tw.loc[inside, "killed"].sum())
+
+
+def hosted_displaced(frames: FigureFrames, towns: Sequence[str], day: int) -> float:
+    """Displaced persons hosted in ``towns`` (together) at the end of ``day``."""
+    tw = frames["towns"]
+    rows = tw[(tw["day"] == day) & tw["town"].isin(list(towns))]
+    return float(rows["hosted_displaced"].sum())
+
+
+def town_mean(frames: FigureFrames, column: str, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean of a town-table share ``column`` in ``towns`` from day ``first`` to ``last``
+    (0 where nobody is present)."""
+    tw = frames["towns"]
+    rows = tw[(tw["day"] >= first) & (tw["day"] <= last) & tw["town"].isin(list(towns))]
+    weight = float(rows["persons_present"].sum())
+    if weight <= 0:
+        return 0.0
+    return float((rows[column] * rows["persons_present"]).sum()) / weight
+
+
+def protest_level(frames: FigureFrames, towns: Sequence[str], first: int, last: int) -> float:
+    """Persons-weighted mean protest share in ``towns`` from day ``first`` to ``last``."""
+    return town_mean(frames, "protest_share", towns, first, last)
+
+
+def protest_present(frames: FigureFrames, towns: Sequence[str], first: int, last: int, threshold: float) -> float:
+    """1 if protest against HTS is still present in ``towns`` over the window (mean share above
+    ``threshold``), else 0."""
+    return float(protest_level(frames, towns, first, last) > threshold)
+
+
+def figure_value(fig: ObservedFigure, scenario: Scenario, frames: FigureFrames) -> float:
+    """The simulated counterpart of one recorded figure, from one run's data."""
+    days_run = int(frames["timeseries"]["day"].max()) + 1
+    first, last, _ = window_days(fig, scenario, days_run)
+    if fig.kind == "displacements":
+        return figure_displacements(frames, first, last)
+    if fig.kind == "arrival_share":
+        return figure_arrival_share(frames, fig.towns, first, last)
+    if fig.kind == "council_independent":
+        return council_independent(frames, fig.towns[0])
+    if fig.kind == "killed":
+        return killed(frames, fig.towns, first, last)
+    if fig.kind == "hosted_displaced":
+        return hosted_displaced(frames, fig.towns, last)
+    if fig.kind == "protest_present":
+        return protest_present(frames, fig.towns, first, last, fig.threshold)
+    if fig.kind == "cooperation_share":
+        return town_mean(frames, "coop_share", fig.towns, first, last)
+    raise ValueError(f"unknown observed kind {fig.kind!r}")
+
+
+# --------------------------------------------------------------------------- calibration targets
+
+
+def entry_value(entry: Entry, record: Record, tables: Tables) -> float:
+    """The value calibration judges a record entry by in one run: the simulated number of a numeric
+    entry (:func:`observe`'s ``simulated``), 1 or 0 for the agreement of a categorical one, NaN when the
+    model has no value for it."""
+    obs = observe(entry, record, tables)
+    if obs.agreement not in (AGREE, DISAGREE):
+        return math.nan
+    if entry.numeric and isinstance(obs.simulated, (int, float)):
+        return float(obs.simulated)
+    return 1.0 if obs.agreement == AGREE else 0.0
+
+
+def target_value(item: Any, scenario: Any, tables: Tables, record: Record | None = None) -> float:
+    """A calibration target's value in one run: a record entry (:func:`entry_value`, with its ``record``)
+    or an observed figure of a scenario without a record (:func:`figure_value`)."""
+    if isinstance(item, Entry):
+        if record is None:
+            raise ValueError(f"record entry {item.id!r} needs its record")
+        return entry_value(item, record, tables)
+    return figure_value(item, scenario, tables)

@@ -37,6 +37,9 @@ class SimulationResult:
     frames: dict[str, pd.DataFrame]
     manifest: dict[str, Any]
     snapshots: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    #: The scenario's record (sim.scenario.record.Record) when it was loaded from its files; see
+    #: :func:`sim.scenario.record.scenario_record` for a scenario built in memory.
+    record: Any = None
 
     @property
     def timeseries(self) -> pd.DataFrame:
@@ -118,7 +121,7 @@ def simulate(
     }
     snapshots = model.snapshots
     model.release()
-    return SimulationResult(sc, seed, frames, manifest, snapshots)
+    return SimulationResult(sc, seed, frames, manifest, snapshots, loaded.record if loaded is not None else None)
 
 
 def run_model(

@@ -1,9 +1,13 @@
 """Calibration files: priors, targets, scale and budget of ``sim calibrate``, validated like scenarios.
 
 A calibration file names the priors of the parameters to fit (by their key path in the
-scenario, each with a family and the reason for it), the uncertainty of every recorded
-figure the scenario's ``observed`` block marks ``role: calibration`` or ``role: validation``
-(with its reason), the simulation scale (``households.sample_fraction``) and the budget. It is
+scenario, each with a family and the reason for it), the targets, the simulation scale
+(``households.sample_fraction``) and the budget. For a scenario that names a record
+(:mod:`sim.scenario.record`), targets are record entries named by id: every ``calibration``
+entry of the record, and the ``validation`` entries to report beside them; the tolerance is the
+entry's own ``uncertainty.relative`` unless the file overrides it (``relative`` or
+``absolute``) with a reason. A scenario without a record names the figures of its ``observed``
+block (each with its uncertainty and reason). It is
 read by :func:`sim.scenario.loader.read_yaml` (duplicate keys and alias bombs refused) and
 every problem is one :class:`~sim.scenario.loader.ScenarioError` naming the file, the line
 and the key. Example::
@@ -15,7 +19,8 @@ and the key. Example::
       mechanisms.rally: {family: uniform, low: 0, high: 3, reason: "..."}
       flight.front_rate: {family: loguniform, low: 0.001, high: 0.03, reason: "..."}
     targets:
-      displacements 15 Dec 2017 - 22 Jan 2018: {relative: 0.15, reason: "..."}
+      ocha-displacements-2018-02-03: {}                          # the record's tolerance
+      ocha-mainly-toward-2018-02-03: {absolute: 0.1, reason: "..."}  # overridden
     budget: {population: 200, generations: 6, max_runs: 5000, min_epsilon: 0}
     quick: {population: 40, generations: 2, max_runs: 300}
 """
@@ -40,7 +45,8 @@ from sim.scenario.loader import (
     read_yaml,
     value_at,
 )
-from sim.scenario.schema import ObservedFigure
+from sim.scenario.record import Entry, Record, coverage_of
+from sim.scenario.schema import ObservedFigure, Scenario
 
 FAMILIES = ("uniform", "loguniform", "normal", "lognormal")
 
@@ -77,16 +83,23 @@ class PriorSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    """The uncertainty of one recorded figure: relative (share of the value) or absolute, and why."""
+    """A target: a record entry (by id) or an observed figure (by name), and its uncertainty.
+
+    For a record entry the tolerance is the entry's own (``uncertainty.relative``); giving
+    ``relative`` or ``absolute`` here overrides it and then needs the ``reason``. An observed
+    figure (a scenario without a record) needs exactly one of them and the reason.
+    """
 
     relative: float | None = Field(None, gt=0, le=10, description="half-width as a share of the recorded value")
     absolute: float | None = Field(None, gt=0, description="half-width in the figure's units")
-    reason: str = Field(min_length=1, description="why the record is this uncertain")
+    reason: str | None = Field(None, min_length=1, description="why the record is this uncertain (or why overridden)")
 
     @model_validator(mode="after")
     def _one(self) -> TargetSpec:
-        if (self.relative is None) == (self.absolute is None):
-            raise ValueError("give exactly one of 'relative' or 'absolute'")
+        if self.relative is not None and self.absolute is not None:
+            raise ValueError("give at most one of 'relative' or 'absolute'")
+        if (self.relative is not None or self.absolute is not None) and self.reason is None:
+            raise ValueError("an uncertainty given here needs its 'reason'")
         return self
 
 
@@ -210,34 +223,86 @@ class Prior:
 
 @dataclass(frozen=True)
 class Target:
-    """One recorded figure with its role and its uncertainty interval."""
+    """One calibration or validation target with its uncertainty interval: a record entry
+    (``entry``, with the ``coverage`` of its place) or, for a scenario without a record, an
+    observed figure (``figure``)."""
 
-    figure: ObservedFigure
+    figure: ObservedFigure | None
     relative: float | None
     absolute: float | None
     reason: str
+    entry: Entry | None = None
+    coverage: str = "exact"
 
     @property
     def name(self) -> str:
-        """The figure's name."""
-        return self.figure.name
+        """The entry's id, or the figure's name."""
+        return self.entry.id if self.entry is not None else self._figure.name
+
+    @property
+    def item(self) -> Entry | ObservedFigure:
+        """What the target's value is computed for (the entry, else the figure)."""
+        return self.entry if self.entry is not None else self._figure
+
+    @property
+    def _figure(self) -> ObservedFigure:
+        assert self.figure is not None
+        return self.figure
 
     @property
     def role(self) -> str:
         """``calibration`` or ``validation``."""
-        return self.figure.role
+        return self.entry.role if self.entry is not None else self._figure.role
+
+    @property
+    def kind(self) -> str:
+        """The entry's or figure's kind."""
+        return self.entry.kind if self.entry is not None else self._figure.kind
+
+    @property
+    def numeric(self) -> bool:
+        """Whether the recorded value is a number or range (else the target's value is its agreement, 1 or 0)."""
+        return self.entry.numeric if self.entry is not None else True
+
+    @property
+    def recorded(self) -> float:
+        """The recorded value as one number (a range's middle; 1 = the recorded category)."""
+        if self.entry is None:
+            return float(self._figure.value)
+        if not self.entry.numeric:
+            return 1.0
+        low, high = self.entry.bounds
+        return (low + high) / 2
+
+    @property
+    def source(self) -> str:
+        """The source(s) in words."""
+        if self.entry is None:
+            return self._figure.source
+        return "; ".join(f"{s.publisher}, {s.title}, {s.date}" for s in self.entry.source)
 
     @property
     def half_width(self) -> float:
-        """The stated uncertainty as a half-width in the figure's units."""
+        """The stated uncertainty as a half-width in the target's units (a category: 0.5)."""
         if self.absolute is not None:
             return float(self.absolute)
+        if self.entry is not None and not self.entry.numeric:
+            return 0.5
         assert self.relative is not None
-        return abs(self.figure.value) * float(self.relative)
+        return abs(self.recorded) * float(self.relative)
 
     def record_interval(self) -> tuple[float, float]:
         """What the record says, as an interval (a range, a bound, or the point)."""
-        f = self.figure
+        if self.entry is not None:
+            if not self.entry.numeric:
+                return 1.0, 1.0
+            low, high = self.entry.bounds
+            if self.coverage == "part":
+                return low, math.inf
+            if self.coverage == "larger":
+                return -math.inf, high
+            return low, high
+        f = self._figure
         if f.comparison == "at_least":
             return f.value, math.inf
         if f.comparison == "at_most":
@@ -247,8 +312,15 @@ class Target:
         return f.value, f.value
 
     def tolerance_interval(self) -> tuple[float, float]:
-        """The record widened by its uncertainty: values inside fit the record."""
+        """The record widened by its uncertainty: values inside fit the record.
+
+        A record entry with a relative tolerance widens each end by its own share (``low * (1 -
+        relative)``, ``high * (1 + relative)``), as :func:`sim.run.record.numeric_agreement` does.
+        """
         lo, hi = self.record_interval()
+        if self.entry is not None and self.entry.numeric and self.absolute is None:
+            assert self.relative is not None
+            return lo - abs(lo) * self.relative, hi + abs(hi) * self.relative
         w = self.half_width
         return lo - w, hi + w
 
@@ -260,10 +332,11 @@ class Target:
         if not math.isfinite(simulated):
             return 10.0
         lo, hi = self.tolerance_interval()
+        w = self.half_width or 1.0
         if simulated < lo:
-            return (simulated - lo) / self.half_width
+            return (simulated - lo) / w
         if simulated > hi:
-            return (simulated - hi) / self.half_width
+            return (simulated - hi) / w
         return 0.0
 
 
@@ -283,6 +356,7 @@ class Calibration:
     quick: bool
     scenario: LoadedScenario
     file_sha256: str
+    record: Record | None = None
 
     @property
     def calibration_targets(self) -> tuple[Target, ...]:
@@ -355,43 +429,12 @@ def load_calibration(
                     msg = e.message
                     raise _fail(path, doc.located, loc, f"prior bound {bound:g} is not a valid value: {msg}") from None
         priors.append(prior)
-    figures = {f.name: f for f in sc.observed.figures}
     run_days = days or spec.days or sc.days
-    targets = []
-    for name, t in spec.targets.items():
-        loc = ("targets", name)
-        fig = figures.get(name)
-        if fig is None:
-            import difflib
-
-            hint = difflib.get_close_matches(name, list(figures), n=1)
-            tip = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise _fail(path, doc.located, loc, f"no observed figure named {name!r} in scenario {sc.name!r}{tip}")
-        if fig.role not in ("calibration", "validation"):
-            raise _fail(
-                path,
-                doc.located,
-                loc,
-                f"observed figure {name!r} has role {fig.role!r}: give it role calibration or validation",
-            )
-        for town in fig.towns:
-            if town not in sc.town_names:
-                raise _fail(path, doc.located, loc, f"target town {town!r} does not exist in scenario {sc.name!r}")
-        first = sc.day_of(fig.start) if fig.start is not None else 0
-        last = sc.day_of(fig.end) if fig.end is not None else run_days - 1
-        if not (0 <= first <= last <= run_days - 1):
-            when = f"{sc.date_of(first)} .. {sc.date_of(last)}" if sc.start_date else f"day {first} .. {last}"
-            raise _fail(
-                path,
-                doc.located,
-                loc,
-                f"target window {when} lies outside the scenario window (days 0 .. {run_days - 1})",
-            )
-        targets.append(Target(fig, t.relative, t.absolute, t.reason))
-    named = set(spec.targets)
-    for fig in sc.observed.figures:
-        if fig.role in ("calibration", "validation") and fig.name not in named:
-            raise _fail(path, doc.located, ("targets",), f"no uncertainty given for the {fig.role} figure {fig.name!r}")
+    record: Record | None = scenario.record
+    if record is not None:
+        targets = _record_targets(spec, record, sc, run_days, path, doc.located)
+    else:
+        targets = _figure_targets(spec, sc, run_days, path, doc.located)
     if not any(t.role == "calibration" for t in targets):
         raise _fail(path, doc.located, ("targets",), "no target has role calibration")
     budget = spec.budget
@@ -413,4 +456,95 @@ def load_calibration(
         quick=quick,
         scenario=scenario,
         file_sha256=doc.sha256,
+        record=record,
     )
+
+
+def _record_targets(
+    spec: CalibrationFile, record: Record, sc: Scenario, run_days: int, path: Path, located: Located
+) -> list[Target]:
+    """Targets named by record entry id: every calibration entry of the record must be named (its
+    tolerance the entry's own unless the file overrides it with a reason); validation entries may be."""
+    import datetime as dt
+    import difflib
+
+    ids = [e.id for e in record.entries]
+    assert sc.start_date is not None  # a record needs a calendar (checked by the loader)
+    last_day = sc.start_date + dt.timedelta(days=run_days - 1)
+    targets = []
+    for name, t in spec.targets.items():
+        loc = ("targets", name)
+        if name not in ids:
+            hint = difflib.get_close_matches(name, ids, n=1)
+            tip = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise _fail(path, located, loc, f"no entry {name!r} in record {record.record!r}{tip}")
+        entry = record.entry(name)
+        if entry.role not in ("calibration", "validation"):
+            raise _fail(path, located, loc, f"record entry {name!r} has role {entry.role!r}: a check is never a target")
+        if entry.end > last_day or entry.start < sc.start_date:
+            raise _fail(
+                path,
+                located,
+                loc,
+                f"target window {entry.when_text()} lies outside the run ({sc.start_date} .. {last_day})",
+            )
+        relative, absolute, reason = t.relative, t.absolute, t.reason
+        if relative is None and absolute is None:
+            relative = entry.uncertainty.relative if entry.uncertainty.relative is not None else 0.25
+            reason = f"the record's: {entry.uncertainty.reason}"
+            if entry.numeric and relative <= 0:
+                raise _fail(
+                    path,
+                    located,
+                    loc,
+                    f"record entry {name!r} gives no tolerance (relative 0): give 'relative' or 'absolute' "
+                    "here, with the reason",
+                )
+        targets.append(Target(None, relative, absolute, str(reason), entry=entry, coverage=coverage_of(record, entry)))
+    for e in record.entries:
+        if e.role == "calibration" and not e.context and e.id not in spec.targets:
+            raise _fail(path, located, ("targets",), f"the record's calibration entry {e.id!r} is not a target")
+    return targets
+
+
+def _figure_targets(spec: CalibrationFile, sc: Scenario, run_days: int, path: Path, located: Located) -> list[Target]:
+    """Targets named by the scenario's observed figures (a scenario without a record)."""
+    figures = {f.name: f for f in sc.observed.figures}
+    targets = []
+    for name, t in spec.targets.items():
+        loc = ("targets", name)
+        fig = figures.get(name)
+        if fig is None:
+            import difflib
+
+            hint = difflib.get_close_matches(name, list(figures), n=1)
+            tip = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise _fail(path, located, loc, f"no observed figure named {name!r} in scenario {sc.name!r}{tip}")
+        if fig.role not in ("calibration", "validation"):
+            raise _fail(
+                path,
+                located,
+                loc,
+                f"observed figure {name!r} has role {fig.role!r}: give it role calibration or validation",
+            )
+        if t.relative is None and t.absolute is None:
+            raise _fail(path, located, loc, "give exactly one of 'relative' or 'absolute'")
+        for town in fig.towns:
+            if town not in sc.town_names:
+                raise _fail(path, located, loc, f"target town {town!r} does not exist in scenario {sc.name!r}")
+        first = sc.day_of(fig.start) if fig.start is not None else 0
+        last = sc.day_of(fig.end) if fig.end is not None else run_days - 1
+        if not (0 <= first <= last <= run_days - 1):
+            when = f"{sc.date_of(first)} .. {sc.date_of(last)}" if sc.start_date else f"day {first} .. {last}"
+            raise _fail(
+                path,
+                located,
+                loc,
+                f"target window {when} lies outside the scenario window (days 0 .. {run_days - 1})",
+            )
+        targets.append(Target(fig, t.relative, t.absolute, str(t.reason)))
+    named = set(spec.targets)
+    for fig in sc.observed.figures:
+        if fig.role in ("calibration", "validation") and fig.name not in named:
+            raise _fail(path, located, ("targets",), f"no uncertainty given for the {fig.role} figure {fig.name!r}")
+    return targets

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, NoReturn, Union, get_args, get_origin
@@ -296,6 +296,7 @@ class LoadedScenario:
     files: list[Path]
     file_hashes: dict[str, str]
     overrides: list[str] = field(default_factory=list)
+    record: Any = None  # the scenario's record (sim.scenario.record.Record), when it names one
 
     @property
     def path(self) -> Path:
@@ -650,12 +651,44 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Loade
     for loc, msg in scenario.dated_after(window):
         _blame(loc, msg, path, docs, overrides)
     _check_geography(scenario, docs)
-    return LoadedScenario(
-        scenario=scenario,
-        files=[d.path for d in docs],
-        file_hashes={str(d.path): d.sha256 for d in docs},
-        overrides=overrides,
-    )
+    record = _load_record(scenario, path, docs, overrides)
+    files = [d.path for d in docs]
+    hashes = {str(d.path): d.sha256 for d in docs}
+    if record is not None and record.file is not None:
+        files.append(record.file)
+        hashes[str(record.file)] = hashlib.sha256(record.file.read_bytes()).hexdigest()
+    return LoadedScenario(scenario=scenario, files=files, file_hashes=hashes, overrides=overrides, record=record)
+
+
+def record_path(scenario: Scenario, path: Path, docs: list[_Doc] | None = None) -> Path | None:
+    """The record file a scenario names (``record:``), resolved against the file that names it
+    (an override's against the scenario file the user named)."""
+    if scenario.record is None:
+        return None
+    base = path
+    for d in docs or []:
+        if d.data.get("record") == scenario.record:
+            base = d.path
+            break
+    return (base.parent / scenario.record).resolve()
+
+
+#: Reads and checks a scenario's record file: ``(file, scenario) -> Record``. Set by
+#: :mod:`sim.scenario.record` when the package is imported (the record module reads YAML through
+#: this one, so this one does not import it).
+RECORD_READER: Callable[[Path, Scenario], Any] | None = None
+
+
+def _load_record(scenario: Scenario, path: Path, docs: list[_Doc], overrides: list[str]) -> Any:
+    """The scenario's record, loaded and checked against the scenario (a problem names the record file)."""
+    file = record_path(scenario, path, docs)
+    if file is None:
+        return None
+    if not file.is_file():
+        _blame(("record",), f"record file {scenario.record!r} not found (looked at {file})", path, docs, overrides)
+    if RECORD_READER is None:
+        raise RuntimeError("sim.scenario.record is not imported: no record reader")
+    return RECORD_READER(file, scenario)
 
 
 def _blame(loc: tuple[Any, ...], msg: str, path: Path, docs: list[_Doc], overrides: list[str]) -> NoReturn:

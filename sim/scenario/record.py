@@ -50,12 +50,14 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from sim.scenario import loader
 from sim.scenario.loader import Located, ScenarioError, read_yaml
 from sim.scenario.schema import RESERVED_CONTROLLERS, Scenario, ScenarioRefError
 
@@ -525,3 +527,50 @@ def check_against(record: Record, scenario: Scenario) -> None:
         if e.actor is not None and e.actor != HTS and e.actor not in record.actors and e.actor not in groups:
             options = ", ".join([HTS, *record.actors, *groups])
             fail(("entries", i, "actor"), f"unknown actor {e.actor!r} (use one of {options})")
+
+
+def _read_for_loader(path: Path, scenario: Scenario) -> Record:
+    return load_record(path, scenario)
+
+
+loader.RECORD_READER = _read_for_loader  # load_scenario reads a scenario's record through this
+
+
+def coverage_of(record: Record, entry: Entry) -> str:
+    """How the entry's area relates to the scenario towns it is compared with: the destination's
+    coverage for an arrival share, both ends' for a flow (``exact`` when they bound it in opposite
+    directions, which the observation model reports as no model value), else the place's."""
+    _, cov = record.towns_of(entry.place)
+    if entry.to_place is None:
+        return cov
+    _, cov_to = record.towns_of(entry.to_place)
+    if entry.kind == "arrival_share":
+        return cov_to
+    kinds = {cov, cov_to} - {"exact"}
+    return kinds.pop() if len(kinds) == 1 else "exact"
+
+
+def scenario_record(scenario: Scenario) -> Record | None:
+    """The record a scenario names (``record:``) when the scenario came without its file (built in
+    memory, sent to a worker): looked up in the shipped scenarios folder. None when it names none.
+
+    Raises:
+        ScenarioError: the file is not there, or is not a valid record for ``scenario``.
+    """
+    from sim.scenario import shipped
+
+    if scenario.record is None:
+        return None
+    root = shipped.scenarios_dir()
+    path = (root / scenario.record) if root is not None else Path(scenario.record)
+    if not path.is_file():
+        raise ScenarioError(None, f"record file {scenario.record!r} not found (looked at {path})", key="record")
+    record = _cached_record(str(path.resolve()), path.stat().st_mtime_ns)
+    check_against(record, scenario)
+    return record
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_record(path: str, mtime_ns: int) -> Record:
+    """A record file read once per process (and again when it changes)."""
+    return load_record(path)

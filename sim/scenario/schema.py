@@ -402,6 +402,14 @@ class Flight(Strict):
         1.5, 0, 5, unit="-", doc="gamma in destination weight capacity*safety/distance^gamma."
     )
     return_rate: float = param(0.005, 0, 1, unit="1/day", doc="Daily return home probability when home is safe.")
+    capture_rate: float = param(
+        0.25,
+        0,
+        1,
+        unit="1/day",
+        source="assumed (a town taken by the regime empties over days, not in one day: about 94% gone in ten days)",
+        doc="Daily probability that a household still in a town the regime has taken leaves it (1: all on the day).",
+    )
     safety_harm_scale: float = param(1.0, 0.01, 100, unit="harm", doc="Exposure at which safety falls by 1/e.")
     border_safety: float = param(2.0, 1, 20, unit="multiplier", doc="Safety bonus of border towns.")
     network_weight: float = param(
@@ -1179,6 +1187,11 @@ class Scenario(Strict):
     baseline: Baseline = Field(default_factory=Baseline)
     output: Output = Field(default_factory=Output)
     observed: Observed = Field(default_factory=Observed)
+    record: str | None = Field(
+        None,
+        description="the scenario's record file (scenarios/record/<name>.yaml), relative to the scenario file "
+        "that names it: dated, sourced observations every run is compared with (record.csv)",
+    )
 
     @model_validator(mode="after")
     def _cross_references(self) -> Scenario:

@@ -2,8 +2,8 @@
 
 Analysis and storage never draw; this module adds the figures to what they wrote:
 
-* :func:`write_run_folder` stores a run with its summary, map and observed-vs-simulated
-  table (the folder ``sim run`` writes);
+* :func:`write_run_folder` stores a run with its summary, map and, for a scenario naming a
+  record, the record table and figure (``record.csv``, ``record.png``; the folder ``sim run`` writes);
 * :func:`standard_figures` draws the figure set of any results folder (``sim plot``);
 * :func:`draw_thesis_figures` and :func:`draw_sensitivity` are the drawing hooks that
   :func:`sim.analysis.thesis.run_thesis` and :func:`sim.analysis.sensitivity.write_sensitivity`
@@ -23,8 +23,10 @@ import pandas as pd
 
 from sim.analysis.observed import compare, replicate_scenario, replicate_seeds
 from sim.analysis.results import RunFolder, SweepFolder, ThesisFolder, load
+from sim.run.record import AGREEMENTS, agreement_counts, compare_run
 from sim.run.simulate import SimulationResult, save_run
 from sim.run.store import write_atomic
+from sim.scenario.record import scenario_record
 from sim.scenario.schema import Scenario
 from sim.viz.maps import plot_map, plot_run_map
 from sim.viz.plots import (
@@ -43,6 +45,7 @@ from sim.viz.plots import (
     plot_thesis_heatmap,
     plot_towns,
 )
+from sim.viz.record import plot_record
 
 FigureJob = tuple[str, Callable[[Path | None], plt.Figure]]
 
@@ -61,6 +64,11 @@ def run_figures(run: RunFolder) -> list[FigureJob]:
         jobs.append(("observed", lambda p: plot_observed(run.observed, save=p)))
     if any(f.kind == "displacements" for f in run.scenario.observed.figures):
         jobs.append(("displacement_check", lambda p: plot_displacement_check(run, save=p)))
+    if run.record is not None and run.scenario.record is not None:
+        record = scenario_record(run.scenario)
+        if record is not None:
+            frames = {"towns": run.towns}
+            jobs.append(("record", lambda p: plot_record(record, frames, comparison=run.record, save=p)))
     return jobs
 
 
@@ -190,7 +198,7 @@ def replicate_workers(extra: int) -> int:
 
 
 def run_extras(result: SimulationResult, folder: Path, replicates: int | None = None) -> dict[str, Any]:
-    """Figures and comparison tables written beside a run's data (summary, map, observed).
+    """Figures and comparison tables written beside a run's data (summary, map, observed, record).
 
     The observed-versus-simulated table's extra replicates (``replicates``, default the
     scenario's ``observed.replicates``) run in worker processes while this process draws the
@@ -227,7 +235,31 @@ def run_extras(result: SimulationResult, folder: Path, replicates: int | None = 
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    entries.update(write_record(result, folder))
     return entries
+
+
+def write_record(result: SimulationResult, folder: Path) -> dict[str, Any]:
+    """``record.csv`` (:func:`sim.run.record.compare`) and ``record.png`` (:func:`sim.viz.record.plot_record`)
+    of a run whose scenario names a record; returns the manifest entry (file and agreement counts)."""
+    record = result.record if result.record is not None else scenario_record(result.scenario)
+    if record is None:
+        return {}
+    table = compare_run(record, result.scenario, result.frames)
+    table.to_csv(Path(folder) / "record.csv", index=False)
+    plt.close(plot_record(record, result.frames, comparison=table, save=Path(folder) / "record.png"))
+    counts = agreement_counts(table)
+    return {
+        "record": {
+            "name": record.record,
+            "file": str(record.file) if record.file is not None else None,
+            "entries": len(table),
+            "agreement": {
+                role: {a: int(counts.loc[counts["role"] == role, a].sum()) for a in AGREEMENTS}
+                for role in dict.fromkeys(counts["role"])
+            },
+        }
+    }
 
 
 def write_run_folder(
@@ -239,7 +271,7 @@ def write_run_folder(
     extras: Callable[[SimulationResult, Path], dict[str, Any]] | None = None,
     replicates: int | None = None,
 ) -> Path:
-    """The run folder ``sim run`` writes: tables, manifest and (with ``figures``) summary, map, observed.
+    """The run folder ``sim run`` writes: tables, manifest and (with ``figures``) summary, map, record.
 
     ``extras`` replaces :func:`run_extras` (the figures and tables added beside the data);
     ``replicates`` is the runs behind the observed table (default: the scenario's ``observed.replicates``).

@@ -30,8 +30,8 @@ def predictive_check(
             {
                 "target": t.name,
                 "role": t.role,
-                "kind": t.figure.kind,
-                "recorded": t.figure.value,
+                "kind": t.kind,
+                "recorded": t.recorded,
                 "record_low": rlo,
                 "record_high": rhi,
                 "uncertainty": t.half_width,
@@ -41,7 +41,7 @@ def predictive_check(
                 "draws": len(x),
                 "covered": bool(len(x) and lo <= rhi and hi >= rlo),
                 "within_tolerance": float(np.mean((x >= tlo) & (x <= thi))) if len(x) else math.nan,
-                "source": t.figure.source,
+                "source": t.source,
             }
         )
     return pd.DataFrame(rows), values

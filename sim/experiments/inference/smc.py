@@ -209,7 +209,7 @@ def run(
     if statistics is None:
         if measure is None:
             raise TypeError("smc.run needs a measure or a statistics model")
-        statistics = TargetModel(cal.base_config(), cal.targets, measure)
+        statistics = TargetModel(cal.base_config(), cal.targets, measure, cal.record)
     folder = Path(folder)
     logging.getLogger("ABC").setLevel(logging.WARNING)  # our own progress line replaces pyabc's log
     sampler, sampler_text = pyabc_sampler(engine)
