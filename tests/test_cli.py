@@ -121,7 +121,7 @@ def test_run_options_reach_the_manifest(good_runs):
 
 
 def test_default_run_id_is_time_and_seed(good_runs):
-    # time to the microsecond, seed, random suffix: unique when runs start together (issue 12)
+    # time to the microsecond, seed, random suffix: unique when runs start together
     assert re.fullmatch(r"\d{8}T\d{6}\.\d{6}_seed3_[0-9a-f]{4}", only_run_folder(good_runs, "options").name)
 
 

@@ -1,4 +1,4 @@
-"""Model credibility (issue 13): a baseline that stands still, protest of the recorded size, local rally,
+"""Model credibility: a baseline that stands still, protest of the recorded size, local rally,
 independent blame, the home-team discount, dispositions that travel, and a null thesis with every
 mechanism off."""
 
@@ -247,7 +247,7 @@ def test_idlib_campaign_intensity_is_a_dated_sourced_schedule_addressable_by_key
     for s in (by_name, by_index):
         m = AllegianceModel(s, household_agents=False)
         assert (m.air.sorties[feb11:] == 0).all() and (m.air.sorties[:feb11] == model.air.sorties[:feb11]).all()
-    # January's killed count is compared with SNHR's 223; since issue 15 it is a target of the ABC
+    # January's killed count is compared with SNHR's 223; it is a calibration target of the ABC
     # calibration (casualties per strike and the schedule levels are fitted jointly there), never hand-tuned.
     record = load_scenario(path).record
     jan = [e for e in record.entries if e.kind == "deaths" and e.cause == "strikes" and e.id.startswith("snhr-killed")]

@@ -281,15 +281,7 @@ def test_the_checker_accepts_real_names():
 
 # Team documents and issue numbers of a tracker the reader cannot open.
 PRIVATE_REFERENCE = re.compile(r"MODEL\.md|RECORD\.md|\bissues? \d+|\bissue-\d+", re.IGNORECASE)
-SCANNED = ("sim", "docs", "scenarios", "README.md", "notebooks")
-# TEMPORARY: files other engineers are cleaning in parallel (the calibration code).
-# Their test is xfail(strict=False) until those branches are merged; then remove this list.
-BEING_CLEANED = (
-    "sim/analysis/calibration.py",
-    "sim/experiments/calibration.py",
-    "sim/cli/calibrate_cmd.py",
-    "sim/experiments/inference/",
-)
+SCANNED = ("sim", "docs", "scenarios", "README.md", "notebooks", "benchmarks")
 
 
 def _scanned_files() -> list[Path]:
@@ -316,18 +308,8 @@ def _private_references(paths: list[Path]) -> list[str]:
     return hits
 
 
-def _being_cleaned(path: Path) -> bool:
-    return str(path.relative_to(ROOT)).startswith(BEING_CLEANED)
-
-
 def test_no_team_documents_or_issue_numbers():
-    hits = _private_references([p for p in _scanned_files() if not _being_cleaned(p)])
-    assert not hits, "cite the primary source or docs/DECISIONS.md instead of:\n  " + "\n  ".join(hits)
-
-
-@pytest.mark.xfail(strict=False, reason="the calibration code is cleaned on another branch")
-def test_no_team_documents_or_issue_numbers_in_files_being_cleaned():
-    hits = _private_references([p for p in _scanned_files() if _being_cleaned(p)])
+    hits = _private_references(_scanned_files())
     assert not hits, "cite the primary source or docs/DECISIONS.md instead of:\n  " + "\n  ".join(hits)
 
 

@@ -173,7 +173,7 @@ def test_thesis_report_end_to_end(tmp_path: Path) -> None:
     result = run_thesis(settings, tmp_path, engine=SerialEngine(), progress=False, draw=draw_thesis_figures)
     text = result.report.read_text()
     body = text.split("## Verdict", 1)[1].strip().splitlines()
-    # first the headline verdict over both measures (issue 13), then each measure
+    # first the headline verdict over both measures, then each measure
     assert body[0].startswith("- **Headline, strikes on resisting towns vs no strikes: ")
     assert body[1].startswith("- Strikes on resisting towns vs no strikes") and "by current town" in body[1]
     assert "by home town" in body[2]

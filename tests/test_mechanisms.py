@@ -1,6 +1,6 @@
 """Each mechanism's strength: at zero it is off and leaves no trace; on, it moves outcomes its way.
 
-For every mechanism of MODEL.md's table, the parameters that only feed that
+For every mechanism of the ODD's table (section 4), the parameters that only feed that
 mechanism are changed with the strength at zero: all three tables must stay
 identical to the last bit. The same change with the strength on must show, so
 the no-trace comparison can fail. Then each mechanism, switched on under

@@ -462,7 +462,7 @@ def test_the_idlib_default_scripts_no_change_of_control_between_rebels():
     assert held == {"Atarib": "Nour al-Din al-Zenki", "Jabal al-Zawiya villages": "Ahrar al-Sham"}
     assert all(g.source for g in sc.rivals.groups)
     # the record-derived base file leaves the rivals' dynamics at the schema's (assumed) defaults;
-    # the shipped file differs from it only by calibrated values (issue 15), never by scripted events
+    # the shipped file differs from it only by calibrated values, never by scripted events
     base = load_scenario(ROOT / "scenarios" / "idlib_2017_2018_base.yaml").scenario
     defaults = type(base.rivals)().model_dump(exclude={"groups", "events"})
     assert base.rivals.model_dump(exclude={"groups", "events"}) == defaults

@@ -171,7 +171,7 @@ def test_a_failure_while_writing_leaves_no_run_folder(result, tmp_path, monkeypa
         write_run_folder(result, tmp_path, "r1")
     assert not (tmp_path / "tiny" / "r1").exists()
     assert _files_under(tmp_path) == []
-    # no temporary folder, and no empty parent folder either (issue 12: nothing left behind)
+    # no temporary folder, and no empty parent folder either (nothing left behind)
     assert not (tmp_path / "tiny").exists()
 
 
