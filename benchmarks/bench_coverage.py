@@ -305,9 +305,9 @@ def fit_reference(cal: Calibration, folder: Path, workers: int, progress: Callab
     """npe: the reference table of the recovery calibration (its own prior draws and seeds) and one ensemble fit."""
     import torch
 
-    from sim.run.record import target_value as figure_value
     from sim.experiments.engine import make_engine
     from sim.experiments.inference import npe_method
+    from sim.run.record import target_value as figure_value
 
     torch.set_num_threads(1)
     folder.mkdir(parents=True, exist_ok=True)

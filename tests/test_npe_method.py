@@ -26,10 +26,10 @@ torch.set_num_threads(1)
 pytestmark = pytest.mark.xdist_group("npe_method")  # one worker shares the fitted calibration
 
 from sim.analysis.calibration import calibrate, load_calibration_folder, target_values  # noqa: E402
-from sim.run.record import target_value as figure_value  # noqa: E402
 from sim.experiments.engine import SerialEngine, make_engine  # noqa: E402
 from sim.experiments.inference import npe_method  # noqa: E402
 from sim.experiments.inference.posterior import final_population  # noqa: E402
+from sim.run.record import target_value as figure_value  # noqa: E402
 from sim.scenario.calibration import load_calibration  # noqa: E402
 from sim.scenario.loader import load_scenario, read_yaml  # noqa: E402
 
