@@ -170,17 +170,18 @@ def test_a_failed_simulation_is_recorded_with_its_error_and_counted(tmp_path: Pa
     assert table["error"].str.contains("no kill counts").all()
 
 
-def test_statistics_transforms_follow_the_figure_kind() -> None:
+def test_statistics_transforms_follow_the_target_kind() -> None:
     loaded = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
     cal = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", loaded)
     spec = {s["kind"]: s for s in npe_method.statistics_spec(cal)}
-    assert spec["displacements"]["transform"] == "log1p"
+    assert spec["displacements"]["transform"] == "log1p" and spec["deaths"]["transform"] == "log1p"
     share = spec["arrival_share"]
-    assert share["transform"] == "logit" and share["comparison"] == "at_least"
-    assert share["recorded"] == pytest.approx(0.5) and share["statistic"] == pytest.approx(0.0)
-    hosted = spec["hosted_displaced"] if "hosted_displaced" in spec else None
-    assert hosted is None  # a validation figure: never a statistic
+    assert share["transform"] == "logit"
+    assert share["statistic"] == pytest.approx(np.log(share["recorded"] / (1 - share["recorded"])))
     assert all(np.isfinite(s["statistic"]) for s in spec.values())
+    # validation targets never become statistics
+    names = {s["target"] for s in npe_method.statistics_spec(cal)}
+    assert names == {t.name for t in cal.calibration_targets} and not names & {t.name for t in cal.validation_targets}
     q = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", loaded, quick=True)
     assert (q.budget.simulations, q.budget.members) == (300, 2)
 
