@@ -4,6 +4,14 @@ Usage::
 
     .venv/bin/python benchmarks/bench_coverage.py [--sets 8] [--seed 15] [--workers 1]
                                                   [--population 24] [--generations 4] [--max-runs N]
+                                                  [--method smc|mcmc|npe|npe,mcmc] [--simulations 400]
+                                                  [--members 2] [--max-epochs 60] [--quick] [--out FILE]
+
+``--method npe`` is neural posterior estimation, amortised: one reference table of
+``--simulations`` prior draws of the recovery calibration (its own seed, independent of the
+truths) and one ensemble fit, whose posterior (1,000 draws) is then read at every record.
+``--method npe,mcmc`` runs both on the same truths and records and prints the coverage of the
+central 50/80/90% intervals side by side (pooled over parameters, exact 95% intervals).
 
 What it measures. The recovery test (``tests/test_calibration.py``) checks
 one known parameter set; this study checks the method over many. On the small recovery scenario
@@ -47,6 +55,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,7 +64,7 @@ import numpy as np
 
 from sim.analysis.calibration import run_abc_mcmc, target_model, target_values
 from sim.experiments.inference.base import CalibrationFailed
-from sim.experiments.inference.posterior import LEVEL, final_population, marginals
+from sim.experiments.inference.posterior import LEVEL, final_population, marginals, weighted_quantiles
 from sim.experiments.inference.priors import draw_prior
 from sim.experiments.inference.smc import run_abc
 from sim.scenario.calibration import Calibration, load_calibration
@@ -68,6 +77,8 @@ SCENARIO = DATA / "recovery.yaml"
 CONFIG = DATA / "recovery_calibration.yaml"
 OUT = ROOT / "benchmarks" / "out" / "bench_coverage.json"
 CI_LEVEL = 0.95
+LEVELS = (0.5, 0.8, 0.9)  # the central intervals whose coverage is reported side by side
+NPE_DRAWS = 1000  # npe: posterior draws per record
 
 
 def with_record(cal: Calibration, truth: dict[str, float], seed: int) -> Calibration:
@@ -109,6 +120,7 @@ def calibrate_one(
     params = {}
     for p in case.priors:
         lo, hi = float(marg.loc[p.path, "posterior_low"]), float(marg.loc[p.path, "posterior_high"])
+        x, w = last[p.path].to_numpy(), last["weight"].to_numpy()
         params[p.path] = {
             "truth": truth[p.path],
             "posterior_low": lo,
@@ -116,7 +128,8 @@ def calibrate_one(
             "posterior_high": hi,
             "width_ratio": float(marg.loc[p.path, "width_ratio"]),
             "inside": bool(lo <= truth[p.path] <= hi),
-            "posterior_quantile": posterior_quantile(last[p.path].to_numpy(), last["weight"].to_numpy(), truth[p.path]),
+            "inside_levels": inside_levels(x, w, truth[p.path]),
+            "posterior_quantile": posterior_quantile(x, w, truth[p.path]),
         }
     return {
         "record_seed": record_seed,
@@ -129,6 +142,15 @@ def calibrate_one(
         "stop_reason": abc.stop_reason,
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def inside_levels(x: np.ndarray, w: np.ndarray, truth: float) -> dict[str, bool]:
+    """Whether ``truth`` lies in the central (equal-tailed, weighted) interval at each of :data:`LEVELS`."""
+    out = {}
+    for lev in LEVELS:
+        lo, hi = weighted_quantiles(x, w, ((1 - lev) / 2, (1 + lev) / 2))
+        out[f"{lev:g}"] = bool(lo <= truth <= hi)
+    return out
 
 
 def rate(flags: list[bool], nominal: float = LEVEL) -> dict[str, Any]:
@@ -157,7 +179,17 @@ def summarise(sets: list[dict[str, Any]], nominal: float = LEVEL) -> dict[str, A
         qs = [s["parameters"][name]["posterior_quantile"] for s in sets]
         per[name] = {**rate(flags, nominal), "posterior_quantiles": qs, "mean_quantile": float(np.mean(qs))}
     pooled = rate([s["parameters"][n]["inside"] for s in sets for n in names], nominal)
-    return {"per_parameter": per, "overall": pooled}
+    levels: dict[str, Any] = {}
+    if all("inside_levels" in s["parameters"][n] for s in sets for n in names):
+        for lev in LEVELS:
+            key = f"{lev:g}"
+            levels[key] = {
+                "per_parameter": {
+                    n: rate([s["parameters"][n]["inside_levels"][key] for s in sets], lev) for n in names
+                },
+                "overall": rate([s["parameters"][n]["inside_levels"][key] for s in sets for n in names], lev),
+            }
+    return {"per_parameter": per, "overall": pooled, "levels": levels}
 
 
 def coverage_study(
@@ -170,6 +202,10 @@ def coverage_study(
     max_runs: int | None = None,
     method: str = "smc",
     mcmc_steps: int = 60,
+    simulations: int = 400,
+    members: int = 2,
+    max_epochs: int = 60,
+    tolerance: float | None = None,
     work: str | Path | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
@@ -181,8 +217,8 @@ def coverage_study(
     if sets < 1 or population < 2 or generations < 1 or workers < 1:
         raise ValueError("sets, generations and workers must be >= 1 and population >= 2")
     cal = load_calibration(CONFIG, load_scenario(SCENARIO))
-    if method not in ("smc", "mcmc"):
-        raise ValueError(f"method must be smc or mcmc, not {method!r}")
+    if method not in ("smc", "mcmc", "npe"):
+        raise ValueError(f"method must be smc, mcmc or npe, not {method!r}")
     budget: dict[str, Any] = {
         "population": population,
         "generations": generations,
@@ -190,7 +226,24 @@ def coverage_study(
     }
     if method == "mcmc":  # population: chains (accepted prior draws); max_runs: prior draws of phase 1
         budget.update(method="mcmc", mcmc_steps=mcmc_steps, max_runs=max_runs or 600)
+    if method == "npe":  # one reference table and one fit serve every set (amortised)
+        budget = {
+            "method": "npe",
+            "simulations": simulations,
+            "max_runs": simulations,
+            "members": members,
+            "max_epochs": max_epochs,
+            "posterior_samples": NPE_DRAWS,
+        }
     cal = dataclasses.replace(cal, budget=cal.budget.model_copy(update=budget))
+    if tolerance is not None:  # wider ABC tolerances (relative), so a tiny rejection budget accepts some draws
+        cal = dataclasses.replace(
+            cal,
+            targets=tuple(
+                dataclasses.replace(t, relative=max(t.relative, tolerance)) if t.relative is not None else t
+                for t in cal.targets
+            ),
+        )
     truths = draw_prior(cal.priors, sets, seed).to_dict("records")
     seeds = [
         (derive_seed(seed, "coverage", "set", i, "record"), derive_seed(seed, "coverage", "set", i, "abc"))
@@ -201,10 +254,14 @@ def coverage_study(
     failed: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench_coverage-") as tmp:
         base = Path(work) if work is not None else Path(tmp)
+        ens = fit_reference(cal, base / "npe", workers, progress) if method == "npe" else None
         for i, (truth, (s_record, s_abc)) in enumerate(zip(truths, seeds, strict=True)):
             truth = {k: float(v) for k, v in truth.items()}
             try:
-                one = calibrate_one(cal, truth, int(s_record), int(s_abc), base / f"set{i:03d}", workers)
+                if ens is not None:
+                    one = npe_one(cal, ens, truth, int(s_record), int(s_abc))
+                else:
+                    one = calibrate_one(cal, truth, int(s_record), int(s_abc), base / f"set{i:03d}", workers)
             except CalibrationFailed as e:  # no posterior (rejection accepted nothing): reported, not counted
                 failed.append({"set": i, "truth": truth, "error": str(e)})
                 if progress is not None:
@@ -221,7 +278,10 @@ def coverage_study(
     seconds = time.perf_counter() - t0
     if not done:
         raise ValueError(f"none of the {sets} sets produced a posterior: raise --max-runs")
+    runs_fit = int(ens.n_total) if ens is not None else 0
     return {
+        "method": method,
+        "reference_simulations": runs_fit,
         "scenario": str(SCENARIO.relative_to(ROOT)),
         "calibration": str(CONFIG.relative_to(ROOT)),
         "parameters": [p.path for p in cal.priors],
@@ -232,12 +292,91 @@ def coverage_study(
         "seed": seed,
         "workers": workers,
         "budget": budget,
+        "tolerance": tolerance,
         **summarise(done, LEVEL),
-        "runs_used": sum(s["runs"] for s in done),
+        "runs_used": sum(s["runs"] for s in done) + runs_fit,
         "sets_without_posterior": failed,
         "wall_time_s": round(seconds, 1),
         "results": done,
     }
+
+
+def fit_reference(cal: Calibration, folder: Path, workers: int, progress: Callable[[str], None] | None):
+    """npe: the reference table of the recovery calibration (its own prior draws and seeds) and one ensemble fit."""
+    import torch
+
+    from sim.experiments.engine import make_engine
+    from sim.experiments.inference import npe_method
+    from sim.run.record import target_value as figure_value
+
+    torch.set_num_threads(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(workers, None)
+    try:
+        table, _, _ = npe_method.grow_reference(cal, folder, engine, figure_value, int(cal.budget.simulations))
+    finally:
+        engine.close()
+    stats = [s["column"] for s in npe_method.statistics_spec(cal)]
+    ens, _ = npe_method.fit_or_load(cal, folder, table, stats, None)  # every row trains (truths are new draws)
+    if progress is not None:
+        progress(f"npe: {len(table)} simulations, {len(ens.estimators)} flows fitted")
+    return ens
+
+
+def npe_one(cal: Calibration, ens, truth: dict[str, float], record_seed: int, seed: int) -> dict[str, Any]:
+    """Simulate the record from ``truth`` and judge the fitted ensemble's posterior at it (no new fit)."""
+    from sim.experiments.inference import npe_method
+
+    t0 = time.perf_counter()
+    case = with_record(cal, truth, record_seed)
+    x_obs = {s["column"]: s["statistic"] for s in npe_method.statistics_spec(case)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nflows' deprecation notes from torch
+        draws = ens.sample(x_obs, NPE_DRAWS, seed=seed)
+    w = np.ones(len(draws))
+    params = {}
+    for p in case.priors:
+        x = draws[p.path].to_numpy()
+        lo, med, hi = weighted_quantiles(x, w, (0.05, 0.5, 0.95))
+        params[p.path] = {
+            "truth": truth[p.path],
+            "posterior_low": lo,
+            "posterior_median": med,
+            "posterior_high": hi,
+            "inside": bool(lo <= truth[p.path] <= hi),
+            "inside_levels": inside_levels(x, w, truth[p.path]),
+            "posterior_quantile": posterior_quantile(x, w, truth[p.path]),
+        }
+    return {
+        "record_seed": record_seed,
+        "abc_seed": seed,
+        "record": {t.name: t.figure.value for t in case.targets},
+        "parameters": params,
+        "final_particles": len(draws),
+        "runs": 1,  # the run that simulated the record (the reference table is counted once)
+        "stop_reason": "amortised posterior",
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def side_by_side(results: dict[str, dict[str, Any]]) -> str:
+    """Coverage at 50/80/90% of each method on the same truths, pooled over parameters, with 95% intervals."""
+    methods = list(results)
+    rows = [("level", *methods)]
+    for lev in LEVELS:
+        key = f"{lev:g}"
+        cells = []
+        for m in methods:
+            o = results[m]["levels"][key]["overall"]
+            cells.append(f"{o['coverage']:.2f} [{o['ci_low']:.2f}, {o['ci_high']:.2f}] ({o['inside']}/{o['n']})")
+        rows.append((f"{lev:.0%}", *cells))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(
+        "same truths and records for every method; "
+        + "; ".join(f"{m}: {results[m]['runs_used']} runs, {results[m]['wall_time_s']:.0f} s" for m in methods)
+    )
+    return "\n".join(lines)
 
 
 def table(result: dict[str, Any]) -> str:
@@ -267,6 +406,20 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: ``--quick``: two sets, small budgets (checks the machinery in a test, not the coverage).
+QUICK = {
+    "sets": 2,
+    "population": 6,
+    "generations": 2,
+    "max_runs": 120,
+    "mcmc_steps": 10,
+    "simulations": 120,
+    "members": 1,
+    "max_epochs": 10,
+    "tolerance": 0.4,
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", type=int, default=8, help="true parameter sets drawn from the priors (K)")
@@ -277,34 +430,51 @@ def main() -> None:
     ap.add_argument("--max-runs", type=int, default=None, help="runs per calibration (default 10 x pop x gens)")
     ap.add_argument(
         "--method",
-        choices=["smc", "mcmc"],
         default="smc",
         help="smc: ABC-SMC; mcmc: rejection for --population chain starts (at most --max-runs, "
-        "default 600, prior draws), then --mcmc-steps ABC-MCMC steps per chain",
+        "default 600, prior draws), then --mcmc-steps ABC-MCMC steps per chain; npe: one reference table of "
+        "--simulations prior draws and one ensemble fit, its posterior at every record; several separated by "
+        "commas (npe,mcmc) run on the same truths and print coverage at 50/80/90%% side by side",
     )
     ap.add_argument("--mcmc-steps", type=int, default=60, help="mcmc: steps per chain")
-    ap.add_argument("--quick", action="store_true", help="2 sets, 6 particles, 2 generations: a smoke check")
-    ap.add_argument("--out", type=Path, default=OUT, help="JSON file to write")
+    ap.add_argument("--simulations", type=int, default=400, help="npe: reference-table simulations")
+    ap.add_argument("--members", type=int, default=2, help="npe: flows in the ensemble")
+    ap.add_argument("--max-epochs", type=int, default=60, help="npe: most epochs per flow")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the JSON result goes")
+    ap.add_argument("--quick", action="store_true", help="2 sets, small budgets (smc: 6 particles, 2 generations)")
     a = ap.parse_args()
+    methods = [m.strip() for m in a.method.split(",") if m.strip()]
+    bad = [m for m in methods if m not in ("smc", "mcmc", "npe")]
+    if bad or not methods:
+        ap.exit(2, f"bench_coverage: --method {a.method!r}: use smc, mcmc, npe or a comma-separated list\n")
+    kw = {
+        "sets": a.sets,
+        "seed": a.seed,
+        "workers": a.workers,
+        "population": a.population,
+        "generations": a.generations,
+        "max_runs": a.max_runs,
+        "mcmc_steps": a.mcmc_steps,
+        "simulations": a.simulations,
+        "members": a.members,
+        "max_epochs": a.max_epochs,
+    }
     if a.quick:
-        a.sets, a.population, a.generations = 2, 6, 2
+        kw.update(QUICK)
+    results = {}
     try:
-        result = coverage_study(
-            sets=a.sets,
-            seed=a.seed,
-            workers=a.workers,
-            population=a.population,
-            generations=a.generations,
-            max_runs=a.max_runs,
-            method=a.method,
-            mcmc_steps=a.mcmc_steps,
-        )
+        for m in methods:
+            results[m] = coverage_study(method=m, **kw)
     except ValueError as e:
         ap.exit(2, f"bench_coverage: {e}\n")
-    result.update({"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version()})
+    env = {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": platform.python_version()}
+    result = {**results[methods[0]], **env} if len(methods) == 1 else {"methods": results, **env}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
+    for m in methods:
+        print(f"{m}:")
+        print(table(results[m]))
+    print(side_by_side(results))
     print(f"written {a.out}")
 
 

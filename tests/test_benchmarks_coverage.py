@@ -88,3 +88,63 @@ def test_summary_counts_flags_with_an_exact_binomial_interval() -> None:
 def test_bad_budget_is_refused_before_anything_runs() -> None:
     with pytest.raises(ValueError, match="population"):
         bench.coverage_study(sets=2, population=1, progress=None)
+
+
+def test_npe_coverage_at_50_80_90_is_reported_from_one_fit_on_the_same_truths(tmp_path: Path) -> None:
+    pytest.importorskip("sbi")
+    import torch
+
+    torch.set_num_threads(1)
+    r = bench.coverage_study(
+        method="npe", sets=3, seed=3, simulations=80, members=1, max_epochs=5, work=tmp_path, progress=None
+    )
+    cal = load_calibration(bench.CONFIG, load_scenario(bench.SCENARIO))
+    truths = draw_prior(cal.priors, 3, 3).to_dict("records")
+    for s, truth in zip(r["results"], truths, strict=True):  # the same truths as every other method
+        assert {k: v["truth"] for k, v in s["parameters"].items()} == pytest.approx(truth)
+    assert r["method"] == "npe" and r["reference_simulations"] == 80
+    assert r["runs_used"] == 80 + 3
+    for lev in ("0.5", "0.8", "0.9"):
+        flags = [s["parameters"][n]["inside_levels"][lev] for s in r["results"] for n in r["parameters"]]
+        o = r["levels"][lev]["overall"]
+        assert o["n"] == 6 and o["coverage"] == pytest.approx(np.mean(flags))
+    # nested intervals: inside at 50% implies inside at 80% and 90%
+    for s in r["results"]:
+        for p in s["parameters"].values():
+            lv = p["inside_levels"]
+            assert lv["0.5"] <= lv["0.8"] <= lv["0.9"] and lv["0.9"] == p["inside"]
+    text = bench.side_by_side({"npe": r, "again": r})
+    assert "50%" in text and "90%" in text and "npe" in text
+
+
+def test_quick_command_line_runs_npe_beside_mcmc(tmp_path: Path) -> None:
+    pytest.importorskip("sbi")
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    out = tmp_path / "coverage.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_coverage.py"),
+            "--quick",
+            "--method",
+            "npe,mcmc",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    import json
+
+    doc = json.loads(out.read_text())
+    assert set(doc["methods"]) == {"npe", "mcmc"}
+    a, b = (doc["methods"][m]["results"] for m in ("npe", "mcmc"))
+    assert [s["record"] for s in a] == [s["record"] for s in b]  # same truths, same records
+    assert "level" in r.stdout and "npe" in r.stdout and "mcmc" in r.stdout

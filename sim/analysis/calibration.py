@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.analysis.npe_checks import BLOCKING, write_npe_checks
 from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
 from sim.analysis.thesis import markdown_table, paired_differences, rope_for
 from sim.experiments.comparisons import COMPARISONS, OUTCOMES, POLICY, POSTERIOR_OUTCOMES
@@ -180,7 +181,10 @@ def write_calibration_report(
         "record",
     ]
     rejection = cal.budget.method in ("rejection", "mcmc")
-    if cal.budget.method == "mcmc":
+    npe_doc = write_npe_checks(folder, cal.priors, cal.seed) if cal.budget.method == "npe" else None
+    if npe_doc is not None:
+        method_name, sampled, method, files, population = _npe_text(cal, abc)
+    elif cal.budget.method == "mcmc":
         g = abc.generations
         first, chain = g.iloc[0], g.iloc[-1]
         method_name = "rejection ABC, then ABC-MCMC"
@@ -235,6 +239,7 @@ def write_calibration_report(
     parts = [
         f"# Calibration {cid}: {cal.scenario.scenario.name} against the record ({method_name})",
         "",
+        *(_npe_banner(npe_doc) if npe_doc is not None else []),
         f"- scenario `{cal.scenario.path}`, calibration file `{cal.path}`{' (--quick budget)' if cal.quick else ''}",
         f"- {len(cal.priors)} parameters, {len(cal.calibration_targets)} calibration targets, "
         f"{len(cal.validation_targets)} validation targets (held out)",
@@ -284,7 +289,8 @@ def write_calibration_report(
             scale[["target", "mean_calibration_scale", "mean_reference_scale", "difference", "se", "z", "agree"]]
         ),
         "",
-        "## Sampler diagnostics" if rejection else "## Generations",
+        *(_npe_section(npe_doc, cal) if npe_doc is not None else []),
+        "## Sampler diagnostics" if rejection or npe_doc is not None else "## Generations",
         "",
         markdown_table(abc.generations),
         "",
@@ -305,6 +311,112 @@ def write_calibration_report(
     if draw is not None:
         draw(folder)
     return path
+
+
+def _npe_text(cal: Calibration, abc: SamplerResult) -> tuple[str, str, str, str, str]:
+    """(method name, what was sampled, the method in words, its files, what the posterior is) of npe."""
+    from sim.experiments.inference.npe_method import TRANSFORM_TEXT, statistics_spec
+
+    g = abc.generations.iloc[-1]
+    b = cal.budget
+    sampled = (
+        f"reference table of {int(g['samples'])} prior draws simulated ({int(g['failed'])} failed, recorded and "
+        f"left out), {int(g['held_out'])} held out for the checks, {int(g['trained_on'])} trained on; "
+        f"{int(g['members'])} flows (epochs {g['epochs']}{', stored fit reused' if bool(g['reused_fit']) else ''}); "
+        f"{int(g['particles'])} posterior draws at the record; stopped by {abc.stop_reason}"
+    )
+    stats = "; ".join(f"{s['target']}: {TRANSFORM_TEXT[s['transform']]}" for s in statistics_spec(cal))
+    method = (
+        "Neural posterior estimation (sbi NPE, single round): an ensemble of "
+        f"{b.members} neural spline flows, each trained from its own seed on the reference table (row i: the prior "
+        "draw and run seed derived from the root seed and i alone, so the table is the same serial, parallel or "
+        "resumed, and grows when the budget grows). Parameters are mapped to an unbounded space (logit of the "
+        "position in a uniform prior's range, on the log scale for log-uniform priors), so the posterior stays "
+        "inside the prior. The statistics are the calibration targets' simulated values on unbounded scales, "
+        f"the transform chosen from each figure's kind: {stats}. The record is conditioned on as one value per "
+        "target: a range's midpoint; a bound (at least / at most), the bound itself; otherwise the recorded "
+        f"value. A row is held out when its split uniform is below {b.held_out:g}; the "
+        "checks below use only those rows. The posterior table holds "
+        f"{b.posterior_samples} independent ensemble draws with equal weights. Validation targets never enter "
+        "the statistics."
+    )
+    files = (
+        "`reference/table.parquet` (every simulation: draw, seed, split, failed, error, parameters, target values "
+        "`v:`, statistics `s:`), `reference/statistics.json`, `npe/` (the ensemble), `npe_point.json` (the "
+        "highest-density draw), `checks.json`, `checks.csv`, `sbc_ranks.csv`, `coverage.csv`, `tarp.csv`, "
+        "`contraction.csv`, `misspecification.csv`, `disagreement.csv`"
+    )
+    return "neural posterior estimation", sampled, method, files, "the posterior draws"
+
+
+def _npe_banner(doc: dict[str, Any]) -> list[str]:
+    """The first lines of an npe report: do the checks allow belief?"""
+    if doc["passed"]:
+        return ["**Checks before belief: all pass** (" + ", ".join(BLOCKING) + ").", ""]
+    return [
+        "**CHECKS FAILED: " + ", ".join(doc["failing_names"]) + ".** The posterior below is not to be believed "
+        "until they pass (raise budget.simulations or budget.members); `sim thesis --posterior` on this folder "
+        "withholds its verdict unless --force is given.",
+        "",
+    ]
+
+
+def _npe_section(doc: dict[str, Any], cal: Calibration) -> list[str]:
+    """The checks-before-belief section of an npe report."""
+    res = doc["results"]
+    table = pd.DataFrame(
+        [
+            {"check": r.name, "result": "pass" if r.passed else "FAIL", "withholds the verdict": k in BLOCKING}
+            for k, r in res.items()
+        ]
+    )
+    cov = res["coverage"].data
+    contr = res["contraction"].data.reset_index()
+    constrained = doc["constrained"]
+    free = [p.path for p in cal.priors if p.path not in constrained]
+    lines = [
+        "## Checks before belief",
+        "",
+        markdown_table(table),
+        "",
+        *[f"- {r.line()}" for r in res.values()],
+        "",
+        "### Simulation-based calibration",
+        "",
+        "Rank of each held-out truth among its posterior draws: uniform if the posterior is calibrated.",
+        "",
+        "![SBC ranks](sbc_ranks.png)",
+        "",
+    ]
+    if len(res["sbc"].data):
+        lines += [markdown_table(res["sbc"].data.reset_index()), ""]
+    if len(cov):
+        lines += [
+            "### Expected coverage",
+            "",
+            "Share of held-out truths inside the central interval of their posterior, against the binomial band.",
+            "",
+            markdown_table(cov),
+            "",
+        ]
+    lines += [
+        "### Contraction: what the record constrains",
+        "",
+        f"Constrained by the record (contraction >= 0.5 at the record): {', '.join(constrained) or 'none'}. "
+        f"Not constrained: {', '.join(free) or 'none'}.",
+        "",
+        markdown_table(contr),
+        "",
+        "### Misspecification",
+        "",
+        markdown_table(res["rank"].data.join(res["mmd"].data.add_prefix("mmd_"), how="outer").reset_index()),
+        "",
+        "### Ensemble disagreement",
+        "",
+        markdown_table(res["disagreement"].data.reset_index()),
+        "",
+    ]
+    return lines
 
 
 # --------------------------------------------------------------------------- --apply
@@ -353,38 +465,64 @@ class _WholeList:
         self.anchor = anchor
 
 
-def calibrated_yaml(base_name: str, stored: StoredCalibration, resolved: dict, header: str = "") -> str:
+def calibrated_yaml(
+    base_name: str,
+    stored: StoredCalibration,
+    resolved: dict,
+    header: str = "",
+    point: dict[str, float] | None = None,
+    rule: str = "",
+    sample_file: str = "",
+) -> str:
     """The text of a calibrated scenario file: ``extends`` the base, posterior medians with their source.
 
     ``resolved`` is the scenario the base file resolves to (plain data): a parameter inside a list
     (a schedule period, a rival group) is written as the whole list with its value replaced, since
-    ``extends`` replaces lists whole.
+    ``extends`` replaces lists whole. With ``point`` (an npe calibration), the values are that one
+    posterior draw, chosen by ``rule``, instead of the medians of the marginals, and the header
+    names the posterior sample shipped beside the file (``sample_file``).
     """
     import yaml
 
     from sim.scenario.loader import set_path
 
     cid = stored.calibration_id
+    marg = stored.marginals.copy()
+    what = "posterior median"
+    if point is not None:
+        marg["posterior_median"] = [float(point[p]) for p in marg["parameter"]]
+        what = "posterior draw of highest density"
+    intro = (
+        [
+            "# fitted to the record: ONE POSTERIOR DRAW, chosen by the rule: " + rule + ",",
+            "# not the medians of the marginals (a set of medians need not be a plausible draw). The whole",
+            f"# posterior sample is shipped beside this file: {sample_file}.",
+            "# Written by `sim calibrate SCENARIO --apply`",
+        ]
+        if point is not None
+        else ["# fitted to the record (posterior medians). Written by `sim calibrate SCENARIO --apply` from"]
+    )
     lines = [
         header or "# Idlib, 1 November 2017 - 28 February 2018: the shipped historical scenario, CALIBRATED.",
         "#",
         f"# Every input comes from {base_name}; this file holds only the values calibration {cid}",
-        "# fitted to the record (posterior medians). Written by `sim calibrate SCENARIO --apply` from",
-        f"# {stored.folder}; each value's comment gives its source: the calibration id and the 90% interval.",
+        *intro,
+        f"# {'from ' if point is not None else ''}{stored.folder}; each value's comment gives its source: the "
+        "calibration id and the 90% interval.",
         f"extends: {base_name}",
         "",
     ]
 
     def source(r) -> str:
         return (
-            f"source: calibration {cid}, posterior median (90% [{float(r.posterior_low):.4g}, "
+            f"source: calibration {cid}, {what} (90% [{float(r.posterior_low):.4g}, "
             f"{float(r.posterior_high):.4g}]; {r.record})"
         )
 
     tree: dict = {}
     lists: dict[str, list] = {}
     data = copy.deepcopy(resolved)
-    for r in stored.marginals.itertuples(index=False):
+    for r in marg.itertuples(index=False):
         anchor = list_anchor(resolved, r.parameter)
         if anchor is not None:
             set_path(data, r.parameter.split("."), float(f"{float(r.posterior_median):.6g}"))
@@ -424,6 +562,11 @@ def calibrated_yaml(base_name: str, stored: StoredCalibration, resolved: dict, h
     return "\n".join(lines) + "\n"
 
 
+def posterior_sample_path(scenario: Path) -> Path:
+    """Where ``--apply`` ships an npe posterior sample: ``<scenario stem>.posterior.parquet`` beside it."""
+    return scenario.with_name(f"{scenario.stem}.posterior.parquet")
+
+
 @dataclass
 class Applied:
     """What :func:`apply_calibration` wrote."""
@@ -454,7 +597,22 @@ def apply_calibration(scenario: str | Path, folder: str | Path) -> Applied:
             scenario, f"--apply rewrites a scenario that 'extends' its base file; {scenario} has no 'extends'"
         )
     resolved = load_scenario(scenario.parent / base).scenario.model_dump(mode="json")
-    text = calibrated_yaml(base, stored, resolved)
+    point, sample = None, None
+    if stored.manifest.get("method") == "npe":
+        from sim.experiments.inference.folder import read_json
+
+        doc = read_json(folder / "npe_point.json")
+        try:
+            point = {p.path: float(doc["values"][p.path]) for p in stored.priors}
+            rule = str(doc["rule"])
+        except (KeyError, TypeError, ValueError):
+            raise ScenarioError(
+                folder / "npe_point.json", "lacks a value of every parameter; re-run the calibration"
+            ) from None
+        sample = posterior_sample_path(scenario)
+        text = calibrated_yaml(base, stored, resolved, point=point, rule=rule, sample_file=sample.name)
+    else:
+        text = calibrated_yaml(base, stored, resolved)
     tmp = scenario.with_name(f".{scenario.name}.apply-check.yaml")
     tmp.write_text(text)
     try:
@@ -464,12 +622,21 @@ def apply_calibration(scenario: str | Path, folder: str | Path) -> Applied:
     finally:
         tmp.unlink()
     for r in stored.marginals.itertuples(index=False):
+        want = point[r.parameter] if point is not None else r.posterior_median
         try:
             reached = float(value_at(check, r.parameter))
         except (KeyError, TypeError, ValueError):
             reached = math.nan
-        if not abs(reached - float(f"{r.posterior_median:.6g}")) <= 1e-12:
+        if not abs(reached - float(f"{want:.6g}")) <= 1e-12:
             raise ScenarioError(folder, f"parameter {r.parameter!r} did not reach the rewritten scenario")
+    if sample is not None:
+        from sim.experiments.inference.posterior import final_population
+
+        last = final_population(stored.posterior)
+        table = last[[p.path for p in stored.priors]].copy()
+        table.insert(0, "draw", np.arange(len(table), dtype=np.int64))
+        table.attrs = {}
+        write_parquet(table, sample)
     write_text_atomic(text, scenario)
     return Applied(scenario, stored.calibration_id, len(stored.marginals))
 
@@ -504,9 +671,20 @@ def probability_table(df: pd.DataFrame, rope: float, source: str) -> tuple[pd.Da
                     "draws": int(np.isfinite(d[o].to_numpy(dtype=float)).sum()),
                     "mean_effect": float(np.nanmean(d[o])) if d[o].notna().any() else math.nan,
                     **p,
+                    **mcse(p, int(np.isfinite(d[o].to_numpy(dtype=float)).sum())),
                 }
             )
     return pd.DataFrame(rows), (pd.concat(effects, ignore_index=True) if effects else pd.DataFrame())
+
+
+def mcse(p: dict[str, float], n: int) -> dict[str, float]:
+    """Monte Carlo standard errors of the three probabilities over ``n`` independent draws:
+    binomial, sqrt(p (1 - p) / n)."""
+    out = {}
+    for k in ("p_above", "p_within", "p_below"):
+        v = p[k]
+        out[f"mcse_{k[2:]}"] = math.sqrt(v * (1 - v) / n) if n > 0 and math.isfinite(v) else math.nan
+    return out
 
 
 @dataclass
@@ -611,10 +789,14 @@ def verdict_text(probs: pd.DataFrame, source: str = "posterior") -> list[str]:
             ]
             if len(r):
                 r = r.iloc[0]
+                if "mcse_above" in r:
+                    pm = {k: f" ± {r[f'mcse_{k}']:.2f}" for k in ("above", "within", "below")}
+                else:
+                    pm = {"above": "", "within": "", "below": ""}
                 lines.append(
                     f"- {treatment} vs {control}, cooperation with HTS in resisting towns {how}: "
-                    f"P(effect > +{r['rope']:g}) = {r['p_above']:.2f}, P(|effect| <= {r['rope']:g}) = "
-                    f"{r['p_within']:.2f}, P(effect < -{r['rope']:g}) = {r['p_below']:.2f} "
+                    f"P(effect > +{r['rope']:g}) = {r['p_above']:.2f}{pm['above']}, P(|effect| <= {r['rope']:g}) = "
+                    f"{r['p_within']:.2f}{pm['within']}, P(effect < -{r['rope']:g}) = {r['p_below']:.2f}{pm['below']} "
                     f"(mean {r['mean_effect']:+.3f}, {r['draws']} {source} draws)"
                 )
     return lines
@@ -633,8 +815,11 @@ def write_thesis_report(
         "draws",
         "mean_effect",
         "p_above",
+        "mcse_above",
         "p_within",
+        "mcse_within",
         "p_below",
+        "mcse_below",
     ]
     parts = [
         f"# The verdict the record supports (calibration {stored.calibration_id})",
@@ -655,7 +840,11 @@ def write_thesis_report(
         "",
         f"Each of {draws} draws (from the final ABC population by weight, and from the prior) runs every policy "
         f"with one seed of its own (common random numbers within a draw); the effect of a draw is the paired "
-        f"difference treatment - control. ROPE {rope:g} for share outcomes, 0 for others (rival alignment). "
+        f"difference treatment - control. ± is the Monte Carlo standard error of each probability, "
+        f"sqrt(p (1 - p) / n) over the n draws (binomial: the draws are independent; an npe posterior's draws are "
+        f"taken without replacement from its independent samples, while a resampled ABC population can repeat a "
+        f"particle, which makes the error optimistic). "
+        f"ROPE {rope:g} for share outcomes, 0 for others (rival alignment). "
         f"Scale: sample_fraction {frac:g}. Wall time {seconds:.0f} s. Tables: `probabilities.csv`, `effects.parquet`.",
     ]
     path = folder / "report.md"

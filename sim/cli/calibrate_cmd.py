@@ -40,13 +40,14 @@ def calibrate(
     method: Annotated[
         str | None,
         typer.Option(
-            metavar="{smc,rejection,mcmc}",
+            metavar="{smc,rejection,mcmc,npe}",
             help="Inference method (a name registered in sim.experiments.inference.methods), "
             "overriding the calibration file's budget.method.",
         ),
     ] = None,
 ) -> None:
-    """Fit the scenario's uncertain parameters to the record: ABC-SMC (pyabc), rejection ABC or ABC-MCMC; resumable."""
+    """Fit the scenario's uncertain parameters to the record: ABC-SMC (pyabc), rejection ABC, ABC-MCMC or neural
+    posterior estimation (npe, needs the 'inference' extra); resumable."""
     from sim.scenario.calibration import load_calibration
 
     if workers < 1:
@@ -71,6 +72,13 @@ def calibrate(
     if apply:
         _apply(scenario, folder)
         return
+    if (method or cal.budget.method) == "npe":  # before anything is written
+        from sim.experiments.inference.npe import InferenceUnavailable, require_inference
+
+        try:
+            require_inference()
+        except InferenceUnavailable as e:
+            fail(str(e))
     from sim.analysis.calibration import calibrate as run_calibration
     from sim.experiments.inference.base import CalibrationConflict, CalibrationFailed
     from sim.viz.calibration import draw_calibration_figures
@@ -136,20 +144,37 @@ def posterior_thesis_cmd(
     rope: float,
     out: Path | None,
     days: int | None,
+    force: bool = False,
 ) -> None:
-    """``sim thesis SCENARIO --posterior FOLDER``: the verdict the record supports."""
+    """``sim thesis SCENARIO --posterior FOLDER``: the verdict the record supports.
+
+    An npe folder whose checks before belief failed (or were not run) gets no verdict: the failing
+    checks are printed under ``verdict: WITHHELD`` and the command exits 1, unless ``force``.
+    """
     from sim.analysis.calibration import load_calibration_folder, posterior_thesis, verdict_text
     from sim.viz.calibration import draw_posterior_thesis_figures
 
-    n = draws if draws is not None else (20 if quick else 200)
-    if n < 2:
-        fail(f"--draws {n}: need at least 2 draws")
     if not 0 <= rope < 1:
         fail(f"--rope {rope}: must be in [0, 1)")
     try:
-        load_calibration_folder(posterior)  # a missing, empty or truncated file: one line naming it
+        stored = load_calibration_folder(posterior)  # a missing, empty or truncated file: one line naming it
     except ScenarioError as e:
         fail(str(e))
+    is_npe = stored.manifest.get("method") == "npe"
+    n = draws if draws is not None else (20 if quick else (1000 if is_npe else 200))
+    if n < 2:
+        fail(f"--draws {n}: need at least 2 draws")
+    if is_npe:
+        from sim.analysis.npe_checks import read_verdict
+
+        passed, failing = read_verdict(posterior)
+        if not passed:
+            typer.echo(f"checks before belief failed on {posterior}:")
+            typer.echo("\n".join(f"  - {line}" for line in failing))
+            if not force:
+                typer.echo("verdict: WITHHELD (the posterior failed its checks; --force runs the thesis anyway)")
+                raise typer.Exit(1)
+            typer.echo("--force: running the thesis on a posterior that failed its checks")
     result = posterior_thesis(
         scenario,
         posterior,

@@ -125,8 +125,15 @@ def thesis(
         typer.Option(help="Calibration folder: run the thesis on its posterior (and prior) draws instead."),
     ] = None,
     draws: Annotated[
-        int | None, typer.Option(help="With --posterior: posterior and prior draws (default 200; 20 with --quick).")
+        int | None,
+        typer.Option(
+            help="With --posterior: posterior and prior draws (default 200, 1000 for an npe folder; 20 with --quick)."
+        ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="With --posterior: give the verdict even when the npe posterior failed its checks."),
+    ] = False,
 ) -> None:
     """Test the thesis with paired counterfactuals: effects, CIs, verdicts, ablation, heatmap, report."""
     from sim.analysis.thesis import ThesisSettings, default_scenario, run_thesis
@@ -139,7 +146,7 @@ def thesis(
     if posterior is not None:
         from sim.cli.calibrate_cmd import posterior_thesis_cmd
 
-        posterior_thesis_cmd(scenario, posterior, draws, quick, workers, scheduler, seed, rope, out, days)
+        posterior_thesis_cmd(scenario, posterior, draws, quick, workers, scheduler, seed, rope, out, days, force)
         return
     if not 0 < sample_fraction <= 1:
         fail(f"--sample-fraction {sample_fraction}: must be in (0, 1]")

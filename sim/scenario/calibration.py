@@ -106,11 +106,24 @@ class TargetSpec(_Strict):
 class BudgetSpec(_Strict):
     """How much the sampler may spend."""
 
-    method: Literal["smc", "rejection", "mcmc"] = Field(
+    method: Literal["smc", "rejection", "mcmc", "npe"] = Field(
         "smc",
         description="smc: pyabc ABC-SMC (adaptive distance, MedianEpsilon); rejection: max_runs prior draws, "
         "accepting those with every calibration target inside its tolerance (equal weights, no kernel); "
-        "mcmc: rejection until `population` draws are accepted, then ABC-MCMC chains from each of them",
+        "mcmc: rejection until `population` draws are accepted, then ABC-MCMC chains from each of them; "
+        "npe: neural posterior estimation (an ensemble of normalising flows) on a reference table of "
+        "`simulations` prior draws",
+    )
+    simulations: int | None = Field(
+        None, ge=20, le=10_000_000, description="npe: simulations in the reference table (default max_runs)"
+    )
+    held_out: float = Field(
+        0.15, gt=0, lt=0.5, description="npe: share of the reference table held out of training, for the checks"
+    )
+    members: int = Field(3, ge=1, le=20, description="npe: flows in the ensemble")
+    max_epochs: int = Field(300, ge=1, le=100_000, description="npe: most training epochs per member")
+    posterior_samples: int = Field(
+        4000, ge=100, le=1_000_000, description="npe: posterior draws at the record (the posterior table)"
     )
     mcmc_steps: int = Field(0, ge=0, le=1_000_000, description="mcmc: steps per chain")
     mcmc_step: float = Field(
@@ -136,8 +149,13 @@ class BudgetSpec(_Strict):
 class QuickSpec(_Strict):
     """The ``--quick`` budget (fields left out keep the full budget's)."""
 
-    method: Literal["smc", "rejection", "mcmc"] | None = None
+    method: Literal["smc", "rejection", "mcmc", "npe"] | None = None
     mcmc_steps: int | None = Field(None, ge=0)
+    simulations: int | None = Field(None, ge=20)
+    held_out: float | None = Field(None, gt=0, lt=0.5)
+    members: int | None = Field(None, ge=1, le=20)
+    max_epochs: int | None = Field(None, ge=1)
+    posterior_samples: int | None = Field(None, ge=100)
     population: int | None = Field(None, ge=2)
     generations: int | None = Field(None, ge=1)
     max_runs: int | None = Field(None, ge=1)
@@ -385,6 +403,30 @@ class Calibration:
             "sample_fraction": self.sample_fraction,
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def reference_fingerprint(self) -> str:
+        """sha256 of what a simulation of a prior draw depends on, leaving out the budget.
+
+        A neural posterior's reference table stays valid while this holds (a larger budget grows
+        it): scenario, run length, scale, root seed, priors and what the targets measure (kind,
+        window, towns, threshold, role), not the recorded values or their uncertainties, which no
+        simulation depends on.
+        """
+        recorded = ("value", "range", "comparison", "source", "note", "calibrated", "reason", "tolerance")
+        simulated = self.scenario.scenario.model_dump(mode="json")
+        simulated.pop("observed", None)  # the record: compared with, never simulated
+        blob = {
+            "scenario": hashlib.sha256(json.dumps(simulated, sort_keys=True).encode()).hexdigest(),
+            "days": self.days,
+            "sample_fraction": self.sample_fraction,
+            "seed": self.seed,
+            "priors": [[p.path, p.family, p.low, p.high, p.mean, p.sd] for p in self.priors],
+            "targets": [
+                [t.name, {k: v for k, v in t.item.model_dump(mode="json").items() if k not in recorded}]
+                for t in self.targets
+            ],
+        }
+        return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _fail(path: Path, located: Located, loc: tuple[Any, ...], message: str) -> ScenarioError:

@@ -112,8 +112,37 @@ def plot_predictive(predictive: pd.DataFrame, save: Path | None = None) -> plt.F
     return fig
 
 
+def plot_sbc_ranks(ranks: pd.DataFrame, n_posterior: int, save: Path | None = None, bins: int = 10) -> plt.Figure:
+    """One rank histogram per parameter (SBC): counts per bin against the 99% band of a uniform rank."""
+    from scipy import stats
+
+    n = ranks.shape[1]
+    cols = min(4, n)
+    rows = math.ceil(n / cols)
+    m = len(ranks)
+    lo, hi = stats.binom.ppf([0.005, 0.995], m, 1 / bins)
+    with style():
+        fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, ranks.columns, strict=False):
+            ax.axhspan(lo, hi, color=PRIOR_COLOUR, alpha=0.3, lw=0, label="99% band (uniform)")
+            ax.axhline(m / bins, color=PRIOR_COLOUR, lw=1)
+            ax.hist(ranks[name].to_numpy(), bins=bins, range=(0, n_posterior), color=POSTERIOR_COLOUR, alpha=0.85)
+            ax.set_title(name.split(".")[-1], fontsize=9)
+            ax.set_xlabel("rank of the truth")
+        for ax in list(axes.flat)[n:]:
+            ax.set_visible(False)
+        axes.flat[0].set_ylabel("held-out simulations")
+        axes.flat[0].legend(fontsize=7, loc="upper right")
+        fig.suptitle(f"SBC rank histograms ({m} held-out simulations, {n_posterior} posterior draws each)")
+        fig.tight_layout()
+        if save is not None:
+            fig.savefig(save, dpi=120)
+    return fig
+
+
 def draw_calibration_figures(folder: Path) -> list[Path]:
-    """``marginals.png``, ``pairs.png`` and ``predictive.png`` of a calibration folder."""
+    """``marginals.png``, ``pairs.png`` and ``predictive.png`` of a calibration folder (and, for an
+    npe folder, ``sbc_ranks.png``)."""
     folder = Path(folder)
     marg = pd.read_csv(folder / "marginals.csv")
     post = pd.read_parquet(folder / "posterior.parquet")
@@ -126,6 +155,13 @@ def draw_calibration_figures(folder: Path) -> list[Path]:
     ):
         path = folder / name
         plt.close(fn(path))
+        out.append(path)
+    if (folder / "sbc_ranks.csv").exists() and (folder / "checks.json").exists():
+        import json
+
+        n_post = int(json.loads((folder / "checks.json").read_text()).get("sbc_n_posterior", 300))
+        path = folder / "sbc_ranks.png"
+        plt.close(plot_sbc_ranks(pd.read_csv(folder / "sbc_ranks.csv"), n_post, path))
         out.append(path)
     return out
 

@@ -5,7 +5,8 @@ registered in :data:`sim.experiments.inference.methods.METHODS`:
 
 * :mod:`.smc` - ABC-SMC with pyabc (history database, resumable per generation);
 * :mod:`.rejection` - rejection ABC with the record's tolerances as the kernel;
-* :mod:`.mcmc` - rejection ABC for starting points, then ABC-MCMC chains.
+* :mod:`.mcmc` - rejection ABC for starting points, then ABC-MCMC chains;
+* :mod:`.npe_method` - neural posterior estimation on a resumable reference table (``budget.method: npe``).
 
 Shared pieces: :mod:`.base` (the sampler interface, its result and errors), :mod:`.priors`
 (prior draws), :mod:`.targets` (the target statistics task run in workers), :mod:`.parts`

@@ -43,7 +43,12 @@ def check_folder(cal: Calibration, folder: Path, fresh: bool) -> None:
         stored = None
     if not isinstance(stored, dict):
         raise CalibrationConflict(f"{marker}: not a calibration fingerprint (unreadable); re-run with --fresh")
-    if stored.get("fingerprint") != cal.fingerprint():
+    grows = (  # npe: a changed budget over the same simulations grows the stored reference table
+        cal.budget.method == "npe"
+        and stored.get("method") == "npe"
+        and stored.get("reference_fingerprint") == cal.reference_fingerprint()
+    )
+    if stored.get("fingerprint") != cal.fingerprint() and not grows:
         raise CalibrationConflict(
             f"{folder} holds a calibration with a different configuration "
             f"(file, scenario, scale or --quick changed); re-run with --fresh to discard it"
@@ -67,6 +72,7 @@ def prepare_folder(cal: Calibration, folder: str | Path, fresh: bool) -> Path:
         {
             "fingerprint": cal.fingerprint(),
             "method": cal.budget.method,
+            "reference_fingerprint": cal.reference_fingerprint(),
             "calibration": str(cal.path),
             "name": cal.name,
         },

@@ -1,6 +1,6 @@
 """The registry of inference methods: name -> module with ``TITLE`` and ``run`` (see :mod:`.base`).
 
-A new method (for instance neural posterior estimation) is a module beside these with::
+A new method is a module beside these with::
 
     TITLE = "..."
     def run(cal, folder, engine, measure, *, progress=None) -> SamplerResult
@@ -11,10 +11,15 @@ names the entry.
 
 from __future__ import annotations
 
-from sim.experiments.inference import mcmc, rejection, smc
+from sim.experiments.inference import mcmc, npe_method, rejection, smc
 from sim.experiments.inference.base import Method
 
-METHODS: dict[str, Method] = {"smc": smc, "rejection": rejection, "mcmc": mcmc}  # type: ignore[dict-item]
+METHODS: dict[str, Method] = {
+    "smc": smc,
+    "rejection": rejection,
+    "mcmc": mcmc,
+    "npe": npe_method,
+}  # type: ignore[dict-item]
 
 
 def method(name: str) -> Method:

@@ -29,12 +29,21 @@ def final_population(posterior: pd.DataFrame) -> pd.DataFrame:
 
 
 def draw_posterior(
-    posterior: pd.DataFrame, priors: tuple[Prior, ...], n: int, seed: int, *labels: str | int
+    posterior: pd.DataFrame,
+    priors: tuple[Prior, ...],
+    n: int,
+    seed: int,
+    *labels: str | int,
+    replace: bool = True,
 ) -> pd.DataFrame:
     """``n`` parameter sets resampled from the final population by weight, from the stream
-    ``(seed, "posterior draws", *labels)``."""
+    ``(seed, "posterior draws", *labels)``; with ``replace=False`` (equal weights, for independent
+    samples such as npe's) distinct rows while the population has ``n`` of them."""
     last = final_population(posterior)
     rng = generator(seed, "posterior draws", *labels)
+    if not replace and n <= len(last):
+        idx = rng.choice(len(last), size=n, replace=False)
+        return last.iloc[idx][[p.path for p in priors]].reset_index(drop=True)
     idx = rng.choice(len(last), size=n, replace=True, p=last["weight"].to_numpy())
     return last.iloc[idx][[p.path for p in priors]].reset_index(drop=True)
 

@@ -117,7 +117,12 @@ def run_posterior_draws(
     run_days = days if days is not None else stored.manifest.get("days")
     pols = policies(bool(sc.air_campaign.calendar))
     t0 = time.perf_counter()
-    sets = {"posterior": draw_posterior(stored.posterior, stored.priors, draws, root_seed, "posterior thesis")}
+    independent = stored.manifest.get("method") == "npe"  # independent samples: draw distinct ones
+    sets = {
+        "posterior": draw_posterior(
+            stored.posterior, stored.priors, draws, root_seed, "posterior thesis", replace=not independent
+        )
+    }
     if with_prior:
         sets["prior"] = draw_prior(stored.priors, draws, root_seed, "posterior thesis")
     engine = make_engine(workers, scheduler)
