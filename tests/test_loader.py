@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sim.scenario.loader import ScenarioError, config_hash, deep_merge, load_scenario, parse_override
+from sim.scenario.schema import Mechanisms
 
 DATA = Path(__file__).parent / "data"
 BAD = DATA / "bad"
@@ -59,7 +60,8 @@ def test_extends_merges_key_by_key_relative_to_the_child(tmp_path):
     sc = loaded.scenario
     assert sc.name == "child"
     assert sc.mechanisms.rally == 0.0
-    assert sc.mechanisms.regime_blame == 1.0  # default kept
+    # neither file sets it: the schema default is kept
+    assert sc.mechanisms.regime_blame == Mechanisms.model_fields["regime_blame"].default
     assert sc.air_campaign.sorties_per_day == 9
     assert sc.air_campaign.policy == "resisting_towns"  # merged from the parent
     assert [s.town for s in sc.air_campaign.calendar] == ["Alpha"]  # parent list kept
