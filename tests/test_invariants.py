@@ -160,10 +160,14 @@ def test_event_log_agrees_with_the_tables(run):
     assert takeovers == ts["council_takeovers_cum"].iloc[-1]
 
 
-def test_regime_held_towns_are_empty_and_receive_nobody(run):
-    _, _, towns, events = run
+#: Days after its fall by which a taken town is empty at the default flight.capture_rate 0.25
+#: (0.75^40 ~ 1e-5 per household present on the day it falls).
+EMPTY_WITHIN = 40
+
+
+def _assert_held_towns_receive_nobody(towns: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
+    """No arrival, return or strike in a regime-held town, and its population never increases; the fall days."""
     held = towns["front"] == "regime"
-    assert (towns.loc[held, "persons_present"] == 0).all()
     fell = towns[held].groupby("town", observed=True)["day"].min()
     for town, day in fell.items():
         arrivals = events[
@@ -172,6 +176,41 @@ def test_regime_held_towns_are_empty_and_receive_nobody(run):
         assert arrivals.empty, town
         strikes = events[(events["event"] == "strike") & (events["town"] == town) & (events["day"] > day)]
         assert strikes.empty, town
+        after = towns[(towns["town"] == town) & (towns["day"] >= day)].sort_values("day")
+        assert np.all(np.diff(after["persons_present"].to_numpy()) <= 0), town
+        assert np.all(np.diff(after["hosted_displaced"].to_numpy()) <= 0), town
+    return fell
+
+
+def test_regime_held_towns_empty_at_the_capture_rate_and_receive_nobody(run):
+    model, _, towns, events = run
+    assert model.scenario.flight.capture_rate == 0.25
+    fell = _assert_held_towns_receive_nobody(towns, events)
+    assert len(fell)
+    present = by_day(towns, "persons_present")
+    held = by_day(towns, "front") == "regime"
+    # every day a quarter of those still in a held town leave (pooled over held towns: no strikes there);
+    # within 4 binomial standard errors, counting households as persons / unit size (fewer than there are)
+    both = held[:-1] & held[1:] & (present[:-1] > 0)
+    n = present[:-1][both].sum() / model.weight / model.unit_size
+    assert n >= 20
+    kept = present[1:][both].sum() / present[:-1][both].sum()
+    assert abs(kept - 0.75) <= 4 * np.sqrt(0.75 * 0.25 / n), (kept, n)
+    names = towns.pivot(index="day", columns="town", values="persons_present").columns
+    for town, day in fell.items():
+        j = list(names).index(town)
+        assert np.all(present[day + EMPTY_WITHIN :, j] == 0), town
+
+
+@pytest.mark.parametrize(("seed", "policy", "extra"), CASES[:2])
+def test_at_capture_rate_one_regime_held_towns_are_empty_from_the_day_they_fall(grid, seed, policy, extra):
+    sc = grid(*STRESS, f"air_campaign.policy={policy}", "flight.capture_rate=1", *extra)
+    model = AllegianceModel(sc, seed, household_agents=False)
+    model.run()
+    frames = model.collector.frames()
+    towns, events = frames["towns"], frames["events"]
+    assert len(_assert_held_towns_receive_nobody(towns, events))
+    assert (towns.loc[towns["front"] == "regime", "persons_present"] == 0).all()
 
 
 def test_household_state_is_consistent(run):

@@ -304,7 +304,10 @@ def test_flight_goes_to_open_towns_weighted_by_distance(tiny, run_model):
     assert arrivals["Near"] > 3 * arrivals["Far"]  # 4 km vs 20 km, gamma 1.5
     hh = model.hh
     np.testing.assert_array_equal(hh.displaced, hh.town != hh.home)
-    assert np.all(hh.home[hh.displaced] == 0)  # displaced keep their home town
+    # displaced keep their home town: O (flight from strikes) or Held, which its residents leave at
+    # flight.capture_rate since the regime holds it (nobody arrives there: above)
+    assert set(np.unique(hh.home[hh.displaced])) == {0, 3}
+    assert not np.any(hh.displaced & (hh.town == 3))
 
 
 def test_flight_avoids_towns_without_free_capacity(tiny, run_model):
@@ -326,29 +329,64 @@ def test_flight_prefers_safe_border_towns(tiny, run_model):
     assert safe["Far"] / safe.sum() > plain["Far"] / plain.sum() + 0.2
 
 
-def test_a_town_taken_by_the_regime_is_emptied_and_stays_empty(tiny, run_model):
+def _taken_town(tiny, run_model, days: int, **flight: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     sc = tiny(
-        days=20,
+        days=days,
         front={"enabled": True, "events": [{"day": 3, "town": "A", "status": "regime"}]},
         air_campaign={"policy": "random", "sorties_per_day": 3},
-        flight={"return_rate": 0.5},
+        flight={"return_rate": 0.5, **flight},
     )
-    model = run_model(sc)
-    frames = model.collector.frames()
-    towns = frames["towns"]
+    frames = run_model(sc).collector.frames()
+    return frames["towns"], frames["events"]
+
+
+def _assert_taken_town_closed(towns: pd.DataFrame, ev: pd.DataFrame) -> None:
+    """A taken town (A, day 3): closed, nobody arrives or returns, never struck again, never refills."""
     present = series(towns, "A", "persons_present")
     assert np.all(present[:3] > 0)
-    assert np.all(present[3:] == 0)
-    assert np.all(series(towns, "A", "persons_at_home")[3:] == 0)
-    # every household of A is now displaced or dead (3,000 persons at the start)
-    assert series(towns, "A", "displaced_out")[3] + series(towns, "A", "killed_cum")[3] == pytest.approx(3000)
+    assert np.all(np.diff(present[3:]) <= 0)  # never increases after the fall
+    assert np.all(np.diff(series(towns, "A", "persons_at_home")[3:]) <= 0)
     assert list(series(towns, "A", "front")[2:5]) == ["opposition", "regime", "regime"]
     for col in ("hts_control", "council", "hts_services"):
         assert np.all(series(towns, "A", col)[3:] == 0)
-    ev = frames["events"]
     assert not ((ev["event"] == "strike") & (ev["town"] == "A") & (ev["day"] > 3)).any()
+    arrivals = ev["event"].isin(["displacement", "return"]) & (ev["to_town"] == "A") & (ev["day"] >= 3)
+    assert not arrivals.any()
+    assert np.all(np.diff(series(towns, "A", "hosted_displaced")[3:]) <= 0)  # guests there leave too
+
+
+def test_a_town_taken_by_the_regime_empties_over_days_and_stays_empty(tiny, run_model):
+    """Default ``flight.capture_rate`` 0.25: a quarter of those still there leave each day, from the day
+    of the fall; the town is empty within 40 days of it (0.75^40 ~ 1e-5 per household)."""
+    towns, ev = _taken_town(tiny, run_model, days=60)
+    _assert_taken_town_closed(towns, ev)
+    present = series(towns, "A", "persons_present")
+    before = present[2]
+    assert 0 < present[3] < before  # not emptied on the day it falls, but the first share leaves then
+    # leaving at about the documented rate: no strikes in a taken town, so only leaving lowers it
+    kept = present[3:13] / np.concatenate([[before], present[3:12]])
+    assert 0.75 - 0.06 <= kept.mean() <= 0.75 + 0.06, kept
+    assert present[12] == pytest.approx(before * 0.75**10, rel=0.35)
+    assert np.all(present[3 + 40 :] == 0)
+    assert np.all(series(towns, "A", "persons_at_home")[3 + 40 :] == 0)
+
+
+def test_a_town_taken_by_the_regime_is_emptied_on_the_day_at_capture_rate_one(tiny, run_model):
+    """``flight.capture_rate`` 1 (the schema's upper bound): everyone present leaves on the day it falls."""
+    towns, ev = _taken_town(tiny, run_model, days=20, capture_rate=1.0)
+    _assert_taken_town_closed(towns, ev)
+    present = series(towns, "A", "persons_present")
+    assert np.all(present[3:] == 0)
+    assert np.all(series(towns, "A", "persons_at_home")[3:] == 0)
+    assert np.all(series(towns, "A", "hosted_displaced")[3:] == 0)
+    # every household of A is now displaced or dead (3,000 persons at the start)
+    assert series(towns, "A", "displaced_out")[3] + series(towns, "A", "killed_cum")[3] == pytest.approx(3000)
     assert not ((ev["event"] == "return") & (ev["to_town"] == "A") & (ev["day"] >= 3)).any()
-    assert frames["timeseries"]["towns_regime_held"].iloc[-1] == 1
+
+
+def test_the_regime_held_count_counts_a_taken_town(tiny, run_model):
+    sc = tiny(days=20, front={"enabled": True, "events": [{"day": 3, "town": "A", "status": "regime"}]})
+    assert run_model(sc).collector.frames()["timeseries"]["towns_regime_held"].iloc[-1] == 1
 
 
 def test_front_proximity_makes_households_flee(tiny, run_model):

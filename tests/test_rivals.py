@@ -19,6 +19,7 @@ from sim.analysis.thesis import ThesisSettings, rope_for, run_thesis
 from sim.experiments.engine import SerialEngine
 from sim.model import control
 from sim.model.control import GROUP0, HTS_HOLDS
+from sim.model.model import AllegianceModel
 from sim.scenario.loader import load_scenario
 from sim.scenario.schema import Scenario
 
@@ -217,8 +218,6 @@ def test_local_strengths_conserve_each_actors_fighters():
 
 
 def test_in_the_idlib_scenario_no_actor_counts_more_fighters_than_it_has():
-    from sim.model.model import AllegianceModel
-
     loaded = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["households.sample_fraction=0.01", "days=2"])
     model = AllegianceModel(loaded.scenario, 1, household_agents=False)
     model.run(1)
@@ -586,8 +585,6 @@ def test_a_strong_holder_keeps_a_protesting_town_and_local_rate_zero_switches_it
 
 
 def test_an_armed_side_retakes_a_local_town_once_its_protest_falls(tiny):
-    from sim.model.model import AllegianceModel
-
     def run(fighters: float) -> pd.DataFrame:
         model = AllegianceModel(_protesting(tiny, days=100, local_retake_rate=0.5), 1, household_agents=False)
         model.run(40)
@@ -650,3 +647,13 @@ def test_a_rival_holder_serves_and_taxes_where_it_holds(tiny, run_model):
     assert model.rival_groups[0].resources != 20.0
     off = run_model(tiny(towns=towns, days=30, rivals=rivals(groups, holder_service_rate=0.0)))
     assert (off.collector.frames()["towns"]["holder_services"] == 0).all()
+
+
+def test_no_standing_hts_repression_in_a_town_a_rival_holds(tiny):
+    """The stationary baseline's repression memory is HTS's arrests at the stationary protest: none where a
+    rival holds the town (HTS arrests only where it holds it), so the memory does not decay there from day 0."""
+    sc = tiny(towns=_towns_with_a_held_by_g(tiny), days=5, rivals=rivals(_held_by_g(200)))
+    model = AllegianceModel(sc, household_agents=False)
+    ts = model.town_state
+    assert ts.controller[0] == GROUP0 and ts.repression[0] == 0.0
+    assert np.all(ts.repression[1:] > 0)  # HTS's towns keep theirs

@@ -230,7 +230,7 @@ class AllegianceModel(Model):
         ps = households.stationary_protest(st, 0.0)[0]
         ts.protest_share = ps
         p_arrest = rules.arrest_probability(
-            sc.hts.security_per_control * ts.control * st.hts.strength * ts.open,
+            sc.hts.security_per_control * ts.control * st.hts.strength * (ts.open & ts.hts_holds),  # as HTS._repress
             ps,
             arrest_constant=sc.protest.arrest_constant,
             crowd_scale=sc.protest.crowd_scale,
