@@ -218,7 +218,7 @@ observed:
       end: {date: 2018-02-03}
       value: 325443
       role: calibration
-      source: "OCHA, Turkey/Syria: recent developments in north-western Syria, 13 Feb 2018: 325,443 displacements 15 Dec 2017 - 3 Feb 2018"
+      source: "OCHA, 13 Feb 2018: 325,443 displacements 15 Dec 2017 - 3 Feb 2018"
     - name: share arriving in Dana, Salqin, Kafr Nobol, Ariha, Atareb sub-districts
       kind: arrival_share
       start: {date: 2017-12-15}
@@ -227,8 +227,8 @@ observed:
       value: 0.5
       comparison: at_least
       role: calibration
-      source: "OCHA, Turkey/Syria: recent developments in north-western Syria, 13 Feb 2018: displacements 'mainly toward' these sub-districts"
-      note: "'mainly' read as at least half (assumed); Dana sub-district = Dana, Sarmada, Atmeh camps; Kafr Nobol = Kafranbel"
+      source: "OCHA, 13 Feb 2018: displacements 'mainly toward' these sub-districts"
+      note: "'mainly' read as at least half (assumed)"
     - name: civilians killed in Idlib governorate, January 2018
       kind: killed
       start: {date: 2018-01-01}
@@ -239,7 +239,7 @@ observed:
               Harem district villages, Maarat district villages, Jabal al-Zawiya villages, Atmeh camps]
       value: 223
       role: calibration
-      source: "SNHR, monthly report of civilian deaths, January 2018 (1 Feb 2018): 223 civilians killed in Idlib governorate by Syrian and Russian forces in January 2018"
+      source: "SNHR, 1 Feb 2018: 223 civilians killed in Idlib governorate in January 2018"
       note: "governorate only: Atarib and Tell al-Daman (Aleppo) and NE Hama villages (Hama) excluded"
     - name: displaced hosted in Dana sub-district, January 2018
       kind: hosted_displaced
@@ -248,7 +248,7 @@ observed:
       value: 60000
       range: [50000, 70000]
       role: validation
-      source: "REACH, Humanitarian situation overview of Syria: Idleb, Dec 2017 and Jan 2018: Dana the largest host of displaced, 50,000 (Dec) and 70,000 (Jan)"
+      source: "REACH, Dec 2017 and Jan 2018: Dana hosts 50,000 (Dec) and 70,000 (Jan) displaced"
       note: "Dana sub-district = Dana, Sarmada, Atmeh camps; the model counts persons displaced since 1 Nov 2017 (the
         displaced already present at the start are residents)"
     - name: Atarib council independent at the end
@@ -257,7 +257,7 @@ observed:
       value: 1
       role: validation
       source: "Atarib kept its own council through 2018 (HTS took it in January 2019): no primary source identified"
-      note: "Atarib starts held by Nour al-Din al-Zenki, and HTS takes over no council in a town it does not hold: the check tests whether HTS retakes Atarib, not the takeover rate alone"
+      note: "Atarib starts held by Nour al-Din al-Zenki: the check tests whether HTS retakes Atarib"
     - name: protest against HTS in southern Idlib, end of February 2018
       kind: protest_present
       start: {date: 2018-02-20}
@@ -266,8 +266,8 @@ observed:
       value: 1
       threshold: 0.002
       role: validation
-      source: "Syria Direct, late February 2018: demonstrations against both the regime and HTS in southern Idlib, late February 2018"
-      note: "present = mean protest share above 0.2% of persons over 20-28 Feb (assumed reading of 'demonstrations were reported')"
+      source: "Syria Direct, late February 2018: demonstrations against the regime and HTS in southern Idlib"
+      note: "present = mean protest share above 0.2% of persons over 20-28 Feb (assumed reading)"
 """
 
 
