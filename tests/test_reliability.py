@@ -243,34 +243,63 @@ def test_a_shorter_or_longer_run_keeps_dates_of_the_scenario_window(tmp_path, si
     assert res.returncode == 0, res.stderr
 
 
-OBSERVED = DATED + (
-    "observed:\n  replicates: 1\n  figures:\n"
-    "    - {name: moves, kind: displacements, start: {day: 2}, end: {day: 10}, value: 100, source: test}\n"
-    "    - {name: Alpha council, kind: council_independent, towns: [Alpha], value: 1, source: test}\n"
-)
+RECORD = """\
+record: tiny
+scenario: tiny
+window: {start: 2018-01-01, end: 2018-01-12}
+governorate:
+  towns: [Alpha, Beta, Gamma]
+  reading: every tiny town
+entries:
+  - id: moves
+    kind: displacements
+    place: governorate
+    window: {start: 2018-01-03, end: 2018-01-11}
+    value: 100
+    source: {publisher: test, title: "[test]", date: 2018-01-11}
+    reading: test
+    uncertainty: {relative: 0.25, reason: test}
+    role: calibration
+  - id: alpha-council
+    kind: council
+    place: Alpha
+    date: 2018-01-05
+    value: independent
+    source: {publisher: test, title: "[test]", date: 2018-01-05}
+    reading: test
+    uncertainty: {days: 0, reason: test}
+    role: validation
+"""
 
 
-def test_a_run_that_stops_before_an_observed_window_ends_says_window_not_reached(tmp_path, sim_command):
+def test_a_run_that_stops_before_a_record_entry_ends_says_not_reached(tmp_path, sim_command):
+    """An entry whose window ends after the run's last day is "not reached" in record.csv (no
+    simulated value, the note names the run's end) and the summary counts it so; an entry of the
+    run's last day is compared; the full run compares both."""
     import pandas as pd
 
-    path = write(tmp_path / "observed.yaml", OBSERVED)
+    record = write(tmp_path / "record.yaml", RECORD)
+    path = write(tmp_path / "dated.yaml", DATED + f"record: {record}\n")
     out = tmp_path / "out"
     res = run_sim(sim_command, "run", path, "--days", "5", "--out", out, "--run-id", "short", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    [moves] = [line for line in res.stdout.splitlines() if "moves:" in line]
-    assert "window not reached" in moves and "ratio" not in moves and "nan" not in moves
-    assert "the run ends 2018-01-05" in moves
-    obs = pd.read_csv(out / "tiny" / "short" / "observed.csv").set_index("figure")
-    assert obs.loc["moves", "check"] == "window not reached"
-    assert pd.isna(obs.loc["moves", "simulated"]) and pd.isna(obs.loc["moves", "ratio"])
-    assert obs.loc["moves", "window"] == "2018-01-03 .. 2018-01-11"
-    assert obs.loc["Alpha council", "check"] != "window not reached"  # a figure of the run's last day
-    # the full window gives a value and a ratio
+    [heading] = [line for line in res.stdout.splitlines() if "calibration entries" in line]
+    assert "1 entries: 1 not reached" in heading
+    [moves] = [line for line in res.stdout.splitlines() if "displacements:" in line]
+    assert "1 not reached" in moves and "agree" not in moves and "nan" not in moves
+    rec = pd.read_csv(out / "tiny" / "short" / "record.csv", keep_default_na=False, na_values=[""]).set_index("id")
+    assert rec.loc["moves", "agreement"] == "not reached"
+    assert pd.isna(rec.loc["moves", "simulated"])
+    assert "the run ends on 2018-01-05" in rec.loc["moves", "note"]
+    assert rec.loc["moves", "date"] == "2018-01-03..2018-01-11"
+    assert rec.loc["alpha-council", "agreement"] != "not reached"  # an entry of the run's last day
+    # the full run reaches the window: a simulated value and an agreement
     res = run_sim(sim_command, "run", path, "--out", out, "--run-id", "full", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    full = pd.read_csv(out / "tiny" / "full" / "observed.csv").set_index("figure")
-    assert full.loc["moves", "check"] != "window not reached"
-    assert full.loc["moves", "ratio"] == pytest.approx(full.loc["moves", "simulated"] / 100)
+    assert "not reached" not in res.stdout
+    full = pd.read_csv(out / "tiny" / "full" / "record.csv", keep_default_na=False, na_values=[""]).set_index("id")
+    assert full.loc["moves", "agreement"] in ("agree", "disagree")
+    assert float(full.loc["moves", "simulated"]) >= 0
 
 
 # --------------------------------------------------------------------------- outputs: checked first, failures clean

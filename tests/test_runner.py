@@ -197,15 +197,96 @@ def test_an_exception_mid_run_leaves_nothing_under_out(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- collection levels and reuse
 
+IDLIB = Path(__file__).resolve().parents[1] / "scenarios" / "idlib_2017_2018.yaml"
 
-def test_targets_level_keeps_the_measured_columns_exactly():
+#: The ``observed`` block the Idlib scenario had before it named a record (one figure or more of
+#: every observed kind but cooperation_share): the observed machinery stays for scenarios that have one.
+IDLIB_OBSERVED = """\
+observed:
+  replicates: 5
+  figures:
+    - name: displacements 15 Dec 2017 - 22 Jan 2018
+      kind: displacements
+      start: {date: 2017-12-15}
+      end: {date: 2018-01-22}
+      value: 212000
+      role: calibration
+      source: "ACAPS, Syria: Idlib displacement, 22 Jan 2018: about 212,000 displacements 15 Dec 2017 - 22 Jan 2018"
+    - name: displacements 15 Dec 2017 - 3 Feb 2018
+      kind: displacements
+      start: {date: 2017-12-15}
+      end: {date: 2018-02-03}
+      value: 325443
+      role: calibration
+      source: "OCHA, 13 Feb 2018: 325,443 displacements 15 Dec 2017 - 3 Feb 2018"
+    - name: share arriving in Dana, Salqin, Kafr Nobol, Ariha, Atareb sub-districts
+      kind: arrival_share
+      start: {date: 2017-12-15}
+      end: {date: 2018-02-03}
+      towns: [Dana, Sarmada, Atmeh camps, Salqin, Kafranbel, Ariha, Atarib]
+      value: 0.5
+      comparison: at_least
+      role: calibration
+      source: "OCHA, 13 Feb 2018: displacements 'mainly toward' these sub-districts"
+      note: "'mainly' read as at least half (assumed)"
+    - name: civilians killed in Idlib governorate, January 2018
+      kind: killed
+      start: {date: 2018-01-01}
+      end: {date: 2018-01-31}
+      towns: [Idlib city, Maarat al-Numan, Kafranbel, Saraqib, Jisr al-Shughur, Ariha, Khan Shaykhun, Sarmada,
+              Dana, Harem, Salqin, Kafr Takharim, Binnish, Taftanaz, Sarmin, Darkush, Abu al-Duhur, Sinjar,
+              Abu al-Duhur villages, Hish, Maarrat Misrin, Jisr al-Shughur villages, Idlib district villages,
+              Harem district villages, Maarat district villages, Jabal al-Zawiya villages, Atmeh camps]
+      value: 223
+      role: calibration
+      source: "SNHR, 1 Feb 2018: 223 civilians killed in Idlib governorate in January 2018"
+      note: "governorate only: Atarib and Tell al-Daman (Aleppo) and NE Hama villages (Hama) excluded"
+    - name: displaced hosted in Dana sub-district, January 2018
+      kind: hosted_displaced
+      end: {date: 2018-01-31}
+      towns: [Dana, Sarmada, Atmeh camps]
+      value: 60000
+      range: [50000, 70000]
+      role: validation
+      source: "REACH, Dec 2017 and Jan 2018: Dana hosts 50,000 (Dec) and 70,000 (Jan) displaced"
+      note: "Dana sub-district = Dana, Sarmada, Atmeh camps; the model counts persons displaced since 1 Nov 2017 (the
+        displaced already present at the start are residents)"
+    - name: Atarib council independent at the end
+      kind: council_independent
+      towns: [Atarib]
+      value: 1
+      role: validation
+      source: "Atarib kept its own council through 2018 (HTS took it in January 2019): no primary source identified"
+      note: "Atarib starts held by Nour al-Din al-Zenki: the check tests whether HTS retakes Atarib"
+    - name: protest against HTS in southern Idlib, end of February 2018
+      kind: protest_present
+      start: {date: 2018-02-20}
+      end: {date: 2018-02-28}
+      towns: [Maarat al-Numan, Kafranbel, Hish, Maarat district villages, Jabal al-Zawiya villages]
+      value: 1
+      threshold: 0.002
+      role: validation
+      source: "Syria Direct, late February 2018: demonstrations against the regime and HTS in southern Idlib"
+      note: "present = mean protest share above 0.2% of persons over 20-28 Feb (assumed reading)"
+"""
+
+
+def idlib_with_observed(tmp_path: Path, values: dict):
+    """The shipped Idlib scenario (its record too) with :data:`IDLIB_OBSERVED`, and ``values`` set."""
+    from sim.scenario.loader import with_values
+
+    path = tmp_path / "idlib_observed.yaml"
+    record = IDLIB.parent / "record" / "idlib_2017_2018.yaml"
+    path.write_text(f"extends: {IDLIB}\nrecord: {record}\n{IDLIB_OBSERVED}", encoding="utf-8")
+    return with_values(load_scenario(path).scenario, values, source="test")
+
+
+def test_targets_level_keeps_the_measured_columns_exactly(tmp_path):
     """``collect="targets"`` keeps what the recorded figures read, with the full level's values."""
     from sim.analysis.observed import figure_value
     from sim.model.collect import TARGET_GOV_VARS, TARGET_TOWN_VARS
-    from sim.scenario.loader import with_values
 
-    sc = load_scenario("idlib_2017_2018").scenario
-    sc = with_values(sc, {"households.sample_fraction": 0.01, "days": 80}, source="test")
+    sc = idlib_with_observed(tmp_path, {"households.sample_fraction": 0.01, "days": 80})
     full = simulate(sc, 5, household_agents=False).frames
     light = simulate(sc, 5, household_agents=False, collect="targets").frames
     ts_cols = ["day", *(["date"] if "date" in full["timeseries"] else []), *TARGET_GOV_VARS]
@@ -213,7 +294,7 @@ def test_targets_level_keeps_the_measured_columns_exactly():
     town_cols = [c for c in full["towns"].columns if c in {"day", "date", "town", "initial_stance", *TARGET_TOWN_VARS}]
     pd.testing.assert_frame_equal(light["towns"], full["towns"][town_cols], check_exact=True)
     pd.testing.assert_frame_equal(light["events"], full["events"], check_exact=True)
-    assert sc.observed.figures, "the shipped scenario records figures"
+    assert sc.observed.figures, "the scenario records figures"
     kinds = {f.kind for f in sc.observed.figures}
     assert len(kinds) >= 5
     for fig in sc.observed.figures:
@@ -245,10 +326,8 @@ def test_run_folder_replicates_in_workers_give_the_serial_observed_table(tmp_pat
     """The observed table from replicates run in worker processes (collecting only the measured
     columns) is the table of full runs in this process; ``replicates`` is recorded."""
     from sim.analysis.observed import compare
-    from sim.scenario.loader import with_values
 
-    sc = load_scenario("idlib_2017_2018").scenario
-    sc = with_values(sc, {"households.sample_fraction": 0.005, "days": 70}, source="test")
+    sc = idlib_with_observed(tmp_path, {"households.sample_fraction": 0.005, "days": 70})
     result = simulate(sc, 11, household_agents=False)
     folder = write_run_folder(result, tmp_path, "r", replicates=3)
     manifest = json.loads((folder / "manifest.json").read_text())
