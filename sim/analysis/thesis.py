@@ -60,6 +60,7 @@ from sim.analysis.statistics import (
     relative_rope,
     summarize,
 )
+from sim.experiments.comparisons import ALTERNATIVE, CONTROL, HEADLINE, OUTCOMES, POLICY, TREATMENT
 from sim.experiments.design import replicate_seeds
 from sim.experiments.engine import Engine, make_engine
 from sim.experiments.spec import SweepSpec, spec_from_dict
@@ -71,30 +72,7 @@ from sim.scenario.loader import resolve_input
 from sim.scenario.schema import MECHANISM_NAMES
 from sim.scenario.seeds import derive_seed
 
-POLICY = "air_campaign.policy"
-CONTROL = "none"
-TREATMENT = "resisting_towns"
-ALTERNATIVE = "hts_strongholds"
-
-# outcome -> (label, sign the thesis predicts: +1 up, -1 down, 0 no prediction)
-OUTCOMES: dict[str, tuple[str, int]] = {
-    "coop_resisting_mean": ("cooperation with HTS, resisting towns, by current town (window mean)", 1),
-    "coop_resisting_home_mean": ("cooperation with HTS, resisting towns, by home town (window mean)", 1),
-    "coop_resisting_final": ("cooperation with HTS, resisting towns, by current town (end)", 1),
-    "coop_resisting_home_final": ("cooperation with HTS, resisting towns, by home town (end)", 1),
-    "coop_all_mean": ("cooperation with HTS, all towns (window mean)", 1),
-    "coop_all_final": ("cooperation with HTS, all towns (end)", 1),
-    "protest_resisting_mean": ("protest participation, resisting towns (window mean)", -1),
-    "protest_all_mean": ("protest participation, all towns (window mean)", -1),
-    "hts_fighters_final": ("HTS fighters (end)", 1),
-    "hts_recruits_final": ("HTS recruits (cumulative)", 1),
-    "rival_alignment_final": ("rival groups' alignment with HTS (end)", 1),
-    "rival_alignment_window": ("rival groups' alignment with HTS (window mean)", 1),
-    "under_hts_mean": ("share of persons living under HTS control (window mean)", 1),
-    "under_hts_final": ("share of persons living under HTS control (end)", 1),
-    "displaced_final": ("displaced persons (end)", 0),
-}
-HEADLINE: tuple[str, str] = ("coop_resisting_mean", "coop_resisting_home_mean")
+# The policies, outcomes and headline measures are declared once, in sim.experiments.comparisons.
 # Composition of the two resisting-town measures: current town = residents at home + guests,
 # home town = residents at home + those who left; the dead are in neither (window means).
 COMPOSITION: dict[str, str] = {
