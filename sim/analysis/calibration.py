@@ -46,7 +46,7 @@ from sim.run.provenance import stamp
 from sim.run.record import target_value
 from sim.run.store import write_csv_atomic, write_json_atomic, write_parquet, write_text_atomic
 from sim.scenario.calibration import Calibration
-from sim.scenario.loader import ScenarioError
+from sim.scenario.loader import ScenarioError, value_at
 
 __all__ = [
     "CalibrationResult",
@@ -420,29 +420,6 @@ def _npe_section(doc: dict[str, Any], cal: Calibration) -> list[str]:
 
 
 # --------------------------------------------------------------------------- --apply
-
-
-def value_at(data: dict[str, Any], path: str) -> Any:
-    """The value at a key path of a scenario dict (lists indexed by number or item name).
-
-    Raises:
-        KeyError: the path leads nowhere.
-    """
-    cur: Any = data
-    for part in path.split("."):
-        if isinstance(cur, list):
-            names = [it.get("name") for it in cur if isinstance(it, dict)]
-            if part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
-                cur = cur[int(part)]
-            elif part in names:
-                cur = cur[names.index(part)]
-            else:
-                raise KeyError(part)
-        elif isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
-            raise KeyError(part)
-    return cur
 
 
 def list_anchor(data: dict, path: str) -> str | None:

@@ -433,7 +433,6 @@ def _fail(path: Path, located: Located, loc: tuple[Any, ...], message: str) -> S
     return ScenarioError(path, message, key=".".join(map(str, loc)), line=located.line_of(loc))
 
 
-_numeric_at = value_at  # the former name (sim.cli.calibrate_cmd reads key paths with it)
 
 
 def load_calibration(
