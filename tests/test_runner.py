@@ -302,6 +302,43 @@ def test_targets_level_keeps_the_measured_columns_exactly(tmp_path):
         assert a == b or (np.isnan(a) and np.isnan(b)), fig.name
 
 
+def test_targets_level_gives_the_record_calibration_targets_exactly(monkeypatch):
+    """Every target of the shipped calibration file (record entries, calibration and validation) reads
+    only what ``collect="targets"`` keeps: its value is the full run's, and calibration runs use that level."""
+    import sim.run.simulate as simulate_module
+    from sim.experiments.inference.targets import target_values
+    from sim.run.record import target_value, targets_level_reads
+    from sim.scenario.calibration import load_calibration
+    from sim.scenario.loader import with_values
+
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    cal = load_calibration(root / "calibration" / "idlib_2017_2018.yaml", load_scenario(root / "idlib_2017_2018.yaml"))
+    assert cal.record is not None
+    items = [t.item for t in cal.targets]
+    assert {"calibration", "validation"} <= {t.role for t in cal.targets}
+    assert all(targets_level_reads(i) for i in items)
+    sc = with_values(cal.scenario.scenario, {"households.sample_fraction": 0.01}, source="test")
+    full = simulate(sc, 5, household_agents=False).frames
+    light = simulate(sc, 5, household_agents=False, collect="targets").frames
+    for item in items:
+        a, b = target_value(item, sc, full, cal.record), target_value(item, sc, light, cal.record)
+        assert a == b or (np.isnan(a) and np.isnan(b)), item.id
+    # the calibration's runs collect the targets level; an entry it does not cover gets a full run
+    levels = []
+    real = simulate_module.simulate
+
+    def spy(*args, **kwargs):
+        levels.append(kwargs.get("collect", "full"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "simulate", spy)
+    base = with_values(sc, {"days": 20}, source="test").model_dump(mode="json")
+    target_values(base, {}, 5, items[:1], target_value, cal.record)
+    uncovered = next(e for e in cal.record.entries if not targets_level_reads(e))
+    target_values(base, {}, 5, [uncovered], target_value, cal.record)
+    assert levels == ["targets", "full"]
+
+
 def test_unknown_collect_level_is_refused(tiny_loaded):
     with pytest.raises(ValueError, match="collect level"):
         AllegianceModel(tiny_loaded.scenario, 1, household_agents=False, collect="some")

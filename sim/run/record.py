@@ -843,6 +843,28 @@ def entry_value(entry: Entry, record: Record, tables: Tables) -> float:
     return 1.0 if obs.agreement == AGREE else 0.0
 
 
+#: Record kinds whose observation models read only the ``events`` table or towns columns of the
+#: collector's ``"targets"`` level (:data:`sim.model.collect.TARGET_TOWN_VARS`), whatever the entry.
+TARGETS_LEVEL_KINDS = ("displacements", "arrival_share", "returns", "hosted")
+
+
+def targets_level_reads(item: Any) -> bool:
+    """Whether :func:`target_value` of ``item`` reads only what a run collected at the ``"targets"``
+    level keeps (so that level gives it exactly the value of a full run): an observed figure (the level
+    was built for them), or a record entry of :data:`TARGETS_LEVEL_KINDS`, departures in persons (the
+    displacement events; a share reads ``displaced_out`` and ``persons_at_home``), or deaths counted as
+    killed from events or ``towns.killed`` (not ``killed_by_hts`` nor ``wounded``)."""
+    if not isinstance(item, Entry):
+        return True
+    if item.kind in TARGETS_LEVEL_KINDS:
+        return True
+    if item.kind == "departures":
+        return item.unit != "share"
+    if item.kind == "deaths":
+        return item.measure in (None, "killed") and item.cause != "hts"
+    return False
+
+
 def target_value(item: Any, scenario: Any, tables: Tables, record: Record | None = None) -> float:
     """A calibration target's value in one run: a record entry (:func:`entry_value`, with its ``record``)
     or an observed figure of a scenario without a record (:func:`figure_value`)."""

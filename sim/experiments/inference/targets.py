@@ -9,7 +9,9 @@ A target is a record entry (a scenario naming a record) or an observed figure (o
 value in a run's tables is :func:`sim.run.record.target_value`, the record's observation models, the
 same rules ``record.csv`` applies to every run. The ``measure`` argument the samplers pass along
 is that function (any replacement takes ``(item, scenario, tables, record)``); it travels to
-workers by reference, as a module-level function.
+workers by reference, as a module-level function. With that function and targets it measures
+exactly at the collector's ``"targets"`` level (:func:`sim.run.record.targets_level_reads`) the runs
+collect only that level; otherwise every column.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from sim.experiments.engine import Engine
-from sim.run.record import target_value
+from sim.run.record import target_value, targets_level_reads
 from sim.scenario.calibration import Calibration, Target
 from sim.scenario.record import Record
 from sim.scenario.schema import ObservedFigure
@@ -60,7 +62,9 @@ def target_values(
         sc = Scenario.model_validate(data)
     except ValidationError:
         return {_name(f): math.nan for f in figures}
-    result = simulate(sc, int(seed), household_agents=False)
+    # the "targets" collection level when it keeps every column the targets read (same values, less work)
+    light = measure is target_value and all(targets_level_reads(f) for f in figures)
+    result = simulate(sc, int(seed), household_agents=False, collect="targets" if light else "full")
     return {_name(f): float(measure(f, sc, result.frames, record)) for f in figures}
 
 
