@@ -37,7 +37,7 @@ from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
 from sim.analysis.thesis import markdown_table, paired_differences, rope_for
 from sim.experiments.comparisons import COMPARISONS, OUTCOMES, POLICY, POSTERIOR_OUTCOMES
 from sim.experiments.engine import Engine
-from sim.experiments.inference import checks, driver, mcmc, rejection, targets
+from sim.experiments.inference import checks, driver, methods, targets
 from sim.experiments.inference.base import SamplerResult
 from sim.experiments.inference.driver import CalibrationResult
 from sim.experiments.inference.folder import StoredCalibration, load_calibration_folder
@@ -86,13 +86,13 @@ def target_model(cal: Calibration) -> targets.TargetModel:
 
 
 def run_rejection(cal: Calibration, folder: str | Path, **options: Any) -> SamplerResult:
-    """Rejection ABC (:func:`sim.experiments.inference.rejection.run_rejection`) on the record."""
-    return rejection.run_rejection(cal, folder, target_value, **options)
+    """Rejection ABC (:mod:`sim.experiments.inference.rejection`) on the record, sampler alone."""
+    return methods.run_method("rejection", cal, folder, target_value, **options)
 
 
 def run_abc_mcmc(cal: Calibration, folder: str | Path, **options: Any) -> SamplerResult:
-    """Rejection ABC, then ABC-MCMC (:func:`sim.experiments.inference.mcmc.run_abc_mcmc`) on the record."""
-    return mcmc.run_abc_mcmc(cal, folder, target_value, **options)
+    """Rejection ABC, then ABC-MCMC (:mod:`sim.experiments.inference.mcmc`) on the record, sampler alone."""
+    return methods.run_method("mcmc", cal, folder, target_value, **options)
 
 
 def scale_check(engine: Engine, cal: Calibration, median: dict[str, float], seed: int) -> pd.DataFrame:

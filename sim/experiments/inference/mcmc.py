@@ -27,7 +27,6 @@ import pandas as pd
 from sim.experiments.engine import Engine
 from sim.experiments.inference import rejection
 from sim.experiments.inference.base import Progress, SamplerResult
-from sim.experiments.inference.folder import prepare_folder
 from sim.experiments.inference.parts import PartTable
 from sim.experiments.inference.priors import log_prior, prior_width
 from sim.experiments.inference.targets import Measure, run_targets
@@ -187,23 +186,3 @@ def run(
         sampler=f"{start.sampler}, then {k} ABC-MCMC chains",
     )
 
-
-def run_abc_mcmc(
-    cal: Calibration,
-    folder: str | Path,
-    measure: Measure,
-    *,
-    workers: int = 2,
-    scheduler: str | None = None,
-    fresh: bool = False,
-    progress: Progress | None = print,
-) -> SamplerResult:
-    """Prepare ``folder``, open an engine for the options, and :func:`run` (closing the engine after)."""
-    from sim.experiments.engine import make_engine
-
-    folder = prepare_folder(cal, folder, fresh)
-    engine = make_engine(workers, scheduler)
-    try:
-        return run(cal, folder, engine, measure, progress=progress)
-    finally:
-        engine.close()

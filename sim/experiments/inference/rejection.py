@@ -24,7 +24,6 @@ import pandas as pd
 
 from sim.experiments.engine import Engine
 from sim.experiments.inference.base import CalibrationFailed, Progress, SamplerResult
-from sim.experiments.inference.folder import prepare_folder
 from sim.experiments.inference.parts import PartTable
 from sim.experiments.inference.priors import draw_prior
 from sim.experiments.inference.targets import Measure, run_seeds, run_targets
@@ -127,23 +126,3 @@ def run(
         sampler=f"rejection on {engine.description}",
     )
 
-
-def run_rejection(
-    cal: Calibration,
-    folder: str | Path,
-    measure: Measure,
-    *,
-    workers: int = 2,
-    scheduler: str | None = None,
-    fresh: bool = False,
-    progress: Progress | None = print,
-) -> SamplerResult:
-    """Prepare ``folder``, open an engine for the options, and :func:`run` (closing the engine after)."""
-    from sim.experiments.engine import make_engine
-
-    folder = prepare_folder(cal, folder, fresh)
-    engine = make_engine(workers, scheduler)
-    try:
-        return run(cal, folder, engine, measure, progress=progress)
-    finally:
-        engine.close()
