@@ -162,9 +162,35 @@ def test_record_values_are_recomputed_from_the_run(run_95: SimulationResult) -> 
     atarib = tw[tw["town"].astype(str) == "Atarib"]
     want = R.AGREE if atarib["council_independent"].astype(bool).all() else R.DISAGREE
     assert table.loc["atarib-council-independent-2017-11-2018-04", "agreement"] == want
+    # hosted: every displaced person present in Dana, whenever displaced (the scenario's pre-window stock too)
+    dana = tw[(tw["town"].astype(str) == "Dana") & tw["date"].between("2017-12-01", "2017-12-31")]
+    stock = dana["hosted_displaced"] + dana["hosted_before_start"]
+    assert table.loc["reach-hosted-dana-2017-12", "simulated"] == pytest.approx(stock.mean())
+    assert dana["hosted_before_start"].min() > 0.5 * sc.towns[sc.town_names.index("Dana")].displaced
     # the run ends on 3 Feb: later entries are not reached, a state over the window is checked partially
     assert table.loc["ismi-returns-2018-02-03", "agreement"] == R.NOT_REACHED
     assert "partial" in table.loc["atarib-council-independent-2017-11-2018-04", "note"]
+
+
+def test_fighters_killed_per_side_get_a_model_value() -> None:
+    """Over the whole window each governorate toll of the HTS - rival war gets a number: the side's
+    ``fighters_lost:<side>`` summed over the entry's window (HTS, or JTS's groups)."""
+    run = simulate(idlib(), household_agents=False)
+    rec = load_scenario(IDLIB).record
+    table = R.compare_run(rec, run.scenario, run.frames).set_index("id")
+    ts = run.timeseries
+    killed = [e for e in rec.entries if e.kind == "fighters_killed"]
+    assert len(killed) >= 8
+    for e in killed:
+        row = table.loc[e.id]
+        if e.place != "governorate":
+            assert row["agreement"] == R.NO_MODEL and "whole area" in row["note"]
+            continue
+        assert row["agreement"] in (R.AGREE, R.DISAGREE), e.id
+        cols = [f"fighters_lost:{g}" for g in rec.groups_of(e.actor)]
+        inside = ts["date"].between(pd.Timestamp(e.start), pd.Timestamp(e.end))
+        assert row["simulated"] == pytest.approx(ts.loc[inside, cols].to_numpy().sum()), e.id
+    assert "timeseries.fighters_lost:<side>" not in R.missing_columns(run.frames)
 
 
 def test_record_table_changes_when_the_run_changes(run_95: SimulationResult) -> None:

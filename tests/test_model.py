@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from sim.model.model import AllegianceModel
 
@@ -382,6 +383,31 @@ def test_a_town_taken_by_the_regime_is_emptied_on_the_day_at_capture_rate_one(ti
     # every household of A is now displaced or dead (3,000 persons at the start)
     assert series(towns, "A", "displaced_out")[3] + series(towns, "A", "killed_cum")[3] == pytest.approx(3000)
     assert not ((ev["event"] == "return") & (ev["to_town"] == "A") & (ev["day"] >= 3)).any()
+
+
+def test_the_displaced_before_the_start_are_hosted_and_leave_with_the_residents(tiny, run_model):
+    """A town's ``displaced`` (part of its persons) count as hosted there from day 0
+    (``hosted_before_start``, times ``households.displaced_before_scale``) and leave as its residents do;
+    the column is a reading only: the run's dynamics do not change with it."""
+    plain = [t.model_dump() for t in tiny().towns]
+    towns = [{**t, "displaced": 1200} if t["name"] == "A" else t for t in plain]
+    blocks = {
+        "days": 12,
+        "front": {"enabled": True, "events": [{"day": 6, "town": "A", "status": "regime"}]},
+        "flight": {"capture_rate": 1.0},
+    }
+    full = run_model(tiny(towns, **blocks)).collector.frames()["towns"]
+    before = series(full, "A", "hosted_before_start")
+    at_home = series(full, "A", "persons_at_home")
+    np.testing.assert_allclose(before, 1200 / 3000 * at_home)  # the residents' share at home
+    assert before[0] == pytest.approx(1200, rel=0.02)
+    assert np.all(before[6:] == 0)  # the town falls on day 6: they leave with everyone else
+    assert np.all(series(full, "B", "hosted_before_start") == 0)  # none set apart in B
+    half = run_model(tiny(towns, **{**blocks, "households": {"displaced_before_scale": 0.5}})).collector.frames()
+    np.testing.assert_allclose(series(half["towns"], "A", "hosted_before_start"), before / 2)
+    np.testing.assert_array_equal(series(half["towns"], "A", "hosted_displaced"), series(full, "A", "hosted_displaced"))
+    with pytest.raises(ValidationError, match="cannot exceed"):
+        tiny([{**plain[0], "displaced": 3001}, *plain[1:]])
 
 
 def test_the_regime_held_count_counts_a_taken_town(tiny, run_model):

@@ -81,6 +81,7 @@ def frames(days: int = 120) -> dict[str, pd.DataFrame]:
             "persons_present": 10_000.0,
             "protest_share": 0.0,
             "hosted_displaced": 0.0,
+            "hosted_before_start": 0.0,
             "council_independent": True,
             "controller": "hts",
             "front": "opposition",
@@ -185,6 +186,25 @@ def test_a_hosted_stock_compares_with_the_simulated_stock_not_a_flow():
     assert obs.agreement == R.AGREE and 30000 < obs.simulated < 45000
     set_town(fr, "Dana", "hosted_displaced", 90000.0, "2017-12-01", "2017-12-31")
     assert verdict(rec, e, fr) == R.DISAGREE
+
+
+def test_the_hosted_stock_counts_those_displaced_before_the_start():
+    """REACH counts every IDP present, whenever they arrived: the stock displaced before 1 Nov 2017 makes
+    a run match that the arrivals alone would not, and without the column there is no like-with-like value."""
+    rec, e = one(
+        kind="hosted", place="Dana", window={"start": "2017-12-01", "end": "2017-12-31"}, value=50000
+    )  # tolerance 25%: 37,500 .. 62,500
+    fr = frames()
+    set_town(fr, "Dana", "hosted_displaced", 20000.0, "2017-12-01", "2017-12-31")  # arrivals in the run
+    assert verdict(rec, e, fr) == R.DISAGREE
+    set_town(fr, "Dana", "hosted_before_start", 25000.0, "2017-12-01", "2017-12-31")  # present before 1 Nov
+    obs = R.observe(e, rec, fr)
+    assert obs.agreement == R.AGREE and obs.simulated == pytest.approx(45000)
+    set_town(fr, "Sarmada", "hosted_before_start", 90000.0, "2017-12-01", "2017-12-31")  # another town: not counted
+    assert R.observe(e, rec, fr).simulated == pytest.approx(45000)
+    fr["towns"] = fr["towns"].drop(columns="hosted_before_start")
+    obs = R.observe(e, rec, fr)
+    assert obs.agreement == R.NO_MODEL and "hosted_before_start" in obs.note
 
 
 def test_a_stock_in_a_place_only_part_of_an_aggregate_is_a_lower_bound():

@@ -403,6 +403,26 @@ def test_fights_kill_frighten_and_displace_civilians(tiny, run_model):
     assert calm.hh.fear.max() == 0.0
 
 
+def test_a_groups_losses_to_hts_attacks_are_its_fighters_lost_too(tiny, run_model):
+    """HTS's attacks on a group (``hts.attack_rivals_rate``) kill its fighters: in ``fighters_lost:<group>``,
+    not in the fight total; losses to air strikes are in no side's column."""
+    groups = [{"name": "G", "fighters": 8000, "alignment": -0.2, "towns": {"A": 1.0}}]
+    sc = tiny(
+        days=10,
+        rivals=rivals(groups),
+        recruitment={"hts_rate": 0.0, "rival_rate": 0.0},
+        hts={"attack_rivals_rate": 1.0, "fighters_lost_per_strike": 50.0},
+        air_campaign=strikes_on("A", [2, 3]),
+    )
+    model = run_model(sc)
+    ts = model.collector.frames()["timeseries"]
+    g = model.rival_groups[0]
+    assert g.attack_losses > 0 and g.fight_losses == 0 and model.hts.fight_losses == 0
+    np.testing.assert_allclose(ts["fighters_lost:G"].sum(), g.attack_losses)
+    assert ts["fighters_lost:hts"].sum() == 0 and ts["fight_fighters_lost_cum"].iloc[-1] == 0
+    assert ts["hts_fighters"].iloc[-1] < sc.hts.fighters  # HTS lost fighters to the strikes, in no column
+
+
 def test_persons_and_fighters_are_conserved_across_fights(tiny, run_model):
     sc = _long_fight(tiny, fight_casualties=20.0, fight_flight=0.05)
     model = run_model(sc)
@@ -417,6 +437,13 @@ def test_persons_and_fighters_are_conserved_across_fights(tiny, run_model):
     assert g.fighters == pytest.approx(8000 - g.fight_losses)
     assert model.hts.fighters == pytest.approx(sc.hts.fighters - model.hts.fight_losses)
     assert ts["fight_fighters_lost_cum"].iloc[-1] == pytest.approx(g.fight_losses + model.hts.fight_losses)
+    # per side and day: each side's losses add up to its own count, and the sides' to the total every day
+    np.testing.assert_allclose(ts["fighters_lost:hts"].sum(), model.hts.fight_losses)
+    np.testing.assert_allclose(ts["fighters_lost:G"].sum(), g.fight_losses + g.attack_losses)
+    assert g.attack_losses == 0  # no HTS attacks here: the sides' losses are all fight losses
+    sides = ts[["fighters_lost:hts", "fighters_lost:G"]].cumsum().sum(axis=1)
+    np.testing.assert_allclose(sides, ts["fight_fighters_lost_cum"], rtol=1e-9)
+    assert (ts[["fighters_lost:hts", "fighters_lost:G"]] >= 0).all().all()
     np.testing.assert_allclose(ts["fighters:G"], ts["rival_fighters"])
     # persons under each controller add up to those present; shares stay in [0, 1]
     under = ts[[c for c in ts.columns if c.startswith("persons_under:")]].sum(axis=1)

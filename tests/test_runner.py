@@ -249,8 +249,8 @@ observed:
       range: [50000, 70000]
       role: validation
       source: "REACH, Dec 2017 and Jan 2018: Dana hosts 50,000 (Dec) and 70,000 (Jan) displaced"
-      note: "Dana sub-district = Dana, Sarmada, Atmeh camps; the model counts persons displaced since 1 Nov 2017 (the
-        displaced already present at the start are residents)"
+      note: "Dana sub-district = Dana, Sarmada, Atmeh camps; the model counts every displaced person present, those
+        displaced since 1 Nov 2017 and those displaced there before (the towns' displaced)"
     - name: Atarib council independent at the end
       kind: council_independent
       towns: [Atarib]

@@ -8,7 +8,8 @@ Who holds each town: ``towns`` has a categorical ``controller`` column (``hts``,
 ``contested``, ``regime`` or a rival group's name); ``events`` has a
 ``control_change`` row per change with ``controller_from``, ``controller_to`` and the
 cause in ``note``, and a ``coalition`` row (members in ``note``) per coalition formed;
-``timeseries`` has ``fighters:<group>`` and ``persons_under:<controller>`` per day.
+``timeseries`` has ``fighters:<group>``, ``fighters_lost:<side>`` (``hts`` and each group) and
+``persons_under:<controller>`` per day.
 """
 
 from __future__ import annotations
@@ -252,6 +253,13 @@ RIVAL_GROUP_COLUMNS: dict[str, Column] = {
     "fighters:<group>": Column(
         "fighters", "fighters", "Fighters of the rival group `<group>` (one column per group in `rivals.groups`)."
     ),
+    "fighters_lost:<side>": Column(
+        "fighters lost to armed rivals",
+        "fighters per day",
+        "Fighters of `<side>` (`hts`, or a rival group in `rivals.groups`) lost on this day in fights for towns, "
+        "and for a rival group also to HTS attacks on it; not losses to air strikes. The sides' fight losses "
+        "sum to the day's rise of `fight_fighters_lost_cum`.",
+    ),
     "persons_under:<controller>": Column(
         "persons under a controller",
         PERSONS,
@@ -282,7 +290,18 @@ TOWN_STATE_COLUMNS: dict[str, Column] = {
         "residents displaced elsewhere", PERSONS, "Living residents of the town who are in another town."
     ),
     "hosted_displaced": Column(
-        "displaced persons hosted", PERSONS, "Displaced persons from other towns staying in the town."
+        "displaced persons hosted",
+        PERSONS,
+        "Persons displaced during the run from other towns staying in the town (not those displaced before "
+        "day 0: `hosted_before_start`).",
+    ),
+    "hosted_before_start": Column(
+        "displaced before the start, still present",
+        PERSONS,
+        "Persons displaced to the town before day 0 still in it: the town's `displaced` times "
+        "`households.displaced_before_scale` (at most its `persons`), times the share of its residents at home "
+        "(they flee, die and come back as its residents do). Part of `persons_at_home`; the displaced hosted "
+        "are this plus `hosted_displaced`.",
     ),
     "killed_cum": Column(
         "civilians killed (cumulative)",
@@ -434,6 +453,7 @@ COLLECT_LEVELS = ("full", "targets")
 TARGET_TOWN_VARS = (
     "persons_present",
     "hosted_displaced",
+    "hosted_before_start",
     "killed",
     "coop_share",
     "protest_share",
@@ -497,12 +517,18 @@ class Collector:
         self.groups = [g.name for g in state.rival_groups] if full else []
         self.align = np.zeros((days, len(self.groups)))
         self.fighters = np.zeros((days, len(self.groups)))
+        self.sides = ["hts", *self.groups]  # fighters_lost:<side>
+        self.lost_cum = np.zeros((days, len(self.sides) if full else 0))
         self.controllers = list(state.controller_names)
         self.under = np.zeros((days, len(self.controllers) if full else 0))
         self.days_done = 0
         self._home_resisting = state.resisting[state.hh.home]  # homes never change
         self._res = np.flatnonzero(state.resisting)  # towns fixed for the run: index arrays once
         self._other = np.flatnonzero(~state.resisting)
+        # Of each town's persons, the share displaced there before day 0 (hosted_before_start).
+        scale = state.scenario.households.displaced_before_scale
+        towns = state.scenario.towns
+        self._before_share = np.array([min(1.0, scale * t.displaced / t.persons) for t in towns])
         self.collect = self._collect_full if full else self._collect_targets
 
     def collect(self, day: int) -> None:  # replaced per instance by the level's method (see __init__)
@@ -519,6 +545,7 @@ class Collector:
         present = by.sum(axis=1)
         T["persons_present"][day] = present * w
         T["hosted_displaced"][day] = ts.hosted * w
+        T["hosted_before_start"][day] = self._before_share * (present - ts.hosted) * w
         T["killed"][day] = ts.killed_today * w
         T["coop_share"][day] = _share(by[:, COOPERATE], present)
         T["protest_share"][day] = ts.protest_share
@@ -551,6 +578,7 @@ class Collector:
         T["persons_at_home"][day] = at_home * w
         T["displaced_out"][day] = displaced_out * w
         T["hosted_displaced"][day] = ts.hosted * w
+        T["hosted_before_start"][day] = self._before_share * at_home * w
         T["killed_cum"][day] = ts.killed_home_cum * w
         T["strikes"][day] = ts.strikes_today
         T["strikes_cum"][day] = ts.strikes_cum
@@ -682,9 +710,11 @@ class Collector:
         G["coalitions_cum"][day] = len(m.conflict.coalitions)
         G["fight_killed_cum"][day] = m.conflict.killed_cum * w
         G["fight_fighters_lost_cum"][day] = m.conflict.fighters_lost_cum
+        self.lost_cum[day, 0] = hts.fight_losses
         if len(self.groups):
             self.align[day] = align
             self.fighters[day] = fighters
+            self.lost_cum[day, 1:] = [g.fight_losses + g.attack_losses for g in m.rival_groups]
         self.days_done = day + 1
 
     # ------------------------------------------------------------------ frames
@@ -705,9 +735,12 @@ class Collector:
             cols["date"] = dates
         for k, v in self.gov.items():
             cols[k] = v[:nd]
+        # Losses per day from the cumulative counts (day 0 from zero).
+        lost = np.diff(self.lost_cum[:nd], axis=0, prepend=np.zeros((1, self.lost_cum.shape[1])))
         for prefix, table, names in (
             ("alignment", self.align, self.groups),
             ("fighters", self.fighters, self.groups),
+            ("fighters_lost", lost, self.sides[: lost.shape[1]]),  # none at "targets"
             ("persons_under", self.under, self.controllers[: self.under.shape[1]]),  # none at "targets"
         ):
             for j, name in enumerate(names):

@@ -178,6 +178,7 @@ class RivalGroupView(Protocol):
     cohesion: float
     recruits: float
     fight_losses: float
+    attack_losses: float
     resources: float
     threat_memory: float
 

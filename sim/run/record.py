@@ -300,19 +300,28 @@ def _stock(series: pd.Series, entry: Entry, coverage: str) -> Observation:
     return Observation(float(series.mean()), AGREE if ok else DISAGREE, note)
 
 
+#: The towns columns whose sum is the displaced persons hosted: those displaced during the run and
+#: those displaced to the town before the start and still in it.
+HOSTED_COLUMNS = ("hosted_displaced", "hosted_before_start")
+
+
 def hosted(entry: Entry, record: Record, tables: Tables) -> Observation:
-    """Displaced persons hosted in ``place`` (a stock): ``towns.hosted_displaced`` summed over its towns.
+    """Displaced persons hosted in ``place`` (a stock): ``towns.hosted_displaced`` plus
+    ``towns.hosted_before_start`` summed over its towns.
 
     Compared day by day over the entry's window (widened by its ``days``): agreement when the
     simulated stock is within tolerance of the recorded one on some day (coverage ``part``: reaches
-    its low end; ``larger``: stays under its high end on some day). The model counts as hosted only
-    persons displaced during the run; the source counts every IDP present.
+    its low end; ``larger``: stays under its high end on some day). Stocks with stocks: the source
+    counts every IDP present, whenever they arrived, and so does the model: those displaced during
+    the run and those displaced there before the start (the towns' ``displaced``) who are still in it.
     """
-    if not _has(tables.get("towns"), "hosted_displaced"):
-        return no_model("towns.hosted_displaced")
+    if not _has(tables.get("towns"), *HOSTED_COLUMNS):
+        return no_model(", ".join(f"towns.{c}" for c in HOSTED_COLUMNS))
     towns, coverage = record.towns_of(entry.place)
     _, days = tolerance(entry)
-    return _stock(_town_daily(tables, towns, "hosted_displaced", *_span(entry, days)), entry, coverage)
+    span = _span(entry, days)
+    stock = sum(_town_daily(tables, towns, c, *span) for c in HOSTED_COLUMNS)
+    return _stock(stock, entry, coverage)
 
 
 def strength(entry: Entry, record: Record, tables: Tables) -> Observation:
@@ -568,8 +577,9 @@ def clashes(entry: Entry, record: Record, tables: Tables) -> Observation:
 
 def fighters_killed(entry: Entry, record: Record, tables: Tables) -> Observation:
     """Fighters of ``actor`` lost over the window: ``timeseries.fighters_lost:<side>`` (per day) summed over
-    the actor's groups (``hts`` for HTS). Only for the whole area. The model outputs today only both
-    sides' losses together (``fight_fighters_lost_cum``), so this has no model value until it has them.
+    the actor's groups (``hts`` for HTS). Only for the whole area. The column counts losses to the
+    other armed sides (fights for towns, and HTS's attacks on a group), not to air strikes: the
+    recorded tolls are of the war between HTS and the rival groups.
     """
     ts = tables.get("timeseries")
     cols = [f"fighters_lost:{g}" for g in record.groups_of(entry.actor or HTS)]
@@ -779,10 +789,11 @@ def killed(frames: FigureFrames, towns: Sequence[str], first: int, last: int) ->
 
 
 def hosted_displaced(frames: FigureFrames, towns: Sequence[str], day: int) -> float:
-    """Displaced persons hosted in ``towns`` (together) at the end of ``day``."""
+    """Displaced persons hosted in ``towns`` (together) at the end of ``day``: those displaced during the
+    run and those displaced there before the start (:data:`HOSTED_COLUMNS`)."""
     tw = frames["towns"]
     rows = tw[(tw["day"] == day) & tw["town"].isin(list(towns))]
-    return float(rows["hosted_displaced"].sum())
+    return float(rows[list(HOSTED_COLUMNS)].to_numpy(dtype=float).sum())
 
 
 def town_mean(frames: FigureFrames, column: str, towns: Sequence[str], first: int, last: int) -> float:

@@ -214,6 +214,15 @@ class Households(Strict):
         doc="Share of households represented by agents; each agent stands for "
         "1/sample_fraction real ones and reported counts are scaled back up.",
     )
+    displaced_before_scale: float = param(
+        1.0,
+        0,
+        3,
+        unit="multiplier",
+        doc="Multiplier on every town's `displaced` (persons displaced there before the start): the uncertain "
+        "size of the stock already present. The towns' `persons` are unchanged (a larger stock is a larger "
+        "displaced share of them, at most all of them).",
+    )
     initial: InitialHouseholds = Field(default_factory=InitialHouseholds)
 
 
@@ -1019,6 +1028,13 @@ class TownSpec(Strict):
     lat: float | None = Field(None, ge=-90, le=90, description="latitude, degrees north")
     lon: float | None = Field(None, ge=-180, le=180, description="longitude, degrees east")
     persons: int = Field(ge=1, le=10_000_000, description="persons at the start")
+    displaced: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="of `persons`, those displaced to the town before the start (already present): counted as "
+        "hosted there (times `households.displaced_before_scale`); they flee and return as its residents do",
+    )
     stance: TownStance = Field("unknown", description="initial stance label (sets initial household shares)")
     council: float = Field(0.5, ge=0, le=1, description="independent council legitimacy")
     council_independent: bool = Field(True, description="council still independent of HTS at the start")
@@ -1044,6 +1060,8 @@ class TownSpec(Strict):
         geo = self.lat is not None and self.lon is not None
         if not (grid or geo):
             raise ValueError("give either x and y (grid cell) or lat and lon")
+        if self.displaced > self.persons:
+            raise ValueError(f"displaced ({self.displaced}) is part of persons ({self.persons}): it cannot exceed it")
         return self
 
 
@@ -1090,7 +1108,8 @@ class ObservedFigure(Strict):
         ``council_independent``: whether the council of the single town in ``towns`` is still
         independent of HTS on the last day (1 yes, 0 no).
         ``killed``: civilians killed from ``start`` to ``end`` in ``towns`` (all towns if empty).
-        ``hosted_displaced``: displaced persons hosted in ``towns`` (together) on the window's last day.
+        ``hosted_displaced``: displaced persons hosted in ``towns`` (together) on the window's last day,
+        whenever they arrived (those displaced there before the start included: ``towns[].displaced``).
         ``protest_present``: whether protest against HTS is still present in ``towns`` over the
         window: 1 if their persons-weighted mean protest share exceeds ``threshold``, else 0.
         ``cooperation_share``: persons-weighted mean share of households cooperating with HTS in

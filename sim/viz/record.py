@@ -19,7 +19,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from sim.run.record import AGREE, DISAGREE, NO_MODEL, NOT_REACHED, protest_threshold, protesters, tolerance
+from sim.run.record import (
+    AGREE,
+    DISAGREE,
+    HOSTED_COLUMNS,
+    NO_MODEL,
+    NOT_REACHED,
+    protest_threshold,
+    protesters,
+    tolerance,
+)
 from sim.scenario.record import GOVERNORATE, Entry, Record
 from sim.viz.style import PALETTE, finish, format_time_axis, style
 
@@ -129,7 +138,7 @@ def plot_record(
                 "protest": None,
                 "council": rows["council_independent"].astype(float) if "council_independent" in rows else None,
                 "controller": rows["controller"].astype(str).map(codes.index) if "controller" in rows else None,
-                "hosted": rows["hosted_displaced"] if "hosted_displaced" in rows else None,
+                "hosted": rows[list(HOSTED_COLUMNS)].sum(axis=1) if all(c in rows for c in HOSTED_COLUMNS) else None,
             }
             if len(rows):
                 daily = protesters(tables, [town], x.min(), x.max())
