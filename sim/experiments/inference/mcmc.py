@@ -185,4 +185,3 @@ def run(
         stop_reason=f"rejection: {start.stop_reason}; mcmc: {stop}",
         sampler=f"{start.sampler}, then {k} ABC-MCMC chains",
     )
-

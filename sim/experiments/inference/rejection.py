@@ -125,4 +125,3 @@ def run(
         stop_reason=stop,
         sampler=f"rejection on {engine.description}",
     )
-
