@@ -433,6 +433,8 @@ def _fail(path: Path, located: Located, loc: tuple[Any, ...], message: str) -> S
     return ScenarioError(path, message, key=".".join(map(str, loc)), line=located.line_of(loc))
 
 
+
+
 def load_calibration(
     path: str | Path, scenario: LoadedScenario, *, quick: bool = False, days: int | None = None
 ) -> Calibration:
