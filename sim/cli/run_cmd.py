@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from sim.cli.common import SetOption, fail, load, output_ok
+from sim.scenario.loader import ScenarioError
 
 
 def validate(
@@ -60,6 +61,17 @@ def run(
             "machine; 1 skips the extra runs). Recorded in the manifest.",
         ),
     ] = None,
+    posterior_draws: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="K",
+            help="Instead of one run, run K draws of the posterior sample shipped beside the scenario "
+            "(<stem>.posterior.parquet, written by sim calibrate --apply); writes the spread of the main outputs "
+            "and the record's agreement across draws (posterior_draws.csv, posterior_spread.csv) and the draws' "
+            "seeds (manifest.json).",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
     from sim.run.simulate import simulate
@@ -78,6 +90,19 @@ def run(
         fail(f"--run-id {run_id!r}: {target} already exists")
     output_ok("--out", out)
     output_ok("--out", out / loaded.scenario.name)
+    if posterior_draws is not None:
+        if replicates is not None:
+            fail("--replicates and --posterior-draws: give one of them")
+        from sim.analysis.posterior_draws import run_posterior_draws, summary_lines
+
+        try:
+            drawn = run_posterior_draws(
+                loaded.path, loaded.scenario, posterior_draws, loaded.scenario.seed, out, run_id
+            )
+        except ScenarioError as e:
+            fail(str(e))
+        typer.echo("\n".join(summary_lines(drawn)))
+        return
     result = simulate(loaded, progress=True)
     folder = write_run_folder(result, out, run_id, replicates=replicates)
     typer.echo(summary_text(result, folder))

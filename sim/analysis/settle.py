@@ -1,0 +1,321 @@
+"""``sim settle``: which observation would settle the thesis, and how reliable its probabilities are.
+
+The simulations, the effect emulator and the ranking are
+:mod:`sim.experiments.inference.npe_settle`'s; here the reliability of the thesis probabilities
+on held-out simulations (:func:`thesis_reliability`), and what is written into the calibration
+folder: ``settle.csv`` (the ranking), ``settle.png`` (its figure, drawn by the caller),
+``thesis_reliability.csv`` / ``thesis_reliability.json``, ``settle/summary.json``, and the section
+*Which observation would settle it* of ``report.md`` (replaced on every run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sstats
+
+from sim.analysis.posterior_checks import reliability_check
+from sim.analysis.statistics import DEFAULT_ROPE
+from sim.experiments.engine import make_engine
+from sim.experiments.inference.base import CalibrationFailed, Progress
+from sim.experiments.inference.npe import NPESettings, load_npe
+from sim.experiments.inference.npe_method import NPE_FOLDER, load_reference
+from sim.experiments.inference.npe_settle import (
+    BASELINE_NOISE,
+    COMPARISON,
+    CSV,
+    EFFECT,
+    NOISE,
+    REFERENCE_NOISE,
+    RELIABILITY,
+    RELIABILITY_CSV,
+    SECTION,
+    SETTLE,
+    EffectEmulator,
+    SettleBudget,
+    candidate_groups,
+    grow_settle,
+    noise_columns,
+    rank_candidates,
+)
+from sim.run.record import target_value
+from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
+from sim.scenario.calibration import Calibration
+from sim.scenario.seeds import derive_seed
+
+__all__ = ["SettleResult", "settle", "summary_lines", "thesis_reliability"]
+
+
+def thesis_reliability(
+    ens: Any, held: pd.DataFrame, emulator: EffectEmulator, rope: float, *, draws: int, seed: int, bins: int = 5
+) -> dict[str, Any]:
+    """Reliability of P(effect > +rope) and P(effect < -rope) on held-out simulations.
+
+    At each held-out row the probability is the mean over ``draws`` posterior draws of
+    Phi((m(theta) - rope) / s) (resp. Phi((-rope - m(theta)) / s)), m the emulator and s its
+    cross-validated residual sd: the chance that one seeded paired run of a draw shows the effect,
+    which is what the thesis counts per draw. The outcome is the row's own paired effect.
+    :func:`~sim.analysis.posterior_checks.reliability_check` bins the two sides.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        th = ens.sample_many(held[ens.statistics], draws, seed)
+    n, m, d = th.shape
+    mu = emulator(th.reshape(-1, d)).reshape(n, m)
+    s = max(emulator.residual_sd, 1e-9)
+    eff = held["effect"].to_numpy(float)
+    out: dict[str, Any] = {"rows": int(m), "rope": rope, "draws": draws, "residual_sd": s}
+    frames = []
+    for side, p, y in (
+        ("above", sstats.norm.cdf((mu - rope) / s).mean(axis=0), eff > rope),
+        ("below", sstats.norm.cdf((-rope - mu) / s).mean(axis=0), eff < -rope),
+    ):
+        res = reliability_check(np.clip(p, 0.0, 1.0), y.astype(int), bins=bins)
+        frames.append(res.data.assign(side=side))
+        out[side] = {
+            "passed": bool(res.passed),
+            "rule": res.rule,
+            "mean_predicted": float(p.mean()),
+            "observed": float(y.mean()),
+        }
+    out["passed"] = bool(out["above"]["passed"] and out["below"]["passed"])
+    out["table"] = pd.concat(frames, ignore_index=True)
+    return out
+
+
+@dataclass
+class SettleResult:
+    """What :func:`settle` found and wrote."""
+
+    folder: Path
+    ranking: pd.DataFrame
+    emulator: EffectEmulator
+    reliability: dict[str, Any]
+    reproduced: tuple[int, int]  # rows whose re-simulated statistics equal the stored ones, of those compared
+    rows: int
+    seconds: float
+    budget: SettleBudget
+
+
+def settle(
+    cal: Calibration,
+    folder: str | Path,
+    budget: SettleBudget,
+    *,
+    workers: int = 2,
+    scheduler: str | None = None,
+    rope: float = DEFAULT_ROPE,
+    progress: Progress | None = print,
+    draw: Callable[[Path], list[Path]] | None = None,
+) -> SettleResult:
+    """Simulate (or resume) the settle table, rank the candidates, check reliability, write the results.
+
+    Raises:
+        CalibrationConflict: the settle table belongs to another calibration.
+        CalibrationFailed: too few successful simulations.
+    """
+    folder = Path(folder)
+    t0 = time.perf_counter()
+    engine = make_engine(workers, scheduler)
+    try:
+        table, doc = grow_settle(cal, folder, engine, target_value, budget, progress=progress)
+    finally:
+        engine.close()
+    used = json.loads((folder / NPE_FOLDER / "used.json").read_text(encoding="utf-8"))
+    stats = list(used["statistics"])
+    held_out = float(used["held_out"])
+    paths = [p.path for p in cal.priors]
+    ok = table[~table["failed"].to_numpy(bool)]
+    ref = ok[ok["set"] == "reference"]
+    train = ref[ref["split"] >= held_out].reset_index(drop=True)
+    held = ref[ref["split"] < held_out].reset_index(drop=True)
+    evaluate = ok[ok["set"] == "posterior"].reset_index(drop=True)
+    if len(train) < 20 or len(evaluate) < 2:
+        raise CalibrationFailed(
+            f"{folder}: {len(train)} successful training rows and {len(evaluate)} posterior records: "
+            "raise --simulations or --evaluations"
+        )
+    reference, _ = load_reference(folder)
+    stored = reference.set_index("draw").loc[ref["draw"].to_numpy(), stats].to_numpy(float)
+    same = np.all(np.isclose(stored, ref[stats].to_numpy(float), rtol=1e-9, atol=1e-12), axis=1)
+    emulator = EffectEmulator.fit(cal.priors, train[paths].to_numpy(float), train["effect"].to_numpy(float), cal.seed)
+    groups = candidate_groups(doc["towns"], [p[0] for p in doc["periods"]])
+    width = len(doc["periods"])
+    groups[NOISE] = [f"{REFERENCE_NOISE}:{j}" for j in range(width)]
+
+    def with_noise(rows: pd.DataFrame) -> pd.DataFrame:
+        extra = [noise_columns(rows, cal.seed, label, width) for label in (BASELINE_NOISE, REFERENCE_NOISE)]
+        return pd.concat([rows, *extra], axis=1)
+
+    train, evaluate = with_noise(train), with_noise(evaluate)
+    settings = NPESettings(
+        model="maf",
+        members=budget.members,
+        hidden_features=32,
+        num_transforms=3,
+        max_num_epochs=budget.max_epochs,
+        stop_after_epochs=20,
+        validation_fraction=0.2,
+        training_batch_size=int(min(200, max(20, len(train) // 10))),
+    )
+    ranking = rank_candidates(
+        cal.priors,
+        train,
+        evaluate,
+        stats,
+        groups,
+        emulator,
+        settings=settings,
+        seed=cal.seed,
+        draws=budget.draws,
+        progress=progress,
+    )
+    if len(held) >= 5:
+        reliability = thesis_reliability(
+            load_npe(folder / NPE_FOLDER),
+            held,
+            emulator,
+            rope,
+            draws=budget.draws,
+            seed=derive_seed(cal.seed, "settle reliability"),
+        )
+    else:
+        reliability = {
+            "rows": len(held),
+            "passed": False,
+            "rope": rope,
+            "table": pd.DataFrame(),
+            "note": f"only {len(held)} held-out rows simulated: raise --simulations",
+        }
+    result = SettleResult(
+        folder=folder,
+        ranking=ranking,
+        emulator=emulator,
+        reliability=reliability,
+        reproduced=(int(same.sum()), len(same)),
+        rows=len(table),
+        seconds=time.perf_counter() - t0,
+        budget=budget,
+    )
+    _write(result, len(train), len(held), len(evaluate), doc, draw)
+    return result
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _reliability_line(rel: dict[str, Any]) -> str:
+    if "above" not in rel:
+        return f"reliability of the thesis probabilities: not checked ({rel.get('note', 'no held-out rows')})"
+    a, b = rel["above"], rel["below"]
+    return (
+        f"reliability of the thesis probabilities on {rel['rows']} held-out simulations (ROPE {rel['rope']:g}): "
+        f"{'PASS' if rel['passed'] else 'FAIL'}; P(effect > +ROPE) mean {a['mean_predicted']:.2f} vs observed "
+        f"{a['observed']:.2f} ({'inside' if a['passed'] else 'OUTSIDE'} its bands); P(effect < -ROPE) mean "
+        f"{b['mean_predicted']:.2f} vs observed {b['observed']:.2f} ({'inside' if b['passed'] else 'OUTSIDE'})"
+    )
+
+
+def summary_lines(result: SettleResult, top: int = 5) -> list[str]:
+    """What ``sim settle`` prints: the top candidates, the noise reference, the emulator, reliability."""
+    r = result.ranking
+    noise = r[r["candidate"] == NOISE]
+    lines = [
+        f"which observation would settle it ({COMPARISON.label}, {EFFECT}): expected reduction in the posterior "
+        f"sd of the effect, mean over {int(result.budget.evaluations)} records simulated from the posterior "
+        "(± Monte Carlo error)"
+    ]
+    for row in r.head(top).itertuples(index=False):
+        if isinstance(row.reduction, float) and math.isfinite(row.reduction):
+            lines.append(
+                f"  {row.rank}. {row.candidate}: {row.reduction:+.3g} ± {row.mcse:.2g} "
+                f"({row.relative_reduction:+.0%} of sd {row.sd_without:.3g})"
+            )
+    if len(noise) and math.isfinite(float(noise["reduction"].iloc[0])):
+        n = noise.iloc[0]
+        lines.append(f"  reference, pure noise (rank {int(n['rank'])}): {n['reduction']:+.3g} ± {n['mcse']:.2g}")
+    e = result.emulator
+    lines.append(
+        f"effect emulator (quadratic ridge on {e.n} paired runs): cross-validated R^2 {e.cv_r2:.2f}, "
+        f"residual sd {e.residual_sd:.4f}"
+    )
+    lines.append(
+        f"re-simulated reference rows with their stored statistics: {result.reproduced[0]} of {result.reproduced[1]}"
+    )
+    lines.append(_reliability_line(result.reliability))
+    lines.append(f"tables: {result.folder / CSV}, {result.folder / RELIABILITY_CSV} ({result.seconds:.0f} s)")
+    return lines
+
+
+def _write(result: SettleResult, n_train: int, n_held: int, n_eval: int, doc: dict[str, Any], draw) -> None:
+    folder = result.folder
+    write_csv_atomic(result.ranking, folder / CSV, float_format="%.6g")
+    rel = dict(result.reliability)
+    table = rel.pop("table")
+    if len(table):
+        write_csv_atomic(table, folder / RELIABILITY_CSV, float_format="%.6g")
+    write_json_atomic(rel, folder / RELIABILITY)
+    e = result.emulator
+    write_json_atomic(
+        {
+            "rows": result.rows,
+            "training_rows": n_train,
+            "held_out_rows": n_held,
+            "posterior_records": n_eval,
+            "budget": result.budget.__dict__,
+            "emulator": {"rows": e.n, "penalty": e.penalty, "cv_r2": e.cv_r2, "residual_sd": e.residual_sd},
+            "reproduced": list(result.reproduced),
+            "towns": doc["towns"],
+            "periods": doc["periods"],
+            "seconds": round(result.seconds, 1),
+        },
+        folder / SETTLE / "summary.json",
+    )
+    if draw is not None:
+        draw(folder)
+    section = [
+        SECTION,
+        "",
+        *[line.strip() if not line.startswith("  ") else f"- {line.strip()}" for line in summary_lines(result)],
+        "",
+        "![settle](settle.png)",
+        "",
+        f"How: every reference row up to {result.budget.simulations} was simulated again with its own parameters and "
+        f"seed, keeping candidate observables the record does not hold (per resisting town: cooperation, protest, "
+        f"council independent, held by HTS; governorate: cooperation, protest, councils independent, returns, HTS "
+        f"recruits; one value per period: {', '.join(p[0] for p in doc['periods'])}), and ran the paired comparison "
+        f"{COMPARISON.label} on {EFFECT}. An emulator of that effect (quadratic ridge on the parameters) turns "
+        "posterior draws into effect draws. For each candidate, an NPE on the record's statistics plus the candidate "
+        "and one on the statistics plus as many columns of pure noise (so a flow's change with more inputs is not "
+        f"counted as information) were trained on the same {n_train} rows; at {n_eval} records simulated "
+        "from the posterior, the reduction is the difference of the effect's posterior sd. A column of pure noise "
+        "is ranked as the reference. Reliability: the calibration's ensemble at each of the "
+        f"{n_held} held-out rows, against that row's own paired effect. Tables: `{CSV}`, `{RELIABILITY_CSV}`, "
+        f"`{RELIABILITY}`, `{SETTLE}/table.parquet`, `{SETTLE}/summary.json`.",
+        "",
+    ]
+    report = folder / "report.md"
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    if SECTION in text:
+        text = text[: text.index(SECTION)].rstrip() + "\n"
+    write_text_atomic((text + "\n" if text else "") + "\n".join(section), report)
+
+
+def read_reliability(folder: str | Path) -> str | None:
+    """The reliability line of a calibration folder's ``thesis_reliability.json``, or None if not run."""
+    path = Path(folder) / RELIABILITY
+    if not path.exists():
+        return None
+    try:
+        return _reliability_line(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        return f"reliability of the thesis probabilities: {path} cannot be read; re-run sim settle"
