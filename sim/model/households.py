@@ -147,16 +147,24 @@ def move_households(state: ModelState, idx: np.ndarray, dest: np.ndarray, *, rea
     moved = float(flows.sum()) * state.weight
     state.moves_today += moved
     state.moves_cum += moved
-    for k in np.flatnonzero(flows):
-        state.record_event(
-            "displacement",
-            int(k // n),
-            to_town=int(k % n),
-            count=0,
-            persons=float(flows[k]) * state.weight,
-            note=reason,
-        )
+    _record_flows(state, "displacement", flows, n, count=0, note=reason)
     state.dest_probs = None
+
+
+def _record_flows(state: ModelState, kind: str, flows: np.ndarray, n: int, *, count: int, note: str = "") -> None:
+    """One event row per origin-destination pair with a flow (``flows``: origin * n + destination).
+
+    The rows :meth:`ModelState.record_event` appends one at a time, appended at once.
+    """
+    k = np.flatnonzero(flows)
+    if not len(k):
+        return
+    day = state.day
+    persons = (flows[k] * state.weight).tolist()  # float64 products, as float(flows[k]) * weight
+    state.events.extend(
+        (day, kind, o, d, count, p, note, "", "")
+        for o, d, p in zip((k // n).tolist(), (k % n).tolist(), persons, strict=True)
+    )
 
 
 def return_households(state: ModelState, idx: np.ndarray) -> None:
@@ -167,8 +175,7 @@ def return_households(state: ModelState, idx: np.ndarray) -> None:
     hh.town[idx] = hh.home[idx]
     hh.displaced[idx] = False
     state.returns_today += float(flows.sum()) * state.weight
-    for k in np.flatnonzero(flows):
-        state.record_event("return", int(k // n), to_town=int(k % n), persons=float(flows[k]) * state.weight)
+    _record_flows(state, "return", flows, n, count=1)
 
 
 def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator, *, harm: bool = True) -> float:
