@@ -507,8 +507,10 @@ class RivalGroup(mesa.Agent):
         r = s.scenario.rivals
         presence = ts.rival_presence[:, [self.index]] * ts.open[:, None]
         strike_harm = -np.expm1(-ts.exposure_eff / s.scenario.flight.safety_harm_scale)
+        # control.presence_weighted of each quantity, its total presence summed once
+        total = presence.sum(axis=0)[0]
         threat, harm, predation, resistance = (
-            float(control.presence_weighted(presence, v)[0])
+            float((v @ presence)[0] / total) if total > 0 else 0.0
             for v in (ts.common_threat, strike_harm, ts.predation, ts.resist_share)
         )
         self.relief = float(control.relief(self.threat_memory, threat))
@@ -600,6 +602,10 @@ class Conflict(mesa.Agent):
 
     # ------------------------------------------------------------------ sides
 
+    def _alone(self) -> bool:
+        """Whether every group is a side of its own (no coalition)."""
+        return bool((self.side == np.arange(len(self.side))).all())
+
     def members(self, root: int) -> np.ndarray:
         """Group indices of the side whose first member is ``root``."""
         return np.flatnonzero(self.side == root)
@@ -617,6 +623,8 @@ class Conflict(mesa.Agent):
         w = np.array([g.fighters for g in groups], dtype=float)
         a = np.array([g.alignment for g in groups], dtype=float)
         out = a.copy()
+        if self._alone():  # every group its own side
+            return out
         for root in np.unique(self.side):
             idx = self.members(int(root))
             if len(idx) > 1:
@@ -637,6 +645,8 @@ class Conflict(mesa.Agent):
         """
         groups = self.state.rival_groups
         gap = self.state.scenario.rivals.split_gap
+        if self._alone():  # no coalition to leave
+            return
         for root in np.unique(self.side):
             idx = self.members(int(root))
             if len(idx) < 2:

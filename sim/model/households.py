@@ -162,8 +162,10 @@ def _record_flows(state: ModelState, kind: str, flows: np.ndarray, n: int, *, co
     day = state.day
     persons = (flows[k] * state.weight).tolist()  # float64 products, as float(flows[k]) * weight
     state.events.extend(
-        (day, kind, o, d, count, p, note, "", "")
-        for o, d, p in zip((k // n).tolist(), (k % n).tolist(), persons, strict=True)
+        [
+            (day, kind, o, d, count, p, note, "", "")
+            for o, d, p in zip((k // n).tolist(), (k % n).tolist(), persons, strict=True)
+        ]
     )
 
 
