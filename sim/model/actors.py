@@ -762,9 +762,7 @@ class Conflict(mesa.Agent):
         # HTS attacks rival-held towns where it is strong enough and the holder not aligned enough.
         if r.hts_retake_rate > 0:
             ratios = control.attack_ratio(hts[rival_held], strength_held)
-            for i, t in enumerate(rival_held):
-                if not u[t] < r.hts_retake_rate or not ratios[i] >= r.contest_threshold:
-                    continue
+            for t in rival_held[(u[rival_held] < r.hts_retake_rate) & (ratios >= r.contest_threshold)]:
                 holder = int(ts.controller[t]) - GROUP0
                 root = int(self.side[holder])
                 # read here: an attack on another town of the same side has just lowered it
@@ -784,11 +782,12 @@ class Conflict(mesa.Agent):
             )
             best = np.argmax(ratio, axis=1)
             best_ratio = ratio[np.arange(len(rival_held)), best]
-            for i, t in enumerate(rival_held):
+            attack = (best_ratio >= r.contest_threshold) & (best_ratio > 0) & (u[rival_held] < r.rival_attack_rate)
+            for i in np.flatnonzero(attack):
+                t = rival_held[i]
                 if ts.controller[t] == HELD_CONTESTED:  # HTS attacked it today
                     continue
-                if best_ratio[i] >= r.contest_threshold and best_ratio[i] > 0 and u[t] < r.rival_attack_rate:
-                    self._contest(int(t), GROUP0 + int(best[i]), int(ts.controller[t]))
+                self._contest(int(t), GROUP0 + int(best[i]), int(ts.controller[t]))
 
     def _contest(self, town: int, attacker: int, defender: int) -> None:
         s = self.state
