@@ -316,17 +316,22 @@ def step_households(state: ModelState) -> None:
     pr = sc.protest
     # Protest against HTS is protest against its rule: only where HTS holds the town (ODD 7.8.3).
     eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & (ts.open & ts.hts_holds)[town]
-    hh.protesting = rules.protest_decision(
-        hh.g_hts,
+    # The rule is elementwise: evaluated for the eligible households only, the others stay home.
+    who = np.flatnonzero(eligible)
+    t_who = town[who]
+    protesting = np.zeros(n, bool)
+    protesting[who] = rules.protest_decision(
+        hh.g_hts[who],
         state.hts.legitimacy,
-        hh.risk_aversion,
-        ts.p_arrest.astype(F32)[town],
-        hh.fear,
-        hh.threshold,
-        (pr.peer_weight * ts.protest_share).astype(F32)[town],
-        eligible,
+        hh.risk_aversion[who],
+        ts.p_arrest.astype(F32)[t_who],
+        hh.fear[who],
+        hh.threshold[who],
+        (pr.peer_weight * ts.protest_share).astype(F32)[t_who],
+        True,
         fear_risk_weight=pr.fear_risk_weight * mech.suppression,
     )
+    hh.protesting = protesting
 
     # --- flight and return home -------------------------------------------------------
     flight(state, rng.random(n, dtype=F32), exposure)
@@ -335,7 +340,9 @@ def step_households(state: ModelState) -> None:
     p_ret_home = (
         fl.return_rate * rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale) * ts.open
     ).astype(F32)
-    returning = np.flatnonzero(hh.displaced & alive & (u_ret < p_ret_home[hh.home]) & (hh.town != hh.home))
+    away = np.flatnonzero(hh.displaced)  # the rule for the displaced only (few): the same households, in order
+    home = hh.home[away]
+    returning = away[alive[away] & (u_ret[away] < p_ret_home[home]) & (hh.town[away] != home)]
     if len(returning):
         return_households(state, returning)
 
@@ -345,8 +352,13 @@ def step_households(state: ModelState) -> None:
     rate_table[:, COOPERATE] = rc.hts_rate * ts.open
     rate_table[:, RESIST] = rc.rival_rate * ts.rival_presence_total * ts.open
     u_rec = rng.random(n, dtype=F32)
-    p_rec = rules.recruit_probability(hh.g_regime, rate_table.ravel()[town.astype(np.int32) * 3 + hh.stance])
-    recruits = np.flatnonzero((u_rec < p_rec) & (hh.recruited == NOT_RECRUITED) & alive)
+    # p_rec = G_R * rate is at most max|G_R| * max|rate| (float32 rounding is monotone), so only
+    # households drawing below that bound can be recruited: the rule is evaluated for those only.
+    g = hh.g_regime
+    bound = F32(max(g.max(), -g.min(), 0)) * np.abs(rate_table).max() if n else F32(0)
+    low = np.flatnonzero(u_rec < bound)
+    p_rec = rules.recruit_probability(g[low], rate_table.ravel()[town[low].astype(np.int32) * 3 + hh.stance[low]])
+    recruits = low[(u_rec[low] < p_rec) & (hh.recruited[low] == NOT_RECRUITED) & alive[low]]
     enlist(state, recruits)
 
 
