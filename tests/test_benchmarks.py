@@ -72,6 +72,12 @@ def test_bench_calibrate_quick(tmp_path: Path) -> None:
     assert r["cost_per_run_s"] and positive(*r["cost_per_run_s"].values())
 
 
+def test_bench_full_scale_quick(tmp_path: Path) -> None:
+    r = run_quick("bench_full_scale", tmp_path)
+    assert r["quick"] is True and r["days"] == 30 and r["households"] > 0
+    assert positive(*r["cpu_s"].values())
+
+
 def test_bench_coverage_quick(tmp_path: Path) -> None:
     """The command line of the coverage study (its functions are tested in test_benchmarks_coverage.py)."""
     r = run_quick("bench_coverage", tmp_path)

@@ -9,6 +9,7 @@ heavy strikes, moves its outcome in the direction the literature says.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -279,11 +280,22 @@ def test_frontline_targeting_without_the_ground_advance_is_not_random(grid, fram
     assert front.idxmax() == near.idxmax()
 
 
-def _morris_parameters() -> list[tuple[str, float, float]]:
+@functools.cache
+def _morris_spec():
+    """The Idlib Morris sweep, read once per test process (reading it reads the scenario and its record)."""
     from sim.experiments.spec import load_sweep
 
-    spec = load_sweep(Path(__file__).resolve().parents[1] / "scenarios" / "sweeps" / "idlib_morris.yaml")
-    return [(p.name, *p.spec.range) for p in spec.parameters]
+    return load_sweep(Path(__file__).resolve().parents[1] / "scenarios" / "sweeps" / "idlib_morris.yaml")
+
+
+@functools.cache
+def _morris_reference():
+    """The screening's reference scenario (validated and immutable: every parameter's two runs start from it)."""
+    return _idlib("households.sample_fraction=0.01", "rivals.contest_threshold=1")
+
+
+def _morris_parameters() -> list[tuple[str, float, float]]:
+    return [(p.name, *p.spec.range) for p in _morris_spec().parameters]
 
 
 @pytest.mark.parametrize(("key", "low", "high"), _morris_parameters(), ids=lambda v: str(v))
@@ -292,11 +304,10 @@ def test_each_screened_parameter_of_the_idlib_morris_changes_some_output(key, lo
     parameter the scenario overrides (as the schedule overrode air_campaign.sorties_per_day) is screened.
     Reference point: the shipped scenario with the rivals' contest threshold at its screened low, so
     that the fights the fight parameters govern happen (a parameter counts if it matters somewhere)."""
-    from sim.experiments.spec import load_sweep
     from sim.run.simulate import run_model as outcomes_of
 
-    spec = load_sweep(Path(__file__).resolve().parents[1] / "scenarios" / "sweeps" / "idlib_morris.yaml")
-    sc = _idlib("households.sample_fraction=0.01", "rivals.contest_threshold=1")
+    spec = _morris_spec()
+    sc = _morris_reference()
     lo = outcomes_of(sc, {key: low}, seed=3, outcomes=spec.outcomes)
     hi = outcomes_of(sc, {key: high}, seed=3, outcomes=spec.outcomes)
     assert lo != hi, (key, lo)

@@ -507,8 +507,10 @@ class RivalGroup(mesa.Agent):
         r = s.scenario.rivals
         presence = ts.rival_presence[:, [self.index]] * ts.open[:, None]
         strike_harm = -np.expm1(-ts.exposure_eff / s.scenario.flight.safety_harm_scale)
+        # control.presence_weighted of each quantity, its total presence summed once
+        total = presence.sum(axis=0)[0]
         threat, harm, predation, resistance = (
-            float(control.presence_weighted(presence, v)[0])
+            float((v @ presence)[0] / total) if total > 0 else 0.0
             for v in (ts.common_threat, strike_harm, ts.predation, ts.resist_share)
         )
         self.relief = float(control.relief(self.threat_memory, threat))
@@ -600,6 +602,10 @@ class Conflict(mesa.Agent):
 
     # ------------------------------------------------------------------ sides
 
+    def _alone(self) -> bool:
+        """Whether every group is a side of its own (no coalition)."""
+        return bool((self.side == np.arange(len(self.side))).all())
+
     def members(self, root: int) -> np.ndarray:
         """Group indices of the side whose first member is ``root``."""
         return np.flatnonzero(self.side == root)
@@ -617,6 +623,8 @@ class Conflict(mesa.Agent):
         w = np.array([g.fighters for g in groups], dtype=float)
         a = np.array([g.alignment for g in groups], dtype=float)
         out = a.copy()
+        if self._alone():  # every group its own side
+            return out
         for root in np.unique(self.side):
             idx = self.members(int(root))
             if len(idx) > 1:
@@ -637,6 +645,8 @@ class Conflict(mesa.Agent):
         """
         groups = self.state.rival_groups
         gap = self.state.scenario.rivals.split_gap
+        if self._alone():  # no coalition to leave
+            return
         for root in np.unique(self.side):
             idx = self.members(int(root))
             if len(idx) < 2:
@@ -744,29 +754,40 @@ class Conflict(mesa.Agent):
             for t in np.flatnonzero(start):
                 self._contest(int(t), GROUP0 + int(best[t]), HTS_HOLDS)
         rival_held = np.flatnonzero((ts.controller >= GROUP0) & ts.open)
+        if not len(rival_held):
+            return
+        # Each held town's holder side, and its strength there (fights started below change no strengths).
+        roots_held = self.side[ts.controller[rival_held] - GROUP0]
+        strength_held = sides[rival_held, roots_held]
         # HTS attacks rival-held towns where it is strong enough and the holder not aligned enough.
         if r.hts_retake_rate > 0:
-            for t in rival_held:
+            ratios = control.attack_ratio(hts[rival_held], strength_held)
+            for t in rival_held[(u[rival_held] < r.hts_retake_rate) & (ratios >= r.contest_threshold)]:
                 holder = int(ts.controller[t]) - GROUP0
                 root = int(self.side[holder])
-                ratio = float(control.attack_ratio(np.array(hts[t]), np.array(sides[t, root])))
+                # read here: an attack on another town of the same side has just lowered it
                 tolerated = groups[holder].alignment >= r.hts_tolerance
-                if ratio >= r.contest_threshold and not tolerated and u[t] < r.hts_retake_rate:
+                if not tolerated:
                     for g in self.members(root):  # an attack on a group's town is predation against it
                         groups[g].alignment = max(-1.0, groups[g].alignment - r.attack_penalty)
                     self._contest(int(t), HTS_HOLDS, int(ts.controller[t]))
         # Rival sides attack towns held by an enemy rival side (alignments more than split_gap apart).
         if r.rival_attack_rate > 0 and len(groups) > 1:
             align = self.side_alignments()
-            for t in rival_held:
+            roots = np.arange(len(groups)) == self.side
+            # Per held town (rows): which sides are its holder's enemies, and their strength ratios there.
+            enemy = (np.abs(align[None, :] - align[roots_held][:, None]) > r.split_gap) & roots[None, :]
+            ratio = np.where(
+                enemy, control.attack_ratio(sides[rival_held], np.repeat(strength_held[:, None], len(groups), 1)), 0.0
+            )
+            best = np.argmax(ratio, axis=1)
+            best_ratio = ratio[np.arange(len(rival_held)), best]
+            attack = (best_ratio >= r.contest_threshold) & (best_ratio > 0) & (u[rival_held] < r.rival_attack_rate)
+            for i in np.flatnonzero(attack):
+                t = rival_held[i]
                 if ts.controller[t] == HELD_CONTESTED:  # HTS attacked it today
                     continue
-                root = int(self.side[int(ts.controller[t]) - GROUP0])
-                enemy = (np.abs(align - align[root]) > r.split_gap) & (np.arange(len(groups)) == self.side)
-                ratio = np.where(enemy, control.attack_ratio(sides[t], np.full(len(groups), sides[t, root])), 0.0)
-                best = int(np.argmax(ratio))
-                if ratio[best] >= r.contest_threshold and ratio[best] > 0 and u[t] < r.rival_attack_rate:
-                    self._contest(int(t), GROUP0 + best, int(ts.controller[t]))
+                self._contest(int(t), GROUP0 + int(best[i]), int(ts.controller[t]))
 
     def _contest(self, town: int, attacker: int, defender: int) -> None:
         s = self.state

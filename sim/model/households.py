@@ -147,16 +147,26 @@ def move_households(state: ModelState, idx: np.ndarray, dest: np.ndarray, *, rea
     moved = float(flows.sum()) * state.weight
     state.moves_today += moved
     state.moves_cum += moved
-    for k in np.flatnonzero(flows):
-        state.record_event(
-            "displacement",
-            int(k // n),
-            to_town=int(k % n),
-            count=0,
-            persons=float(flows[k]) * state.weight,
-            note=reason,
-        )
+    _record_flows(state, "displacement", flows, n, count=0, note=reason)
     state.dest_probs = None
+
+
+def _record_flows(state: ModelState, kind: str, flows: np.ndarray, n: int, *, count: int, note: str = "") -> None:
+    """One event row per origin-destination pair with a flow (``flows``: origin * n + destination).
+
+    The rows :meth:`ModelState.record_event` appends one at a time, appended at once.
+    """
+    k = np.flatnonzero(flows)
+    if not len(k):
+        return
+    day = state.day
+    persons = (flows[k] * state.weight).tolist()  # float64 products, as float(flows[k]) * weight
+    state.events.extend(
+        [
+            (day, kind, o, d, count, p, note, "", "")
+            for o, d, p in zip((k // n).tolist(), (k % n).tolist(), persons, strict=True)
+        ]
+    )
 
 
 def return_households(state: ModelState, idx: np.ndarray) -> None:
@@ -167,8 +177,7 @@ def return_households(state: ModelState, idx: np.ndarray) -> None:
     hh.town[idx] = hh.home[idx]
     hh.displaced[idx] = False
     state.returns_today += float(flows.sum()) * state.weight
-    for k in np.flatnonzero(flows):
-        state.record_event("return", int(k // n), to_town=int(k % n), persons=float(flows[k]) * state.weight)
+    _record_flows(state, "return", flows, n, count=1)
 
 
 def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator, *, harm: bool = True) -> float:
@@ -307,17 +316,22 @@ def step_households(state: ModelState) -> None:
     pr = sc.protest
     # Protest against HTS is protest against its rule: only where HTS holds the town (ODD 7.8.3).
     eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & (ts.open & ts.hts_holds)[town]
-    hh.protesting = rules.protest_decision(
-        hh.g_hts,
+    # The rule is elementwise: evaluated for the eligible households only, the others stay home.
+    who = np.flatnonzero(eligible)
+    t_who = town[who]
+    protesting = np.zeros(n, bool)
+    protesting[who] = rules.protest_decision(
+        hh.g_hts[who],
         state.hts.legitimacy,
-        hh.risk_aversion,
-        ts.p_arrest.astype(F32)[town],
-        hh.fear,
-        hh.threshold,
-        (pr.peer_weight * ts.protest_share).astype(F32)[town],
-        eligible,
+        hh.risk_aversion[who],
+        ts.p_arrest.astype(F32)[t_who],
+        hh.fear[who],
+        hh.threshold[who],
+        (pr.peer_weight * ts.protest_share).astype(F32)[t_who],
+        True,
         fear_risk_weight=pr.fear_risk_weight * mech.suppression,
     )
+    hh.protesting = protesting
 
     # --- flight and return home -------------------------------------------------------
     flight(state, rng.random(n, dtype=F32), exposure)
@@ -326,7 +340,9 @@ def step_households(state: ModelState) -> None:
     p_ret_home = (
         fl.return_rate * rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale) * ts.open
     ).astype(F32)
-    returning = np.flatnonzero(hh.displaced & alive & (u_ret < p_ret_home[hh.home]) & (hh.town != hh.home))
+    away = np.flatnonzero(hh.displaced)  # the rule for the displaced only (few): the same households, in order
+    home = hh.home[away]
+    returning = away[alive[away] & (u_ret[away] < p_ret_home[home]) & (hh.town[away] != home)]
     if len(returning):
         return_households(state, returning)
 
@@ -336,8 +352,13 @@ def step_households(state: ModelState) -> None:
     rate_table[:, COOPERATE] = rc.hts_rate * ts.open
     rate_table[:, RESIST] = rc.rival_rate * ts.rival_presence_total * ts.open
     u_rec = rng.random(n, dtype=F32)
-    p_rec = rules.recruit_probability(hh.g_regime, rate_table.ravel()[town.astype(np.int32) * 3 + hh.stance])
-    recruits = np.flatnonzero((u_rec < p_rec) & (hh.recruited == NOT_RECRUITED) & alive)
+    # p_rec = G_R * rate is at most max|G_R| * max|rate| (float32 rounding is monotone), so only
+    # households drawing below that bound can be recruited: the rule is evaluated for those only.
+    g = hh.g_regime
+    bound = F32(max(g.max(), -g.min(), 0)) * np.abs(rate_table).max() if n else F32(0)
+    low = np.flatnonzero(u_rec < bound)
+    p_rec = rules.recruit_probability(g[low], rate_table.ravel()[town[low].astype(np.int32) * 3 + hh.stance[low]])
+    recruits = low[(u_rec[low] < p_rec) & (hh.recruited[low] == NOT_RECRUITED) & alive[low]]
     enlist(state, recruits)
 
 
@@ -593,44 +614,49 @@ class _ProtestState:
         self.town_all, self.persons_all, self.risk_all = hh.town, hh.persons.astype(float), hh.risk_aversion
         self.repression = sc.hts.repression
         self.jail, self.r = float(pr.jail_days), sc.choice.revision_rate
+        # float64 copies once for all solves: the mixed-precision expressions promote to exactly these values
+        self.drive64, self.risk64 = self.drive_all.astype(float), self.risk_all.astype(float)
+        self.spread_all = 1 + self.jail * self.r * self.p_res_all  # the (1 + J r p_i) of the jailed share
 
-    def solve(self, threshold_shift: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The stationary state at ``threshold_shift`` (see :func:`stationary_protest`)."""
-        pr, n, jail, r = self.pr, self.n, self.jail, self.r
+    def solve(
+        self, threshold_shift: float, full: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The stationary state at ``threshold_shift`` (see :func:`stationary_protest`).
+
+        With ``full`` False only the town shares ``ps_t`` are returned (the household arrays are None).
+        """
+        pr, n, jail = self.pr, self.n, self.jail
         threshold_all = np.maximum(self.threshold + F32(threshold_shift), 0)
         # Only households that would protest with the largest peer push and no risk can ever qualify.
-        cand = np.flatnonzero(self.able & (self.drive_all + F32(pr.peer_weight) > threshold_all))
-        town, persons = self.town_all[cand], self.persons_all[cand]
-        p_res = self.p_res_all[cand]
-        # Per-town values reach the households by np.repeat when they are stored by town (as at
-        # the start of a run, before anyone moved): the same values, without an indexed gather.
+        mask = self.able & (self.drive_all + F32(pr.peer_weight) > threshold_all)
+        town, persons = self.town_all[mask], self.persons_all[mask]
+        p_res = self.p_res_all[mask]
         counts = np.bincount(town, minlength=n)
         by_town = bool(np.all(town[1:] >= town[:-1]))
-
-        def spread_out(per_town: np.ndarray) -> np.ndarray:
-            return np.repeat(per_town, counts) if by_town else per_town[town]
-
-        # float64 copies: the mixed-precision expressions promote to exactly these values
-        drive = self.drive_all[cand].astype(float)
-        threshold = threshold_all[cand].astype(float)
-        risk = self.risk_all[cand].astype(float)
-        spread = 1 + jail * r * p_res  # the (1 + J r p_i) of the jailed share
+        drive, risk, spread = self.drive64[mask], self.risk64[mask], self.spread_all[mask]
+        threshold = threshold_all[mask].astype(float)
         ps = np.zeros(n)
         # The map ps -> new is monotone (more protest: more peer push, a lower arrest risk, so more
         # protest), so the iteration from no protest rises to its least fixed point, the quiet
         # ordinary day, without overshooting.
+        if by_town and len(town) >= _SEGMENT_MIN * n:
+            iterate = _SegmentIteration(self, drive, threshold, risk, spread, p_res, persons, counts)
+        else:
+            iterate = _VectorIteration(self, drive, threshold, risk, spread, p_res, persons, town, counts, by_town)
         for _ in range(60):
             p_arrest = rules.arrest_probability(
                 self.security, ps, arrest_constant=pr.arrest_constant, crowd_scale=pr.crowd_scale
             )
-            would = drive + spread_out(pr.peer_weight * ps) - risk * spread_out(p_arrest) > threshold
-            k = spread_out(self.repression * p_arrest * jail) * spread / (1 + jail * r)
-            x = np.where(would, p_res / (1 + k), 0.0)
-            new = np.bincount(town, weights=persons * x, minlength=n) / self.present
+            new = iterate(ps, p_arrest)
             done = np.max(np.abs(new - ps)) < 1e-7  # in share units: 0.00001% of a town
             ps = new
             if done:
                 break
+        if not full:
+            return ps, None, None, None, None
+        cand = np.flatnonzero(mask)
+        would = iterate.would
+        x, k = iterate.outputs()
         a = (self.repression * p_arrest)[town]
         out_would = np.zeros(self.size, bool)
         out_would[cand] = would
@@ -639,6 +665,105 @@ class _ProtestState:
         for arr, v in zip(out, (x, y, np.maximum(np.where(would, a * x * jail - y, 0.0), 0.0)), strict=True):
             arr[cand] = v
         return ps, out_would, out[0], out[1], out[2]
+
+
+# Towns hold on average at least this many candidate households when the stationary iteration runs
+# town by town (each town's slice stays in cache); below it, one pass over all households is cheaper.
+_SEGMENT_MIN = 2000
+
+
+class _VectorIteration:
+    """One step ps -> new of the stationary iteration over all candidate households at once.
+
+    ``x`` and ``k`` are computed only for the households that would protest: elsewhere ``x`` is 0
+    (and so is ``y = x k``, whatever ``k``), and adding their zeros to a town's sum changes nothing.
+    """
+
+    def __init__(self, ps_state, drive, threshold, risk, spread, p_res, persons, town, counts, by_town):
+        self.s = ps_state
+        self.drive, self.threshold, self.risk, self.spread = drive, threshold, risk, spread
+        self.p_res, self.persons, self.town, self.counts, self.by_town = p_res, persons, town, counts, by_town
+
+    def spread_out(self, per_town: np.ndarray) -> np.ndarray:
+        # Per-town values reach the households by np.repeat when they are stored by town (as at
+        # the start of a run, before anyone moved): the same values, without an indexed gather.
+        return np.repeat(per_town, self.counts) if self.by_town else per_town[self.town]
+
+    def __call__(self, ps: np.ndarray, p_arrest: np.ndarray) -> np.ndarray:
+        s, jail, r = self.s, self.s.jail, self.s.r
+        self.would = would = (
+            self.drive + self.spread_out(s.pr.peer_weight * ps) - self.risk * self.spread_out(p_arrest) > self.threshold
+        )
+        idx = np.flatnonzero(would)
+        town = self.town[idx]
+        k = (s.repression * p_arrest * jail)[town] * self.spread[idx] / (1 + jail * r)
+        x = self.p_res[idx] / (1 + k)
+        self.k = self.x = None
+        self._sub = (idx, k, x)
+        return np.bincount(town, weights=self.persons[idx] * x, minlength=s.n) / s.present
+
+    def outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` and ``k`` of the last step, over all candidates (0 where it would not protest)."""
+        idx, k_sub, x_sub = self._sub
+        x, k = np.zeros(len(self.drive)), np.zeros(len(self.drive))
+        x[idx], k[idx] = x_sub, k_sub
+        return x, k
+
+
+class _SegmentIteration:
+    """The same step town by town over households stored by town, the same operations in the same order.
+
+    Each town's iteration depends on its own share only, so a town whose share came back unchanged
+    (to the last bit) is at its fixed point and is not computed again: its households keep their
+    values, which a new computation would repeat. Sums run in household order within each town, as
+    ``np.bincount`` sums them: the same numbers to the last bit. As in :class:`_VectorIteration`,
+    ``x`` and ``k`` are computed only where the household would protest.
+    """
+
+    def __init__(self, ps_state, drive, threshold, risk, spread, p_res, persons, counts):
+        self.s = ps_state
+        self.drive, self.threshold, self.risk, self.spread = drive, threshold, risk, spread
+        self.p_res, self.persons = p_res, persons
+        ends = np.cumsum(counts)
+        self.segments = [(t, slice(int(e - c), int(e))) for t, (c, e) in enumerate(zip(counts, ends, strict=True)) if c]
+        size = len(drive)
+        self.would = np.zeros(size, bool)
+        self.buf, self.buf2 = np.empty(size), np.empty(size)
+        self.sub: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.last_ps: np.ndarray | None = None
+        self.last_new: np.ndarray | None = None
+
+    def __call__(self, ps: np.ndarray, p_arrest: np.ndarray) -> np.ndarray:
+        s, jail, r = self.s, self.s.jail, self.s.r
+        peer = s.pr.peer_weight * ps
+        kt = s.repression * p_arrest * jail
+        jr = 1 + jail * r
+        new = np.zeros(s.n) / s.present  # 0 / present, as for a town without candidates
+        fixed = None if self.last_ps is None else self.last_new == self.last_ps
+        for t, seg in self.segments:
+            if fixed is not None and fixed[t] and ps[t] == self.last_new[t]:
+                new[t] = self.last_new[t]
+                continue
+            b, b2, w = self.buf[seg], self.buf2[seg], self.would[seg]
+            np.add(self.drive[seg], peer[t], out=b)
+            np.multiply(self.risk[seg], p_arrest[t], out=b2)
+            np.subtract(b, b2, out=b)
+            np.greater(b, self.threshold[seg], out=w)
+            idx = np.flatnonzero(w)
+            k = kt[t] * self.spread[seg][idx] / jr
+            x = self.p_res[seg][idx] / (1 + k)
+            self.sub[t] = (seg.start + idx, k, x)
+            new[t] = np.bincount(np.zeros(len(idx), np.intp), weights=self.persons[seg][idx] * x, minlength=1)[0]
+            new[t] /= s.present[t]
+        self.last_ps, self.last_new = ps, new
+        return new
+
+    def outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` and ``k`` of the last step, over all candidates (0 where it would not protest)."""
+        x, k = np.zeros(len(self.drive)), np.zeros(len(self.drive))
+        for idx, k_sub, x_sub in self.sub.values():
+            x[idx], k[idx] = x_sub, k_sub
+        return x, k
 
 
 def calibrate_protest(state: ModelState, rng: np.random.Generator) -> None:
@@ -663,7 +788,7 @@ def calibrate_protest(state: ModelState, rng: np.random.Generator) -> None:
     protest = _ProtestState(state, p_res)
 
     def share(c: float) -> float:
-        ps = protest.solve(c)[0]
+        ps = protest.solve(c, full=False)[0]
         return float((ps * present)[res].sum() / max(present[res].sum(), 1e-12))
 
     lo, hi = -1.5, 1.5  # the share falls as the shift rises (net drives lie within [-1, 1])
