@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import calibration_data as cd
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from calibration_data import CONFIG, ROOT, SCENARIO, SIM, TRUTH
 
 from sim.analysis.calibration import (
     calibrate,
@@ -25,40 +27,12 @@ from sim.analysis.calibration import (
     run_abc_mcmc,
     run_rejection,
     scale_check,
-    target_values,
 )
 from sim.experiments.engine import SerialEngine
 from sim.experiments.inference.mcmc import MCMC
 from sim.experiments.inference.rejection import REJECTION
 from sim.scenario.calibration import load_calibration
 from sim.scenario.loader import ScenarioError, load_scenario, read_yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "data" / "calibration"
-SCENARIO = DATA / "recovery.yaml"
-CONFIG = DATA / "recovery_calibration.yaml"
-SIM = [sys.executable, "-m", "sim"]
-TRUTH = {"air_campaign.casualties_per_strike": 2.0, "flight.exposure_rate": 0.003}
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["MPLBACKEND"] = "Agg"
-    return env
-
-
-def _record(truth: dict[str, float], seed: int, figures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The recovery scenario's data with its observed values simulated from ``truth``."""
-    data = copy.deepcopy(read_yaml(SCENARIO).data)
-    if figures is not None:
-        data["observed"]["figures"] = figures
-    sc = load_scenario(SCENARIO).scenario
-    probe = sc.model_copy(update={"observed": sc.observed.model_validate(data["observed"])})
-    values = target_values(probe.model_dump(mode="json"), truth, seed, probe.observed.figures)
-    for fig in data["observed"]["figures"]:
-        fig["value"] = float(values[fig["name"]])
-    return data
 
 
 def _write_case(folder: Path, scenario: dict[str, Any], config: dict[str, Any]) -> tuple[Path, Path]:
@@ -75,16 +49,12 @@ def _config(**changes: Any) -> dict[str, Any]:
     return data
 
 
-def _cal(scenario: Path, config: Path, quick: bool = False):
-    return load_calibration(config, load_scenario(scenario), quick=quick)
-
-
 # --------------------------------------------------------------------------- recovery
 
 
 def test_recovery_true_values_lie_inside_the_90_percent_intervals(tmp_path: Path) -> None:
-    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=101), _config())
-    result = calibrate(_cal(s, c), tmp_path / "out", workers=1, progress=None)
+    s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=101), _config())
+    result = calibrate(cd.load_case(s, c), tmp_path / "out", workers=1, progress=None)
     m = result.marginals.set_index("parameter")
     for path, true in TRUTH.items():
         lo, hi = m.loc[path, "posterior_low"], m.loc[path, "posterior_high"]
@@ -115,8 +85,8 @@ def _wide_case(tmp_path: Path, budget: dict[str, Any]):
         name: {"relative": 0.4, "reason": "test uncertainty, wide enough to accept some prior draws"}
         for name in ("killed", "displacements", "hosted in Beta")
     }
-    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=303), _config(budget=budget, targets=wide))
-    return _cal(s, c)
+    s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=303), _config(budget=budget, targets=wide))
+    return cd.load_case(s, c)
 
 
 def test_rejection_keeps_exactly_the_draws_inside_every_tolerance_and_resumes_to_the_same_table(
@@ -203,7 +173,7 @@ def test_abc_mcmc_chains_start_at_accepted_draws_move_only_inside_the_tolerances
 
 def test_rejection_that_accepts_nothing_is_one_line_exit_2(tmp_path: Path) -> None:
     # a record far outside what the model can produce: killed a thousand times the simulated count
-    data = _record(TRUTH, seed=304)
+    data = cd.record(TRUTH, seed=304)
     for fig in data["observed"]["figures"]:
         if fig["name"] == "killed":
             fig["value"] = fig["value"] * 1000 + 1000
@@ -214,7 +184,7 @@ def test_rejection_that_accepts_nothing_is_one_line_exit_2(tmp_path: Path) -> No
         [*SIM, "calibrate", str(s), "--config", str(c), "--out", str(out), "--workers", "1"],
         capture_output=True,
         text=True,
-        env=_env(),
+        env=cd.env(),
         timeout=600,
     )
     assert r.returncode == 2, r.stderr
@@ -237,10 +207,10 @@ def _populations(db: Path) -> int:
 
 def test_resume_after_sigkill_ends_at_the_uninterrupted_posterior(tmp_path: Path) -> None:
     config = _config(quick={"population": 8, "generations": 2, "max_runs": 200, "predictive_draws": 2})
-    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=202), config)
+    s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=202), config)
     args = [*SIM, "calibrate", str(s), "--config", str(c), "--quick", "--workers", "1"]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([*args, "--out", str(killed)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*args, "--out", str(killed)], env=cd.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while _populations(killed / "history.db") < 1 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -249,10 +219,10 @@ def test_resume_after_sigkill_ends_at_the_uninterrupted_posterior(tmp_path: Path
     proc.wait()
     stored = _populations(killed / "history.db")
     assert stored == 1
-    resumed = subprocess.run([*args, "--out", str(killed)], env=_env(), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*args, "--out", str(killed)], env=cd.env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     straight = tmp_path / "straight"
-    whole = subprocess.run([*args, "--out", str(straight)], env=_env(), capture_output=True, text=True, timeout=300)
+    whole = subprocess.run([*args, "--out", str(straight)], env=cd.env(), capture_output=True, text=True, timeout=300)
     assert whole.returncode == 0, whole.stderr
     a = pd.read_parquet(killed / "posterior.parquet")
     b = pd.read_parquet(straight / "posterior.parquet")
@@ -300,7 +270,7 @@ def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path
             "scale_check_fraction": 0.25,
         },
     }
-    return _write_case(tmp_path / name, _record(truth, seed=404, figures=figures), config)
+    return _write_case(tmp_path / name, cd.record(truth, seed=404, figures=figures), config)
 
 
 def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_path: Path) -> None:
@@ -311,7 +281,7 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
     answers = {}
     for name, truth in (("favours", favour), ("contradicts", against)):
         s, c = _coop_case(tmp_path, name, truth)
-        result = calibrate(_cal(s, c), tmp_path / name / "cal", workers=1, progress=None)
+        result = calibrate(cd.load_case(s, c), tmp_path / name / "cal", workers=1, progress=None)
         # root seed 10: with six draws the verdict is noisy; 9 passed under the sweep seeds before
         # sim.scenario.seeds (SeedSequence(root).spawn), 10, 11 and 12 pass under the new derivation, 9 does not
         verdict = posterior_thesis(
@@ -340,7 +310,7 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
 
 
 def test_target_statistics_at_the_calibration_scale_agree_with_full_scale() -> None:
-    cal = _cal(SCENARIO, CONFIG)
+    cal = cd.load_case(SCENARIO, CONFIG)
     cal = type(cal)(**{**cal.__dict__, "sample_fraction": 0.25})
     cal = type(cal)(**{**cal.__dict__, "budget": cal.budget.model_copy(update={"scale_check_seeds": 4})})
     table = scale_check(SerialEngine(), cal, TRUTH, seed=5)
@@ -371,7 +341,7 @@ def _bad(tmp_path: Path, text_changes: dict[str, str] | None = None, scenario_ch
     out = tmp_path / "out"
     proc = subprocess.run(
         [*SIM, "calibrate", str(s), "--config", str(c), "--workers", "1", "--out", str(out)],
-        env=_env(),
+        env=cd.env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -480,14 +450,14 @@ def test_shipped_calibration_file_loads_against_the_shipped_scenario() -> None:
 
 def test_apply_writes_posterior_medians_and_a_changed_config_refuses_to_resume(tmp_path: Path) -> None:
     config = _config(quick={"population": 6, "generations": 1, "max_runs": 60, "predictive_draws": 2})
-    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=505), config)
+    s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=505), config)
     out = tmp_path / "out"
-    assert calibrate(_cal(s, c, quick=True), out, workers=1, progress=None).folder == out
+    assert calibrate(cd.load_case(s, c, quick=True), out, workers=1, progress=None).folder == out
     shipped = tmp_path / "case" / "calibrated.yaml"
     shipped.write_text("extends: scenario.yaml\n")
     proc = subprocess.run(
         [*SIM, "calibrate", str(shipped), "--config", str(c), "--quick", "--out", str(out), "--apply"],
-        env=_env(),
+        env=cd.env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -505,7 +475,7 @@ def test_apply_writes_posterior_medians_and_a_changed_config_refuses_to_resume(t
     before = plain.read_text()
     bad = subprocess.run(
         [*SIM, "calibrate", str(plain), "--config", str(c), "--quick", "--out", str(out), "--apply"],
-        env=_env(),
+        env=cd.env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -516,7 +486,7 @@ def test_apply_writes_posterior_medians_and_a_changed_config_refuses_to_resume(t
     c.write_text(c.read_text().replace("seed: 7", "seed: 8"))
     again = subprocess.run(
         [*SIM, "calibrate", str(s), "--config", str(c), "--quick", "--workers", "1", "--out", str(out)],
-        env=_env(),
+        env=cd.env(),
         capture_output=True,
         text=True,
         timeout=120,
@@ -534,7 +504,7 @@ def dask_cluster(tmp_path: Path):
     """A real dask scheduler and two `dask worker` processes (one thread each), torn down after."""
     dask = str(Path(sys.executable).with_name("dask"))
     info = tmp_path / "scheduler.json"
-    env = _env()
+    env = cd.env()
     procs = [
         subprocess.Popen(
             [dask, "scheduler", "--scheduler-file", str(info), "--port", "0", "--no-dashboard"],
@@ -580,11 +550,11 @@ def dask_cluster(tmp_path: Path):
 def test_calibration_on_a_dask_cluster_survives_losing_a_worker(tmp_path: Path, dask_cluster) -> None:
     address, workers = dask_cluster
     config = _config(quick={"population": 8, "generations": 2, "max_runs": 200, "predictive_draws": 2})
-    s, c = _write_case(tmp_path / "case", _record(TRUTH, seed=606), config)
+    s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=606), config)
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [*SIM, "calibrate", str(s), "--config", str(c), "--quick", "--scheduler", address, "--out", str(out)],
-        env=_env(),
+        env=cd.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -605,36 +575,6 @@ def test_calibration_on_a_dask_cluster_survives_losing_a_worker(tmp_path: Path, 
 
 
 # --------------------------------------------------------------------------- a corrupt calibration folder
-
-
-def _stored_folder(folder: Path) -> Path:
-    """A finished calibration folder of the recovery case, written by hand (no runs)."""
-    folder.mkdir(parents=True)
-    cal = _cal(SCENARIO, CONFIG)
-    priors = [
-        {"path": p.path, "family": p.family, "low": p.low, "high": p.high, "mean": p.mean, "sd": p.sd, "reason": "t"}
-        for p in cal.priors
-    ]
-    manifest = {"kind": "calibration", "calibration_id": "recovery-0123456789", "priors": priors}
-    manifest.update(sample_fraction=cal.sample_fraction, days=cal.days)
-    import json
-
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    post = pd.DataFrame(
-        {"generation": 0, "particle": range(4), "weight": 0.25, **{p: [v] * 4 for p, v in TRUTH.items()}}
-    )
-    post.to_parquet(folder / "posterior.parquet")
-    marg = pd.DataFrame(
-        {
-            "parameter": list(TRUTH),
-            "posterior_median": list(TRUTH.values()),
-            "posterior_low": [v / 2 for v in TRUTH.values()],
-            "posterior_high": [v * 2 for v in TRUTH.values()],
-            "record": "constrained",
-        }
-    )
-    marg.to_csv(folder / "marginals.csv", index=False)
-    return folder
 
 
 def _truncate(path: Path) -> None:
@@ -658,7 +598,7 @@ def test_a_corrupt_calibration_folder_is_one_line_naming_the_file_exit_2_nothing
     tmp_path: Path, run_cli, case: str
 ) -> None:
     name, corrupt = CORRUPTIONS[case]
-    folder = _stored_folder(tmp_path / "cal")
+    folder = cd.stored_folder(tmp_path / "cal")
     corrupt(folder / name)
     before = sorted(p.name for p in folder.iterdir())
     # sim thesis --posterior FOLDER
@@ -685,7 +625,7 @@ def test_a_corrupt_calibration_folder_is_one_line_naming_the_file_exit_2_nothing
 
 def test_the_hand_written_folder_is_readable_and_applies(tmp_path: Path, run_cli) -> None:
     """The corruption cases above start from a folder that --apply accepts (so each fails for its one fault)."""
-    folder = _stored_folder(tmp_path / "cal")
+    folder = cd.stored_folder(tmp_path / "cal")
     assert load_calibration_folder(folder).calibration_id == "recovery-0123456789"
     (tmp_path / "scenario.yaml").write_text(SCENARIO.read_text())
     calibrated = tmp_path / "calibrated.yaml"

@@ -199,16 +199,6 @@ def test_misspecification_checks_name_the_statistic_outside():
     assert not mmd.passed and mmd.details["outside"] == ["s2"]
 
 
-def test_reliability_of_probabilities():
-    rng = generator(ROOT, "test", "reliability")
-    p = rng.uniform(0, 1, 4000)
-    y = (rng.uniform(0, 1, 4000) < p).astype(int)
-    assert pc.reliability_check(p, y).passed
-    overconfident = np.clip(0.5 + 1.8 * (p - 0.5), 0, 1)
-    res = pc.reliability_check(overconfident, y)
-    assert not res.passed and {"n", "observed", "interval_low", "interval_high"} <= set(res.data.columns)
-
-
 # --------------------------------------------------------------------------- pieces
 
 

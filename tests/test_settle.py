@@ -1,16 +1,20 @@
 """``sim settle`` (which observation would settle the thesis) and ``sim run --posterior-draws``.
 
-The ranking and the emulator on a toy simulator with a known answer (no model runs); the posterior
-draws on the small recovery scenario with a hand-written posterior sample beside it.
+The ranking, the emulator and the reliability check on toys with a known answer (no model runs);
+``sim settle --quick`` end to end on the quick npe calibration of the recovery scenario the npe
+tests fit (:func:`calibration_data.fitted_npe`, in their xdist group so it is fitted once); the
+reliability in the posterior thesis report; the posterior draws on the small recovery scenario
+with a hand-written posterior sample beside it.
 """
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import calibration_data as cd
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,21 +22,12 @@ import pytest
 from sim.scenario.calibration import Prior
 from sim.scenario.seeds import generator
 
-ROOT = Path(__file__).resolve().parents[1]
-RECOVERY = ROOT / "tests" / "data" / "calibration" / "recovery.yaml"
-SIM = [sys.executable, "-m", "sim"]
+RECOVERY = cd.SCENARIO
+SIM = cd.SIM
 PRIORS = (
     Prior("a", "uniform", -2.0, 2.0, None, None, "toy"),
     Prior("b", "uniform", -2.0, 2.0, None, None, "toy"),
 )
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["MPLBACKEND"] = "Agg"
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 # --------------------------------------------------------------------------- the emulator and the ranking
@@ -117,6 +112,225 @@ def test_candidates_are_one_series_per_town_quantity_and_governorate_quantity() 
     assert all(np.isfinite(v) for v in values.values())
 
 
+# --------------------------------------------------------------------------- sim settle end to end
+
+
+def _smallest_simulations(folder: Path) -> int:
+    """The fewest reference rows with the 20 training rows ``sim settle`` needs and 5 held-out rows to check."""
+    from sim.experiments.inference.npe_method import NPE_FOLDER, load_reference
+
+    held_out = float(json.loads((folder / NPE_FOLDER / "used.json").read_text())["held_out"])
+    ref, _ = load_reference(folder)
+    held = ref.sort_values("draw")["split"].to_numpy(float) < held_out
+    return next(n for n in range(20, len(held) + 1) if held[:n].sum() >= 5 and (~held[:n]).sum() >= 20)
+
+
+@pytest.fixture
+def fitted() -> Path:
+    """The npe calibration folder of the recovery case the npe tests fit (built once per worker)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sbi")
+    return cd.fitted_npe()[2]
+
+
+@pytest.mark.xdist_group(cd.NPE_GROUP)  # with the npe tests: the fitted calibration is built once
+def test_settle_quick_ranks_every_candidate_writes_its_outputs_and_resumes(fitted: Path, tmp_path: Path) -> None:
+    from sim.experiments.inference.npe_settle import NOISE, SECTION, candidate_groups
+
+    folder = tmp_path / "cal"
+    shutil.copytree(fitted, folder)
+    n = _smallest_simulations(folder)
+    args = [*SIM, "settle", str(folder), "--quick", "--simulations", str(n), "--evaluations", "2", "--draws", "20"]
+    r = subprocess.run([*args, "--workers", "1"], env=cd.env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"settle table: {n + 2} rows, {n + 2} simulated by this run" in r.stdout, r.stdout
+    assert f"re-simulated reference rows with their stored statistics: {n} of {n}" in r.stdout, r.stdout
+    # the ranking: every candidate and the noise reference, a reduction and its Monte Carlo error
+    ranking = pd.read_csv(folder / "settle.csv")
+    doc = json.loads((folder / "settle" / "settle.json").read_text())
+    candidates = set(candidate_groups(doc["towns"], [p[0] for p in doc["periods"]])) | {NOISE}
+    assert sorted(ranking["candidate"]) == sorted(candidates) and len(doc["towns"]) >= 1
+    assert list(ranking["rank"]) == list(range(1, len(ranking) + 1))
+    ranked = ranking[np.isfinite(ranking["reduction"])]
+    assert NOISE in set(ranked["candidate"]) and len(ranked) >= 2
+    assert np.isfinite(ranked["mcse"]).all() and (ranked["mcse"] >= 0).all()
+    assert list(ranked.index) == list(range(len(ranked)))  # the ranked ones first, best first
+    assert ranked["reduction"].is_monotonic_decreasing
+    unranked = ranking[~np.isfinite(ranking["reduction"])]
+    assert (unranked["note"] == "constant in every simulation").all()
+    assert (folder / "settle.png").stat().st_size > 0
+    report = (folder / "report.md").read_text()
+    assert report.count(SECTION) == 1 and "![settle](settle.png)" in report
+    assert "## Checks before belief" in report  # the calibration's report kept, the section added
+    # the reliability of the thesis probabilities on the held-out rows, with its bins
+    rel = json.loads((folder / "thesis_reliability.json").read_text())
+    assert rel["rows"] >= 5 and isinstance(rel["passed"], bool)
+    assert rel["bins"] and {b["side"] for b in rel["bins"]} == {"above", "below"}
+    for b in rel["bins"]:
+        assert 0 <= b["mean_predicted"] <= 1 and 0 <= b["observed"] <= 1 and b["n"] >= 1
+    assert sum(b["n"] for b in rel["bins"] if b["side"] == "above") == rel["rows"]
+    assert len(pd.read_csv(folder / "thesis_reliability.csv")) == len(rel["bins"])
+    table = pd.read_parquet(folder / "settle" / "table.parquet")
+    assert len(table) == n + 2
+    # again: everything resumed from the settle table, nothing simulated
+    again = subprocess.run([*args, "--workers", "1"], env=cd.env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"settle table: {n + 2} rows, 0 simulated by this run" in again.stdout, again.stdout
+    assert json.loads((folder / "settle" / "summary.json").read_text())["simulated"] == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "settle" / "table.parquet"), table)
+    assert (folder / "report.md").read_text().count(SECTION) == 1
+
+
+@pytest.mark.parametrize("kind", ["rejection calibration", "empty folder"])
+def test_settle_on_a_folder_that_is_not_an_npe_calibration_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, kind: str
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sbi")
+    folder = tmp_path / "cal"
+    if kind == "empty folder":
+        folder.mkdir()
+    else:
+        cd.stored_folder(folder, method="rejection")
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    r = subprocess.run(
+        [*SIM, "settle", str(folder), "--quick", "--workers", "1"],
+        env=cd.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert ("'rejection'" if kind != "empty folder" else "manifest.json") in lines[0], lines[0]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+# --------------------------------------------------------------------------- reliability of the probabilities
+
+
+def test_binned_reliability_passes_honest_probabilities_and_fails_over_confident_ones() -> None:
+    from sim.analysis.posterior_checks import reliability_check
+
+    passed, failed = 0, 0
+    for k in range(20):
+        rng = generator(11, "test", "reliability", k)
+        p = rng.uniform(0, 1, 2000)
+        y = (rng.uniform(0, 1, 2000) < p).astype(int)
+        passed += reliability_check(p, y, bins=5).passed
+        over = reliability_check(np.clip(0.5 + 1.8 * (p - 0.5), 0, 1), y, bins=5)  # pushed toward 0 and 1
+        failed += not over.passed
+        assert {"n", "mean_predicted", "observed", "interval_low", "interval_high", "inside"} <= set(over.data.columns)
+    assert passed >= 18  # a 95% check (Bonferroni over the bins) passes honest probabilities
+    assert failed == 20
+
+
+class _Posterior:
+    """The exact posterior of theta ~ N(0, 1) given x = theta + N(0, 0.5^2), its sd times ``shrink``."""
+
+    def __init__(self, shrink: float) -> None:
+        self.statistics = ["s:x"]
+        self.shrink = shrink
+
+    def sample_many(self, x: pd.DataFrame, draws: int, seed: int) -> np.ndarray:
+        xv = x["s:x"].to_numpy(float)
+        z = generator(seed, "test", "posterior").standard_normal((draws, len(xv), 1))
+        return (xv / 1.25)[None, :, None] + np.sqrt(0.2) * self.shrink * z
+
+
+class _Effect:
+    """The emulated effect: theta itself, with one run's noise of sd ``residual_sd``."""
+
+    def __init__(self, residual_sd: float) -> None:
+        self.residual_sd = residual_sd
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        return theta[:, 0]
+
+
+def _held(rows: int) -> pd.DataFrame:
+    rng = generator(12, "test", "held")
+    theta = rng.standard_normal(rows)
+    return pd.DataFrame({"s:x": theta + rng.normal(0, 0.5, rows), "effect": theta + rng.normal(0, 0.3, rows)})
+
+
+def _reliability(over_confident: bool) -> dict:
+    from sim.analysis.settle import thesis_reliability
+
+    held = _held(3000)
+    if over_confident:  # the posterior and the run noise both 10 times too narrow
+        return thesis_reliability(_Posterior(0.1), held, _Effect(0.03), 0.1, draws=200, seed=13)
+    return thesis_reliability(_Posterior(1.0), held, _Effect(0.3), 0.1, draws=200, seed=13)
+
+
+def test_thesis_reliability_passes_a_correct_posterior_and_fails_an_over_confident_one() -> None:
+    good = _reliability(over_confident=False)
+    assert good["passed"] and good["above"]["passed"] and good["below"]["passed"], good["table"]
+    assert good["rows"] == 3000
+    table = good["table"]
+    assert set(table["side"]) == {"above", "below"} and table.groupby("side").size().min() >= 4  # spread out
+    assert table["inside"].all()
+    assert good["above"]["mean_predicted"] == pytest.approx(good["above"]["observed"], abs=0.03)
+    over = _reliability(over_confident=True)
+    assert not over["passed"] and not over["above"]["passed"] and not over["below"]["passed"]
+    assert (~over["table"]["inside"]).sum() >= 2
+    extreme = over["table"][over["table"]["bin_high"] == 1.0]
+    assert (extreme["observed"] < extreme["mean_predicted"]).all()  # what it calls near certain happens less often
+
+
+def _thesis_report(tmp_path: Path, calibration: Path, method: str) -> str:
+    from sim.analysis.calibration import write_thesis_report
+    from sim.experiments.inference.folder import StoredCalibration
+
+    stored = StoredCalibration(
+        calibration, {"calibration_id": "recovery-0123", "method": method}, (), pd.DataFrame(), pd.DataFrame()
+    )
+    probs = pd.DataFrame(
+        [
+            {
+                "draws_from": "posterior",
+                "treatment": "strikes_resisting",
+                "control": "no_strikes",
+                "outcome": "coop_resisting_home_mean",
+                "rope": 0.02,
+                "draws": 2,
+                "mean_effect": 0.01,
+                "p_above": 0.5,
+                "mcse_above": 0.35,
+                "p_within": 0.5,
+                "mcse_within": 0.35,
+                "p_below": 0.0,
+                "mcse_below": 0.0,
+            }
+        ]
+    )
+    out = tmp_path / "thesis"
+    out.mkdir(exist_ok=True)
+    return write_thesis_report(out, stored, probs, 2, 1.0, 0.02, 1.0).read_text()
+
+
+def test_the_thesis_report_states_the_reliability_check_or_that_it_was_not_run(tmp_path: Path) -> None:
+    from sim.analysis.settle import RELIABILITY_SECTION, write_reliability
+
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    report = _thesis_report(tmp_path, cal, "npe")
+    assert RELIABILITY_SECTION in report
+    assert f"reliability of the thesis probabilities: not checked yet: run sim settle {cal}" in report
+    for over_confident, verdict in ((False, "PASS"), (True, "FAIL")):
+        rel = _reliability(over_confident)
+        write_reliability(rel, cal)
+        report = _thesis_report(tmp_path, cal, "npe")
+        line = next(x for x in report.splitlines() if x.startswith("reliability of the thesis probabilities"))
+        assert f"on 3000 held-out simulations (ROPE 0.1): {verdict};" in line, line
+        rows = [x for x in report.splitlines() if x.startswith(("| above |", "| below |"))]
+        assert len(rows) == len(rel["table"])  # every bin, with its predicted and observed frequency
+        assert "| side | bin_low | bin_high | n | mean_predicted | observed |" in report
+    # a calibration by another method has no such check
+    assert RELIABILITY_SECTION not in _thesis_report(tmp_path, cal, "smc")
+
+
 # --------------------------------------------------------------------------- sim run --posterior-draws
 
 
@@ -141,7 +355,7 @@ def test_posterior_draws_are_reproducible_with_the_same_seed(tmp_path: Path) -> 
     for name in ("one", "two"):
         r = subprocess.run(
             [*SIM, "run", str(s), "--posterior-draws", "3", "--seed", "11", "--out", str(out), "--run-id", name],
-            env=_env(),
+            env=cd.env(),
             capture_output=True,
             text=True,
             timeout=300,
@@ -160,7 +374,6 @@ def test_posterior_draws_are_reproducible_with_the_same_seed(tmp_path: Path) -> 
         a["flight.exposure_rate"], sample.loc[a["draw"], "flight.exposure_rate"].to_numpy(), rtol=1e-7
     )
     assert a["observed:killed"].nunique() > 1
-    import json
 
     man = json.loads((out / "recovery" / "one" / "manifest.json").read_text())
     assert man["seeds"] == a["seed"].tolist() and man["root_seed"] == 11
@@ -181,7 +394,7 @@ def test_a_bad_posterior_sample_is_one_line_exit_2_nothing_written(tmp_path: Pat
     out = tmp_path / "out"
     r = subprocess.run(
         [*SIM, "run", str(s), "--posterior-draws", "2", "--out", str(out)],
-        env=_env(),
+        env=cd.env(),
         capture_output=True,
         text=True,
         timeout=300,

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sim.analysis.npe_checks import BLOCKING, write_npe_checks
+from sim.analysis.settle import reliability_section
 from sim.analysis.statistics import DEFAULT_ROPE, posterior_probabilities
 from sim.analysis.thesis import markdown_table, paired_differences, rope_for
 from sim.experiments.comparisons import COMPARISONS, OUTCOMES, POLICY, POSTERIOR_OUTCOMES
@@ -811,6 +812,7 @@ def write_thesis_report(
         "",
         "![posterior effects](posterior_effects.png)",
         "",
+        *(reliability_section(stored.folder) if stored.manifest.get("method") == "npe" else []),
         "## All comparisons and outcomes",
         "",
         markdown_table(probs[[c for c in cols if c in probs.columns]]),

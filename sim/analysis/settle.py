@@ -25,6 +25,7 @@ from scipy import stats as sstats
 
 from sim.analysis.posterior_checks import reliability_check
 from sim.analysis.statistics import DEFAULT_ROPE
+from sim.analysis.thesis import markdown_table
 from sim.experiments.engine import make_engine
 from sim.experiments.inference.base import CalibrationFailed, Progress
 from sim.experiments.inference.npe import NPESettings, load_npe
@@ -52,7 +53,30 @@ from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
 from sim.scenario.calibration import Calibration
 from sim.scenario.seeds import derive_seed
 
-__all__ = ["SettleResult", "settle", "summary_lines", "thesis_reliability"]
+__all__ = [
+    "SettleResult",
+    "read_reliability",
+    "reliability_section",
+    "reliability_text",
+    "settle",
+    "summary_lines",
+    "thesis_reliability",
+    "write_reliability",
+]
+
+RELIABILITY_SECTION = "## Reliability of these probabilities"
+#: The columns of a reliability bin in the thesis report.
+RELIABILITY_COLUMNS = (
+    "side",
+    "bin_low",
+    "bin_high",
+    "n",
+    "mean_predicted",
+    "observed",
+    "interval_low",
+    "interval_high",
+    "inside",
+)
 
 
 def thesis_reliability(
@@ -102,6 +126,7 @@ class SettleResult:
     reliability: dict[str, Any]
     reproduced: tuple[int, int]  # rows whose re-simulated statistics equal the stored ones, of those compared
     rows: int
+    simulated: int  # rows this run simulated (the others resumed from the settle table)
     seconds: float
     budget: SettleBudget
 
@@ -203,6 +228,7 @@ def settle(
         reliability=reliability,
         reproduced=(int(same.sum()), len(same)),
         rows=len(table),
+        simulated=int(doc["simulated"]),
         seconds=time.perf_counter() - t0,
         budget=budget,
     )
@@ -251,23 +277,36 @@ def summary_lines(result: SettleResult, top: int = 5) -> list[str]:
     lines.append(
         f"re-simulated reference rows with their stored statistics: {result.reproduced[0]} of {result.reproduced[1]}"
     )
+    lines.append(
+        f"settle table: {result.rows} rows, {result.simulated} simulated by this run "
+        f"(the others resumed from {SETTLE}/table.parquet)"
+    )
     lines.append(_reliability_line(result.reliability))
     lines.append(f"tables: {result.folder / CSV}, {result.folder / RELIABILITY_CSV} ({result.seconds:.0f} s)")
     return lines
 
 
-def _write(result: SettleResult, n_train: int, n_held: int, n_eval: int, doc: dict[str, Any], draw) -> None:
-    folder = result.folder
-    write_csv_atomic(result.ranking, folder / CSV, float_format="%.6g")
-    rel = dict(result.reliability)
+def write_reliability(reliability: dict[str, Any], folder: str | Path) -> None:
+    """A :func:`thesis_reliability` result as ``thesis_reliability.csv`` (its bins, when it has any) and
+    ``thesis_reliability.json`` (the verdicts and the same bins under ``bins``)."""
+    folder = Path(folder)
+    rel = dict(reliability)
     table = rel.pop("table")
     if len(table):
         write_csv_atomic(table, folder / RELIABILITY_CSV, float_format="%.6g")
+    rel["bins"] = json.loads(table.to_json(orient="records")) if len(table) else []
     write_json_atomic(rel, folder / RELIABILITY)
+
+
+def _write(result: SettleResult, n_train: int, n_held: int, n_eval: int, doc: dict[str, Any], draw) -> None:
+    folder = result.folder
+    write_csv_atomic(result.ranking, folder / CSV, float_format="%.6g")
+    write_reliability(result.reliability, folder)
     e = result.emulator
     write_json_atomic(
         {
             "rows": result.rows,
+            "simulated": result.simulated,
             "training_rows": n_train,
             "held_out_rows": n_held,
             "posterior_records": n_eval,
@@ -319,3 +358,32 @@ def read_reliability(folder: str | Path) -> str | None:
         return _reliability_line(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError):
         return f"reliability of the thesis probabilities: {path} cannot be read; re-run sim settle"
+
+
+def reliability_text(folder: str | Path) -> str:
+    """The reliability line of a calibration folder, or that it was not checked yet and how to check it."""
+    return (
+        read_reliability(folder) or f"reliability of the thesis probabilities: not checked yet: run sim settle {folder}"
+    )
+
+
+def reliability_section(folder: str | Path) -> list[str]:
+    """The section of the posterior thesis report on the reliability of its probabilities: the line of
+    :func:`reliability_text` and, when ``sim settle`` checked it, the predicted and observed frequency
+    of every bin."""
+    lines = [RELIABILITY_SECTION, "", reliability_text(folder), ""]
+    try:
+        bins = json.loads((Path(folder) / RELIABILITY).read_text(encoding="utf-8")).get("bins") or []
+        table = pd.DataFrame(bins)[[*RELIABILITY_COLUMNS]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return lines
+    lines += [
+        markdown_table(table),
+        "",
+        f"Each bin of the predicted probability (per side: P(effect > +ROPE), P(effect < -ROPE)) on the held-out "
+        f"simulations of the calibration: the mean prediction, the observed frequency and its Clopper-Pearson "
+        f"interval; the check passes when every mean prediction lies in its interval. Table: `{folder}/"
+        f"{RELIABILITY_CSV}`.",
+        "",
+    ]
+    return lines

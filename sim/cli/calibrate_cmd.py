@@ -192,10 +192,9 @@ def posterior_thesis_cmd(
     typer.echo("before the record (prior draws):")
     typer.echo("\n".join(verdict_text(result.probabilities, "prior")))
     if is_npe:
-        from sim.analysis.settle import read_reliability
+        from sim.analysis.settle import reliability_text
 
-        line = read_reliability(posterior)
-        typer.echo(line or f"reliability of the thesis probabilities: not checked yet (sim settle {posterior})")
+        typer.echo(reliability_text(posterior))
     typer.echo(f"report: {result.report} ({result.seconds:.0f} s)")
 
 

@@ -293,7 +293,8 @@ def grow_settle(
     *,
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Simulate the settle table's missing rows; (the table, its description)."""
+    """Simulate the settle table's missing rows; (the table, its description with ``simulated``: the
+    rows this call simulated, the others being resumed from ``settle/table.parquet``)."""
     from sim.experiments.inference.folder import load_calibration_folder
     from sim.run.store import write_json_atomic
 
@@ -357,7 +358,7 @@ def grow_settle(
     table = store.compact()
     keys = set(zip(wanted["set"], wanted["draw"], strict=True))
     table = table[[(s, d) in keys for s, d in zip(table["set"], table["draw"], strict=True)]].reset_index(drop=True)
-    return table, doc
+    return table, {**doc, "simulated": len(todo)}
 
 
 # --------------------------------------------------------------------------- the effect emulator
