@@ -291,7 +291,7 @@ def _morris_spec():
 @functools.cache
 def _morris_reference():
     """The screening's reference scenario (validated and immutable: every parameter's two runs start from it)."""
-    return _idlib("households.sample_fraction=0.01", "rivals.contest_threshold=1")
+    return _idlib("households.sample_fraction=0.01", "rivals.contest_threshold=1", "rivals.local_rate=0.02")
 
 
 def _morris_parameters() -> list[tuple[str, float, float]]:
@@ -303,7 +303,8 @@ def test_each_screened_parameter_of_the_idlib_morris_changes_some_output(key, lo
     """Two runs at a screened parameter's low and high value differ in the screening's outcomes: no
     parameter the scenario overrides (as the schedule overrode air_campaign.sorties_per_day) is screened.
     Reference point: the shipped scenario with the rivals' contest threshold at its screened low, so
-    that the fights the fight parameters govern happen (a parameter counts if it matters somewhere)."""
+    that the fights the fight parameters govern happen, and the local-town hazard at its screened high, so that
+    towns sending their armed groups away happen (a parameter counts if it matters somewhere)."""
     from sim.run.simulate import run_model as outcomes_of
 
     spec = _morris_spec()
