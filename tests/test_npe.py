@@ -165,6 +165,23 @@ def test_calibration_checks_pass_for_npe(held):
     assert "KS p-value" in sbc.rule and "binomial band" in cov.rule and sbc.details["n_failed"] == 1
 
 
+def test_sbc_passes_exactly_uniform_integer_ranks():
+    """A posterior equal to the prior is calibrated: its ranks are exactly uniform integers. sbi's c2st
+    of integer ranks against a continuous uniform reads about 0.78 (it tells integers from reals);
+    the check randomises the ranks, so it passes, and still fails a posterior that is too narrow."""
+    rng = np.random.default_rng(5)
+    m, n = 900, 300
+    theta = pd.DataFrame({"a": rng.random(m), "b": rng.random(m)})
+    x = pd.DataFrame({"s1": rng.random(m)})
+    ho = pc.HeldOut(theta=theta, x=x, draws=rng.random((n, m, 2)), n_failed=0)
+    sbc = pc.sbc_check(ho, seed=ROOT)
+    assert sbc.passed, sbc.data
+    assert (sbc.data["c2st_ranks"] < 0.6).all()
+    assert sbc.details["ranks"].min() >= 0 and sbc.details["ranks"].max() <= n
+    narrow = pc.HeldOut(theta=theta, x=x, draws=0.25 + 0.5 * rng.random((n, m, 2)), n_failed=0)
+    assert not pc.sbc_check(narrow, seed=ROOT).passed
+
+
 def test_a_narrowed_posterior_fails_coverage(fitted):
     theta, x = simulate(200, "held-out")
     ho = pc.held_out(Narrowed(fitted), PRIORS, theta, x, seed=ROOT, n_posterior=300)

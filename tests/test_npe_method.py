@@ -125,12 +125,70 @@ def test_statistics_transforms_follow_the_target_kind() -> None:
     share = spec["arrival_share"]
     assert share["transform"] == "logit"
     assert share["statistic"] == pytest.approx(np.log(share["recorded"] / (1 - share["recorded"])))
+    # "mainly toward" is a bound, not a value: a condition on the rows at its tolerance interval
+    assert share["role"] == "condition" and share["low"] == pytest.approx(0.4) and share["high"] >= 1.0
+    assert {s["role"] for k, s in spec.items() if k != "arrival_share"} == {"statistic"}
+    assert npe_method.statistic_columns(list(spec.values())) == [
+        s["column"] for k, s in spec.items() if k != "arrival_share"
+    ]
     assert all(np.isfinite(s["statistic"]) for s in spec.values())
     # validation targets never become statistics
     names = {s["target"] for s in npe_method.statistics_spec(cal)}
     assert names == {t.name for t in cal.calibration_targets} and not names & {t.name for t in cal.validation_targets}
     q = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", loaded, quick=True)
     assert (q.budget.simulations, q.budget.members) == (300, 2)
+
+
+def test_condition_mask_keeps_rows_inside_the_tolerance_interval_on_the_statistic_scale() -> None:
+    spec = [
+        {"column": "s:n", "transform": "log1p", "role": "statistic"},
+        {"target": "share", "column": "s:share", "transform": "logit", "role": "condition", "low": 0.4, "high": None},
+        {"target": "m", "column": "s:m", "transform": "log1p", "role": "condition", "low": None, "high": 100.0},
+    ]
+    share = np.array([0.3, 0.4, 0.6, 0.99, 0.6, np.nan])
+    m = np.array([5.0, 50.0, 100.0, 7.0, 101.0, 1.0])
+    rows = pd.DataFrame(
+        {
+            "s:n": 1.0,
+            "s:share": npe_method.transform_values("logit", share),
+            "s:m": npe_method.transform_values("log1p", m),
+            "failed": [False] * 5 + [True],
+            "split": [0.5, 0.5, 0.05, 0.5, 0.5, 0.5],
+        }
+    )
+    np.testing.assert_array_equal(npe_method.condition_mask(rows, spec), [False, True, True, True, False, False])
+    train, held = npe_method.split_rows(rows, 0.1, spec)
+    # the rows meeting the conditions, and the failed row (kept, to be counted)
+    assert len(held) == 1 and len(train) == 3 and train["failed"].tolist() == [False, False, True]
+    assert len(pd.concat(npe_method.split_rows(rows, 0.1))) == 6  # no spec: every row
+    assert "s:share" not in npe_method.statistic_columns(spec)
+    assert npe_method.condition_text(spec) == "share in [0.4, inf]; m in [-inf, 100]"
+
+
+def test_an_interval_entry_conditions_the_fit_instead_of_entering_at_its_midpoint(tmp_path: Path) -> None:
+    s, c = cd.npe_case(tmp_path / "case", simulations=60, max_epochs=3, posterior_samples=100)
+    data = yaml.safe_load(s.read_text())
+    fig = next(f for f in data["observed"]["figures"] if f["name"] == "displacements")
+    fig.update(comparison="at_least", value=0.7 * fig["value"])  # "at least": true at the truth
+    s.write_text(yaml.safe_dump(data, sort_keys=False))
+    cal = cd.load_case(s, c)
+    spec = {x["target"]: x for x in npe_method.statistics_spec(cal)}
+    assert spec["displacements"]["role"] == "condition" and spec["displacements"]["high"] is None
+    low = spec["displacements"]["low"]
+    target = next(t for t in cal.calibration_targets if t.name == "displacements")
+    assert low == pytest.approx(target.tolerance_interval()[0]) and low < fig["value"]
+    out = tmp_path / "out"
+    out.mkdir()
+    result = npe_method.run(cal, out, SerialEngine(), figure_value)
+    used = json.loads((out / npe_method.NPE_FOLDER / "used.json").read_text())
+    assert used["conditions"] == ["displacements"] and used["statistics"] == ["s:killed"]
+    table = npe_method.reference_table(out).load()
+    meeting = int((table["v:displacements"] >= low).sum())
+    assert 0 < meeting < len(table)  # the condition binds
+    g = result.generations.iloc[0]
+    assert used["meeting_conditions"] == meeting == int(g["meeting_conditions"])
+    assert int(g["trained_on"]) + int(g["held_out"]) == meeting
+    assert len(result.posterior) == 100
 
 
 # --------------------------------------------------------------------------- fit, checks, coverage, thesis, apply

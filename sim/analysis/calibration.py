@@ -316,7 +316,7 @@ def write_calibration_report(
 
 def _npe_text(cal: Calibration, abc: SamplerResult) -> tuple[str, str, str, str, str]:
     """(method name, what was sampled, the method in words, its files, what the posterior is) of npe."""
-    from sim.experiments.inference.npe_method import TRANSFORM_TEXT, statistics_spec
+    from sim.experiments.inference.npe_method import TRANSFORM_TEXT, condition_text, conditions, statistics_spec
 
     g = abc.generations.iloc[-1]
     b = cal.budget
@@ -326,7 +326,23 @@ def _npe_text(cal: Calibration, abc: SamplerResult) -> tuple[str, str, str, str,
         f"{int(g['members'])} flows (epochs {g['epochs']}{', stored fit reused' if bool(g['reused_fit']) else ''}); "
         f"{int(g['particles'])} posterior draws at the record; stopped by {abc.stop_reason}"
     )
-    stats = "; ".join(f"{s['target']}: {TRANSFORM_TEXT[s['transform']]}" for s in statistics_spec(cal))
+    spec = statistics_spec(cal)
+    stats = "; ".join(
+        f"{s['target']}: {TRANSFORM_TEXT[s['transform']]}" for s in spec if s.get("role", "statistic") == "statistic"
+    )
+    meeting = float(g.get("meeting_conditions", math.nan))
+    met = f"{int(meeting)} of {int(g['samples'])}; " if math.isfinite(meeting) else ""
+    cond = (
+        (
+            " Interval entries of the record are conditions, not statistics (their midpoint is not a value the "
+            f"record gives): {condition_text(spec)} (the record's tolerance interval, the rule record.csv judges "
+            "agreement by); only the simulations meeting them are trained on and checked "
+            f"({met}the posterior is "
+            "that given the statistics and these entries met)."
+        )
+        if conditions(spec)
+        else ""
+    )
     method = (
         "Neural posterior estimation (sbi NPE, single round): an ensemble of "
         f"{b.members} neural spline flows, each trained from its own seed on the reference table (row i: the prior "
@@ -334,9 +350,8 @@ def _npe_text(cal: Calibration, abc: SamplerResult) -> tuple[str, str, str, str,
         "resumed, and grows when the budget grows). Parameters are mapped to an unbounded space (logit of the "
         "position in a uniform prior's range, on the log scale for log-uniform priors), so the posterior stays "
         "inside the prior. The statistics are the calibration targets' simulated values on unbounded scales, "
-        f"the transform chosen from each figure's kind: {stats}. The record is conditioned on as one value per "
-        "target: a range's midpoint; a bound (at least / at most), the bound itself; otherwise the recorded "
-        f"value. A row is held out when its split uniform is below {b.held_out:g}; the "
+        f"the transform chosen from each figure's kind: {stats}. The record is conditioned on at each statistic's "
+        f"recorded value.{cond} A row is held out when its split uniform is below {b.held_out:g}; the "
         "checks below use only those rows. The posterior table holds "
         f"{b.posterior_samples} independent ensemble draws with equal weights. Validation targets never enter "
         "the statistics."

@@ -82,7 +82,7 @@ def run_npe_checks(folder: str | Path, priors: tuple[Prior, ...], seed: int) -> 
     used = json.loads((folder / NPE_FOLDER / "used.json").read_text(encoding="utf-8"))
     stats = list(used["statistics"])
     x_obs = {s["column"]: float(s["statistic"]) for s in doc["statistics"] if s["column"] in stats}
-    train, held = split_rows(table, float(used["held_out"]))
+    train, held = split_rows(table, float(used["held_out"]), doc["statistics"])
     paths = [p.path for p in priors]
     posterior = pd.read_parquet(folder / "posterior.parquet")
     out: dict[str, CheckResult] = {}

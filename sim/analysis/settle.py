@@ -29,7 +29,7 @@ from sim.analysis.thesis import markdown_table
 from sim.experiments.engine import make_engine
 from sim.experiments.inference.base import CalibrationFailed, Progress
 from sim.experiments.inference.npe import NPESettings, load_npe
-from sim.experiments.inference.npe_method import NPE_FOLDER, load_reference
+from sim.experiments.inference.npe_method import NPE_FOLDER, condition_mask, load_reference
 from sim.experiments.inference.npe_settle import (
     BASELINE_NOISE,
     COMPARISON,
@@ -159,7 +159,10 @@ def settle(
     stats = list(used["statistics"])
     held_out = float(used["held_out"])
     paths = [p.path for p in cal.priors]
+    reference, rdoc = load_reference(folder)
     ok = table[~table["failed"].to_numpy(bool)]
+    # the record's interval entries hold for the training rows and for every record ranked on
+    ok = ok[condition_mask(ok, rdoc["statistics"])]
     ref = ok[ok["set"] == "reference"]
     train = ref[ref["split"] >= held_out].reset_index(drop=True)
     held = ref[ref["split"] < held_out].reset_index(drop=True)
@@ -169,7 +172,6 @@ def settle(
             f"{folder}: {len(train)} successful training rows and {len(evaluate)} posterior records: "
             "raise --simulations or --evaluations"
         )
-    reference, _ = load_reference(folder)
     stored = reference.set_index("draw").loc[ref["draw"].to_numpy(), stats].to_numpy(float)
     same = np.all(np.isclose(stored, ref[stats].to_numpy(float), rtol=1e-9, atol=1e-12), axis=1)
     emulator = EffectEmulator.fit(cal.priors, train[paths].to_numpy(float), train["effect"].to_numpy(float), cal.seed)

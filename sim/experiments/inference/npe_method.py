@@ -17,6 +17,14 @@ Steps, each resumable and each reusing what the folder already holds:
    ``[0.001, 0.999]``; yes/no figures (council independent, protest present) kept as 0/1. Raw
    values of every target (``v:<name>``) and the statistics (``s:<name>``) are both stored.
    Validation targets never enter the statistics.
+   A calibration target whose record is an **interval** (a range or a bound, such as "mainly
+   toward": at least half) is a **condition**, not a statistic: its midpoint is not an
+   observation the record makes, and conditioning a density estimator on it asks the simulator
+   for a value it may never produce. The fit and every check use only the rows whose simulated
+   value lies in the record's tolerance interval (:meth:`~sim.scenario.calibration.Target.tolerance_interval`,
+   the rule ``record.csv`` judges agreement by), so the posterior is ``p(theta | statistics,
+   every interval entry met)``: NPE trained on draws from the joint restricted to that event
+   (:func:`condition_mask`). Rows outside stay in the table, counted, for a later record.
 3. **Fit** (:func:`sim.experiments.inference.npe.fit_npe`) on the training rows, saved in ``npe/``
    and reused while the training rows, the settings and the seed are unchanged (their fingerprint).
 4. **Posterior**: ``budget.posterior_samples`` ensemble draws at the record, written as the
@@ -117,25 +125,77 @@ def observed_value(t: Target, kind: str) -> float:
     return float(f.value)
 
 
+def is_condition(t: Target) -> bool:
+    """Whether a calibration target enters the fit as a condition (its record is an interval: a range
+    or a bound) rather than as a statistic (a recorded value with its uncertainty, or a category)."""
+    if not t.numeric:
+        return False
+    lo, hi = t.record_interval()
+    return not (lo == hi)
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
 def statistics_spec(cal: Calibration) -> list[dict[str, Any]]:
-    """Per calibration target: statistic column, transform, recorded value and its statistic."""
+    """Per calibration target: statistic column, transform, recorded value and its statistic; ``role``
+    ``statistic`` (an input of the flows, conditioned on at ``statistic``) or ``condition`` (rows
+    are kept when the simulated value lies in ``[low, high]``, the record's tolerance interval;
+    ``None``: unbounded)."""
     out = []
     for t in cal.calibration_targets:
         kind = statistic_transform(t)
         rec = observed_value(t, kind)
-        out.append(
-            {
-                "target": t.name,
-                "column": f"s:{t.name}",
-                "kind": t.kind,
-                "transform": kind,
-                "transform_text": TRANSFORM_TEXT[kind],
-                "comparison": t.figure.comparison if t.figure is not None else t.coverage,
-                "recorded": rec,
-                "statistic": float(transform_values(kind, rec)),
-            }
-        )
+        item: dict[str, Any] = {
+            "target": t.name,
+            "column": f"s:{t.name}",
+            "kind": t.kind,
+            "transform": kind,
+            "transform_text": TRANSFORM_TEXT[kind],
+            "comparison": t.figure.comparison if t.figure is not None else t.coverage,
+            "recorded": rec,
+            "statistic": float(transform_values(kind, rec)),
+            "role": "statistic",
+        }
+        if is_condition(t):
+            lo, hi = t.tolerance_interval()
+            item.update(role="condition", low=_finite_or_none(lo), high=_finite_or_none(hi))
+        out.append(item)
     return out
+
+
+def statistic_columns(spec: list[dict[str, Any]]) -> list[str]:
+    """The statistics' columns (the flows' inputs), conditions left out."""
+    return [s["column"] for s in spec if s.get("role", "statistic") == "statistic"]
+
+
+def conditions(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The interval entries the rows are restricted to."""
+    return [s for s in spec if s.get("role") == "condition"]
+
+
+def condition_mask(rows: pd.DataFrame, spec: list[dict[str, Any]]) -> np.ndarray:
+    """Rows whose simulated value of every condition lies in its tolerance interval (the test runs on
+    the statistic column: each transform is monotone, so the interval maps onto its own scale)."""
+    keep = np.ones(len(rows), dtype=bool)
+    for c in conditions(spec):
+        s = rows[c["column"]].to_numpy(dtype=float)
+        lo = -math.inf if c["low"] is None else float(transform_values(c["transform"], c["low"]))
+        hi = math.inf if c["high"] is None else float(transform_values(c["transform"], c["high"]))
+        with np.errstate(invalid="ignore"):
+            keep &= (s >= lo) & (s <= hi)
+    return keep
+
+
+def condition_text(spec: list[dict[str, Any]]) -> str:
+    """The conditions in words (empty when there are none)."""
+    parts = []
+    for c in conditions(spec):
+        lo = "-inf" if c["low"] is None else f"{c['low']:.4g}"
+        hi = "inf" if c["high"] is None else f"{c['high']:.4g}"
+        parts.append(f"{c['target']} in [{lo}, {hi}]")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- the reference table
@@ -280,8 +340,14 @@ def load_reference(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return table, doc
 
 
-def split_rows(table: pd.DataFrame, held_out: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training rows, held-out rows) of a reference table."""
+def split_rows(
+    table: pd.DataFrame, held_out: float, spec: list[dict[str, Any]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, held-out rows) of a reference table; with ``spec``, only the rows that meet its
+    conditions (:func:`condition_mask`; a failed row has no values and stays, to be counted)."""
+    if spec is not None and conditions(spec):
+        failed = table["failed"].to_numpy(dtype=bool)
+        table = table[failed | condition_mask(table, spec)]
     ho = table["split"].to_numpy(dtype=float) < held_out
     return table[~ho].reset_index(drop=True), table[ho].reset_index(drop=True)
 
@@ -355,24 +421,34 @@ def run(
     table, resumed_from, stop = grow_reference(
         cal, folder, engine, measure, n, progress=progress, max_minutes=b.max_minutes
     )
-    train, held = split_rows(table, b.held_out)
     spec = statistics_spec(cal)
-    stats, constant = usable_statistics(train, [s["column"] for s in spec])
+    train, held = split_rows(table, b.held_out, spec)
+    stats, constant = usable_statistics(train, statistic_columns(spec))
     n_ok = int((~train["failed"].to_numpy(dtype=bool)).sum()) if len(train) else 0
+    meeting = int(condition_mask(table[~table["failed"].to_numpy(dtype=bool)], spec).sum())
+    if progress is not None and conditions(spec):
+        progress(f"npe: {meeting} of {len(table)} simulations meet the record's interval entries ({condition_text(spec)})")
     if not stats or n_ok < 10:
         raise CalibrationFailed(
-            f"{folder}: {n_ok} successful training simulations and {len(stats)} varying statistics: "
-            "raise budget.simulations"
+            f"{folder}: {n_ok} successful training simulations (meeting the record's interval entries) and "
+            f"{len(stats)} varying statistics: raise budget.simulations"
         )
     try:
         ens, reused = fit_or_load(cal, folder, train, stats, progress)
     except ValueError as e:
         raise CalibrationFailed(f"{folder}: {e}") from None
     write_json_atomic(
-        {"rows": len(table), "statistics": stats, "constant": constant, "held_out": b.held_out},
+        {
+            "rows": len(table),
+            "statistics": stats,
+            "constant": constant,
+            "held_out": b.held_out,
+            "conditions": [c["target"] for c in conditions(spec)],
+            "meeting_conditions": meeting,
+        },
         folder / NPE_FOLDER / "used.json",
     )
-    x_obs = {s["column"]: s["statistic"] for s in spec}
+    x_obs = {c: s["statistic"] for s in spec if (c := s["column"]) in stats}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nflows' deprecation notes from torch
         draws = ens.sample(x_obs, b.posterior_samples, seed=derive_seed(cal.seed, "npe posterior"))
@@ -403,6 +479,7 @@ def run(
                 "failed": n_failed,
                 "trained_on": int(ens.n_used),
                 "held_out": len(held),
+                "meeting_conditions": meeting,
                 "members": len(ens.estimators),
                 "epochs": ",".join(str(m["epochs"]) for m in ens.training),
                 "reused_fit": reused,

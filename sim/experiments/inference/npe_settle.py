@@ -60,6 +60,7 @@ from sim.experiments.engine import Engine
 from sim.experiments.inference.base import CalibrationConflict, Progress
 from sim.experiments.inference.npe import NPESettings, ParameterMap
 from sim.experiments.inference.npe_method import (
+    condition_mask,
     load_reference,
     statistics_spec,
     transform_values,
@@ -299,7 +300,9 @@ def grow_settle(
     from sim.run.store import write_json_atomic
 
     stored = load_calibration_folder(folder)
-    reference, _ = load_reference(folder)
+    reference, rdoc = load_reference(folder)
+    # rows that meet the record's interval entries, as the fit's own (npe_method.condition_mask)
+    reference = reference[~reference["failed"].to_numpy(bool) & condition_mask(reference, rdoc["statistics"])]
     paths = [p.path for p in cal.priors]
     sc = cal.scenario.scenario
     spans = periods(sc, int(cal.days or sc.days))
