@@ -52,12 +52,13 @@ def _register_commands() -> None:
     """Every command of ``sim``, registered here in one place (once: a second call does nothing)."""
     if app.registered_commands:
         return
-    from sim.cli import app_cmd, calibrate_cmd, experiments, results_cmd, run_cmd, settle_cmd
+    from sim.cli import app_cmd, calibrate_cmd, experiments, mechanisms_cmd, results_cmd, run_cmd, settle_cmd
 
     run_cmd.register(app)
     experiments.register(app)
     calibrate_cmd.register(app)
     settle_cmd.register(app)
+    mechanisms_cmd.register(app)
     results_cmd.register(app)
     app_cmd.register(app)
     for info in app.registered_commands:  # one help convention for every command
