@@ -325,3 +325,12 @@ def test_the_reference_fingerprint_ignores_the_record_and_the_budget_but_not_the
     config["priors"]["flight.exposure_rate"]["high"] = 0.02
     c2.write_text(yaml.safe_dump(config, sort_keys=False))
     assert cd.load_case(s2, c2).reference_fingerprint() != a.reference_fingerprint()
+    # the scenario's own value of a calibrated parameter (what --apply writes) is replaced by every draw
+    applied = yaml.safe_load(s.read_text())
+    applied.setdefault("flight", {})["exposure_rate"] = 0.0042
+    s3 = tmp_path / "applied.yaml"
+    s3.write_text(yaml.safe_dump(applied, sort_keys=False))
+    assert cd.load_case(s3, c).reference_fingerprint() == a.reference_fingerprint()
+    applied["flight"]["return_rate"] = 0.0421  # not calibrated here: the simulations change
+    s3.write_text(yaml.safe_dump(applied, sort_keys=False))
+    assert cd.load_case(s3, c).reference_fingerprint() != a.reference_fingerprint()

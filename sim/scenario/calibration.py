@@ -410,11 +410,16 @@ class Calibration:
         A neural posterior's reference table stays valid while this holds (a larger budget grows
         it): scenario, run length, scale, root seed, priors and what the targets measure (kind,
         window, towns, threshold, role), not the recorded values or their uncertainties, which no
-        simulation depends on.
+        simulation depends on, and not the scenario's own values of the calibrated parameters, which
+        every draw replaces (so ``--apply`` keeps the table valid).
         """
+        from sim.scenario.loader import set_path
+
         recorded = ("value", "range", "comparison", "source", "note", "calibrated", "reason", "tolerance")
         simulated = self.scenario.scenario.model_dump(mode="json")
         simulated.pop("observed", None)  # the record: compared with, never simulated
+        for p in self.priors:
+            set_path(simulated, p.path.split("."), None)
         blob = {
             "scenario": hashlib.sha256(json.dumps(simulated, sort_keys=True).encode()).hexdigest(),
             "days": self.days,
