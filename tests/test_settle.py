@@ -240,10 +240,17 @@ class _Posterior:
 
 
 class _Effect:
-    """The emulated effect: theta itself, with one run's noise of sd ``residual_sd``."""
+    """The emulated effect: theta itself, with one run's noise of sd ``residual_sd`` (normal quantiles as
+    its residuals)."""
 
     def __init__(self, residual_sd: float) -> None:
+        from scipy import stats
+
+        from sim.experiments.inference.npe_settle import EffectEmulator
+
         self.residual_sd = residual_sd
+        self.residuals = residual_sd * stats.norm.ppf((np.arange(2000) + 0.5) / 2000)
+        self.exceed = EffectEmulator.exceed.__get__(self)
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
         return theta[:, 0]
@@ -262,6 +269,27 @@ def _reliability(over_confident: bool) -> dict:
     if over_confident:  # the posterior and the run noise both 10 times too narrow
         return thesis_reliability(_Posterior(0.1), held, _Effect(0.03), 0.1, draws=200, seed=13)
     return thesis_reliability(_Posterior(1.0), held, _Effect(0.3), 0.1, draws=200, seed=13)
+
+
+def test_the_emulator_gives_exceedance_from_its_skewed_residuals() -> None:
+    """A skewed run noise (exponential): the emulator's chance that one run exceeds a threshold follows the
+    empirical residuals (a normal with the same sd would put about 11% below the mean minus 1.2 sd; the
+    exponential puts none there)."""
+    from sim.experiments.inference.npe_settle import EffectEmulator
+
+    def truth(th: np.ndarray) -> np.ndarray:
+        return 0.1 * th[:, 0]
+
+    rng = np.random.default_rng(4)
+    theta = rng.uniform(-1.5, 1.5, size=(3000, 2))
+    noise = rng.exponential(0.2, 3000) - 0.2
+    emu = EffectEmulator.fit(PRIORS, theta, truth(theta) + noise, seed=1)
+    probe = np.column_stack([np.linspace(-0.5, 0.5, 5), np.zeros(5)])
+    mu = truth(probe)
+    for t in (-0.25, 0.0, 0.2):
+        expect = np.exp(-(t - mu + 0.2).clip(0) / 0.2)  # P(noise > t - mu)
+        assert emu.exceed(emu(probe), t, above=True) == pytest.approx(expect, abs=0.04)
+    assert (emu.exceed(emu(probe), float(mu.min()) - 0.25, above=False) < 0.01).all()
 
 
 def test_thesis_reliability_passes_a_correct_posterior_and_fails_an_over_confident_one() -> None:

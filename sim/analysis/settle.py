@@ -84,10 +84,12 @@ def thesis_reliability(
 ) -> dict[str, Any]:
     """Reliability of P(effect > +rope) and P(effect < -rope) on held-out simulations.
 
-    At each held-out row the probability is the mean over ``draws`` posterior draws of
-    Phi((m(theta) - rope) / s) (resp. Phi((-rope - m(theta)) / s)), m the emulator and s its
-    cross-validated residual sd: the chance that one seeded paired run of a draw shows the effect,
-    which is what the thesis counts per draw. The outcome is the row's own paired effect.
+    At each held-out row the probability is the mean over ``draws`` posterior draws of the chance
+    that one seeded paired run of a draw shows the effect (what the thesis counts per draw): the
+    share of the emulator's cross-validated residuals r with m(theta) + r > +rope (resp. < -rope),
+    m the emulator (:meth:`EffectEmulator.exceed`; the empirical residuals, since the effect's
+    spread is skewed and a normal one put too much mass below -rope). The outcome is the row's own
+    paired effect.
     :func:`~sim.analysis.posterior_checks.reliability_check` bins the two sides.
     """
     with warnings.catch_warnings():
@@ -100,8 +102,8 @@ def thesis_reliability(
     out: dict[str, Any] = {"rows": int(m), "rope": rope, "draws": draws, "residual_sd": s}
     frames = []
     for side, p, y in (
-        ("above", sstats.norm.cdf((mu - rope) / s).mean(axis=0), eff > rope),
-        ("below", sstats.norm.cdf((-rope - mu) / s).mean(axis=0), eff < -rope),
+        ("above", emulator.exceed(mu, rope, above=True).mean(axis=0), eff > rope),
+        ("below", emulator.exceed(mu, -rope, above=False).mean(axis=0), eff < -rope),
     ):
         res = reliability_check(np.clip(p, 0.0, 1.0), y.astype(int), bins=bins)
         frames.append(res.data.assign(side=side))

@@ -379,6 +379,16 @@ class EffectEmulator:
     cv_r2: float
     residual_sd: float
     n: int
+    residuals: np.ndarray  # the cross-validated residuals, sorted (the effect's spread around the emulator)
+
+    def exceed(self, theta_mu: np.ndarray, threshold: float, above: bool) -> np.ndarray:
+        """P(effect > threshold) (``above``) or P(effect < threshold) of one seeded run at emulated means
+        ``theta_mu``: the share of cross-validated residuals that carry the mean across the threshold.
+        Empirical, not Gaussian: the paired effect's spread is skewed (a long tail toward large rises)."""
+        r = self.residuals
+        if above:  # mu + r > threshold  <=>  r > threshold - mu
+            return 1.0 - np.searchsorted(r, threshold - theta_mu, side="right") / len(r)
+        return np.searchsorted(r, threshold - theta_mu, side="left") / len(r)
 
     @staticmethod
     def _features(z: np.ndarray) -> np.ndarray:
@@ -417,6 +427,7 @@ class EffectEmulator:
             cv_r2=1 - err / var if var > 0 else math.nan,
             residual_sd=math.sqrt(err),
             n=len(y),
+            residuals=np.sort(y - pred),
         )
 
     def __call__(self, theta: np.ndarray) -> np.ndarray:
