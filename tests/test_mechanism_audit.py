@@ -86,9 +86,7 @@ def test_posterior_points_are_weighted_seeded_draws():
 @pytest.mark.slow
 def test_the_audit_command_writes_its_report_and_refuses_bad_input(run_cli, tmp_path):
     out = tmp_path / "audit"
-    r = run_cli(
-        "mechanisms", IDLIB, "--quick", "--conversion-draws", "2", "--workers", "1", "--out", out, timeout=600
-    )
+    r = run_cli("mechanisms", IDLIB, "--quick", "--conversion-draws", "2", "--workers", "1", "--out", out, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     report = (out / "report.md").read_text()
     for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):

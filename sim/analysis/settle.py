@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sstats
 
 from sim.analysis.posterior_checks import reliability_check
 from sim.analysis.statistics import DEFAULT_ROPE

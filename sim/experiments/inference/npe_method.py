@@ -427,7 +427,9 @@ def run(
     n_ok = int((~train["failed"].to_numpy(dtype=bool)).sum()) if len(train) else 0
     meeting = int(condition_mask(table[~table["failed"].to_numpy(dtype=bool)], spec).sum())
     if progress is not None and conditions(spec):
-        progress(f"npe: {meeting} of {len(table)} simulations meet the record's interval entries ({condition_text(spec)})")
+        progress(
+            f"npe: {meeting} of {len(table)} simulations meet the record's interval entries ({condition_text(spec)})"
+        )
     if not stats or n_ok < 10:
         raise CalibrationFailed(
             f"{folder}: {n_ok} successful training simulations (meeting the record's interval entries) and "
