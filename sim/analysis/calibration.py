@@ -495,8 +495,16 @@ def calibrated_yaml(
         if point is not None
         else ["# fitted to the record (posterior medians). Written by `sim calibrate SCENARIO --apply` from"]
     )
+    if not header:  # the window the scenario runs, read from it (not written by hand)
+        start, days = resolved.get("start_date"), resolved.get("days")
+        span = ""
+        if start is not None and days:
+            first = dt.date.fromisoformat(str(start))
+            last = first + dt.timedelta(days=int(days) - 1)
+            span = f", {first.day} {first:%B %Y} - {last.day} {last:%B %Y}"
+        header = f"# {resolved.get('name', 'scenario')}{span}: the scenario, CALIBRATED."
     lines = [
-        header or "# Idlib, 1 November 2017 - 28 February 2018: the shipped historical scenario, CALIBRATED.",
+        header,
         "#",
         f"# Every input comes from {base_name}; this file holds only the values calibration {cid}",
         *intro,
