@@ -688,3 +688,15 @@ def test_sampler_tables_append_parts_and_a_kill_between_compaction_steps_stores_
     pd.testing.assert_frame_equal(store.compact(), whole)
     assert not store.parts_dir.exists()
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rejection.parquet"), whole)
+
+
+def test_apply_keeps_the_values_the_calibration_ran_with():
+    """A value the scenario file sets over its base that is not calibrated is held by --apply (the
+    simulations ran with it); calibrated parameters, lists holding one, and the record are not."""
+    from sim.analysis.calibration import held_values
+
+    base = {"a": {"x": 1.0, "y": 2.0}, "s": [{"name": "p", "v": 1.0}], "observed": {"z": 1}, "b": 3}
+    current = {"a": {"x": 1.5, "y": 2.5}, "s": [{"name": "p", "v": 9.0}], "observed": {"z": 2}, "b": 3}
+    assert held_values(current, base, ["a.y", "s.p.v"]) == {"a.x": 1.5}
+    assert held_values(current, base, ["a.x", "a.y", "s.p.v"]) == {}
+    assert held_values(base, base, []) == {}

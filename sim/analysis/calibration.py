@@ -458,6 +458,30 @@ class _WholeList:
         self.anchor = anchor
 
 
+@dataclass
+class _Held:
+    """A value the scenario file set (not a calibrated parameter), kept: the calibration ran with it."""
+
+    value: Any
+
+
+def held_values(current: dict, base: dict, calibrated: list[str], prefix: str = "") -> dict[str, Any]:
+    """Values the scenario sets over its base that are not calibrated parameters (``{path: value}``):
+    the calibration's simulations ran with them, so ``--apply`` keeps them. Lists are compared whole;
+    a list holding a calibrated parameter is the calibration's to write."""
+    out: dict[str, Any] = {}
+    for key, value in current.items():
+        path = f"{prefix}{key}"
+        if key == "observed" and not prefix:
+            continue
+        other = base.get(key) if isinstance(base, dict) else None
+        if isinstance(value, dict) and isinstance(other, dict):
+            out.update(held_values(value, other, calibrated, path + "."))
+        elif value != other and not any(c == path or c.startswith(path + ".") for c in calibrated):
+            out[path] = value
+    return out
+
+
 def calibrated_yaml(
     base_name: str,
     stored: StoredCalibration,
@@ -466,6 +490,7 @@ def calibrated_yaml(
     point: dict[str, float] | None = None,
     rule: str = "",
     sample_file: str = "",
+    held: dict[str, Any] | None = None,
 ) -> str:
     """The text of a calibrated scenario file: ``extends`` the base, posterior medians with their source.
 
@@ -540,6 +565,12 @@ def calibrated_yaml(
         for part in parts[:-1]:
             cur = cur.setdefault(part, {})
         cur[parts[-1]] = _WholeList(anchor)
+    for path, value in (held or {}).items():
+        parts = path.split(".")
+        cur = tree
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+        cur[parts[-1]] = _Held(value)
 
     def emit(node: dict, indent: int) -> None:
         pad = " " * indent
@@ -556,6 +587,13 @@ def calibrated_yaml(
                     {key: value_at(data, anchor)}, sort_keys=False, default_flow_style=None, width=200
                 )
                 lines.extend(pad + line for line in block.rstrip("\n").splitlines())
+            elif isinstance(val, _Held):
+                dumped = yaml.safe_dump(val.value, default_flow_style=True, width=10_000).strip()
+                dumped = dumped.removesuffix("\n...").strip()
+                lines.append(
+                    f"{pad}{k}: {dumped}   # not calibrated: held at the value calibration {cid} ran with "
+                    "(set by this file before --apply)"
+                )
             else:
                 lines.append(f"{pad}{k}: {float(val.posterior_median):.6g}   # {source(val)}")
 
@@ -598,6 +636,8 @@ def apply_calibration(scenario: str | Path, folder: str | Path) -> Applied:
             scenario, f"--apply rewrites a scenario that 'extends' its base file; {scenario} has no 'extends'"
         )
     resolved = load_scenario(scenario.parent / base).scenario.model_dump(mode="json")
+    current = load_scenario(scenario).scenario.model_dump(mode="json")
+    held = held_values(current, resolved, [p.path for p in stored.priors])
     point, sample = None, None
     if stored.manifest.get("method") == "npe":
         from sim.experiments.inference.folder import read_json
@@ -611,9 +651,9 @@ def apply_calibration(scenario: str | Path, folder: str | Path) -> Applied:
                 folder / "npe_point.json", "lacks a value of every parameter; re-run the calibration"
             ) from None
         sample = posterior_sample_path(scenario)
-        text = calibrated_yaml(base, stored, resolved, point=point, rule=rule, sample_file=sample.name)
+        text = calibrated_yaml(base, stored, resolved, point=point, rule=rule, sample_file=sample.name, held=held)
     else:
-        text = calibrated_yaml(base, stored, resolved)
+        text = calibrated_yaml(base, stored, resolved, held=held)
     tmp = scenario.with_name(f".{scenario.name}.apply-check.yaml")
     tmp.write_text(text)
     try:
@@ -630,6 +670,9 @@ def apply_calibration(scenario: str | Path, folder: str | Path) -> Applied:
             reached = math.nan
         if not abs(reached - float(f"{want:.6g}")) <= 1e-12:
             raise ScenarioError(folder, f"parameter {r.parameter!r} did not reach the rewritten scenario")
+    lost = held_values(current, check, [p.path for p in stored.priors])
+    if lost:  # a value the calibration ran with would change
+        raise ScenarioError(scenario, f"--apply would change {next(iter(lost))!r}, which the calibration held fixed")
     if sample is not None:
         from sim.experiments.inference.posterior import final_population
 

@@ -410,8 +410,8 @@ class Calibration:
         A neural posterior's reference table stays valid while this holds (a larger budget grows
         it): scenario, run length, scale, root seed, priors and what the targets measure (kind,
         window, towns, threshold, role), not the recorded values or their uncertainties, which no
-        simulation depends on, and not the scenario's own values of the calibrated parameters, which
-        every draw replaces (so ``--apply`` keeps the table valid).
+        simulation depends on, not the scenario's own values of the calibrated parameters, which every
+        draw replaces (so ``--apply`` keeps the table valid), and not its ``source`` and ``note`` strings.
         """
         from sim.scenario.loader import set_path
 
@@ -420,6 +420,7 @@ class Calibration:
         simulated.pop("observed", None)  # the record: compared with, never simulated
         for p in self.priors:
             set_path(simulated, p.path.split("."), None)
+        simulated = _without_sources(simulated)
         blob = {
             "scenario": hashlib.sha256(json.dumps(simulated, sort_keys=True).encode()).hexdigest(),
             "days": self.days,
@@ -432,6 +433,15 @@ class Calibration:
             ],
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _without_sources(data: Any) -> Any:
+    """``data`` without its ``source`` and ``note`` strings (documentation: no simulation reads them)."""
+    if isinstance(data, dict):
+        return {k: _without_sources(v) for k, v in data.items() if k not in ("source", "note")}
+    if isinstance(data, list):
+        return [_without_sources(v) for v in data]
+    return data
 
 
 def _fail(path: Path, located: Located, loc: tuple[Any, ...], message: str) -> ScenarioError:
