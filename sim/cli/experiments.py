@@ -136,12 +136,13 @@ def thesis(
     ] = False,
 ) -> None:
     """Test the thesis with paired counterfactuals: effects, CIs, verdicts, ablation, heatmap, report."""
-    from sim.analysis.thesis import ThesisSettings, default_scenario, run_thesis
-    from sim.viz.figures import draw_thesis_figures
-
     _engine_options_ok(workers, scheduler, dask_local)
-    # One clean error for a bad scenario or override; a shipped name becomes its file.
-    loaded = load(scenario or default_scenario(), set_)
+    if scenario is None:
+        from sim.analysis.thesis import default_scenario
+
+        scenario = default_scenario()
+    # One clean error for a bad scenario or override (before the model's import cost); a shipped name becomes its file.
+    loaded = load(scenario, set_)
     scenario = loaded.path
     if posterior is not None:
         from sim.cli.calibrate_cmd import posterior_thesis_cmd
@@ -171,6 +172,9 @@ def thesis(
     }
     if replicates is not None:
         kw["replicates"] = replicates
+    from sim.analysis.thesis import ThesisSettings, run_thesis
+    from sim.viz.figures import draw_thesis_figures
+
     settings = ThesisSettings.quick(**kw) if quick else ThesisSettings(**kw)
     try:
         result = run_thesis(

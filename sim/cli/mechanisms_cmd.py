@@ -46,11 +46,7 @@ def mechanisms(
     prior box; each with its Monte Carlo error."""
     from dataclasses import replace
 
-    from sim.analysis.mechanisms import AuditSettings, run_audit, write_audit
-    from sim.experiments.inference.folder import load_calibration_folder
-    from sim.run.store import OutputError
-
-    loaded = load(scenario, set_)
+    loaded = load(scenario, set_)  # bad input is refused before the model's import cost
     sc = loaded.scenario
     if sc.start_date is None:
         fail(f"{loaded.path}: the audit's mirror needs a calendar scenario (start_date)")
@@ -64,6 +60,10 @@ def mechanisms(
             fail(f"{option} {text}: outside the scenario's window {first} - {last}")
     if window[0] > window[1] or window[0] <= stop:
         fail(f"--window {window[0]} {window[1]}: must be in order and after --stop {stop}")
+    from sim.analysis.mechanisms import AuditSettings, run_audit, write_audit
+    from sim.experiments.inference.folder import load_calibration_folder
+    from sim.run.store import OutputError
+
     if posterior is not None:
         try:
             load_calibration_folder(posterior)

@@ -23,6 +23,9 @@ def plot_command(
     from sim.analysis.results import ResultsError
     from sim.run.store import OutputError
     from sim.scenario.loader import ScenarioError
+
+    if not results_dir.exists():  # before the figures' import cost
+        fail(f"{results_dir}: no such folder")
     from sim.viz.figures import standard_figures
 
     target = out if out is not None else results_dir / "figures"

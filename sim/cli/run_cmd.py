@@ -74,9 +74,6 @@ def run(
     ] = None,
 ) -> None:
     """Run a scenario and write its run folder (Parquet tables, manifest, figures)."""
-    from sim.run.simulate import simulate
-    from sim.viz.figures import write_run_folder
-
     overrides = list(set_ or [])
     if seed is not None:
         overrides.append(f"seed={seed}")
@@ -103,6 +100,10 @@ def run(
             fail(str(e))
         typer.echo("\n".join(summary_lines(drawn)))
         return
+    # The model and the figures are imported only now: bad input is refused before their import cost.
+    from sim.run.simulate import simulate
+    from sim.viz.figures import write_run_folder
+
     result = simulate(loaded, progress=True)
     folder = write_run_folder(result, out, run_id, replicates=replicates)
     typer.echo(summary_text(result, folder))
