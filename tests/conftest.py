@@ -210,13 +210,19 @@ def dask_cluster(tmp_path: Path) -> Iterable[Callable[..., Any]]:
 #: * ``browser``: each drives headless chromium against its own ``sim app`` server with
 #:   step deadlines; two at once on two cores starve each other's page.
 #: * ``dask``: each starts a scheduler and worker processes and kills a worker mid-run.
+#: * ``cli``, ``npe_toy`` (and ``npe_method``, marked in its modules): the tests share an
+#:   expensive module or process fixture (the matrix of bad ``sim run`` invocations, a
+#:   fitted ensemble) that is then built once, not once per worker.
 XDIST_GROUPS: dict[str, Callable[[pytest.Item], bool]] = {
     "browser": lambda item: item.get_closest_marker("browser") is not None,
     "dask": lambda item: "dask_cluster" in getattr(item, "fixturenames", ()),
+    "cli": lambda item: item.path.name == "test_cli.py",
+    "npe_toy": lambda item: item.path.name == "test_npe.py",
 }
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _loadgroup_groups(config)
     # xdist registers the mark itself; this keeps `-p no:xdist` runs free of unknown-mark warnings
     config.addinivalue_line("markers", "xdist_group(name): run on one xdist worker with the group's other tests")
 
@@ -227,3 +233,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for group, member in XDIST_GROUPS.items():
             if member(item) and item.get_closest_marker("xdist_group") is None:
                 item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _loadgroup_groups(config: pytest.Config) -> None:
+    """Refuse ``--dist loadgroup`` where it silently does not group: pytest 9.2 stores node ids where
+    pytest-xdist 3.8 no longer writes its group suffix (pytest-dev/pytest-xdist#1386), so the groups
+    above would run at the same time on different workers and their shared fixtures be built per worker."""
+    from importlib.metadata import version
+
+    if config.getoption("dist", None) != "loadgroup" or hasattr(config, "workerinput"):
+        return
+
+    def major_minor(package: str) -> tuple[int, int]:
+        parts = version(package).split(".")
+        return int(parts[0]), int(parts[1])
+
+    if major_minor("pytest") >= (9, 2) and major_minor("pytest-xdist") <= (3, 8):
+        raise pytest.UsageError(
+            f"--dist loadgroup does not group with pytest {version('pytest')} and pytest-xdist "
+            f"{version('pytest-xdist')} (pytest-dev/pytest-xdist#1386): install the pytest range pyproject.toml pins"
+        )
