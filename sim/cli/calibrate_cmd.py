@@ -124,6 +124,12 @@ def summary_lines(result) -> str:
 
 
 def _apply(scenario: Path, folder: Path) -> None:
+    from sim.experiments.inference.folder import load_calibration_folder
+
+    try:
+        load_calibration_folder(folder)  # a bad folder: one line, before the analysis' import cost
+    except ScenarioError as e:
+        fail(str(e))
     from sim.analysis.calibration import apply_calibration
 
     try:
@@ -151,8 +157,7 @@ def posterior_thesis_cmd(
     An npe folder whose checks before belief failed (or were not run) gets no verdict: the failing
     checks are printed under ``verdict: WITHHELD`` and the command exits 1, unless ``force``.
     """
-    from sim.analysis.calibration import load_calibration_folder, posterior_thesis, verdict_text
-    from sim.viz.calibration import draw_posterior_thesis_figures
+    from sim.experiments.inference.folder import load_calibration_folder
 
     if not 0 <= rope < 1:
         fail(f"--rope {rope}: must be in [0, 1)")
@@ -175,6 +180,10 @@ def posterior_thesis_cmd(
                 typer.echo("verdict: WITHHELD (the posterior failed its checks; --force runs the thesis anyway)")
                 raise typer.Exit(1)
             typer.echo("--force: running the thesis on a posterior that failed its checks")
+    # the thesis machinery and the figures only now: a bad folder is refused before their import cost
+    from sim.analysis.calibration import posterior_thesis, verdict_text
+    from sim.viz.calibration import draw_posterior_thesis_figures
+
     result = posterior_thesis(
         scenario,
         posterior,
