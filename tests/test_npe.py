@@ -120,6 +120,59 @@ def test_posterior_matches_the_analytic_one(fitted):
     assert (spread["relative_spread"] < 1).all()
 
 
+def test_prior_log_pdf_is_each_familys_density_in_value_units():
+    priors = (
+        Prior("u", "uniform", 2.0, 6.0, None, None, "t"),
+        Prior("l", "loguniform", 0.01, 1.0, None, None, "t"),
+        Prior("ln", "lognormal", None, None, 2.0, 0.5, "t"),
+        Prior("n", "normal", None, None, -1.0, 0.3, "t"),
+    )
+    m = npe.ParameterMap(priors)
+    v = np.array([[3.0, 0.05, 1.7, -0.8], [5.5, 0.7, 3.1, -1.2]])
+    expected = (
+        stats.uniform(2, 4).logpdf(v[:, 0])
+        + stats.loguniform(0.01, 1.0).logpdf(v[:, 1])
+        + stats.lognorm(0.5, scale=2.0).logpdf(v[:, 2])
+        + stats.norm(-1.0, 0.3).logpdf(v[:, 3])
+    )
+    np.testing.assert_allclose(m.prior_log_pdf(v), expected, rtol=1e-12)
+    assert m.prior_log_pdf(np.array([[7.0, 0.05, 1.7, -0.8]]))[0] == -np.inf
+
+
+class _KnownPosterior:
+    """A posterior known exactly, for :meth:`NPEEnsemble.hpd_point`: one log-uniform(0.01, 1) parameter
+    whose likelihood is normal in log10 c around log10 0.3 (sd 0.3)."""
+
+    parameters = ("c",)
+    map = npe.ParameterMap((Prior("c", "loguniform", 0.01, 1.0, None, None, "t"),))
+    like = stats.norm(math.log10(0.3), 0.3)
+
+    def sample(self, x_obs, n, seed):
+        w = stats.truncnorm(-5, 5, loc=self.like.mean(), scale=self.like.std()).rvs(n, random_state=seed)
+        w = w[(w >= -2) & (w <= 0)]  # the prior's support
+        return pd.DataFrame({"c": 10.0**w})
+
+    def log_prob(self, theta, x_obs):
+        c = theta["c"].to_numpy()
+        return self.like.logpdf(np.log10(c)) - np.log(c * math.log(10.0)) + 0.0  # unnormalised: a constant apart
+
+    def _params_matrix(self, theta):
+        return theta[list(self.parameters)].to_numpy(dtype=float)
+
+
+def test_the_point_is_the_draw_the_record_favours_most_not_the_one_a_log_scale_pushes_to_the_edge():
+    """The point maximises the posterior's density relative to the prior (here the likelihood, peaked at
+    c = 0.3); the density in value units would add the log-uniform prior's 1/c and pick c near 0.19."""
+    post = _KnownPosterior()
+    point = npe.NPEEnsemble.hpd_point(post, {}, n=4000, seed=5)
+    assert math.log10(point["c"]) == pytest.approx(math.log10(0.3), abs=0.03)
+    draws = post.sample({}, 4000, 5)
+    by_value_density = draws["c"].iloc[int(np.argmax(post.log_prob(draws, {})))]
+    mode = 10 ** (math.log10(0.3) - 0.3**2 * math.log(10.0))  # the value-unit mode: about 0.19
+    assert by_value_density == pytest.approx(mode, rel=0.1) and by_value_density < 0.8 * point["c"]
+    assert np.isfinite(point.attrs["log_ratio"]) and np.isfinite(point.attrs["log_prob"])
+
+
 def test_log_prob_is_a_density_in_value_units(fitted):
     # the ensemble's density at the analytic mean is close to the analytic density there
     dists = analytic(X_OBS)

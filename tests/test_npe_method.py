@@ -274,7 +274,7 @@ def test_apply_writes_the_highest_density_draw_and_ships_the_posterior_sample(fi
     )
     assert r.returncode == 0, r.stderr
     text = shipped.read_text()
-    assert "highest ensemble posterior density" in text and "calibrated.posterior.parquet" in text
+    assert "highest ensemble posterior density relative to the prior" in text and "calibrated.posterior.parquet" in text
     point = json.loads((out / "npe_point.json").read_text())["values"]
     sc = load_scenario(shipped).scenario
     assert sc.air_campaign.casualties_per_strike == pytest.approx(point["air_campaign.casualties_per_strike"], rel=1e-5)

@@ -509,7 +509,7 @@ def calibrated_yaml(
     what = "posterior median"
     if point is not None:
         marg["posterior_median"] = [float(point[p]) for p in marg["parameter"]]
-        what = "posterior draw of highest density"
+        what = "posterior draw of highest density relative to the prior"
     intro = (
         [
             "# fitted to the record: ONE POSTERIOR DRAW, chosen by the rule: " + rule + ",",

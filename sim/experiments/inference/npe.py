@@ -210,6 +210,31 @@ class ParameterMap:
                     total += -np.log(v)
         return np.where(np.isfinite(total), total, -np.inf)
 
+    def prior_log_pdf(self, values: np.ndarray) -> np.ndarray:
+        """The prior's log density in value units, summed over parameters, per row (n,); ``-inf`` outside.
+
+        uniform: ``-log(high - low)``; loguniform: ``-log(v ln 10 (log10 high - log10 low))``;
+        lognormal: ``ln v ~ Normal(ln mean, sd)``, so ``log N(ln v) - ln v``; normal: ``N(mean, sd)``.
+        """
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        total = np.zeros(values.shape[0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for j, p in enumerate(self.priors):
+                v = values[:, j]
+                if p.family == "uniform":
+                    total += -math.log(p.high - p.low)
+                elif p.family == "loguniform":
+                    lo, hi = self._range(p)
+                    total += -np.log(v) - math.log(math.log(10.0)) - math.log(hi - lo)
+                elif p.family == "lognormal":
+                    z = (np.log(v) - math.log(p.mean)) / p.sd
+                    total += -0.5 * z**2 - math.log(p.sd * math.sqrt(2 * math.pi)) - np.log(v)
+                else:
+                    z = (v - p.mean) / p.sd
+                    total += -0.5 * z**2 - math.log(p.sd * math.sqrt(2 * math.pi))
+        total = np.where(self.inside(values), total, -np.inf)
+        return np.where(np.isfinite(total), total, -np.inf)
+
 
 # --------------------------------------------------------------------------- reference table
 
@@ -451,16 +476,24 @@ class NPEEnsemble:
         return draws.quantile(list(q)).T.rename_axis("parameter")
 
     def hpd_point(self, x_obs: Any, n: int = 4000, seed: int = 0) -> pd.Series:
-        """The point estimate: of ``n`` posterior draws, the one with the highest ensemble log-density.
+        """The point estimate: of ``n`` posterior draws, the one of highest posterior density relative
+        to the prior (the largest ``log p(theta | x) - log p(theta)``).
 
-        The density is the ensemble's in value units (:meth:`log_prob`); the draw's log density
-        is attached as ``attrs["log_prob"]``.
+        That is the posterior's density in the prior's own probability coordinates (each parameter
+        through its prior CDF, where the prior is flat), so the choice does not depend on how a
+        parameter is written. The density in value units would not do: where the record leaves a
+        parameter at its prior, a log-uniform prior's density ``1 / v`` alone sends the highest-density
+        draw to the bottom of its range, and the log-Jacobian of the flow's bounded map does the same
+        at both ends of every range. The draw's log density (value units) is attached as
+        ``attrs["log_prob"]``, its log ratio to the prior as ``attrs["log_ratio"]``.
         """
         draws = self.sample(x_obs, n, seed)
         lp = self.log_prob(draws, x_obs)
-        best = int(np.argmax(lp))
+        ratio = lp - self.map.prior_log_pdf(self._params_matrix(draws))
+        best = int(np.argmax(np.where(np.isfinite(ratio), ratio, -np.inf)))
         point = draws.iloc[best].rename("hpd")
         point.attrs["log_prob"] = float(lp[best])
+        point.attrs["log_ratio"] = float(ratio[best])
         return point
 
     def disagreement(self, x_obs: Any, n: int = 2000, seed: int = 0) -> pd.DataFrame:

@@ -28,7 +28,7 @@ Steps, each resumable and each reusing what the folder already holds:
 3. **Fit** (:func:`sim.experiments.inference.npe.fit_npe`) on the training rows, saved in ``npe/``
    and reused while the training rows, the settings and the seed are unchanged (their fingerprint).
 4. **Posterior**: ``budget.posterior_samples`` ensemble draws at the record, written as the
-   folder's posterior table (generation 0, equal weights), and the highest-density draw
+   folder's posterior table (generation 0, equal weights), and the draw of highest density relative to the prior
    (:meth:`~sim.experiments.inference.npe.NPEEnsemble.hpd_point`) in ``npe_point.json`` (what
    ``--apply`` writes into the scenario).
 
@@ -457,10 +457,11 @@ def run(
         point = ens.hpd_point(x_obs, n=min(4000, b.posterior_samples), seed=derive_seed(cal.seed, "npe hpd"))
     write_json_atomic(
         {
-            "rule": "highest ensemble posterior density among "
+            "rule": "highest ensemble posterior density relative to the prior among "
             f"{min(4000, b.posterior_samples)} posterior draws at the record (NPEEnsemble.hpd_point)",
             "values": {k: float(v) for k, v in point.items()},
             "log_prob": float(point.attrs["log_prob"]),
+            "log_ratio": float(point.attrs["log_ratio"]),
         },
         folder / POINT,
     )
