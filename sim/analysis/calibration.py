@@ -359,7 +359,8 @@ def _npe_text(cal: Calibration, abc: SamplerResult) -> tuple[str, str, str, str,
     files = (
         "`reference/table.parquet` (every simulation: draw, seed, split, failed, error, parameters, target values "
         "`v:`, statistics `s:`), `reference/statistics.json`, `npe/` (the ensemble), `npe_point.json` (the "
-        "highest-density draw), `checks.json`, `checks.csv`, `sbc_ranks.csv`, `coverage.csv`, `tarp.csv`, "
+        "draw of highest density relative to the prior), `checks.json`, `checks.csv`, `sbc_ranks.csv`, "
+        "`coverage.csv`, `tarp.csv`, "
         "`contraction.csv`, `misspecification.csv`, `disagreement.csv`"
     )
     return "neural posterior estimation", sampled, method, files, "the posterior draws"
