@@ -331,6 +331,11 @@ def test_the_reference_fingerprint_ignores_the_record_and_the_budget_but_not_the
     s3 = tmp_path / "applied.yaml"
     s3.write_text(yaml.safe_dump(applied, sort_keys=False))
     assert cd.load_case(s3, c).reference_fingerprint() == a.reference_fingerprint()
+    # nor the calibration's fingerprint (and id): calibrating an applied scenario is the same calibration
+    assert cd.load_case(s3, c).fingerprint() == a.fingerprint()
     applied["flight"]["return_rate"] = 0.0421  # not calibrated here: the simulations change
     s3.write_text(yaml.safe_dump(applied, sort_keys=False))
     assert cd.load_case(s3, c).reference_fingerprint() != a.reference_fingerprint()
+    assert cd.load_case(s3, c).fingerprint() != a.fingerprint()
+    # another record is another calibration (the same simulations)
+    assert cd.load_case(s2, c).fingerprint() != a.fingerprint()

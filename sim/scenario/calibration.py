@@ -394,15 +394,33 @@ class Calibration:
         return data
 
     def fingerprint(self) -> str:
-        """sha256 of everything that defines the calibration (refuse to resume when it changes)."""
+        """sha256 of everything that defines the calibration (refuse to resume when it changes): the
+        calibration file, the scenario as simulated and its record (:meth:`_simulated_scenario_hash`),
+        the targets' recorded values, scale and length."""
         blob = {
             "file": self.file_sha256,
-            "scenario": self.scenario.config_hash,
+            "scenario": self._simulated_scenario_hash(keep_record=True),
+            "targets": [[t.name, _without_sources(t.item.model_dump(mode="json"))] for t in self.targets],
             "quick": self.quick,
             "days": self.days,
             "sample_fraction": self.sample_fraction,
         }
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def _simulated_scenario_hash(self, keep_record: bool = False) -> str:
+        """sha256 of the scenario as a simulation of a prior draw sees it: without the calibrated
+        parameters' own values (every draw replaces them, so ``--apply`` changes neither fingerprint nor
+        id), without ``source`` and ``note`` strings, and without the record (compared with, never
+        simulated) unless ``keep_record``."""
+        from sim.scenario.loader import set_path
+
+        simulated = self.scenario.scenario.model_dump(mode="json")
+        if not keep_record:
+            simulated.pop("observed", None)
+        for p in self.priors:
+            set_path(simulated, p.path.split("."), None)
+        simulated = _without_sources(simulated)
+        return hashlib.sha256(json.dumps(simulated, sort_keys=True).encode()).hexdigest()
 
     def reference_fingerprint(self) -> str:
         """sha256 of what a simulation of a prior draw depends on, leaving out the budget.
@@ -413,16 +431,9 @@ class Calibration:
         simulation depends on, not the scenario's own values of the calibrated parameters, which every
         draw replaces (so ``--apply`` keeps the table valid), and not its ``source`` and ``note`` strings.
         """
-        from sim.scenario.loader import set_path
-
         recorded = ("value", "range", "comparison", "source", "note", "calibrated", "reason", "tolerance")
-        simulated = self.scenario.scenario.model_dump(mode="json")
-        simulated.pop("observed", None)  # the record: compared with, never simulated
-        for p in self.priors:
-            set_path(simulated, p.path.split("."), None)
-        simulated = _without_sources(simulated)
         blob = {
-            "scenario": hashlib.sha256(json.dumps(simulated, sort_keys=True).encode()).hexdigest(),
+            "scenario": self._simulated_scenario_hash(),
             "days": self.days,
             "sample_fraction": self.sample_fraction,
             "seed": self.seed,
