@@ -78,13 +78,8 @@ def test_bench_full_scale_quick(tmp_path: Path) -> None:
     assert positive(*r["cpu_s"].values())
 
 
-def test_bench_coverage_quick(tmp_path: Path) -> None:
-    """The command line of the coverage study (its functions are tested in test_benchmarks_coverage.py)."""
-    r = run_quick("bench_coverage", tmp_path)
-    assert r["sets"] == 2 and len(r["results"]) == 2
-    assert positive(r["wall_time_s"], r["runs_used"])
-    assert 0.0 <= r["overall"]["coverage"] <= 1.0
-    assert set(r["per_parameter"]) == set(r["parameters"])
+# bench_coverage's quick mode (mcmc and npe side by side, one run) is tested in test_benchmarks_coverage.py:
+# test_quick_command_line_runs_npe_beside_mcmc.
 
 
 @pytest.mark.browser

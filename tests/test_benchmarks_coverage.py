@@ -148,3 +148,10 @@ def test_quick_command_line_runs_npe_beside_mcmc(tmp_path: Path) -> None:
     a, b = (doc["methods"][m]["results"] for m in ("npe", "mcmc"))
     assert [s["record"] for s in a] == [s["record"] for s in b]  # same truths, same records
     assert "level" in r.stdout and "npe" in r.stdout and "mcmc" in r.stdout
+    # each method's report (the single-method quick run's, tested here once for both)
+    for method in ("npe", "mcmc"):
+        m = doc["methods"][method]
+        assert m["sets"] == 2 and len(m["results"]) == 2, method
+        assert m["wall_time_s"] > 0 and m["runs_used"] > 0, method
+        assert 0.0 <= m["overall"]["coverage"] <= 1.0, method
+        assert set(m["per_parameter"]) == set(m["parameters"]), method

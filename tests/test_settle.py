@@ -178,6 +178,9 @@ def test_settle_quick_ranks_every_candidate_writes_its_outputs_and_resumes(fitte
     assert f"settle table: {n + 2} rows, 0 simulated by this run" in again.stdout, again.stdout
     assert json.loads((folder / "settle" / "summary.json").read_text())["simulated"] == 0
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "settle" / "table.parquet"), table)
+    # ... and nothing trained: the ranking's inputs are unchanged, so it is read back, identical
+    assert "no flows trained" in again.stdout, again.stdout
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "settle.csv"), ranking)
     assert (folder / "report.md").read_text().count(SECTION) == 1
 
 
@@ -432,3 +435,27 @@ def test_a_bad_posterior_sample_is_one_line_exit_2_nothing_written(tmp_path: Pat
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "calibrated.posterior.parquet" in lines[0]
     assert not list(out.rglob("*.csv")) and not list(out.rglob("manifest.json"))
+
+
+def test_the_stored_ranking_is_read_back_only_for_the_same_inputs(tmp_path: Path) -> None:
+    from sim.analysis.settle import RANKING, RANKING_KEY, _ranking_key, _stored_ranking
+    from sim.experiments.inference.npe import NPESettings
+    from sim.experiments.inference.npe_settle import SETTLE, SettleBudget
+
+    train = pd.DataFrame({"a": [0.1, 0.2, 0.3], "s:x": [1.0, 2.0, 3.0]})
+    evaluate = pd.DataFrame({"a": [0.5], "s:x": [2.5]})
+    args = (["s:x"], {"c": ["c:x"]}, NPESettings(), 7, SettleBudget.quick())
+    key = _ranking_key(train, evaluate, *args)
+    assert key == _ranking_key(train.copy(), evaluate.copy(), *args)
+    moved = train.assign(**{"s:x": [1.0, 2.0, 3.5]})
+    assert _ranking_key(moved, evaluate, *args) != key
+    assert _ranking_key(train, evaluate, *args[:3], 8, args[4]) != key  # another seed
+    ranking = pd.DataFrame({"candidate": ["c", "noise"], "rank": [1, 2], "reduction": [0.2, 0.01]})
+    assert _stored_ranking(tmp_path, key) is None  # nothing stored
+    (tmp_path / SETTLE).mkdir()
+    ranking.to_parquet(tmp_path / SETTLE / RANKING)
+    (tmp_path / SETTLE / RANKING_KEY).write_text(json.dumps({"key": key}))
+    pd.testing.assert_frame_equal(_stored_ranking(tmp_path, key), ranking)
+    assert _stored_ranking(tmp_path, _ranking_key(moved, evaluate, *args)) is None
+    (tmp_path / SETTLE / RANKING_KEY).write_text("{not json")
+    assert _stored_ranking(tmp_path, key) is None  # an unreadable key: recomputed, never trusted

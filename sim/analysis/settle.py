@@ -10,6 +10,7 @@ folder: ``settle.csv`` (the ranking), ``settle.png`` (its figure, drawn by the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -48,7 +49,7 @@ from sim.experiments.inference.npe_settle import (
     rank_candidates,
 )
 from sim.run.record import target_value
-from sim.run.store import write_csv_atomic, write_json_atomic, write_text_atomic
+from sim.run.store import write_csv_atomic, write_json_atomic, write_parquet, write_text_atomic
 from sim.scenario.calibration import Calibration
 from sim.scenario.seeds import derive_seed
 
@@ -195,18 +196,24 @@ def settle(
         validation_fraction=0.2,
         training_batch_size=int(min(200, max(20, len(train) // 10))),
     )
-    ranking = rank_candidates(
-        cal.priors,
-        train,
-        evaluate,
-        stats,
-        groups,
-        emulator,
-        settings=settings,
-        seed=cal.seed,
-        draws=budget.draws,
-        progress=progress,
-    )
+    ranking = _stored_ranking(folder, key := _ranking_key(train, evaluate, stats, groups, settings, cal.seed, budget))
+    if ranking is None:
+        ranking = rank_candidates(
+            cal.priors,
+            train,
+            evaluate,
+            stats,
+            groups,
+            emulator,
+            settings=settings,
+            seed=cal.seed,
+            draws=budget.draws,
+            progress=progress,
+        )
+        write_parquet(ranking, folder / SETTLE / RANKING)
+        write_json_atomic({"key": key}, folder / SETTLE / RANKING_KEY)
+    elif progress is not None:
+        progress("settle: the ranking's inputs are unchanged; read back from settle/ranking.parquet (no flows trained)")
     if len(held) >= 5:
         reliability = thesis_reliability(
             load_npe(folder / NPE_FOLDER),
@@ -237,6 +244,41 @@ def settle(
     )
     _write(result, len(train), len(held), len(evaluate), doc, draw)
     return result
+
+
+#: The ranking of a finished settle and the hash of everything it was computed from (resume: no retraining).
+RANKING, RANKING_KEY = "ranking.parquet", "ranking_key.json"
+
+
+def _ranking_key(
+    train: pd.DataFrame,
+    evaluate: pd.DataFrame,
+    stats: list[str],
+    groups: dict[str, list[str]],
+    settings: NPESettings,
+    seed: int,
+    budget: SettleBudget,
+) -> str:
+    """sha256 of the ranking's inputs: the training and evaluation rows (every column), the record's
+    statistics, the candidates, the flows' settings, the seed and the number of posterior draws."""
+    h = hashlib.sha256()
+    for frame in (train, evaluate):
+        h.update(",".join(map(str, frame.columns)).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    blob = {"stats": stats, "groups": groups, "settings": repr(settings), "seed": seed, "draws": budget.draws}
+    h.update(json.dumps(blob, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _stored_ranking(folder: Path, key: str) -> pd.DataFrame | None:
+    """The stored ranking when it was computed from exactly these inputs, else None (then it is recomputed)."""
+    try:
+        stored = json.loads((folder / SETTLE / RANKING_KEY).read_text(encoding="utf-8"))
+        if not isinstance(stored, dict) or stored.get("key") != key:
+            return None
+        return pd.read_parquet(folder / SETTLE / RANKING)
+    except (OSError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------- output
