@@ -120,7 +120,13 @@ def test_every_subpackage_is_packaged():
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sim").rglob("__init__.py")}
     assert found - listed == set(), f"sub-packages missing from [tool.setuptools] packages: {found - listed}"
-    assert listed - found == {"sim.scenarios"}
+    # besides the code: the shipped scenarios (mapped from scenarios/) and the data-only folders, each
+    # listed so that setuptools packages it (an unlisted data folder is a namespace package it warns of)
+    data = {f"sim.scenarios.{d.name}" for d in (ROOT / "scenarios").iterdir() if d.is_dir()}
+    data |= {".".join(d.relative_to(ROOT).parts) for d in (ROOT / "sim").rglob("data") if d.is_dir()}
+    assert listed - found == {"sim.scenarios", *data}
+    package_data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    assert all(name in package_data for name in data), sorted(data - set(package_data))
     assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"sim.scenarios": "scenarios"}
 
 
