@@ -42,7 +42,7 @@ SETTINGS = npe.NPESettings(
     members=3,
     hidden_features=32,
     num_transforms=5,
-    training_batch_size=50,
+    training_batch_size=100,
     learning_rate=1e-3,
     max_num_epochs=30,
 )
