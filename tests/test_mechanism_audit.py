@@ -97,7 +97,11 @@ def test_the_audit_command_writes_its_report_and_refuses_bad_input(run_cli, tmp_
     assert len(rows) == 1 and np.isfinite(rows["change"]).all()
     dec = pd.read_csv(out / "decomposition.csv")
     assert list(dec["switched off"])[1:] == [*mech.MECHANISMS, "all seven"]
-    assert len(pd.read_csv(out / "conversion.csv")) == 2
+    # the runaway search under the scenario's campaign and under the thesis's counterfactual, 2 points each
+    conversion = pd.read_csv(out / "conversion.csv")
+    assert conversion.groupby("campaign").size().to_dict() == {label: 2 for label, _ in mech.CONVERSION_CAMPAIGNS}
+    report = (out / "report.md").read_text()
+    assert all(f"- {label}: over 2 Latin-hypercube points" in report for label, _ in mech.CONVERSION_CAMPAIGNS)
     assert "thesis (favouring)" in r.stdout and "mirror" in r.stdout
     # the same folder again, a date outside the window, a window before the stop: one line, exit 2, nothing new
     before = sorted(p.name for p in tmp_path.iterdir())
