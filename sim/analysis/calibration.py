@@ -555,23 +555,11 @@ def calibrated_yaml(
             set_path(data, r.parameter.split("."), float(f"{float(r.posterior_median):.6g}"))
             lists.setdefault(anchor, []).append(r)
             continue
-        parts = r.parameter.split(".")
-        cur = tree
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-        cur[parts[-1]] = r
+        set_path(tree, r.parameter.split("."), r)
     for anchor in lists:
-        parts = anchor.split(".")
-        cur = tree
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-        cur[parts[-1]] = _WholeList(anchor)
+        set_path(tree, anchor.split("."), _WholeList(anchor))
     for path, value in (held or {}).items():
-        parts = path.split(".")
-        cur = tree
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-        cur[parts[-1]] = _Held(value)
+        set_path(tree, path.split("."), _Held(value))
 
     def emit(node: dict, indent: int) -> None:
         pad = " " * indent

@@ -236,6 +236,14 @@ class ParameterMap:
         return np.where(np.isfinite(total), total, -np.inf)
 
 
+def _mixture_log_prob(lp: np.ndarray) -> np.ndarray:
+    """The equal-weight mixture's log density from its members' (K, n) log densities."""
+    top = np.max(lp, axis=0)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return safe + np.log(np.mean(np.exp(lp - safe), axis=0))
+
+
 # --------------------------------------------------------------------------- reference table
 
 
@@ -460,11 +468,7 @@ class NPEEnsemble:
 
     def log_prob(self, theta: Any, x_obs: Any) -> np.ndarray:
         """The ensemble's log posterior density (value units) at the rows of ``theta`` given ``x_obs``."""
-        lp = self.member_log_probs(theta, x_obs)
-        top = np.max(lp, axis=0)
-        safe = np.where(np.isfinite(top), top, 0.0)
-        with np.errstate(divide="ignore"):
-            return safe + np.log(np.mean(np.exp(lp - safe), axis=0))
+        return _mixture_log_prob(self.member_log_probs(theta, x_obs))
 
     # ---------------------------------------------------------------- summaries
 
@@ -491,8 +495,8 @@ class NPEEnsemble:
         density (value units) is attached as ``attrs["log_prob"]``, its log ratio as ``attrs["log_ratio"]``.
         """
         draws = self.sample(x_obs, n, seed)
-        lp = self.log_prob(draws, x_obs)
         members = self.member_log_probs(draws, x_obs)
+        lp = _mixture_log_prob(members)
         ratio = members.min(axis=0) - self.map.prior_log_pdf(self._params_matrix(draws))
         best = int(np.argmax(np.where(np.isfinite(ratio), ratio, -np.inf)))
         point = draws.iloc[best].rename("hpd")
