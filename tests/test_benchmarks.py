@@ -78,6 +78,15 @@ def test_bench_full_scale_quick(tmp_path: Path) -> None:
     assert positive(*r["cpu_s"].values())
 
 
+def test_bench_run_quick(tmp_path: Path) -> None:
+    r = run_quick("bench_run", tmp_path)
+    assert r["quick"] is True and r["days"] == 30 and len(r["passes"]) == 1
+    m = r["median"]
+    assert positive(m["command_s"], m["simulation_s"], m["build_s"], m["ratio_to_simulation"])
+    # the command includes its own simulation and construction
+    assert m["command_s"] > m["simulation_s"] + m["build_s"] and m["ratio_to_simulation"] > 1
+
+
 # bench_coverage's quick mode (mcmc and npe side by side, one run) is tested in test_benchmarks_coverage.py:
 # test_quick_command_line_runs_npe_beside_mcmc.
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,46 @@ def test_a_failure_while_writing_leaves_no_run_folder(result, tmp_path, monkeypa
     assert _files_under(tmp_path) == []
     # no temporary folder, and no empty parent folder either (nothing left behind)
     assert not (tmp_path / "tiny").exists()
+
+
+def test_a_figure_drawn_in_the_background_is_written_before_the_wait_returns(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_cpus", lambda: 2)
+    target = tmp_path / "figure.txt"
+    parent = os.getpid()
+
+    def draw():
+        target.write_text(str(os.getpid()))
+
+    wait = figures._in_background(draw)
+    wait()
+    # drawn once, by another process (on Linux), and complete when wait() returns
+    assert target.read_text() != str(parent) or not sys.platform.startswith("linux")
+
+
+def test_a_figure_that_fails_in_the_background_fails_again_here(tmp_path, monkeypatch, capfd):
+    """The child prints nothing; the parent draws again, so the error surfaces as any other."""
+    monkeypatch.setattr(figures, "_cpus", lambda: 2)
+    calls = tmp_path / "calls"
+    calls.mkdir()
+
+    def draw():
+        (calls / str(os.getpid())).touch()
+        raise RuntimeError("cannot draw")
+
+    wait = figures._in_background(draw)
+    with pytest.raises(RuntimeError, match="cannot draw"):
+        wait()
+    assert len(list(calls.iterdir())) == (2 if sys.platform.startswith("linux") else 1)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_with_one_cpu_a_background_figure_is_drawn_here_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_cpus", lambda: 1)
+    drawn: list[int] = []
+    wait = figures._in_background(lambda: drawn.append(os.getpid()))
+    assert drawn == [os.getpid()]  # before any wait, in this process
+    wait()
+    assert len(drawn) == 1
 
 
 def test_an_exception_mid_run_leaves_nothing_under_out(tmp_path, monkeypatch):

@@ -193,23 +193,26 @@ def _replicate_pool(workers: int):
 
 def replicate_workers(extra: int) -> int:
     """Worker processes for ``extra`` replicates: one each, at most one per CPU (0: run in this process)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = _cpus()
     return 0 if extra <= 0 or cpus <= 1 else min(extra, cpus)
 
 
 def run_extras(result: SimulationResult, folder: Path, replicates: int | None = None) -> dict[str, Any]:
     """Figures and comparison tables written beside a run's data (summary, map, observed, record).
 
-    The observed-versus-simulated table's extra replicates (``replicates``, default the
-    scenario's ``observed.replicates``) run in worker processes while this process draws the
-    figures; each collects only the columns the recorded figures read, so the table is the
-    same as from full runs. Returns entries to add to the manifest.
+    The record figure, the heaviest, is drawn in a forked process while this one draws the
+    summary and the map (:func:`_in_background`). The observed-versus-simulated table's extra
+    replicates (``replicates``, default the scenario's ``observed.replicates``) run in worker
+    processes meanwhile; each collects only the columns the recorded figures read, so the
+    table is the same as from full runs. Returns entries to add to the manifest.
     """
     entries: dict[str, Any] = {}
     sc = result.scenario
     n = sc.observed.replicates if replicates is None else int(replicates)
     seeds = replicate_seeds(result.seed, n) if sc.observed.figures else [result.seed]
     extra = replicate_scenario(sc)
+    record_entry, draw_record = record_table(result, folder)
+    wait_record = _in_background(draw_record) if draw_record is not None else None
     workers = replicate_workers(len(seeds) - 1)
     t0 = time.perf_counter()
     pool = _replicate_pool(workers) if workers else None
@@ -232,24 +235,69 @@ def run_extras(result: SimulationResult, folder: Path, replicates: int | None = 
             )
             table.to_csv(Path(folder) / "observed.csv", index=False)
             entries.update(info)
+        if wait_record is not None:
+            wait_record()
+            wait_record = None
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    entries.update(write_record(result, folder))
+        if wait_record is not None:
+            wait_record(abandon=True)
+    entries.update(record_entry)
     return entries
 
 
-def write_record(result: SimulationResult, folder: Path) -> dict[str, Any]:
-    """``record.csv`` (:func:`sim.run.record.compare`) and ``record.png`` (:func:`sim.viz.record.plot_record`)
-    of a run whose scenario names a record; returns the manifest entry (file and agreement counts)."""
+def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
+    """Start ``draw`` in a forked process while this one goes on; return the function that waits for it.
+
+    Where ``fork`` is not the safe default (anything but Linux) or only one CPU is available,
+    ``draw`` runs here at once. A child that fails is not trusted: ``wait()`` draws again here,
+    so the error surfaces as any other would (the child prints nothing). ``wait(abandon=True)``
+    stops the child without drawing (this process is already failing).
+    """
+    import multiprocessing as mp
+    import sys
+
+    if not sys.platform.startswith("linux") or _cpus() <= 1:
+        draw()
+        return lambda abandon=False: None
+
+    def child() -> None:
+        try:
+            draw()
+        except BaseException:  # the parent draws again and reports
+            os._exit(1)
+
+    proc = mp.get_context("fork").Process(target=child, daemon=True)
+    proc.start()
+
+    def wait(abandon: bool = False) -> None:
+        if abandon:
+            proc.terminate()
+            proc.join()
+            return
+        proc.join()
+        if proc.exitcode != 0:
+            draw()
+
+    return wait
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def record_table(result: SimulationResult, folder: Path) -> tuple[dict[str, Any], Callable[[], None] | None]:
+    """Write ``record.csv`` (:func:`sim.run.record.compare_run`) of a run whose scenario names a record;
+    return its manifest entry (file and agreement counts) and the function that draws ``record.png``
+    (:func:`sim.viz.record.plot_record`; ``None`` without a record)."""
     record = result.record if result.record is not None else scenario_record(result.scenario)
     if record is None:
-        return {}
+        return {}, None
     table = compare_run(record, result.scenario, result.frames)
     table.to_csv(Path(folder) / "record.csv", index=False)
-    plt.close(plot_record(record, result.frames, comparison=table, save=Path(folder) / "record.png"))
     counts = agreement_counts(table)
-    return {
+    entry = {
         "record": {
             "name": record.record,
             "file": str(record.file) if record.file is not None else None,
@@ -260,6 +308,11 @@ def write_record(result: SimulationResult, folder: Path) -> dict[str, Any]:
             },
         }
     }
+
+    def draw() -> None:
+        plt.close(plot_record(record, result.frames, comparison=table, save=Path(folder) / "record.png"))
+
+    return entry, draw
 
 
 def write_run_folder(
