@@ -613,6 +613,13 @@ BAD = {
         "entries.1.source",
         "missing key 'source'",
     ),
+    "source address not an address": (
+        '    source: {publisher: REACH, title: "Situation overview", date: 2018-01}\n',
+        '    source: {publisher: REACH, title: "Situation overview", date: 2018-01, url: "reach.org/x"}\n',
+        25,
+        "entries.1.source.url",
+        "should match pattern",
+    ),
     "unknown key": (
         "    reading: a stock\n",
         "    reading: a stock\n    colour: red\n",
@@ -830,3 +837,13 @@ def test_calibration_targets_name_record_entries(tmp_path: Path, old: str, new: 
         load_calibration(bad, loaded)
     assert words in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).startswith(f"{bad}:")
+
+
+def test_every_source_address_of_the_shipped_record_is_a_web_address_and_unattributed_ones_say_why(scenario):
+    rec = load_record(SHIPPED_RECORD, scenario)
+    sources = [src for e in rec.entries for src in (e.source if isinstance(e.source, list) else [e.source])]
+    with_url = [src for src in sources if src.url is not None]
+    assert len(with_url) >= 15 and all(src.url.startswith(("http://", "https://")) for src in with_url)
+    # an unattributed figure is flagged in its publisher with what is known of its origin
+    unattributed = [src for src in sources if src.publisher.startswith("unattributed")]
+    assert all(src.publisher.startswith("unattributed (") and src.url is None for src in unattributed)

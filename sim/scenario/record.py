@@ -2,9 +2,10 @@
 
 A record file (``scenarios/record/<name>.yaml``) holds one entry per observation: what was
 observed (``kind``), where (``place``), when (``date`` or ``window``), the recorded ``value``, its
-``source`` (publisher, title, date), how the source's words became the value (``reading``), why it
-may be wrong (``uncertainty``) and how calibration uses it (``role``). The observation models that
-turn a run's tables into the recorded quantity live in :mod:`sim.run.record`.
+``source`` (publisher, title, date, and the address where it was read), how the source's words
+became the value (``reading``), why it may be wrong (``uncertainty``) and how calibration uses it
+(``role``). The observation models that turn a run's tables into the recorded quantity live in
+:mod:`sim.run.record`.
 
 Kinds and the values they take:
 
@@ -150,6 +151,7 @@ class Source(_Strict):
     publisher: str = Field(min_length=1)
     title: str = Field(min_length=1)
     date: str = Field(min_length=1, description="publication date as the source gives it (ISO date, month or year)")
+    url: str | None = Field(None, pattern=r"^https?://\S+$", description="where the source was read (an address)")
 
     @field_validator("date", mode="before")
     @classmethod
@@ -445,7 +447,27 @@ def _explain(err: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
     return loc, msg
 
 
+def _as_written(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """``loc`` as the file writes it: an index the schema added (one ``source`` mapping read as a list of
+    one) is dropped where the file has a mapping, so the key and line are the ones the user wrote."""
+    out: list[Any] = []
+    node = data
+    for step in loc:
+        if isinstance(step, int) and isinstance(node, dict):
+            continue
+        out.append(step)
+        if isinstance(node, dict):
+            node = node.get(step)
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            node = node[step]
+        else:
+            node = None
+    return tuple(out)
+
+
 def _fail(path: Path | None, located: Located | None, loc: tuple[Any, ...], msg: str, data: Any = None) -> NoReturn:
+    if data is not None:
+        loc = _as_written(loc, data)
     key = ".".join(str(p) for p in loc)
     if len(loc) >= 2 and loc[0] == "entries" and isinstance(loc[1], int) and isinstance(data, dict):
         entries = data.get("entries")
