@@ -31,6 +31,12 @@ def _rows(n: int = 6, seed: int = 1) -> pd.DataFrame:
             shift = {"favouring": 0.1, "disfavouring": -0.1}.get(label, 0.0)
             data[f"effect:{label}:{o}"] = shift + 0.001 * rng.standard_normal(n)
             data[f"control:{label}:{o}"] = np.full(n, 0.3)
+    for m in [*mech.MECHANISMS, "all", "all+regime_blame"]:
+        for o in mech.THESIS_OUTCOMES:
+            # rally off removes 0.03 of the as-calibrated effect; suppression off adds 0.01; all off: none
+            less = {"rally": 0.03, "suppression": -0.01}.get(m, 0.0)
+            whole = data[f"effect:as calibrated:{o}"]
+            data[f"effect_off:{m}:{o}"] = np.zeros(n) if m.startswith("all") else whole - less
     data.update(
         rival_attacks=np.array([0, 2, 0, 1, 0, 0], float)[:n],
         rival_attacks_in_war=np.array([0, 1, 0, 0, 0, 0], float)[:n],
@@ -50,6 +56,16 @@ def test_tables_attribute_the_change_to_the_mechanism_whose_removal_changes_it()
     assert dec.loc["all seven", "accounts_for"] == pytest.approx(0.2)
     v = t["verdicts"].set_index(["setting", "outcome"])
     home = mech.OUTCOMES["coop_resisting_home_mean"][0]
+    eff = t["effect_decomposition"].set_index(["outcome", "switched off"])
+    assert eff.loc[(home, "rally"), "accounts_for"] == pytest.approx(0.03)
+    assert eff.loc[(home, "rally"), "p_accounts_for_positive"] == 1.0
+    assert eff.loc[(home, "suppression"), "accounts_for"] == pytest.approx(-0.01)
+    assert eff.loc[(home, "suppression"), "p_accounts_for_positive"] == 0.0
+    assert eff.loc[(home, "exit"), "accounts_for"] == pytest.approx(0.0)
+    whole = rows["effect:as calibrated:coop_resisting_home_mean"].mean()
+    assert eff.loc[(home, "all seven"), "accounts_for"] == pytest.approx(whole)
+    assert eff.loc[(home, "(none: all on)"), "effect"] == pytest.approx(whole)
+    assert eff.loc[(home, "all seven and regime blame"), "accounts_for"] == pytest.approx(whole)
     assert v.loc[("favouring", home), "verdict_of_mean"] == "supported"
     assert v.loc[("disfavouring", home), "verdict_of_mean"] == "contradicted"
     assert v.loc[("as calibrated", home), "verdict_of_mean"] == "negligible"
@@ -89,7 +105,7 @@ def test_the_audit_command_writes_its_report_and_refuses_bad_input(run_cli, tmp_
     r = run_cli("mechanisms", IDLIB, "--quick", "--conversion-draws", "2", "--workers", "1", "--out", out, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     report = (out / "report.md").read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    for heading in ("## 1.", "## 2. What carries the thesis effect", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in report
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["seed"] == 0 and len(manifest["scenario_hash"]) == 64 and manifest["code_version"]
@@ -97,6 +113,10 @@ def test_the_audit_command_writes_its_report_and_refuses_bad_input(run_cli, tmp_
     assert len(rows) == 1 and np.isfinite(rows["change"]).all()
     dec = pd.read_csv(out / "decomposition.csv")
     assert list(dec["switched off"])[1:] == [*mech.MECHANISMS, "all seven"]
+    eff = pd.read_csv(out / "effect_decomposition.csv")
+    assert len(eff) == len(mech.EFFECT_DECOMPOSITION_OUTCOMES) * (len(mech.MECHANISMS) + 3)
+    assert list(eff["switched off"])[-2:] == ["all seven", "all seven and regime blame"]
+    assert np.isfinite(eff["effect"]).all() and "what carries the thesis effect" in r.stdout
     # the runaway search under the scenario's campaign and under the thesis's counterfactual, 2 points each
     conversion = pd.read_csv(out / "conversion.csv")
     assert conversion.groupby("campaign").size().to_dict() == {label: 2 for label, _ in mech.CONVERSION_CAMPAIGNS}

@@ -8,18 +8,22 @@ literature's sign and size"):
    home town, first to last day): the same run with one mechanism switched off (its strength 0),
    the change it accounts for (``change(all on) - change(it off)``) and its share of the change,
    and all mechanisms off together.
-2. **Verdicts under favouring and disfavouring settings**: the paired thesis effect (strikes on
+2. **What carries the thesis effect**: the paired effect (below) as calibrated, with one mechanism
+   switched off in both arms of the same pair, then all seven, then all seven and the regime's
+   blame share: how much of the effect each carries, and in what share of (draw, seed) pairs it
+   pushes the effect toward the thesis.
+3. **Verdicts under favouring and disfavouring settings**: the paired thesis effect (strikes on
    resisting towns minus no strikes, common random numbers) on the headline outcomes, as
    calibrated, at the settings most favourable to the thesis inside the priors (rally at its
    prior's top, blame on HTS for drawing strikes at its bottom) and least favourable (the
    reverse). A model that can only say one thing tests nothing: the two must be able to differ.
-3. **The mirror**: strikes stopped after ``stop`` (default 10 February 2018, when the record
+4. **The mirror**: strikes stopped after ``stop`` (default 10 February 2018, when the record
    says the campaign eased) against strikes continued, on the mean of ``window`` (20-28
    February): cooperation, resistance and protest in resisting towns and rival alignment.
-4. **Rival offensives**: whether armed rivals attack HTS-held towns in the run (never scripted):
+5. **Rival offensives**: whether armed rivals attack HTS-held towns in the run (never scripted):
    the share of runs with one, how many, the first date, and how many in the record's rival war
    (19 February - 24 April 2018).
-5. **The largest conversion inside the prior box** (:func:`sim.analysis.thesis.largest_conversion`), under the
+6. **The largest conversion inside the prior box** (:func:`sim.analysis.thesis.largest_conversion`), under the
    scenario's own campaign and under the thesis's counterfactual (every sortie on resisting towns).
 
 Every row of the audit is one (draw, seed) task on the engine (local pool or dask); the report,
@@ -58,6 +62,10 @@ CONVERSION_CAMPAIGNS: tuple[tuple[str, list[str]], ...] = (
 MECHANISMS = ("rally", "institutions", "suppression", "pretext_blame", "exit", "control", "consolidation")
 #: Outcomes of the paired thesis effect in the verdict table.
 THESIS_OUTCOMES = ("coop_resisting_home_mean", "coop_resisting_mean", "protest_resisting_mean", "rival_alignment_final")
+#: Outcomes whose paired thesis effect is decomposed by mechanism (the headline by home town, and by current town).
+EFFECT_DECOMPOSITION_OUTCOMES = ("coop_resisting_home_mean", "coop_resisting_mean")
+#: Labels of the effect decomposition's combined rows.
+EFFECT_OFF_LABELS = {"all": "all seven", "all+regime_blame": "all seven and regime blame"}
 #: Governorate series of the mirror (mean over the window), with the sign rally predicts when strikes stop.
 MIRROR_SERIES: dict[str, str] = {
     "coop_share_resisting_home": "cooperation, resisting towns, by home town",
@@ -168,6 +176,18 @@ def audit_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, float
         for o in THESIS_OUTCOMES:
             out[f"effect:{label}:{o}"] = float(arms[TREATMENT][o] - arms[CONTROL][o])
             out[f"control:{label}:{o}"] = float(arms[CONTROL][o])
+    # What carries the paired effect: the same pair (same seed) as calibrated, one mechanism off, then all.
+    offs = {m: {f"mechanisms.{m}": 0.0} for m in MECHANISMS}
+    offs["all"] = {f"mechanisms.{m}": 0.0 for m in MECHANISMS}
+    # and what is left then: harm blamed on its perpetrator (a split, with no "off" of its own) set to 0 too
+    offs["all+regime_blame"] = {**offs["all"], "mechanisms.regime_blame": 0.0}
+    for m, setting in offs.items():
+        arms = {}
+        for policy in (TREATMENT, CONTROL):
+            r = run({**setting, POLICY: policy}, paired)["timeseries"]
+            arms[policy] = compute_outcomes(r, THESIS_OUTCOMES, context["summary_window"])
+        for o in THESIS_OUTCOMES:
+            out[f"effect_off:{m}:{o}"] = float(arms[TREATMENT][o] - arms[CONTROL][o])
     return out
 
 
@@ -180,6 +200,7 @@ class Audit:
 
     rows: pd.DataFrame  # one row per (draw, seed): every measured value
     decomposition: pd.DataFrame
+    effect_decomposition: pd.DataFrame
     verdicts: pd.DataFrame
     mirror: pd.DataFrame
     rivals: pd.DataFrame
@@ -235,6 +256,28 @@ def tabulate(rows: pd.DataFrame, settings: dict[str, dict[str, float]], rope: fl
                 "share_of_change": diff / change if change else math.nan,
             }
         )
+    eff_dec = []
+    for o in EFFECT_DECOMPOSITION_OUTCOMES:
+        whole = rows[f"effect:as calibrated:{o}"]
+        m, se_ = _mean_se(whole)
+        eff_dec.append({"outcome": OUTCOMES[o][0], "switched off": "(none: all on)", "effect": m, "effect_se": se_})
+        for k in [*MECHANISMS, "all", "all+regime_blame"]:
+            off = rows[f"effect_off:{k}:{o}"]
+            e, es = _mean_se(off)
+            diff = whole - off
+            d, ds = _mean_se(diff)
+            eff_dec.append(
+                {
+                    "outcome": OUTCOMES[o][0],
+                    "switched off": EFFECT_OFF_LABELS.get(k, k),
+                    "effect": e,
+                    "effect_se": es,
+                    "accounts_for": d,
+                    "accounts_for_se": ds,
+                    "share_of_effect": d / m if m else math.nan,
+                    "p_accounts_for_positive": float((diff > 0).mean()),
+                }
+            )
     verdicts = []
     for label in settings:
         for o in THESIS_OUTCOMES:
@@ -287,6 +330,7 @@ def tabulate(rows: pd.DataFrame, settings: dict[str, dict[str, float]], rope: fl
     )
     return {
         "decomposition": pd.DataFrame(dec),
+        "effect_decomposition": pd.DataFrame(eff_dec),
         "verdicts": pd.DataFrame(verdicts),
         "mirror": pd.DataFrame(mirror),
         "rivals": riv,
@@ -419,7 +463,18 @@ def report_lines(audit: Audit, command: str, scenario_hash: str) -> list[str]:
         "",
         markdown_table(d),
         "",
-        "## 2. The thesis under favouring and disfavouring settings",
+        "## 2. What carries the thesis effect",
+        "",
+        "The paired effect of strikes on resisting towns against no strikes (common random numbers, as calibrated, "
+        "the summary window), with one mechanism switched off in both arms of the same pair, then all seven. "
+        "`accounts_for`: the effect with everything on minus the effect without the mechanism (positive: the "
+        "mechanism pushes the effect toward the thesis); `p_accounts_for_positive`: the share of (draw, seed) "
+        "pairs where it does. Mechanisms interact, so the parts need not add up to the whole. The last row also "
+        "sets the regime's blame share to 0: what the effect is with no strike harm blamed on anyone.",
+        "",
+        markdown_table(audit.effect_decomposition),
+        "",
+        "## 3. The thesis under favouring and disfavouring settings",
         "",
         "Paired effect of strikes on resisting towns against no strikes (common random numbers) on the summary "
         "window; favouring: rally at its prior's top and blame on HTS for drawing strikes at its bottom; "
@@ -428,16 +483,16 @@ def report_lines(audit: Audit, command: str, scenario_hash: str) -> list[str]:
         "",
         markdown_table(audit.verdicts),
         "",
-        f"## 3. The mirror: strikes stopped after {st.stop} against strikes continued, mean of {st.window[0]} - "
+        f"## 4. The mirror: strikes stopped after {st.stop} against strikes continued, mean of {st.window[0]} - "
         f"{st.window[1]}",
         "",
         markdown_table(audit.mirror),
         "",
-        f"## 4. Rival offensives against HTS (never scripted; the record's rival war: {RIVAL_WAR[0]} - {RIVAL_WAR[1]})",
+        f"## 5. Rival offensives against HTS (never scripted; the record's rival war: {RIVAL_WAR[0]} - {RIVAL_WAR[1]})",
         "",
         markdown_table(audit.rivals),
         "",
-        "## 5. The largest conversion inside the prior box",
+        "## 6. The largest conversion inside the prior box",
         "",
     ]
     if audit.conversion is None:
@@ -461,7 +516,7 @@ def write_audit(audit: Audit, out: str | Path, command: str, scenario_hash: str)
     to a temporary sibling and renamed: nothing partial is left behind)."""
 
     def contents(tmp: Path) -> None:
-        for name in ("decomposition", "verdicts", "mirror", "rivals"):
+        for name in ("decomposition", "effect_decomposition", "verdicts", "mirror", "rivals"):
             write_csv_atomic(getattr(audit, name), tmp / f"{name}.csv", float_format="%.6g")
         write_csv_atomic(audit.rows, tmp / "rows.csv", float_format="%.6g")
         if audit.conversion is not None:

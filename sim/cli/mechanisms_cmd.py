@@ -105,6 +105,14 @@ def mechanisms(
         typer.echo(
             f"  off {r['switched off']:<14} accounts for {r['accounts_for']:+.3f} (se {r['accounts_for_se']:.3f})"
         )
+    e = audit.effect_decomposition
+    e = e[e["outcome"].str.contains("by home town")]
+    typer.echo(f"what carries the thesis effect (home town, as calibrated, {e.iloc[0]['effect']:+.3f}):")
+    for _, r in e.iloc[1:].iterrows():
+        typer.echo(
+            f"  off {r['switched off']:<14} accounts for {r['accounts_for']:+.3f} (se {r['accounts_for_se']:.3f}), "
+            f"positive in {r['p_accounts_for_positive']:.0%} of pairs"
+        )
     for _, r in audit.verdicts[audit.verdicts["outcome"].str.contains("by home town")].iterrows():
         typer.echo(
             f"thesis ({r['setting']}): home-town effect {r['effect']:+.3f} (se {r['mcse']:.3f}): {r['verdict_of_mean']}"
