@@ -700,3 +700,27 @@ def test_apply_keeps_the_values_the_calibration_ran_with():
     assert held_values(current, base, ["a.y", "s.p.v"]) == {"a.x": 1.5}
     assert held_values(current, base, ["a.x", "a.y", "s.p.v"]) == {}
     assert held_values(base, base, []) == {}
+
+
+def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_values_change_them():
+    """choice.regime_grievance_to_hts = 1 reproduces the simulations from before it existed, so a stored
+    reference table stays valid (sim.scenario.calibration.NEUTRAL_DEFAULTS); any other value does not."""
+    from sim.scenario.calibration import NEUTRAL_DEFAULTS
+
+    assert NEUTRAL_DEFAULTS == {"choice.regime_grievance_to_hts": 1.0}
+    loaded = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
+    cal = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", loaded)
+    assert loaded.scenario.choice.regime_grievance_to_hts == 1.0
+    dump = loaded.scenario.model_dump(mode="json")
+    assert dump["choice"]["regime_grievance_to_hts"] == 1.0  # the scenario has it; the fingerprints leave it out
+    other = load_calibration(
+        ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml",
+        load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=0.5"]),
+    )
+    assert other.fingerprint() != cal.fingerprint()
+    assert other.reference_fingerprint() != cal.reference_fingerprint()
+    explicit = load_calibration(
+        ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml",
+        load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=1"]),
+    )
+    assert explicit.reference_fingerprint() == cal.reference_fingerprint()

@@ -186,6 +186,33 @@ def test_paired_policies_differ_when_strikes_do_harm(grid, frames):
     assert not np.array_equal(coop["none"], coop["resisting_towns"])
 
 
+def _strike_effect(grid, frames, *overrides: str) -> float:
+    """Strikes on resisting towns minus none: cooperation in resisting towns on the last day, 3 paired seeds."""
+    out = []
+    for seed in range(3):
+        arms = {
+            p: frames(grid(*HEAVY, *overrides, f"air_campaign.policy={p}"), seed)["timeseries"]["coop_share_resisting"]
+            for p in ("resisting_towns", "none")
+        }
+        out.append(float(arms["resisting_towns"].iloc[-1] - arms["none"].iloc[-1]))
+    return float(np.mean(out))
+
+
+def test_with_every_strength_off_the_strike_effect_is_the_regime_grievance_share_rho(grid, frames):
+    """What is left of the thesis effect with the seven strengths off is grievance against the regime
+    favouring HTS over resisting it (ODD 7.8.2; docs/DECISIONS.md 31): it lifts cooperation in the struck
+    towns at rho = 1 and vanishes at rho = 0, where the regime's harm moves no one between the sides."""
+    from sim.analysis.statistics import DEFAULT_ROPE
+
+    off = [f"mechanisms.{m}=0" for m in MECHANISM_NAMES if m != "regime_blame"]
+    full = _strike_effect(grid, frames, *off)
+    none = _strike_effect(grid, frames, *off, "choice.regime_grievance_to_hts=0")
+    half = _strike_effect(grid, frames, *off, "choice.regime_grievance_to_hts=0.5")
+    assert full > DEFAULT_ROPE, full
+    assert abs(none) < DEFAULT_ROPE / 2, none
+    assert none < half < full, (none, half, full)
+
+
 # --------------------------------------------------------------------------- attribution (ODD 7.8.1)
 
 IDLIB = Path(__file__).resolve().parents[1] / "scenarios" / "idlib_2017_2018.yaml"

@@ -132,6 +132,22 @@ def test_stance_utilities_follow_the_documented_formula():
     assert u_c[0] - u_r[0] == pytest.approx(0.1 + 0.2 + a, rel=1e-5)
 
 
+@pytest.mark.parametrize("rho", [0.0, 0.25, 0.5, 1.0])
+def test_only_the_share_rho_of_grievance_against_the_regime_favours_hts(rho):
+    """A = b_G (rho G_R - G_H) + b_P protection: rho = 1 is the two-sided formula, bit for bit."""
+    g_r = f32(0.4, 0.9, 0.4, 0.9)
+    kw = {"g_regime": g_r, "g_hts": f32(0.3, 0.3, 0.3, 0.3), "grievance_weight": 3.0, "protection": f32(*[0.5] * 4)}
+    u_r, _, u_c = _utilities(**kw, regime_to_hts=rho)
+    a = 3.0 * (rho * g_r.astype(float) - 0.3) + 1.0 * 0.5
+    assert np.allclose(u_c - u_r, a, rtol=1e-5)
+    # the regime's grievance moves the choice by rho times what it moves it at rho = 1
+    moved = (u_c - u_r)[1] - (u_c - u_r)[0]
+    assert moved == pytest.approx(rho * 3.0 * 0.5, abs=1e-5)
+    if rho == 1.0:
+        default = _utilities(**kw)
+        assert all(np.array_equal(x, y) for x, y in zip(default, (u_r, _, u_c), strict=True))
+
+
 def _p_cooperate(u_r: np.ndarray, u_n: np.ndarray, u_c: np.ndarray) -> np.ndarray:
     e = np.exp(np.stack([u_r, u_n, u_c]).astype(float))
     return e[2] / e.sum(axis=0)

@@ -233,6 +233,18 @@ def enlist(state: ModelState, idx: np.ndarray) -> None:
 # ---------------------------------------------------------------------- the daily step
 
 
+def choice_weights(sc: Scenario) -> dict[str, float]:
+    """The weights of :func:`rules.stance_utilities` in scenario ``sc`` (mechanism strengths applied)."""
+    ch, mech = sc.choice, sc.mechanisms
+    return {
+        "protection_weight": ch.protection_weight,
+        "grievance_weight": ch.grievance_weight,
+        "fear_withdrawal": ch.fear_withdrawal * mech.suppression,
+        "disengagement": ch.displaced_disengagement * mech.exit,
+        "regime_to_hts": ch.regime_grievance_to_hts,
+    }
+
+
 def step_households(state: ModelState) -> None:
     """Step 5 of the schedule: grievances, fear, then stance, protest, flight, return, recruitment.
 
@@ -305,10 +317,7 @@ def step_households(state: ModelState) -> None:
             ts.coop_base.astype(F32)[t_rev] + hh.intercept_coop[revising],
             ts.resist_base.astype(F32)[t_rev] + hh.intercept_resist[revising],
             ts.protection.astype(F32)[t_rev],
-            protection_weight=ch.protection_weight,
-            grievance_weight=ch.grievance_weight,
-            fear_withdrawal=ch.fear_withdrawal * mech.suppression,
-            disengagement=ch.displaced_disengagement * mech.exit,
+            **choice_weights(sc),
         )
         hh.stance[revising] = rules.choose_stance(u_r, u_n, u_c, u_rev[revising] / F32(ch.revision_rate))
 
@@ -478,8 +487,6 @@ def calibrate_constants(state: ModelState, iterations: int = 40) -> tuple[np.nda
     sc = state.scenario
     ts = state.town_state
     hh = state.hh
-    ch = sc.choice
-    mech = sc.mechanisms
     n_towns = ts.n
     target = np.array(
         [
@@ -498,10 +505,7 @@ def calibrate_constants(state: ModelState, iterations: int = 40) -> tuple[np.nda
         ts.coop_base.astype(F32)[town],
         ts.resist_base.astype(F32)[town],
         ts.protection.astype(F32)[town],
-        protection_weight=ch.protection_weight,
-        grievance_weight=ch.grievance_weight,
-        fear_withdrawal=ch.fear_withdrawal * mech.suppression,
-        disengagement=ch.displaced_disengagement * mech.exit,
+        **choice_weights(sc),
     )
     alpha_r = np.zeros(n_towns)
     alpha_c = np.zeros(n_towns)
@@ -524,8 +528,6 @@ def stance_utilities_now(state: ModelState) -> tuple[np.ndarray, np.ndarray, np.
     sc = state.scenario
     hh = state.hh
     ts = state.town_state
-    ch = sc.choice
-    mech = sc.mechanisms
     town = hh.town
     return rules.stance_utilities(
         hh.g_regime,
@@ -535,10 +537,7 @@ def stance_utilities_now(state: ModelState) -> tuple[np.ndarray, np.ndarray, np.
         ts.coop_base.astype(F32)[town] + hh.intercept_coop,
         ts.resist_base.astype(F32)[town] + hh.intercept_resist,
         ts.protection.astype(F32)[town],
-        protection_weight=ch.protection_weight,
-        grievance_weight=ch.grievance_weight,
-        fear_withdrawal=ch.fear_withdrawal * mech.suppression,
-        disengagement=ch.displaced_disengagement * mech.exit,
+        **choice_weights(sc),
     )
 
 

@@ -88,16 +88,20 @@ def allegiance_index(
     *,
     grievance_weight: float,
     protection_weight: float,
+    regime_to_hts: float = 1.0,
 ) -> np.ndarray:
     """The allegiance index: the log-odds of cooperating with HTS over resisting it, household part.
 
-    ``A = b_G * (G_R - G_H) + b_P * protection``. Each grievance enters once and with the same
-    weight ``b_G``: equal grievances against the regime and against HTS move the choice by
-    equal and opposite amounts (any asymmetry is in how harm becomes grievance: blame shares
-    and the home-team discount, 7.8.1). ``protection`` (0-1, rally already in it, 7.7) is the
-    value of HTS as armed protector against the current threat.
+    ``A = b_G * (rho * G_R - G_H) + b_P * protection``. Each grievance enters once and with the
+    same weight ``b_G``; at ``rho`` = 1 (``choice.regime_grievance_to_hts``, the two-sided setting
+    of Lyall, Blair & Imai 2013) equal grievances against the regime and against HTS move the
+    choice by equal and opposite amounts (any asymmetry is in how harm becomes grievance: blame
+    shares and the home-team discount, 7.8.1). ``rho`` < 1: only that share of the grievance
+    against the regime favours HTS over its local opponents, who oppose the regime too.
+    ``protection`` (0-1, rally already in it, 7.7) is the value of HTS as armed protector against
+    the current threat.
     """
-    a = g_regime - g_hts
+    a = g_regime - g_hts if regime_to_hts == 1.0 else g_regime * F32(regime_to_hts) - g_hts
     a *= F32(grievance_weight)
     a += protection * F32(protection_weight)
     return a
@@ -116,6 +120,7 @@ def stance_utilities(
     grievance_weight: float,
     fear_withdrawal: float,
     disengagement: float,
+    regime_to_hts: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Utilities of resisting, staying neutral and cooperating with HTS.
 
@@ -130,7 +135,12 @@ def stance_utilities(
     U_neutral = w_D * displaced
     """
     half = allegiance_index(
-        g_regime, g_hts, protection, grievance_weight=grievance_weight, protection_weight=protection_weight
+        g_regime,
+        g_hts,
+        protection,
+        grievance_weight=grievance_weight,
+        protection_weight=protection_weight,
+        regime_to_hts=regime_to_hts,
     )
     half *= F32(0.5)
     fear_term = fear * F32(fear_withdrawal)

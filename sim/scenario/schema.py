@@ -349,6 +349,18 @@ class Choice(Strict):
         doc="b_G: weight of G_R - G_H in the allegiance index (U_coop - U_resist): each grievance enters "
         "once, with the same weight.",
     )
+    regime_grievance_to_hts: float = param(
+        1.0,
+        0,
+        1,
+        unit="share",
+        source="assumed: 1 is the two-sided setting of Lyall, Blair & Imai (2013), where one combatant's harm is "
+        "the other's gain; in Idlib's resisting towns HTS and the towns' own councils and factions both oppose "
+        "the regime, so how much of the regime's harm favours HTS over them is not known (docs/DECISIONS.md 31)",
+        doc="rho: the share of grievance against the regime that favours HTS over its local opponents in the "
+        "allegiance index, A = b_G * (rho * G_R - G_H) + b_P * protection; 1: all of it, 0: none (the regime's "
+        "harm then moves no one between HTS and resisting it).",
+    )
     council_weight: float = param(1.5, 0, 50, doc="b_L: weight of independent council legitimacy on resisting.")
     fear_withdrawal: float = param(1.0, 0, 50, doc="Fear's push toward neutral (withdrawal from public allegiance).")
     displaced_disengagement: float = param(1.0, 0, 50, doc="Displaced households' extra utility of neutrality (exit).")
