@@ -4,6 +4,7 @@ the scale check, bad input through the CLI, and a dask cluster that loses a work
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import sqlite3
@@ -278,10 +279,11 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
     # outweighs harm blamed on the regime: what pulls the other way is fear's withdrawal (suppression).
     favour = {"mechanisms.rally": 3.0, "mechanisms.suppression": 0.0}
     against = {"mechanisms.rally": 0.0, "mechanisms.suppression": 6.0}
-    answers = {}
+    answers, cases = {}, {}
     for name, truth in (("favours", favour), ("contradicts", against)):
         s, c = _coop_case(tmp_path, name, truth)
         result = calibrate(cd.load_case(s, c), tmp_path / name / "cal", workers=1, progress=None)
+        cases[name] = (s, result.folder)
         # root seed 10: with six draws the verdict is noisy; 9 passed under the sweep seeds before
         # sim.scenario.seeds (SeedSequence(root).spawn), 10, 11 and 12 pass under the new derivation, 9 does not
         verdict = posterior_thesis(
@@ -304,6 +306,23 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
     assert fav["p_above"] >= 0.5 and fav["p_above"] > con["p_above"] + 0.3, (fav, con)
     assert con["p_below"] >= 0.5 and con["p_below"] > fav["p_below"] + 0.3, (fav, con)
     assert fav["mean_effect"] > 0 > con["mean_effect"]
+    # an assumption the calibration held at its default, changed on every run of the same draws (--set):
+    # without rally and with none of the regime's harm favouring HTS, the favouring record's effect shrinks
+    s, folder = cases["favours"]
+    sets = ["mechanisms.rally=0", "choice.regime_grievance_to_hts=0"]
+    changed = posterior_thesis(
+        s, folder, draws=6, workers=1, progress=False, out=tmp_path / "changed", root_seed=10, overrides=sets
+    )
+    p = changed.probabilities
+    row = p[
+        (p["draws_from"] == "posterior")
+        & (p["treatment"] == "resisting_towns")
+        & (p["control"] == "none")
+        & (p["outcome"] == "coop_resisting_home_mean")
+    ].iloc[0]
+    assert row["mean_effect"] < fav["mean_effect"] - 0.02, (row["mean_effect"], fav["mean_effect"])
+    assert json.loads((changed.folder / "manifest.json").read_text())["overrides"] == sets
+    assert "--set mechanisms.rally=0 choice.regime_grievance_to_hts=0" in (changed.folder / "report.md").read_text()
 
 
 # --------------------------------------------------------------------------- scale

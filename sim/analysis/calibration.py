@@ -746,6 +746,7 @@ def posterior_thesis(
     scheduler: str | None = None,
     progress: bool = True,
     draw: Callable[[Path], list[Path]] | None = None,
+    overrides: list[str] | None = None,
 ) -> PosteriorThesis:
     """Run the paired thesis comparisons on ``draws`` posterior (and prior) draws
     (:func:`sim.experiments.inference.thesis.run_posterior_draws`) and report probabilities.
@@ -765,6 +766,7 @@ def posterior_thesis(
         workers=workers,
         scheduler=scheduler,
         progress=progress,
+        overrides=overrides,
     )
     return write_posterior_thesis(runs, scenario, calibration, draws, root_seed, rope, draw)
 
@@ -791,6 +793,7 @@ def write_posterior_thesis(
         "calibration_id": runs.stored.calibration_id,
         "calibration_folder": str(calibration),
         "scenario": str(scenario),
+        "overrides": runs.overrides,
         "draws": draws,
         "sample_fraction": runs.sample_fraction,
         "days": runs.days,
@@ -802,7 +805,9 @@ def write_posterior_thesis(
         **stamp(),
     }
     write_json_atomic(manifest, folder / "manifest.json")
-    report = write_thesis_report(folder, runs.stored, probs, draws, runs.sample_fraction, rope, runs.seconds)
+    report = write_thesis_report(
+        folder, runs.stored, probs, draws, runs.sample_fraction, rope, runs.seconds, runs.overrides
+    )
     if draw is not None:
         draw(folder)
     return PosteriorThesis(folder, probs, eff, runs.seconds, report)
@@ -836,7 +841,14 @@ def verdict_text(probs: pd.DataFrame, source: str = "posterior") -> list[str]:
 
 
 def write_thesis_report(
-    folder: Path, stored: StoredCalibration, probs: pd.DataFrame, draws: int, frac: float, rope: float, seconds: float
+    folder: Path,
+    stored: StoredCalibration,
+    probs: pd.DataFrame,
+    draws: int,
+    frac: float,
+    rope: float,
+    seconds: float,
+    overrides: list[str] | None = None,
 ) -> Path:
     """``report.md`` of a posterior thesis folder."""
     cols = [
@@ -857,6 +869,15 @@ def write_thesis_report(
     parts = [
         f"# The verdict the record supports (calibration {stored.calibration_id})",
         "",
+        *(
+            [
+                f"Every run with `--set {' '.join(overrides)}`: an assumption the calibration held at its default, "
+                "changed here on the posterior draws of the other parameters.",
+                "",
+            ]
+            if overrides
+            else []
+        ),
         "## Given the record (posterior draws)",
         "",
         *verdict_text(probs, "posterior"),

@@ -151,8 +151,10 @@ def posterior_thesis_cmd(
     out: Path | None,
     days: int | None,
     force: bool = False,
+    overrides: list[str] | None = None,
 ) -> None:
-    """``sim thesis SCENARIO --posterior FOLDER``: the verdict the record supports.
+    """``sim thesis SCENARIO --posterior FOLDER``: the verdict the record supports; ``overrides``
+    (``--set``) apply to every run (recorded in the manifest and the report).
 
     An npe folder whose checks before belief failed (or were not run) gets no verdict: the failing
     checks are printed under ``verdict: WITHHELD`` and the command exits 1, unless ``force``.
@@ -195,7 +197,10 @@ def posterior_thesis_cmd(
         workers=workers,
         scheduler=scheduler,
         draw=draw_posterior_thesis_figures,
+        overrides=overrides,
     )
+    if overrides:
+        typer.echo(f"with --set {' '.join(overrides)} on every run (the calibration held the default)")
     typer.echo("given the record (posterior draws):")
     typer.echo("\n".join(verdict_text(result.probabilities, "posterior")))
     typer.echo("before the record (prior draws):")

@@ -147,7 +147,9 @@ def thesis(
     if posterior is not None:
         from sim.cli.calibrate_cmd import posterior_thesis_cmd
 
-        posterior_thesis_cmd(scenario, posterior, draws, quick, workers, scheduler, seed, rope, out, days, force)
+        posterior_thesis_cmd(
+            scenario, posterior, draws, quick, workers, scheduler, seed, rope, out, days, force, list(set_ or [])
+        )
         return
     if not 0 < sample_fraction <= 1:
         fail(f"--sample-fraction {sample_fraction}: must be in (0, 1]")

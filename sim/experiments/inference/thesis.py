@@ -51,15 +51,17 @@ def draws_spec(
     root_seed: int,
     policies: list[str],
     window: int,
+    overrides: list[str] | None = None,
 ):
-    """A sweep over (draw, policy): each draw a variant of parameter overrides; seeds per draw."""
+    """A sweep over (draw, policy): each draw a variant of parameter overrides; seeds per draw.
+    ``overrides`` (``--set``) apply to every run, under the draws' own values."""
     from sim.experiments.spec import spec_from_dict
 
     variants = {f"d{i:04d}": {k: float(v) for k, v in r.items()} for i, r in enumerate(draws.to_dict("records"))}
     spec: dict[str, Any] = {
         "name": name,
         "scenario": str(Path(scenario).resolve()),
-        "set": [f"households.sample_fraction={sample_fraction}"],
+        "set": [*(overrides or []), f"households.sample_fraction={sample_fraction}"],
         "root_seed": root_seed,
         "replicates": 1,
         "seeds": "common",
@@ -86,6 +88,7 @@ class PosteriorRuns:
     sample_fraction: float
     days: int | None
     seconds: float
+    overrides: list[str] = dataclasses.field(default_factory=list)
 
 
 def run_posterior_draws(
@@ -101,8 +104,10 @@ def run_posterior_draws(
     workers: int = 2,
     scheduler: str | None = None,
     progress: bool = True,
+    overrides: list[str] | None = None,
 ) -> PosteriorRuns:
-    """Run every policy on ``draws`` posterior (and prior) draws of a stored calibration.
+    """Run every policy on ``draws`` posterior (and prior) draws of a stored calibration; ``overrides``
+    (``--set``, e.g. a structural assumption the calibration held fixed) apply to every run.
 
     Raises:
         CalibrationFolderError: the calibration folder cannot be read (before anything runs).
@@ -111,7 +116,7 @@ def run_posterior_draws(
     from sim.scenario.loader import load_scenario
 
     stored = load_calibration_folder(calibration)
-    sc = load_scenario(scenario).scenario
+    sc = load_scenario(scenario, overrides).scenario
     folder = Path(out) if out is not None else Path(calibration) / "thesis"
     frac = sample_fraction if sample_fraction is not None else float(stored.manifest["sample_fraction"])
     run_days = days if days is not None else stored.manifest.get("days")
@@ -138,9 +143,10 @@ def run_posterior_draws(
                 root_seed=root_seed,
                 policies=pols,
                 window=sc.output.summary_window_days,
+                overrides=overrides,
             )
             summary = run_sweep(spec, folder=folder / "runs" / source, engine=engine, progress=progress)
             sweeps[source] = summary.folder
     finally:
         engine.close()
-    return PosteriorRuns(folder, stored, sweeps, pols, frac, run_days, time.perf_counter() - t0)
+    return PosteriorRuns(folder, stored, sweeps, pols, frac, run_days, time.perf_counter() - t0, list(overrides or []))
