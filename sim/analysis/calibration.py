@@ -888,7 +888,8 @@ def write_thesis_report(
         "",
         "![posterior effects](posterior_effects.png)",
         "",
-        *(reliability_section(stored.folder) if stored.manifest.get("method") == "npe" else []),
+        # the reliability check judges the calibration's own model: not a model changed by --set
+        *(reliability_section(stored.folder) if stored.manifest.get("method") == "npe" and not overrides else []),
         "## All comparisons and outcomes",
         "",
         markdown_table(probs[[c for c in cols if c in probs.columns]]),

@@ -205,7 +205,9 @@ def posterior_thesis_cmd(
     typer.echo("\n".join(verdict_text(result.probabilities, "posterior")))
     typer.echo("before the record (prior draws):")
     typer.echo("\n".join(verdict_text(result.probabilities, "prior")))
-    if is_npe:
+    if is_npe and overrides:
+        typer.echo("reliability check: not shown (it judges the calibration's own model, without --set)")
+    elif is_npe:
         from sim.analysis.settle import reliability_text
 
         typer.echo(reliability_text(posterior))
