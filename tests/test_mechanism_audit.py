@@ -92,6 +92,17 @@ def test_rival_attacks_count_only_rivals_taking_towns_from_hts():
     assert out == {"rival_attacks": 2.0, "rival_attacks_in_war": 1.0, "rival_first_day": 1.0, "rival_takes": 0.0}
 
 
+def test_favouring_and_disfavouring_settings_span_rally_pretext_and_rho():
+    s = mech.favouring_settings(())
+    assert s["as calibrated"] == {}
+    assert s["favouring"] == {"mechanisms.rally": 3.0, "mechanisms.pretext_blame": 0.0, mech.RHO: 1.0}
+    assert s["disfavouring"] == {"mechanisms.rally": 0.0, "mechanisms.pretext_blame": 0.4, mech.RHO: 0.0}
+    # every key is a parameter the scenario takes
+    from sim.scenario.loader import load_scenario
+
+    load_scenario(IDLIB, [f"{k}={v}" for k, v in s["disfavouring"].items()])
+
+
 def test_posterior_points_are_weighted_seeded_draws():
     post = pd.DataFrame({"generation": [0, 1, 1], "weight": [1.0, 0.0, 1.0], "a": [9.0, 1.0, 2.0]})
     pts = mech.parameter_points(post, ["a"], 5, seed=3)

@@ -15,8 +15,9 @@ literature's sign and size"):
 3. **Verdicts under favouring and disfavouring settings**: the paired thesis effect (strikes on
    resisting towns minus no strikes, common random numbers) on the headline outcomes, as
    calibrated, at the settings most favourable to the thesis inside the priors (rally at its
-   prior's top, blame on HTS for drawing strikes at its bottom) and least favourable (the
-   reverse). A model that can only say one thing tests nothing: the two must be able to differ.
+   prior's top, blame on HTS for drawing strikes at its bottom, all of the grievance against the
+   regime favouring HTS) and least favourable (the reverse). A model that can only say one thing
+   tests nothing: the two must be able to differ.
 4. **The mirror**: strikes stopped after ``stop`` (default 10 February 2018, when the record
    says the campaign eased) against strikes continued, on the mean of ``window`` (20-28
    February): cooperation, resistance and protest in resisting towns and rival alignment.
@@ -210,16 +211,23 @@ class Audit:
     failed: int
 
 
+#: The share of grievance against the regime that favours HTS (decision 31): not among the calibration's
+#: priors, so its whole range bounds the favouring and disfavouring settings.
+RHO = "choice.regime_grievance_to_hts"
+
+
 def favouring_settings(priors: Any) -> dict[str, dict[str, float]]:
-    """The settings of the verdict table: as calibrated; rally at its prior's top and pretext blame at its
-    bottom (favouring the thesis); the reverse (disfavouring). Bounds from the calibration priors."""
+    """The settings of the verdict table: as calibrated; rally at its prior's top, pretext blame at its
+    bottom and all of the grievance against the regime favouring HTS (favouring the thesis); the reverse
+    (disfavouring). Bounds from the calibration priors; rho's whole range where it has no prior."""
     bounds = {p.path: p.bounds() for p in priors}
     rally = bounds.get("mechanisms.rally", (0.0, 3.0))
     pretext = bounds.get("mechanisms.pretext_blame", (0.0, 0.4))
+    rho = bounds.get(RHO, (0.0, 1.0))
     return {
         "as calibrated": {},
-        "favouring": {"mechanisms.rally": rally[1], "mechanisms.pretext_blame": pretext[0]},
-        "disfavouring": {"mechanisms.rally": rally[0], "mechanisms.pretext_blame": pretext[1]},
+        "favouring": {"mechanisms.rally": rally[1], "mechanisms.pretext_blame": pretext[0], RHO: rho[1]},
+        "disfavouring": {"mechanisms.rally": rally[0], "mechanisms.pretext_blame": pretext[1], RHO: rho[0]},
     }
 
 
@@ -477,8 +485,9 @@ def report_lines(audit: Audit, command: str, scenario_hash: str) -> list[str]:
         "## 3. The thesis under favouring and disfavouring settings",
         "",
         "Paired effect of strikes on resisting towns against no strikes (common random numbers) on the summary "
-        "window; favouring: rally at its prior's top and blame on HTS for drawing strikes at its bottom; "
-        "disfavouring: the reverse. `p_*`: shares of (draw, seed) effects above +ROPE, within, below -ROPE; "
+        "window; favouring: rally at its prior's top, blame on HTS for drawing strikes at its bottom and all of the "
+        "grievance against the regime favouring HTS (`choice.regime_grievance_to_hts` 1); disfavouring: the "
+        "reverse. `p_*`: shares of (draw, seed) effects above +ROPE, within, below -ROPE; "
         "`verdict_of_mean`: the mean's 95% interval (+-1.96 se) against the ROPE.",
         "",
         markdown_table(audit.verdicts),
