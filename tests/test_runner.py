@@ -185,8 +185,15 @@ def test_a_figure_drawn_in_the_background_is_written_before_the_wait_returns(tmp
     def draw():
         target.write_text(str(os.getpid()))
 
-    wait = figures._in_background(draw)
-    wait()
+    import threading
+
+    monitor = threading.Event()  # a progress bar's monitor thread (sim run has one) does not stop the fork
+    threading.Thread(target=monitor.wait, name="tqdm_monitor", daemon=True).start()
+    try:
+        wait = figures._in_background(draw)
+        wait()
+    finally:
+        monitor.set()
     # drawn once, by another process (on Linux), and complete when wait() returns
     assert target.read_text() != str(parent) or not sys.platform.startswith("linux")
 
@@ -206,6 +213,37 @@ def test_a_figure_that_fails_in_the_background_fails_again_here(tmp_path, monkey
         wait()
     assert len(list(calls.iterdir())) == (2 if sys.platform.startswith("linux") else 1)
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_background_figure_that_hangs_is_stopped_and_drawn_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_cpus", lambda: 2)
+    monkeypatch.setattr(figures, "BACKGROUND_TIMEOUT_S", 1.0)
+    parent = os.getpid()
+    target = tmp_path / "figure.txt"
+
+    def draw():
+        if os.getpid() != parent:
+            __import__("time").sleep(60)  # a child stuck (a lock copied by fork)
+        target.write_text("drawn here")
+
+    wait = figures._in_background(draw)
+    wait()
+    assert target.read_text() == "drawn here"
+
+
+def test_with_other_threads_running_a_background_figure_is_drawn_here(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(figures, "_cpus", lambda: 2)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        drawn: list[int] = []
+        figures._in_background(lambda: drawn.append(os.getpid()))()
+        assert drawn == [os.getpid()]
+    finally:
+        stop.set()
 
 
 def test_with_one_cpu_a_background_figure_is_drawn_here_at_once(tmp_path, monkeypatch):

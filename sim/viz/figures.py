@@ -247,18 +247,27 @@ def run_extras(result: SimulationResult, folder: Path, replicates: int | None = 
     return entries
 
 
+#: Longest wait for a figure drawn in the background before it is drawn again here (seconds).
+BACKGROUND_TIMEOUT_S = 300.0
+
+
 def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
     """Start ``draw`` in a forked process while this one goes on; return the function that waits for it.
 
-    Where ``fork`` is not the safe default (anything but Linux) or only one CPU is available,
-    ``draw`` runs here at once. A child that fails is not trusted: ``wait()`` draws again here,
-    so the error surfaces as any other would (the child prints nothing). ``wait(abandon=True)``
-    stops the child without drawing (this process is already failing).
+    Where ``fork`` is not the safe default (anything but Linux), only one CPU is available, or
+    this process runs other Python threads (a Jupyter kernel, the app's server: a fork could
+    copy a lock another thread holds), ``draw`` runs here at once. A child that fails, or has
+    not finished after ``BACKGROUND_TIMEOUT_S``, is not trusted: ``wait()`` stops it and draws
+    again here, so an error surfaces as any other would (the child prints nothing).
+    ``wait(abandon=True)`` stops the child without drawing (this process is already failing).
     """
     import multiprocessing as mp
     import sys
+    import threading
 
-    if not sys.platform.startswith("linux") or _cpus() <= 1:
+    # tqdm's monitor thread (a progress bar's) only sleeps and touches tqdm's own lock, which the child never uses
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name != "tqdm_monitor"]
+    if not sys.platform.startswith("linux") or _cpus() <= 1 or others:
         draw()
         return lambda abandon=False: None
 
@@ -272,12 +281,12 @@ def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
     proc.start()
 
     def wait(abandon: bool = False) -> None:
-        if abandon:
+        if not abandon:
+            proc.join(BACKGROUND_TIMEOUT_S)
+        if proc.is_alive():
             proc.terminate()
             proc.join()
-            return
-        proc.join()
-        if proc.exitcode != 0:
+        if not abandon and proc.exitcode != 0:
             draw()
 
     return wait
