@@ -246,6 +246,22 @@ def test_with_other_threads_running_a_background_figure_is_drawn_here(monkeypatc
         stop.set()
 
 
+def test_output_buffered_before_a_background_figure_is_printed_once():
+    """Block-buffered stdout (a pipe, no PYTHONUNBUFFERED): the forked child must not print it again
+    (multiprocessing flushes the streams before it forks; a bare os.fork would not)."""
+    import subprocess
+
+    code = (
+        "from sim.viz import figures\n"
+        "figures._cpus = lambda: 2\n"
+        "print('before', end='')\n"
+        "figures._in_background(lambda: None)()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out == "before"
+
+
 def test_with_one_cpu_a_background_figure_is_drawn_here_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "_cpus", lambda: 1)
     drawn: list[int] = []
