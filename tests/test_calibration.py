@@ -274,6 +274,16 @@ def _coop_case(tmp_path: Path, name: str, truth: dict[str, float]) -> tuple[Path
     return _write_case(tmp_path / name, cd.record(truth, seed=404, figures=figures), config)
 
 
+def _headline_row(p: pd.DataFrame) -> pd.Series:
+    """Posterior draws, strikes on resisting towns vs none, cooperation by home town."""
+    return p[
+        (p["draws_from"] == "posterior")
+        & (p["treatment"] == "resisting_towns")
+        & (p["control"] == "none")
+        & (p["outcome"] == "coop_resisting_home_mean")
+    ].iloc[0]
+
+
 def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_path: Path) -> None:
     # Since blame goes first to the perpetrator (ODD 7.8.1), strike harm blamed on HTS no longer
     # outweighs harm blamed on the regime: what pulls the other way is fear's withdrawal (suppression).
@@ -293,12 +303,7 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
         total = p["p_above"] + p["p_within"] + p["p_below"]
         assert np.allclose(total.dropna(), 1.0)
         assert set(p["draws_from"]) == {"posterior", "prior"}
-        row = p[
-            (p["draws_from"] == "posterior")
-            & (p["treatment"] == "resisting_towns")
-            & (p["control"] == "none")
-            & (p["outcome"] == "coop_resisting_home_mean")
-        ].iloc[0]
+        row = _headline_row(p)
         answers[name] = row
         assert (verdict.folder / "report.md").exists() and (verdict.folder / "probabilities.csv").exists()
     # opposite answers: the record that favours the thesis moves mass above +ROPE, the other below -ROPE
@@ -314,12 +319,7 @@ def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_pat
         s, folder, draws=6, workers=1, progress=False, out=tmp_path / "changed", root_seed=10, overrides=sets
     )
     p = changed.probabilities
-    row = p[
-        (p["draws_from"] == "posterior")
-        & (p["treatment"] == "resisting_towns")
-        & (p["control"] == "none")
-        & (p["outcome"] == "coop_resisting_home_mean")
-    ].iloc[0]
+    row = _headline_row(p)
     assert row["mean_effect"] < fav["mean_effect"] - 0.02, (row["mean_effect"], fav["mean_effect"])
     assert json.loads((changed.folder / "manifest.json").read_text())["overrides"] == sets
     assert "--set mechanisms.rally=0 choice.regime_grievance_to_hts=0" in (changed.folder / "report.md").read_text()

@@ -169,11 +169,18 @@ def audit_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, float
         out[f"continued:{col}"] = _window_mean(ts, col, start, end)
     out.update(_rival_attacks(frames["events"], *context["rival_war"]))
     paired = derive_seed(seed, "mechanisms", "thesis")
+
+    def arms_of(setting: dict[str, Any]) -> dict[str, dict[str, float]]:
+        """The thesis outcomes of both arms of one pair (strikes on resisting towns, none) under ``setting``."""
+        return {
+            policy: compute_outcomes(
+                run({**setting, POLICY: policy}, paired)["timeseries"], THESIS_OUTCOMES, context["summary_window"]
+            )
+            for policy in (TREATMENT, CONTROL)
+        }
+
     for label, setting in context["settings"].items():
-        arms = {}
-        for policy in (TREATMENT, CONTROL):
-            r = run({**setting, POLICY: policy}, paired)["timeseries"]
-            arms[policy] = compute_outcomes(r, THESIS_OUTCOMES, context["summary_window"])
+        arms = arms_of(setting)
         for o in THESIS_OUTCOMES:
             out[f"effect:{label}:{o}"] = float(arms[TREATMENT][o] - arms[CONTROL][o])
             out[f"control:{label}:{o}"] = float(arms[CONTROL][o])
@@ -183,10 +190,7 @@ def audit_task(task: dict[str, Any], context: dict[str, Any]) -> dict[str, float
     # and what is left then: harm blamed on its perpetrator (a split, with no "off" of its own) set to 0 too
     offs["all+regime_blame"] = {**offs["all"], "mechanisms.regime_blame": 0.0}
     for m, setting in offs.items():
-        arms = {}
-        for policy in (TREATMENT, CONTROL):
-            r = run({**setting, POLICY: policy}, paired)["timeseries"]
-            arms[policy] = compute_outcomes(r, THESIS_OUTCOMES, context["summary_window"])
+        arms = arms_of(setting)
         for o in THESIS_OUTCOMES:
             out[f"effect_off:{m}:{o}"] = float(arms[TREATMENT][o] - arms[CONTROL][o])
     return out
