@@ -178,6 +178,7 @@ def test_a_failure_while_writing_leaves_no_run_folder(result, tmp_path, monkeypa
 
 
 def test_a_figure_drawn_in_the_background_is_written_before_the_wait_returns(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_other_threads", list)  # threads other tests left in this worker
     monkeypatch.setattr(figures, "_cpus", lambda: 2)
     target = tmp_path / "figure.txt"
     parent = os.getpid()
@@ -200,6 +201,7 @@ def test_a_figure_drawn_in_the_background_is_written_before_the_wait_returns(tmp
 
 def test_a_figure_that_fails_in_the_background_fails_again_here(tmp_path, monkeypatch, capfd):
     """The child prints nothing; the parent draws again, so the error surfaces as any other."""
+    monkeypatch.setattr(figures, "_other_threads", list)  # threads other tests left in this worker
     monkeypatch.setattr(figures, "_cpus", lambda: 2)
     calls = tmp_path / "calls"
     calls.mkdir()
@@ -216,6 +218,7 @@ def test_a_figure_that_fails_in_the_background_fails_again_here(tmp_path, monkey
 
 
 def test_a_background_figure_that_hangs_is_stopped_and_drawn_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(figures, "_other_threads", list)  # threads other tests left in this worker
     monkeypatch.setattr(figures, "_cpus", lambda: 2)
     monkeypatch.setattr(figures, "BACKGROUND_TIMEOUT_S", 1.0)
     parent = os.getpid()

@@ -263,11 +263,8 @@ def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
     """
     import multiprocessing as mp
     import sys
-    import threading
 
-    # tqdm's monitor thread (a progress bar's) only sleeps and touches tqdm's own lock, which the child never uses
-    others = [t for t in threading.enumerate() if t is not threading.current_thread() and t.name != "tqdm_monitor"]
-    if not sys.platform.startswith("linux") or _cpus() <= 1 or others:
+    if not sys.platform.startswith("linux") or _cpus() <= 1 or _other_threads():
         draw()
         return lambda abandon=False: None
 
@@ -290,6 +287,15 @@ def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
             draw()
 
     return wait
+
+
+def _other_threads() -> list[Any]:
+    """Python threads besides this one; tqdm's monitor thread (a progress bar's) only sleeps and touches
+    tqdm's own lock, which a forked child never uses."""
+    import threading
+
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and t.name != "tqdm_monitor"]
 
 
 def _cpus() -> int:
