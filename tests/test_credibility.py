@@ -65,15 +65,15 @@ def _drift(runs: list[pd.DataFrame], columns: tuple[str, ...]) -> dict[str, floa
 BASELINE_DAYS = {"idlib_2017_2018": 120, "idlib_2017_2018_base": 120}
 
 
-# A known defect, kept visible (strict: the mark must go when it passes): the stationary balance holds the
-# households' choice at day 0, but without any shock the resisting towns still drift, the more the larger
-# `mechanisms.control` (the weight of HTS control in the choice). Over 5
-# seeds and 120 days the resisting towns' shares move by 0.019 at the base scenario's control strength,
-# 0.023 at control 3, and 0.025 at the shipped calibrated draw (control 2.97, inside its 0-3 prior).
+# A known defect, kept visible (strict: the mark must go when it passes). Its systematic part, HTS
+# growing by unbalanced recruitment, is fixed (standing attrition, 5.7; the test below). What remains is
+# the takeover hazard's ratchet: councils fall with probability rate * max(0, g - g0), so sampling noise in
+# the pressure g yields rare takeovers without any shock (0.03-0.13 expected per 120-day run), and one in
+# Maarat al-Numan (seed 4, day 101, at an excess of about 0.001) moves the 5 seeds' mean by 0.02.
 CONTROL_DRIFT = pytest.mark.xfail(
     strict=True,
-    reason="the stationary balance does not hold at a large control weight: at mechanisms.control near the top "
-    "of its prior (the shipped draw: 2.97) the resisting towns' shares drift by 0.025 in 120 days (DECISIONS 30)",
+    reason="the takeover hazard turns sampling noise into rare council takeovers without shocks: one in "
+    "Maarat al-Numan (seed 4) moves the resisting towns' 5-seed mean by 0.02 in 120 days (DECISIONS 30)",
 )
 
 
@@ -101,6 +101,25 @@ def test_baseline_without_strikes_or_front_stands_still(name: str, fraction: flo
     later = protest[10:].mean()
     assert protest[:10].max() <= 1.5 * later, (protest[:10], later)
     assert 0.005 <= later <= 0.05
+
+
+def test_standing_attrition_balances_recruitment_in_the_baseline() -> None:
+    """HTS keeps recruiting without shocks, and loses as many fighters as it expected to gain on day 0 (5.7).
+
+    Without the balance HTS grew by about 12% in 120 days of the Idlib baseline, which raised arrests,
+    cut protest in resisting towns by a third and raised HTS control there.
+    """
+    for seed in (1, 2):
+        loaded = load_scenario(
+            SCENARIOS / "idlib_2017_2018.yaml",
+            [*NO_SHOCKS, *NO_RIVAL_CONFLICT, "households.sample_fraction=0.05", f"seed={seed}", "days=120"],
+        )
+        ts = simulate(loaded, household_agents=False).timeseries
+        fighters = ts["hts_fighters"].to_numpy()
+        assert ts["hts_recruits_cum"].iloc[-1] > 0.05 * fighters[0]  # recruitment goes on ...
+        assert abs(fighters[-1] / fighters[0] - 1) < 0.02, (fighters[0], fighters[-1])  # ... and is balanced
+        rivals = ts["rival_fighters"].to_numpy()
+        assert abs(rivals[-1] / rivals[0] - 1) < 0.01, (rivals[0], rivals[-1])
 
 
 def test_without_the_stationary_balance_the_baseline_drifts() -> None:

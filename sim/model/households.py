@@ -30,10 +30,13 @@ __all__ = [
     "destination_matrix",
     "draw_stances_from_choice",
     "enlist",
+    "expected_recruits",
     "flight",
     "kill_persons",
     "move_households",
+    "recruitment_rates",
     "return_households",
+    "standing_attrition",
     "stance_utilities_now",
     "stationary_protest",
     "step_households",
@@ -230,6 +233,47 @@ def enlist(state: ModelState, idx: np.ndarray) -> None:
             groups[g].recruits += c * state.weight
 
 
+def recruitment_rates(state: ModelState) -> np.ndarray:
+    """Daily recruitment rate at G_R = 1 per town (rows) and stance (columns): 7.8.7."""
+    ts = state.town_state
+    rc = state.scenario.recruitment
+    rate_table = np.zeros((len(ts.names), 3), dtype=F32)
+    rate_table[:, COOPERATE] = rc.hts_rate * ts.open
+    rate_table[:, RESIST] = rc.rival_rate * ts.rival_presence_total * ts.open
+    return rate_table
+
+
+def expected_recruits(state: ModelState) -> tuple[float, np.ndarray]:
+    """Fighters HTS and each rival group expect to gain per day in the current state (7.8.7).
+
+    The mean of :func:`step_households`' recruitment draw: every living household that has
+    not sent a fighter, with probability ``G_R * rate``, to HTS if cooperating, to the group
+    with the highest presence in its town if resisting. The stationary baseline (5.7) takes
+    the day-0 value as the standing attrition that balances standing recruitment.
+    """
+    hh = state.hh
+    groups = state.rival_groups
+    rates = recruitment_rates(state)
+    eligible = (hh.persons > 0) & (hh.recruited == NOT_RECRUITED)
+    p = np.where(eligible, rules.recruit_probability(hh.g_regime, rates[hh.town, hh.stance]), 0).astype(np.float64)
+    hts = float(p[hh.stance == COOPERATE].sum()) * state.weight
+    rivals = np.zeros(len(groups))
+    res = np.flatnonzero(hh.stance == RESIST)
+    if len(res) and groups:
+        group = np.argmax(state.town_state.rival_presence[hh.town[res]], axis=1)
+        rivals = np.bincount(group, weights=p[res], minlength=len(groups)) * state.weight
+    return hts, rivals
+
+
+def standing_attrition(state: ModelState) -> None:
+    """Each armed actor loses its standing attrition (5.7: day-0 expected recruits; 0 without a stationary baseline)."""
+    bal = state.balance
+    hts = state.hts
+    hts.fighters = max(0.0, hts.fighters - bal["hts_fighters"])
+    for group, loss in zip(state.rival_groups, np.broadcast_to(bal["rival_fighters"], len(state.rival_groups))):
+        group.fighters = max(0.0, group.fighters - float(loss))
+
+
 # ---------------------------------------------------------------------- the daily step
 
 
@@ -356,10 +400,7 @@ def step_households(state: ModelState) -> None:
         return_households(state, returning)
 
     # --- recruitment ---------------------------------------------------------------------
-    rc = sc.recruitment
-    rate_table = np.zeros((len(ts.names), 3), dtype=F32)
-    rate_table[:, COOPERATE] = rc.hts_rate * ts.open
-    rate_table[:, RESIST] = rc.rival_rate * ts.rival_presence_total * ts.open
+    rate_table = recruitment_rates(state)
     u_rec = rng.random(n, dtype=F32)
     # p_rec = G_R * rate is at most max|G_R| * max|rate| (float32 rounding is monotone), so only
     # households drawing below that bound can be recruited: the rule is evaluated for those only.
@@ -369,6 +410,7 @@ def step_households(state: ModelState) -> None:
     p_rec = rules.recruit_probability(g[low], rate_table.ravel()[town[low].astype(np.int32) * 3 + hh.stance[low]])
     recruits = low[(u_rec[low] < p_rec) & (hh.recruited[low] == NOT_RECRUITED) & alive[low]]
     enlist(state, recruits)
+    standing_attrition(state)
 
 
 def flight(

@@ -242,6 +242,8 @@ class AllegianceModel(Model):
         st.balance["takeover_pressure"] = np.asarray(drifts["takeover_pressure"]).copy()
         st.balance["council"] = self.civil_society.drift()
         st.balance["hts_harm"] = towns.hts_harm(st)
+        # Standing attrition: each armed actor loses what it expects to recruit per day at day 0.
+        st.balance["hts_fighters"], st.balance["rival_fighters"] = households.expected_recruits(st)
         households.aggregate(st)  # back to the realised protest of day -1
 
     # ------------------------------------------------------------------ the shared state, read-only

@@ -123,6 +123,8 @@ def zero_balance(n: int) -> dict[str, float | np.ndarray]:
         "council": np.zeros(n),
         "takeover_pressure": np.zeros(n),
         "hts_harm": np.zeros(n),
+        "hts_fighters": 0.0,
+        "rival_fighters": 0.0,
     }
 
 
