@@ -721,25 +721,34 @@ def test_apply_keeps_the_values_the_calibration_ran_with():
     assert held_values(base, base, []) == {}
 
 
-def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_values_change_them():
+def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_values_change_them(tmp_path):
     """choice.regime_grievance_to_hts = 1 reproduces the simulations from before it existed, so a stored
-    reference table stays valid (sim.scenario.calibration.NEUTRAL_DEFAULTS); any other value does not."""
+    reference table of a calibration that holds it fixed stays valid (sim.scenario.calibration.NEUTRAL_DEFAULTS);
+    any other value does not. The shipped calibration has a prior on it, so the test uses a copy without one."""
     from sim.scenario.calibration import NEUTRAL_DEFAULTS
 
     assert NEUTRAL_DEFAULTS == {"choice.regime_grievance_to_hts": 1.0}
+    shipped = ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml"
+    lines = shipped.read_text(encoding="utf-8").splitlines(keepends=True)
+    held = [line for line in lines if not line.startswith("  choice.regime_grievance_to_hts:")]
+    assert len(held) == len(lines) - 1  # the shipped file's prior on rho, removed
+    config = tmp_path / "idlib_2017_2018.yaml"
+    config.write_text("".join(held), encoding="utf-8")
     loaded = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
-    cal = load_calibration(ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml", loaded)
+    cal = load_calibration(config, loaded)
+    assert "choice.regime_grievance_to_hts" not in {p.path for p in cal.priors}
     assert loaded.scenario.choice.regime_grievance_to_hts == 1.0
     dump = loaded.scenario.model_dump(mode="json")
     assert dump["choice"]["regime_grievance_to_hts"] == 1.0  # the scenario has it; the fingerprints leave it out
     other = load_calibration(
-        ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml",
-        load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=0.5"]),
+        config, load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=0.5"])
     )
     assert other.fingerprint() != cal.fingerprint()
     assert other.reference_fingerprint() != cal.reference_fingerprint()
     explicit = load_calibration(
-        ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml",
-        load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=1"]),
+        config, load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=1"])
     )
     assert explicit.reference_fingerprint() == cal.reference_fingerprint()
+    # With the prior (the shipped file), rho is drawn, and the scenario's value does not enter the table's fingerprint.
+    with_prior = load_calibration(shipped, loaded)
+    assert "choice.regime_grievance_to_hts" in {p.path for p in with_prior.priors}

@@ -176,10 +176,19 @@ def test_recruitment_adds_hts_fighters(tiny, run_model):
     recruits = ts["hts_recruits_cum"].to_numpy()
     assert recruits[-1] > 0
     assert np.all(np.diff(recruits) >= 0)
-    np.testing.assert_allclose(ts["hts_fighters"], sc.hts.fighters + recruits)
+    # Each day's recruits, less the standing attrition of a stationary baseline (5.7): the recruits expected on day 0.
+    model = run_model(sc)
+    attrition = model.state.balance["hts_fighters"]
+    assert attrition > 0
+    days = np.arange(1, len(recruits) + 1)
+    np.testing.assert_allclose(ts["hts_fighters"], sc.hts.fighters + recruits - attrition * days)
     none = run_model(tiny(days=30, recruitment={"hts_rate": 0.0, "rival_rate": 0.0}))
     ts0 = none.collector.frames()["timeseries"]
     assert ts0["hts_recruits_cum"].iloc[-1] == 0 and ts0["hts_fighters"].iloc[-1] == sc.hts.fighters
+    # Without a stationary baseline there is no attrition: fighters are the initial ones plus every recruit.
+    free = tiny(days=30, recruitment={"hts_rate": 0.05, "rival_rate": 0.0}, baseline={"stationary": False})
+    ts1 = run_model(free).collector.frames()["timeseries"]
+    np.testing.assert_allclose(ts1["hts_fighters"], free.hts.fighters + ts1["hts_recruits_cum"].to_numpy())
 
 
 def test_resisting_households_join_a_rival_group_present_in_their_town(tiny, run_model):
@@ -188,7 +197,9 @@ def test_resisting_households_join_a_rival_group_present_in_their_town(tiny, run
     model = run_model(sc)
     ts = model.collector.frames()["timeseries"]
     assert ts["rival_recruits_cum"].iloc[-1] > 0
-    assert ts["rival_fighters"].iloc[-1] == pytest.approx(100 + ts["rival_recruits_cum"].iloc[-1])
+    attrition = float(np.asarray(model.state.balance["rival_fighters"])[0])  # standing attrition (5.7)
+    assert attrition > 0
+    assert ts["rival_fighters"].iloc[-1] == pytest.approx(100 + ts["rival_recruits_cum"].iloc[-1] - 30 * attrition)
     joined = model.hh.rival_group >= 0
     assert np.all(model.hh.home[joined] == 0)  # only town A has the group
 
