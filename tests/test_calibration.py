@@ -729,24 +729,26 @@ def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_va
 
     assert NEUTRAL_DEFAULTS == {"choice.regime_grievance_to_hts": 1.0}
     shipped = ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml"
+    # The base scenario leaves rho at its default (the shipped one holds a calibrated draw of it).
+    base = ROOT / "scenarios" / "idlib_2017_2018_base.yaml"
     lines = shipped.read_text(encoding="utf-8").splitlines(keepends=True)
     held = [line for line in lines if not line.startswith("  choice.regime_grievance_to_hts:")]
     assert len(held) == len(lines) - 1  # the shipped file's prior on rho, removed
     config = tmp_path / "idlib_2017_2018.yaml"
     config.write_text("".join(held), encoding="utf-8")
-    loaded = load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml")
+    loaded = load_scenario(base)
     cal = load_calibration(config, loaded)
     assert "choice.regime_grievance_to_hts" not in {p.path for p in cal.priors}
     assert loaded.scenario.choice.regime_grievance_to_hts == 1.0
     dump = loaded.scenario.model_dump(mode="json")
     assert dump["choice"]["regime_grievance_to_hts"] == 1.0  # the scenario has it; the fingerprints leave it out
     other = load_calibration(
-        config, load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=0.5"])
+        config, load_scenario(base, ["choice.regime_grievance_to_hts=0.5"])
     )
     assert other.fingerprint() != cal.fingerprint()
     assert other.reference_fingerprint() != cal.reference_fingerprint()
     explicit = load_calibration(
-        config, load_scenario(ROOT / "scenarios" / "idlib_2017_2018.yaml", ["choice.regime_grievance_to_hts=1"])
+        config, load_scenario(base, ["choice.regime_grievance_to_hts=1"])
     )
     assert explicit.reference_fingerprint() == cal.reference_fingerprint()
     # With the prior (the shipped file), rho is drawn, and the scenario's value does not enter the table's fingerprint.

@@ -104,22 +104,21 @@ def test_baseline_without_strikes_or_front_stands_still(name: str, fraction: flo
 
 
 def test_standing_attrition_balances_recruitment_in_the_baseline() -> None:
-    """HTS keeps recruiting without shocks, and loses as many fighters as it expected to gain on day 0 (5.7).
-
-    Without the balance HTS grew by about 12% in 120 days of the Idlib baseline, which raised arrests,
-    cut protest in resisting towns by a third and raised HTS control there.
-    """
-    for seed in (1, 2):
-        loaded = load_scenario(
-            SCENARIOS / "idlib_2017_2018.yaml",
-            [*NO_SHOCKS, *NO_RIVAL_CONFLICT, "households.sample_fraction=0.05", f"seed={seed}", "days=120"],
-        )
-        ts = simulate(loaded, household_agents=False).timeseries
-        fighters = ts["hts_fighters"].to_numpy()
-        assert ts["hts_recruits_cum"].iloc[-1] > 0.05 * fighters[0]  # recruitment goes on ...
-        assert abs(fighters[-1] / fighters[0] - 1) < 0.02, (fighters[0], fighters[-1])  # ... and is balanced
-        rivals = ts["rival_fighters"].to_numpy()
-        assert abs(rivals[-1] / rivals[0] - 1) < 0.01, (rivals[0], rivals[-1])
+    """HTS and the rival groups keep recruiting without shocks, and lose as many fighters as they expected to gain
+    on day 0 (5.7). Without the balance every recruit stays (HTS grew by about 12% in 120 days of the Idlib
+    baseline, which raised arrests, cut protest in resisting towns by a third and raised HTS control there);
+    with it the change is sampling noise, well under half the recruits (at this scale the noise is a few
+    standard deviations below that bound)."""
+    loaded = load_scenario(
+        SCENARIOS / "idlib_2017_2018.yaml",
+        [*NO_SHOCKS, *NO_RIVAL_CONFLICT, "households.sample_fraction=0.3", "seed=1", "days=120"],
+    )
+    ts = simulate(loaded, household_agents=False).timeseries
+    for fighters, recruits in (("hts_fighters", "hts_recruits_cum"), ("rival_fighters", "rival_recruits_cum")):
+        f, r = ts[fighters].to_numpy(), ts[recruits].iloc[-1]
+        assert r > 0.01 * f[0], (recruits, r)  # recruitment goes on ...
+        assert abs(f[-1] - f[0]) < 0.4 * r, (fighters, f[0], f[-1], r)  # ... and is balanced
+    assert ts["hts_recruits_cum"].iloc[-1] > 0.05 * ts["hts_fighters"].iloc[0]
 
 
 def test_without_the_stationary_balance_the_baseline_drifts() -> None:
