@@ -751,6 +751,6 @@ def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_va
         config, load_scenario(base, ["choice.regime_grievance_to_hts=1"])
     )
     assert explicit.reference_fingerprint() == cal.reference_fingerprint()
-    # With the prior (the shipped file), rho is drawn, and the scenario's value does not enter the table's fingerprint.
+    # The shipped file draws rho from its prior instead.
     with_prior = load_calibration(shipped, loaded)
     assert "choice.regime_grievance_to_hts" in {p.path for p in with_prior.priors}

@@ -172,12 +172,12 @@ def test_hts_coercion_never_moves_grievance_against_the_regime(tiny, run_model):
 
 def test_recruitment_adds_hts_fighters(tiny, run_model):
     sc = tiny(days=30, recruitment={"hts_rate": 0.05, "rival_rate": 0.0})
-    ts = run_model(sc).collector.frames()["timeseries"]
+    model = run_model(sc)
+    ts = model.collector.frames()["timeseries"]
     recruits = ts["hts_recruits_cum"].to_numpy()
     assert recruits[-1] > 0
     assert np.all(np.diff(recruits) >= 0)
     # Each day's recruits, less the standing attrition of a stationary baseline (5.7): the recruits expected on day 0.
-    model = run_model(sc)
     attrition = model.state.balance["hts_fighters"]
     assert attrition > 0
     days = np.arange(1, len(recruits) + 1)

@@ -212,6 +212,11 @@ def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator,
     return float(dead.sum())
 
 
+def _rival_group_of(state: ModelState, idx: np.ndarray) -> np.ndarray:
+    """The rival group a resisting household ``idx`` would join: the one most present in its current town (7.8.7)."""
+    return np.argmax(state.town_state.rival_presence[state.hh.town[idx]], axis=1)
+
+
 def enlist(state: ModelState, idx: np.ndarray) -> None:
     """Households ``idx`` send a fighter: cooperating ones to HTS, resisting ones to a rival group present."""
     if not len(idx):
@@ -225,7 +230,7 @@ def enlist(state: ModelState, idx: np.ndarray) -> None:
     hts.recruits += len(coop) * state.weight
     res = idx[hh.stance[idx] == RESIST]
     if len(res) and groups:
-        group = np.argmax(state.town_state.rival_presence[hh.town[res]], axis=1)
+        group = _rival_group_of(state, res)
         hh.recruited[res] = RECRUITED_RIVAL
         hh.rival_group[res] = group
         for g, c in enumerate(np.bincount(group, minlength=len(groups))):
@@ -260,7 +265,7 @@ def expected_recruits(state: ModelState) -> tuple[float, np.ndarray]:
     rivals = np.zeros(len(groups))
     res = np.flatnonzero(hh.stance == RESIST)
     if len(res) and groups:
-        group = np.argmax(state.town_state.rival_presence[hh.town[res]], axis=1)
+        group = _rival_group_of(state, res)
         rivals = np.bincount(group, weights=p[res], minlength=len(groups)) * state.weight
     return hts, rivals
 
