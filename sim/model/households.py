@@ -36,8 +36,8 @@ __all__ = [
     "move_households",
     "recruitment_rates",
     "return_households",
-    "standing_attrition",
     "stance_utilities_now",
+    "standing_attrition",
     "stationary_protest",
     "step_households",
 ]
@@ -275,7 +275,8 @@ def standing_attrition(state: ModelState) -> None:
     bal = state.balance
     hts = state.hts
     hts.fighters = max(0.0, hts.fighters - bal["hts_fighters"])
-    for group, loss in zip(state.rival_groups, np.broadcast_to(bal["rival_fighters"], len(state.rival_groups))):
+    groups = state.rival_groups
+    for group, loss in zip(groups, np.broadcast_to(bal["rival_fighters"], len(groups)), strict=True):
         group.fighters = max(0.0, group.fighters - float(loss))
 
 
