@@ -742,14 +742,10 @@ def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_va
     assert loaded.scenario.choice.regime_grievance_to_hts == 1.0
     dump = loaded.scenario.model_dump(mode="json")
     assert dump["choice"]["regime_grievance_to_hts"] == 1.0  # the scenario has it; the fingerprints leave it out
-    other = load_calibration(
-        config, load_scenario(base, ["choice.regime_grievance_to_hts=0.5"])
-    )
+    other = load_calibration(config, load_scenario(base, ["choice.regime_grievance_to_hts=0.5"]))
     assert other.fingerprint() != cal.fingerprint()
     assert other.reference_fingerprint() != cal.reference_fingerprint()
-    explicit = load_calibration(
-        config, load_scenario(base, ["choice.regime_grievance_to_hts=1"])
-    )
+    explicit = load_calibration(config, load_scenario(base, ["choice.regime_grievance_to_hts=1"]))
     assert explicit.reference_fingerprint() == cal.reference_fingerprint()
     # The shipped file draws rho from its prior instead.
     with_prior = load_calibration(shipped, loaded)
