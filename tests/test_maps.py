@@ -255,3 +255,38 @@ def test_labels_do_not_overlap() -> None:
     ]
     assert not overlaps, overlaps
     plt.close(fig)
+
+
+def test_labels_copied_to_a_twin_panel_match_their_own_placement() -> None:
+    """The run map places its labels once and copies them to the other panel; the copies sit where
+    adjustText would have put them on that panel, with the same leader lines."""
+    import matplotlib.pyplot as plt
+
+    sc = load_scenario(IDLIB).scenario
+    x, y, _ = maps.town_positions(sc)
+    sizes = np.full(len(x), 80.0)
+
+    def twin() -> tuple:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 6), sharex=True, sharey=True)
+        for ax in axes:
+            maps.frame_map(ax, x, y, True)
+        return fig, axes
+
+    def leaders(ax) -> list[str]:
+        own = {id(t): t.get_text() for t in ax.texts}
+        return sorted(own[id(p.patchA)] for p in ax.patches if id(getattr(p, "patchA", None)) in own)
+
+    fig, axes = twin()
+    copied = maps.label_towns(axes[1], sc.town_names, x, y, sizes, also=[axes[0]])
+    fig_own, axes_own = twin()
+    own = maps.label_towns(axes_own[0], sc.town_names, x, y, sizes)
+    labels = axes[0].texts[-len(sc.town_names) :]  # after the scale bar's text
+    assert [t.get_text() for t in labels] == [t.get_text() for t in own] == sc.town_names
+    placed = np.array([t.get_position() for t in labels])
+    assert np.allclose(placed, [t.get_position() for t in own])
+    assert np.allclose(placed, [t.get_position() for t in copied])
+    assert not np.allclose(placed, np.column_stack([x, y]))  # adjustText moved them
+    assert leaders(axes[0]) == leaders(axes_own[0]) == leaders(axes[1])
+    assert leaders(axes[0])  # some labels have a leader line
+    plt.close(fig)
+    plt.close(fig_own)

@@ -19,7 +19,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 DEFAULT_ROPE = 0.02
 """Default minimum effect size, in share units (two percentage points), for shares whose
@@ -48,6 +47,8 @@ def mean_interval(x: np.ndarray, *, level: float = 0.95, n_resamples: int = 2000
         return float("nan"), float("nan")
     if np.all(x == x[0]):
         return float(x[0]), float(x[0])
+    from scipy import stats  # here, not at import: scipy.stats takes half a second to load
+
     kw: dict[str, Any] = {
         "confidence_level": level,
         "n_resamples": n_resamples,

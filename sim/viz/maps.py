@@ -25,6 +25,7 @@ import datetime as dt
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -394,45 +395,87 @@ def draw_strike_rings(
     ax.scatter(x[hit], y[hit], s=ring, facecolors="none", edgecolors=STRIKE_COLOUR, linewidths=1.1, zorder=2)
 
 
-def label_towns(ax: plt.Axes, names: list[str], x: np.ndarray, y: np.ndarray, sizes: np.ndarray) -> list[Any]:
+def label_towns(
+    ax: plt.Axes,
+    names: list[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    sizes: np.ndarray,
+    *,
+    also: Sequence[plt.Axes] = (),
+) -> list[Any]:
     """Town names beside their markers, moved apart by adjustText; aggregates in grey italics.
 
     Call last, once the axes limits, colour bar and legend are in place (adjustText works in
-    display space); labels do not take part in the layout.
+    display space); labels do not take part in the layout. The axes in ``also`` (panels of the
+    same towns with the same limits and size, as the two maps of :func:`plot_run_map`) get the
+    same labels and leader lines at the same places, without running adjustText again: with a
+    fixed iteration count (:data:`LABEL_ITERATIONS`) its result depends only on the names, their
+    positions and the axes' size and limits.
     """
     from adjustText import adjust_text
 
     fig = ax.figure
     if fig.get_layout_engine() is not None:
         fig.draw_without_rendering()  # settle the layout first: adjustText works in display space
-    texts = []
-    for i, n in enumerate(names):
-        aggregate = any(w in n for w in ("villages", "camps"))
-        texts.append(
-            ax.text(
-                x[i],
-                y[i],
-                n,
-                fontsize=6.5,
-                color="#555555" if aggregate else "#111111",
-                style="italic" if aggregate else "normal",
-                ha="left",
-                va="bottom",
-                zorder=5,
-                in_layout=False,
+
+    def place(target: plt.Axes) -> list[Any]:
+        texts = []
+        for i, n in enumerate(names):
+            aggregate = any(w in n for w in ("villages", "camps"))
+            texts.append(
+                target.text(
+                    x[i],
+                    y[i],
+                    n,
+                    fontsize=6.5,
+                    color="#555555" if aggregate else "#111111",
+                    style="italic" if aggregate else "normal",
+                    ha="left",
+                    va="bottom",
+                    zorder=5,
+                    in_layout=False,
+                )
             )
-        )
+        return texts
+
+    texts = place(ax)
+    arrows: list[Any] = []
     if len(texts) > 1:
-        adjust_text(
+        _, arrows = adjust_text(
             texts,
             x=x,
             y=y,
             ax=ax,
             expand=(1.1, 1.35),
-            arrowprops={"arrowstyle": "-", "color": "#777777", "lw": 0.5},
+            arrowprops=dict(LEADER_LINE),
             min_arrow_len=8,
+            iter_lim=LABEL_ITERATIONS,
+            time_lim=None,
         )
+    for other in also:
+        copies = place(other)
+        for src, dst in zip(texts, copies, strict=True):
+            dst.set_position(src.get_position())
+            dst.set_horizontalalignment(src.get_horizontalalignment())
+            dst.set_verticalalignment(src.get_verticalalignment())
+        led = {id(getattr(a, "patchA", None)) for a in arrows}  # the labels adjustText gave a leader line
+        for i, (src, dst) in enumerate(zip(texts, copies, strict=True)):
+            if id(src) in led:
+                line = FancyArrowPatch(
+                    posA=src.get_position(), posB=(x[i], y[i]), patchA=dst, transform=other.transData, **LEADER_LINE
+                )
+                other.add_patch(line)
     return texts
+
+
+#: adjustText's iterations per map. Its default stops after one second of wall time instead, so
+#: the labels' places depended on the machine's speed and load, and every map took that second
+#: when the labels did not settle (the two panels of a run's map at the Idlib towns' density).
+LABEL_ITERATIONS = 150
+
+#: Leader lines from a moved label to its town.
+LEADER_LINE: dict[str, Any] = {"arrowstyle": "-", "color": "#777777", "lw": 0.5}
 
 
 def frame_map(
@@ -666,8 +709,9 @@ def plot_run_map(
             f"with HTS (background targeting: {policy})",
             fontsize=11,
         )
-        for ax, d in zip(axes, (0, day), strict=True):
-            on_day = towns[towns["day"] == d]
-            persons = on_day.set_index(on_day["town"].astype(str)).reindex(scenario.town_names)["persons_present"]
-            label_towns(ax, scenario.town_names, x, y, np.maximum(persons.to_numpy(float) * size_scale, 6.0))
+        on_day = towns[towns["day"] == day]
+        persons = on_day.set_index(on_day["town"].astype(str)).reindex(scenario.town_names)["persons_present"]
+        sizes = np.maximum(persons.to_numpy(float) * size_scale, 6.0)
+        # Both panels share their limits and size: the labels are placed once, on the last day's map.
+        label_towns(axes[1], scenario.town_names, x, y, sizes, also=[axes[0]])
         return finish(fig, save)
