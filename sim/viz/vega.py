@@ -29,7 +29,7 @@ from matplotlib.colors import Colormap, to_hex
 
 from sim.model.actors import FRONT_STATUS
 from sim.scenario.basemap import Basemap
-from sim.viz.maps import CONTROLLER_LABELS, GEO_COLOURS, front_areas, road_label_point
+from sim.viz.maps import CONTROLLER_LABELS, GEO_COLOURS, LABEL_ITERATIONS, front_areas, road_label_point
 from sim.viz.style import PALETTE, STRIKE_COLOUR
 
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
@@ -134,7 +134,17 @@ def label_positions(
         ax.text(a, b + offset, n, fontsize=LABEL_FONT_PX * 72 / 100, ha="center", va="center")
         for n, a, b in zip(names, fu, fv, strict=True)
     ]
-    adjust_text(texts, x=fu, y=fv, ax=ax, expand=(1.15, 1.5), force_static=(0.3, 0.5), ensure_inside_axes=True)
+    adjust_text(
+        texts,
+        x=fu,
+        y=fv,
+        ax=ax,
+        expand=(1.15, 1.5),
+        force_static=(0.3, 0.5),
+        ensure_inside_axes=True,
+        iter_lim=LABEL_ITERATIONS,  # a fixed count, not adjustText's default second of wall time
+        time_lim=None,
+    )
     out = tuple((float(t.get_position()[0]), float(t.get_position()[1])) for t in texts)
     plt.close(fig)
     return out
