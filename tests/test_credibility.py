@@ -117,13 +117,10 @@ def test_a_push_to_control_in_the_baseline_decays() -> None:
     fixed. A stationary baseline that is also stable brings the push back: at least half of it gone in 120
     days. At the shipped draw it grows instead (0.05 to about 0.053), and the cooperating share follows."""
     push, days = 0.05, 120
+    quiet = ["households.sample_fraction=0.05", "seed=2", f"days={days}", "hts.takeover_rate=0"]
     means = []
     for extra in (0.0, push):
-        loaded = load_scenario(
-            SCENARIOS / "idlib_2017_2018.yaml",
-            [*NO_SHOCKS, *NO_RIVAL_CONFLICT, "households.sample_fraction=0.05", "seed=2", f"days={days}"]
-            + ["hts.takeover_rate=0"],
-        )
+        loaded = load_scenario(SCENARIOS / "idlib_2017_2018.yaml", [*NO_SHOCKS, *NO_RIVAL_CONFLICT, *quiet])
         model = AllegianceModel(loaded.scenario, household_agents=False)
         ts = model.state.town_state
         resisting = np.array([t.stance == "resisting" for t in loaded.scenario.towns])
