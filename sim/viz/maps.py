@@ -453,14 +453,12 @@ def label_towns(
             iter_lim=LABEL_ITERATIONS,
             time_lim=None,
         )
+    led = {id(getattr(a, "patchA", None)) for a in arrows}  # the labels adjustText gave a leader line
     for other in also:
-        copies = place(other)
-        for src, dst in zip(texts, copies, strict=True):
+        for i, (src, dst) in enumerate(zip(texts, place(other), strict=True)):
             dst.set_position(src.get_position())
             dst.set_horizontalalignment(src.get_horizontalalignment())
             dst.set_verticalalignment(src.get_verticalalignment())
-        led = {id(getattr(a, "patchA", None)) for a in arrows}  # the labels adjustText gave a leader line
-        for i, (src, dst) in enumerate(zip(texts, copies, strict=True)):
             if id(src) in led:
                 line = FancyArrowPatch(
                     posA=src.get_position(), posB=(x[i], y[i]), patchA=dst, transform=other.transData, **LEADER_LINE
