@@ -265,6 +265,27 @@ def test_no_takeovers_when_the_rate_is_zero(tiny, run_model):
     assert frames["towns"]["council_independent"].all()
 
 
+def test_a_takeover_needs_the_pressure_above_the_threshold(tiny, run_model):
+    # Town A's pressure starts at 0.9 * (1 - 0.3) = 0.63 (no shield, no rivals, no stationary baseline: g0 = 0)
+    # and falls to about 0.53 by day 20 as civil society raises its council. At a daily rate of 1 a threshold
+    # above it leaves no takeover; one at 0.5 leaves p of 0.13 falling to 0.03 a day (a takeover within 20
+    # days with probability about 0.8 per seed); none leaves p = 0.63 a day, so every seed's council falls.
+    def takeovers(threshold: float) -> int:
+        count = 0
+        sc = _council_scenario(tiny, 1.0)
+        sc = type(sc).model_validate(
+            {**sc.model_dump(), "hts": {**sc.hts.model_dump(), "takeover_threshold": threshold}}
+        )
+        for seed in range(10):
+            ev = run_model(sc, seed).collector.frames()["events"]
+            count += int(((ev["event"] == "council_takeover") & (ev["town"] == "A")).sum())
+        return count
+
+    assert takeovers(0.64) == 0
+    assert takeovers(0.50) >= 5
+    assert takeovers(0.0) == 10  # p = 0.63 a day: every seed's council falls (once: it is no longer independent)
+
+
 def test_civil_society_raises_council_legitimacy(tiny, run_model):
     towns = [
         {"name": "A", "x": 1, "y": 1, "persons": 3000, "council": 0.3, "civil_society": 0.9},

@@ -402,13 +402,16 @@ class HTS(mesa.Agent):
         self.legitimacy += d["legitimacy"] - bal["legitimacy"]
 
     def _takeovers(self, cfg, pressure: np.ndarray) -> None:
-        """Council takeovers with probability ``rate * m_gov * pressure`` (pressure above its standing level)."""
+        """Council takeovers with probability ``rate * m_gov * max(0, pressure - threshold)``.
+
+        ``pressure`` is the excess over the standing level; the threshold keeps the sampling noise of the
+        town's shares from making councils fall without a shock (DECISIONS 30 and 33)."""
         s = self.state
         ts = s.town_state
         mult = 1.0
         if self.governance_day is not None and s.day >= self.governance_day:
             mult = cfg.governance_body.takeover_multiplier
-        p = cfg.takeover_rate * mult * np.maximum(pressure, 0.0)
+        p = cfg.takeover_rate * mult * np.maximum(pressure - cfg.takeover_threshold, 0.0)
         u = self.stream.random(ts.n)
         taken = np.flatnonzero((u < p) & ts.independent & ts.open & ts.hts_holds)
         for t in taken:

@@ -517,6 +517,16 @@ class HTSConfig(Strict):
     )
     repression: float = param(0.5, 0, 1, unit="probability", doc="Probability that a feasible arrest is made.")
     takeover_rate: float = param(0.01, 0, 1, unit="1/day", doc="Base daily council takeover probability.")
+    takeover_threshold: float = param(
+        0.01,
+        0,
+        1,
+        unit="pressure",
+        source="assumed: above the sampling noise of the pressure's excess (99.9% point 0.007 at sample fraction "
+        "0.02), below the campaign's median excess (0.03); docs/DECISIONS.md 33",
+        doc="Excess of the takeover pressure over its standing level that HTS ignores: councils fall with "
+        "probability takeover_rate * m_gov * max(0, g - g0 - takeover_threshold).",
+    )
     takeover_control_gain: float = param(0.3, 0, 1, unit="share", doc="Control gained on a takeover (toward 1).")
     takeover_council_loss: float = param(0.6, 0, 1, unit="share", doc="Council legitimacy lost on a takeover.")
     protest_shield: float = param(3.0, 0, 100, unit="-", doc="How strongly protest protects a council from takeover.")
