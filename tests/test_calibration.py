@@ -727,7 +727,7 @@ def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_va
     any other value does not. The shipped calibration has a prior on it, so the test uses a copy without one."""
     from sim.scenario.calibration import NEUTRAL_DEFAULTS
 
-    assert NEUTRAL_DEFAULTS == {"choice.regime_grievance_to_hts": 1.0}
+    assert NEUTRAL_DEFAULTS == {"choice.regime_grievance_to_hts": 1.0, "hts.control_half_life_days": None}
     shipped = ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml"
     # The base scenario leaves rho at its default (the shipped one holds a calibrated draw of it).
     base = ROOT / "scenarios" / "idlib_2017_2018_base.yaml"
@@ -746,6 +746,13 @@ def test_a_parameter_at_its_neutral_default_leaves_the_fingerprints_and_other_va
     assert other.fingerprint() != cal.fingerprint()
     assert other.reference_fingerprint() != cal.reference_fingerprint()
     explicit = load_calibration(config, load_scenario(base, ["choice.regime_grievance_to_hts=1"]))
+    assert explicit.reference_fingerprint() == cal.reference_fingerprint()
+    # Control's return to its standing level (decision 34): off (null) leaves both fingerprints, a half-life
+    # changes them.
+    assert loaded.scenario.hts.control_half_life_days is None
+    relaxing = load_calibration(config, load_scenario(base, ["hts.control_half_life_days=90"]))
+    assert relaxing.reference_fingerprint() != cal.reference_fingerprint()
+    explicit = load_calibration(config, load_scenario(base, ["hts.control_half_life_days=null"]))
     assert explicit.reference_fingerprint() == cal.reference_fingerprint()
     # The shipped file draws rho from its prior instead.
     with_prior = load_calibration(shipped, loaded)

@@ -94,19 +94,26 @@ def test_baseline_without_strikes_or_front_stands_still(name: str, fraction: flo
     assert 0.005 <= later <= 0.05
 
 
-@pytest.mark.xfail(
+NO_RETURN = pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="HTS control relaxes at about 0.0006 a day in a resisting town at the shipped draw (a time constant "
-    "of some four years), so a push to it persists and grows through cooperation (DECISIONS 30)",
+    reason="without hts.control_half_life_days (the shipped scenario's), HTS control relaxes at about 0.0006 a "
+    "day in a resisting town at the shipped draw (a time constant of some four years), so a push to it "
+    "persists and grows through cooperation (DECISIONS 30, 34)",
 )
-def test_a_push_to_control_in_the_baseline_decays() -> None:
+
+
+@pytest.mark.parametrize("half_life", [pytest.param(None, marks=NO_RETURN), 60.0])
+def test_a_push_to_control_in_the_baseline_decays(half_life: float | None) -> None:
     """Paired runs of the shocks-free baseline (same seed: common random numbers; no takeovers, which are the
     ratchet's own effect): one with HTS control in every resisting town raised by 0.05 after the balance is
     fixed. A stationary baseline that is also stable brings the push back: at least half of it gone in 120
-    days. At the shipped draw it grows instead (0.05 to about 0.053), and the cooperating share follows."""
+    days. At the shipped draw it grows instead (0.05 to about 0.053), and the cooperating share follows; with
+    control's return to its standing level at a 60-day half-life it falls to about a third."""
     push, days = 0.05, 120
     quiet = ["households.sample_fraction=0.05", "seed=2", f"days={days}", "hts.takeover_rate=0"]
+    if half_life is not None:  # with control's return to its standing level (ODD 7.4 item 3)
+        quiet.append(f"hts.control_half_life_days={half_life}")
     means = []
     for extra in (0.0, push):
         loaded = load_scenario(SCENARIOS / "idlib_2017_2018.yaml", [*NO_SHOCKS, *NO_RIVAL_CONFLICT, *quiet])

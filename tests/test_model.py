@@ -286,6 +286,43 @@ def test_a_takeover_needs_the_pressure_above_the_threshold(tiny, run_model):
     assert takeovers(0.0) == 10  # p = 0.63 a day: every seed's council falls (once: it is no longer independent)
 
 
+def _pushed_control(tiny, half_life: float | None, days: int, push: float = 0.2):
+    """Town A's control pushed by ``push`` after construction; control's own drivers off (consolidation 0, no
+    takeovers), so only the return to the standing level (ODD 7.4 item 3) can move it."""
+    sc = tiny(
+        days=days,
+        mechanisms={"consolidation": 0.0},
+        hts={"takeover_rate": 0.0, "control_half_life_days": half_life},
+    )
+    model = AllegianceModel(sc, household_agents=False)
+    ts = model.state.town_state
+    standing = ts.control_standing.copy()
+    assert np.array_equal(standing, ts.control)  # the standing level is the level after construction
+    ts.control[0] += push
+    return model, ts, standing
+
+
+def test_control_returns_to_its_standing_level_with_its_half_life(tiny):
+    model, ts, standing = _pushed_control(tiny, 20.0, 20)
+    model.run()
+    assert ts.control[0] - standing[0] == pytest.approx(0.1, rel=1e-9)  # half the push gone in one half-life
+    assert np.array_equal(ts.control[1:], standing[1:])  # towns at their standing level stay there
+    model, ts, standing = _pushed_control(tiny, None, 20)  # no half-life: the push stays whole
+    model.run()
+    assert ts.control[0] - standing[0] == pytest.approx(0.2, rel=1e-12)
+
+
+def test_a_change_of_hands_resets_the_standing_level(tiny):
+    from sim.model import towns
+    from sim.model.control import CONTESTED
+
+    model, ts, standing = _pushed_control(tiny, 7.0, 30, push=-0.25)
+    towns.change_controller(model.state, 0, CONTESTED, "test")  # control 0.05 when the town changes hands
+    assert ts.control_standing[0] == pytest.approx(standing[0] - 0.25)
+    model.run()
+    assert ts.control[0] == pytest.approx(standing[0] - 0.25, abs=1e-12)  # it does not return to the old hold
+
+
 def test_civil_society_raises_council_legitimacy(tiny, run_model):
     towns = [
         {"name": "A", "x": 1, "y": 1, "persons": 3000, "council": 0.3, "civil_society": 0.9},

@@ -321,6 +321,8 @@ class HTS(mesa.Agent):
         self.takeovers = 0
         self.fight_losses = 0.0  # fighters lost in fights for towns
         self.ret_decay = rules.half_life_decay(cfg.retaliation_half_life_days)
+        h = cfg.control_half_life_days
+        self.control_return = 0.0 if h is None else 1.0 - rules.half_life_decay(h)  # share of the gap closed a day
         gb = cfg.governance_body
         self.governance_day = state.scenario.day_of(gb) if gb else None
         self.stream = state.streams.hts
@@ -392,6 +394,8 @@ class HTS(mesa.Agent):
         ts.services += (d["services"] - bal["services"]) * ts.open
         np.clip(ts.services, 0, 1, out=ts.services)
         ts.control += s.scenario.mechanisms.consolidation * (d["control"] - bal["control"]) * ts.open
+        if self.control_return:  # the return to the standing level (7.4 item 3; DECISIONS 34)
+            ts.control -= self.control_return * (ts.control - ts.control_standing) * ts.open
         np.clip(ts.control, 0, 1, out=ts.control)
         self._takeovers(cfg, d["takeover_pressure"] - bal["takeover_pressure"])
         self._repress(cfg)
@@ -418,6 +422,7 @@ class HTS(mesa.Agent):
             ts.independent[t] = False
             ts.council[t] *= 1 - cfg.takeover_council_loss
             ts.control[t] += cfg.takeover_control_gain * (1 - ts.control[t])
+            ts.control_standing[t] = ts.control[t]  # a new standing level under HTS's administration
             ts.takeover_memory[t] += 1.0
             ts.civil_society[t] *= 1 - s.scenario.civil_society.takeover_loss
             s.balance["council"][t] = 0.0  # the council leaves its standing balance

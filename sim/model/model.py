@@ -175,6 +175,7 @@ class AllegianceModel(Model):
             households.aggregate(st)
         if scenario.baseline.stationary:
             self.balance_baseline()
+        st.town_state.control_standing[:] = st.town_state.control  # where control returns to (7.4 item 3)
         self.collector = Collector(st, collect)
         self.snapshots: dict[int, dict[str, np.ndarray]] = {}
 

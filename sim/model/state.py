@@ -32,6 +32,7 @@ class TownState:
     council: np.ndarray  # independent council legitimacy 0-1
     independent: np.ndarray  # bool: council still independent of HTS
     control: np.ndarray  # HTS control 0-1
+    control_standing: np.ndarray  # the level control returns to (hts.control_half_life_days): day 0, last change
     services: np.ndarray  # HTS services 0-1
     damage: np.ndarray  # physical damage to market and council 0-1
     civil_society: np.ndarray  # civil society investment 0-1

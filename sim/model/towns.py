@@ -50,6 +50,7 @@ def init_town_state(scenario: Scenario) -> TownState:
         council=arr("council"),
         independent=np.array([t.council_independent for t in towns]) & (front != REGIME),
         control=arr("hts_control"),
+        control_standing=arr("hts_control"),
         services=arr("hts_services"),
         damage=z(),
         civil_society=arr("civil_society"),
@@ -230,6 +231,7 @@ def change_controller(state: ModelState, town: int, code: int, cause: str) -> No
         ts.services[town] = 0.0
     if code != HELD_CONTESTED:
         ts.attacker[town] = ts.defender[town] = NO_SIDE
+    ts.control_standing[town] = ts.control[town]  # HTS control returns to its level after the change (7.4)
     # A change of hands moves the town out of its standing state: its baseline balances end.
     for key in ("services", "control", "council", "takeover_pressure"):
         state.balance[key][town] = 0.0

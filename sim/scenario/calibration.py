@@ -457,7 +457,7 @@ class Calibration:
 #: before they existed (bit for bit: the golden run and ``tests/test_calibration.py`` check it). At that
 #: value they are left out of the fingerprints, so a stored reference table and its calibration id stay
 #: valid; any other value, or a prior on them, changes both.
-NEUTRAL_DEFAULTS: dict[str, Any] = {"choice.regime_grievance_to_hts": 1.0}
+NEUTRAL_DEFAULTS: dict[str, Any] = {"choice.regime_grievance_to_hts": 1.0, "hts.control_half_life_days": None}
 
 
 def _without_sources(data: Any) -> Any:

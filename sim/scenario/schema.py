@@ -531,6 +531,16 @@ class HTSConfig(Strict):
     takeover_council_loss: float = param(0.6, 0, 1, unit="share", doc="Council legitimacy lost on a takeover.")
     protest_shield: float = param(3.0, 0, 100, unit="-", doc="How strongly protest protects a council from takeover.")
     consolidation_rate: float = param(0.003, 0, 1, unit="1/day", doc="Growth of control with the cooperating share.")
+    control_half_life_days: float | None = param(
+        None,
+        7,
+        3650,
+        unit="days",
+        source="assumed: a restoring force the record cannot date; docs/DECISIONS.md 34",
+        doc="Half-life of HTS control's return to its standing level (its level at the start, or at the town's "
+        "last change of hands or council takeover), where the town is open. null: no return, control "
+        "integrates every push (the model before decision 34).",
+    )
     protest_erosion: float = param(0.05, 0, 1, unit="1/day", doc="Erosion of control per unit protest share.")
     retaliation_rate: float = param(
         0.05,
