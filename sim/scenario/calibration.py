@@ -497,7 +497,9 @@ def load_calibration(
             current = value_at(base, key)
         except KeyError:
             raise _fail(path, doc.located, loc, f"unknown parameter path {key!r} in scenario {sc.name!r}") from None
-        if isinstance(current, bool) or not isinstance(current, (int, float)):
+        # None is an optional parameter left off (hts.control_half_life_days): the bounds' check below decides
+        # whether it takes numbers
+        if isinstance(current, bool) or not isinstance(current, (int, float, type(None))):
             raise _fail(path, doc.located, loc, f"{key!r} is not a numeric parameter (it is {current!r})")
         prior = Prior(key, p.family, p.low, p.high, p.mean, p.sd, p.reason)
         if p.family in ("uniform", "loguniform"):
