@@ -430,6 +430,29 @@ def test_bad_calibration_input_is_one_line_exit_2_nothing_written(tmp_path: Path
     assert not out.exists()
 
 
+def _with_prior(tmp_path: Path, line: str) -> Path:
+    c = tmp_path / "calibration.yaml"
+    text = CONFIG.read_text()
+    assert "priors:\n" in text
+    c.write_text(text.replace("priors:\n", f"priors:\n  {line}\n", 1))
+    return c
+
+
+def test_a_prior_on_an_optional_parameter_left_off_is_drawn_and_its_bounds_checked(tmp_path: Path) -> None:
+    """hts.control_half_life_days is null (off) in the scenario: a prior turns it on in every draw, and a
+    bound outside its range (7-3650 days) is refused like any other; a non-numeric optional field is refused."""
+    sc = load_scenario(SCENARIO)
+    assert sc.scenario.hts.control_half_life_days is None
+    line = "hts.control_half_life_days: {family: loguniform, low: 30, high: 730, reason: t}"
+    cal = load_calibration(_with_prior(tmp_path, line), sc)
+    prior = next(p for p in cal.priors if p.path == "hts.control_half_life_days")
+    assert (prior.low, prior.high, prior.family) == (30, 730, "loguniform")
+    with pytest.raises(ScenarioError, match=r"priors\.hts\.control_half_life_days: prior bound 3 is not a valid value"):
+        load_calibration(_with_prior(tmp_path, line.replace("low: 30", "low: 3")), sc)
+    with pytest.raises(ScenarioError, match=r"priors\.air_campaign\.start: prior bound 1 is not a valid value"):
+        load_calibration(_with_prior(tmp_path, "air_campaign.start: {family: uniform, low: 1, high: 5, reason: t}"), sc)
+
+
 def test_a_target_town_that_does_not_exist_is_a_clean_error(tmp_path: Path) -> None:
     proc, out, _, s = _bad(tmp_path, None, {"towns: [Beta]": "towns: [Betta]"})
     assert proc.returncode == 2
