@@ -45,10 +45,6 @@ def settle(
     if not 0 <= rope < 1:
         fail(f"--rope {rope}: must be in [0, 1)")
     try:
-        require_inference()
-    except InferenceUnavailable as e:
-        fail(str(e))
-    try:
         stored = load_calibration_folder(folder)
     except ScenarioError as e:
         fail(str(e))
@@ -66,6 +62,10 @@ def settle(
         fail(str(e))
     if cal.fingerprint() != m.get("fingerprint"):
         fail(f"{folder}: the scenario or calibration file changed since this calibration; re-run sim calibrate first")
+    try:  # after the folder's checks: importing torch and sbi takes seconds, a bad folder's error does not wait
+        require_inference()
+    except InferenceUnavailable as e:
+        fail(str(e))
     b = SettleBudget.quick() if quick else SettleBudget()
     budget = SettleBudget(
         simulations=simulations or b.simulations,
