@@ -536,8 +536,8 @@ class HTSConfig(Strict):
         7,
         3650,
         unit="days",
-        source="assumed: a restoring force the record cannot date; the Idlib calibration draws it log-uniform on "
-        "30-730 days (docs/DECISIONS.md 34)",
+        source="assumed: a restoring force the record cannot date; proposed prior log-uniform on 30-730 days, not "
+        "yet in the shipped calibration (docs/DECISIONS.md 34)",
         doc="Half-life of HTS control's return to its standing level (its level at the start, or at the town's "
         "last change of hands or council takeover), where the town is open. null: no return, control "
         "integrates every push (the model before decision 34).",
