@@ -25,6 +25,12 @@ DATA = ROOT / "tests" / "data" / "calibration"
 SCENARIO = DATA / "recovery.yaml"
 CONFIG = DATA / "recovery_calibration.yaml"
 SIM = [sys.executable, "-m", "sim"]
+#: ``sim`` as if the inference extra were not installed (sbi cannot be imported).
+SIM_WITHOUT_SBI = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['sbi'] = None; sys.argv = ['sim'] + sys.argv[1:]; from sim.cli.main import main; main()",
+]
 TRUTH = {"air_campaign.casualties_per_strike": 2.0, "flight.exposure_rate": 0.003}
 #: The xdist group of the tests that use :func:`fitted_npe`.
 NPE_GROUP = "npe_method"

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -290,12 +289,8 @@ def test_apply_writes_the_highest_density_draw_and_ships_the_posterior_sample(fi
 def test_without_the_inference_extra_npe_is_one_line_exit_2_nothing_written(tmp_path: Path) -> None:
     s, c = cd.npe_case(tmp_path / "case")
     out = tmp_path / "out"
-    code = (
-        "import sys; sys.modules['sbi'] = None; sys.argv = ['sim'] + sys.argv[1:]; "
-        "from sim.cli.main import main; main()"
-    )
     r = subprocess.run(
-        [sys.executable, "-c", code, "calibrate", str(s), "--config", str(c), "--out", str(out)],
+        [*cd.SIM_WITHOUT_SBI, "calibrate", str(s), "--config", str(c), "--out", str(out)],
         env=cd.env(),
         capture_output=True,
         text=True,

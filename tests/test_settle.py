@@ -196,43 +196,29 @@ def test_settle_on_a_folder_that_is_not_an_npe_calibration_is_one_line_exit_2_no
     else:
         cd.stored_folder(folder, method="rejection")
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    r = subprocess.run(
-        [*SIM, "settle", str(folder), "--quick", "--workers", "1"],
-        env=cd.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    line = _one_line_error([*SIM, "settle", str(folder), "--quick", "--workers", "1"])
+    assert ("'rejection'" if kind != "empty folder" else "manifest.json") in line, line
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def _one_line_error(args: list[str]) -> str:
+    """Run ``args``; assert exit 2 with one line on stderr and no traceback; return that line."""
+    r = subprocess.run(args, env=cd.env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    assert ("'rejection'" if kind != "empty folder" else "manifest.json") in lines[0], lines[0]
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    return lines[0]
 
 
 @pytest.mark.xdist_group(cd.NPE_GROUP)  # with the npe tests: the fitted calibration is built once
 def test_settle_without_the_inference_extra_is_one_line_exit_2_nothing_written(fitted: Path, tmp_path: Path) -> None:
     """A good npe folder, but sbi cannot be imported: the folder's checks pass, then one line names the
     missing extra; nothing is written into the folder."""
-    import sys
-
     folder = tmp_path / "cal"
     shutil.copytree(fitted, folder)
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
-    code = (
-        "import sys; sys.modules['sbi'] = None; sys.argv = ['sim'] + sys.argv[1:]; "
-        "from sim.cli.main import main; main()"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code, "settle", str(folder), "--quick", "--workers", "1"],
-        env=cd.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 2, r.stdout + r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in r.stderr and "inference" in lines[0], r.stderr
+    line = _one_line_error([*cd.SIM_WITHOUT_SBI, "settle", str(folder), "--quick", "--workers", "1"])
+    assert "inference" in line, line
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
 
 
