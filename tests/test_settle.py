@@ -140,9 +140,12 @@ def test_settle_quick_ranks_every_candidate_writes_its_outputs_and_resumes(fitte
     folder = tmp_path / "cal"
     shutil.copytree(fitted, folder)
     n = _smallest_simulations(folder)
+    # --max-epochs 30: the quick budget's 200 epochs spend most of this test's time training on a few dozen rows
     args = [*SIM, "settle", str(folder), "--quick", "--simulations", str(n), "--evaluations", "2", "--draws", "20"]
+    args += ["--max-epochs", "30"]
     r = subprocess.run([*args, "--workers", "1"], env=cd.env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((folder / "settle" / "summary.json").read_text())["budget"]["max_epochs"] == 30
     assert f"settle table: {n + 2} rows, {n + 2} simulated by this run" in r.stdout, r.stdout
     assert f"re-simulated reference rows with their stored statistics: {n} of {n}" in r.stdout, r.stdout
     # the ranking: every candidate and the noise reference, a reduction and its Monte Carlo error

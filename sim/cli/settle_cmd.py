@@ -28,6 +28,14 @@ def settle(
     draws: Annotated[
         int | None, typer.Option(min=20, metavar="D", help="Posterior draws per record (default 400).")
     ] = None,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(
+            min=10,
+            metavar="E",
+            help="Most training epochs per flow (default 300; 200 with --quick); early stopping ends most sooner.",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: one process).")] = 2,
     scheduler: Annotated[str | None, typer.Option(help="Run on the dask scheduler at this address.")] = None,
     rope: Annotated[float, typer.Option(help="Minimum effect size of the reliability check (share units).")] = 0.02,
@@ -72,7 +80,7 @@ def settle(
         evaluations=evaluations or b.evaluations,
         draws=draws or b.draws,
         members=b.members,
-        max_epochs=b.max_epochs,
+        max_epochs=max_epochs or b.max_epochs,
         max_towns=b.max_towns,
     )
     if fresh and (folder / SETTLE).exists():
