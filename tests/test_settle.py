@@ -145,7 +145,10 @@ def test_settle_quick_ranks_every_candidate_writes_its_outputs_and_resumes(fitte
     args += ["--max-epochs", "30"]
     r = subprocess.run([*args, "--workers", "1"], env=cd.env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads((folder / "settle" / "summary.json").read_text())["budget"]["max_epochs"] == 30
+    summary = json.loads((folder / "settle" / "summary.json").read_text())
+    assert summary["budget"]["max_epochs"] == 30
+    # the reduction's mean is over the records ranked on (those meeting the record's interval entries), and says so
+    assert f"mean over the {summary['posterior_records']} of 2 records simulated from the posterior" in r.stdout
     assert f"settle table: {n + 2} rows, {n + 2} simulated by this run" in r.stdout, r.stdout
     assert f"re-simulated reference rows with their stored statistics: {n} of {n}" in r.stdout, r.stdout
     # the ranking: every candidate and the noise reference, a reduction and its Monte Carlo error

@@ -131,6 +131,7 @@ class SettleResult:
     simulated: int  # rows this run simulated (the others resumed from the settle table)
     seconds: float
     budget: SettleBudget
+    records: int = 0  # posterior records the reduction is averaged over: those meeting the record's interval entries
 
 
 def settle(
@@ -241,6 +242,7 @@ def settle(
         simulated=int(doc["simulated"]),
         seconds=time.perf_counter() - t0,
         budget=budget,
+        records=len(evaluate),
     )
     _write(result, len(train), len(held), len(evaluate), doc, draw)
     return result
@@ -302,8 +304,8 @@ def summary_lines(result: SettleResult, top: int = 5) -> list[str]:
     noise = r[r["candidate"] == NOISE]
     lines = [
         f"which observation would settle it ({COMPARISON.label}, {EFFECT}): expected reduction in the posterior "
-        f"sd of the effect, mean over {int(result.budget.evaluations)} records simulated from the posterior "
-        "(± Monte Carlo error)"
+        f"sd of the effect, mean over the {result.records} of {int(result.budget.evaluations)} records simulated "
+        "from the posterior that meet the record's interval entries (± Monte Carlo error)"
     ]
     for row in r.head(top).itertuples(index=False):
         if isinstance(row.reduction, float) and math.isfinite(row.reduction):
