@@ -131,7 +131,7 @@ class SettleResult:
     simulated: int  # rows this run simulated (the others resumed from the settle table)
     seconds: float
     budget: SettleBudget
-    records: int = 0  # posterior records the reduction is averaged over: those meeting the record's interval entries
+    records: int  # posterior records the reduction is averaged over: those meeting the record's interval entries
 
 
 def settle(
@@ -244,7 +244,7 @@ def settle(
         budget=budget,
         records=len(evaluate),
     )
-    _write(result, len(train), len(held), len(evaluate), doc, draw)
+    _write(result, len(train), len(held), doc, draw)
     return result
 
 
@@ -345,7 +345,7 @@ def write_reliability(reliability: dict[str, Any], folder: str | Path) -> None:
     write_json_atomic(rel, folder / RELIABILITY)
 
 
-def _write(result: SettleResult, n_train: int, n_held: int, n_eval: int, doc: dict[str, Any], draw) -> None:
+def _write(result: SettleResult, n_train: int, n_held: int, doc: dict[str, Any], draw) -> None:
     folder = result.folder
     write_csv_atomic(result.ranking, folder / CSV, float_format="%.6g")
     write_reliability(result.reliability, folder)
@@ -356,7 +356,7 @@ def _write(result: SettleResult, n_train: int, n_held: int, n_eval: int, doc: di
             "simulated": result.simulated,
             "training_rows": n_train,
             "held_out_rows": n_held,
-            "posterior_records": n_eval,
+            "posterior_records": result.records,
             "budget": result.budget.__dict__,
             "emulator": {"rows": e.n, "penalty": e.penalty, "cv_r2": e.cv_r2, "residual_sd": e.residual_sd},
             "reproduced": list(result.reproduced),
@@ -382,7 +382,7 @@ def _write(result: SettleResult, n_train: int, n_held: int, n_eval: int, doc: di
         f"{COMPARISON.label} on {EFFECT}. An emulator of that effect (quadratic ridge on the parameters) turns "
         "posterior draws into effect draws. For each candidate, an NPE on the record's statistics plus the candidate "
         "and one on the statistics plus as many columns of pure noise (so a flow's change with more inputs is not "
-        f"counted as information) were trained on the same {n_train} rows; at {n_eval} records simulated "
+        f"counted as information) were trained on the same {n_train} rows; at {result.records} records simulated "
         "from the posterior, the reduction is the difference of the effect's posterior sd. A column of pure noise "
         "is ranked as the reference. Reliability: the calibration's ensemble at each of the "
         f"{n_held} held-out rows, against that row's own paired effect. Tables: `{CSV}`, `{RELIABILITY_CSV}`, "
