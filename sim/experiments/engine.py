@@ -221,6 +221,9 @@ class DaskEngine:
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
+                # The scheduler's HTTP server (health and metrics, no dashboard) on a free loopback port:
+                # its default, 8787, is taken by any other cluster running (a second sweep, a parallel test).
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 silence_logs=logging.CRITICAL,  # worker failures come back as failed rows, not log lines
             )
             self._client = Client(self._cluster)
