@@ -7,10 +7,10 @@ Usage::
 
 Runs ``python -m sim run scenarios/idlib_2017_2018.yaml`` (the README's main job, without the
 install) in a fresh process, ``--repeats`` times, into a temporary folder, and reads from each
-run's manifest the simulation's own wall time (``wall_time_s``) and its construction
-(``build_time_s``). Reports, per pass and as the median, the command's wall time, the ratio of
-the command to the simulation (target: at most 2) and to construction plus simulation, and the
-rest (imports, loading, tables, figures, the record) in seconds. All figures come from one run of
+run's manifest the simulation's own wall time (``wall_time_s``: construction of the model and its
+days) and, of it, the construction (``build_time_s``). Reports, per pass and as the median, the
+command's wall time, its ratio to the simulation (target: at most 2), and the rest (imports,
+loading, tables, figures, the record) in seconds. All figures come from one run of
 this script. Results are printed and written to ``benchmarks/out/bench_run.json``.
 """
 
@@ -49,9 +49,8 @@ def one_pass(out: Path, run_id: str, days: int | None) -> dict[str, float]:
         "command_s": round(wall, 3),
         "simulation_s": sim_s,
         "build_s": build_s,
-        "rest_s": round(wall - sim_s - build_s, 3),
+        "rest_s": round(wall - sim_s, 3),  # wall_time_s includes the construction
         "ratio_to_simulation": round(wall / sim_s, 3),
-        "ratio_to_build_and_simulation": round(wall / (sim_s + build_s), 3),
     }
 
 
@@ -85,8 +84,8 @@ def main() -> None:
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"sim run: {median['command_s']:.1f} s end to end, {median['ratio_to_simulation']:.1f} times its simulation "
-        f"({median['simulation_s']:.1f} s; target {TARGET_RATIO:g}), {median['ratio_to_build_and_simulation']:.1f} "
-        f"times build and simulation; the rest {median['rest_s']:.1f} s (median of {a.repeats})"
+        f"({median['simulation_s']:.1f} s, construction {median['build_s']:.1f} s of it; target {TARGET_RATIO:g}); "
+        f"the rest {median['rest_s']:.1f} s (median of {a.repeats})"
     )
 
 

@@ -418,6 +418,9 @@ def label_towns(
     fig = ax.figure
     if fig.get_layout_engine() is not None:
         fig.draw_without_rendering()  # settle the layout first: adjustText works in display space
+        # and keep it: the labels take no part in it, so every later draw (adjustText's own, the save)
+        # would lay the figure out again to the same places (a third of the run map's drawing time).
+        fig.set_layout_engine("none")
 
     def place(target: plt.Axes) -> list[Any]:
         texts = []
