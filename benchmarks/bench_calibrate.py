@@ -20,6 +20,11 @@ days), it reports
   collector at the level the calibration runs use, and the final tables), statistics (the
   target values from the tables).
 
+For the last window it also reports how a run's CPU scales with the households (``scaling``):
+the same split at a quarter of the sample fraction, fitted as a line in the households per run.
+Its intercept, the CPU a run costs with no households at all, bounds what any speed-up of the
+household step alone can reach.
+
 Runs per second are wall-clock figures and depend on the machine's load, which is recorded.
 Target: at least 15 runs/s on 2 workers at the calibration scale. Results are printed and
 written to ``benchmarks/out/bench_calibrate.json``.
@@ -76,8 +81,11 @@ def throughput(model: TargetModel, params: list[dict[str, float]], workers: int)
         return len(jobs) / (time.perf_counter() - t0)
 
 
-def breakdown(base: dict, params: list[dict[str, float]], figures, record=None, repeats: int = 3) -> dict[str, float]:
-    """CPU seconds per run of build, daily step, collection and target statistics (minimum over ``repeats``)."""
+def breakdown(
+    base: dict, params: list[dict[str, float]], figures, record=None, repeats: int = 3, counts: list[int] | None = None
+) -> dict[str, float]:
+    """CPU seconds per run of build, daily step, collection and target statistics (minimum over ``repeats``);
+    each run's number of households is appended to ``counts`` when given."""
     clock = time.process_time
     best: dict[str, float] = {}
     # the collection level TargetModel's runs use (sim.experiments.inference.targets.target_values)
@@ -92,6 +100,8 @@ def breakdown(base: dict, params: list[dict[str, float]], figures, record=None, 
             t0 = clock()
             m = AllegianceModel(sc, 500 + i, household_agents=False, collect=collect_level)
             t1 = clock()
+            if counts is not None:
+                counts.append(len(m.hh))
             collect = m.collector.collect
             spent = [0.0]
 
@@ -116,6 +126,35 @@ def breakdown(base: dict, params: list[dict[str, float]], figures, record=None, 
         for k, v in t.items():
             best[k] = min(best.get(k, float("inf")), v / len(params))
     return best
+
+
+def scaling(base: dict, cal, params, days: int, workers: int, repeats: int) -> dict:
+    """How one run's CPU grows with the households: the cost split at the calibration scale and at a
+    quarter of it (same parameter draws and seeds), fitted as a line in the households per run. Its
+    intercept is what a run costs with no households at all (the towns, actors, collection and
+    statistics: Python and numpy call overhead, the same at any scale), so ``workers`` over it bounds
+    the runs per second that any speed-up of the household step alone could reach."""
+    frac = base["households"]["sample_fraction"]
+    points = []
+    for f in (frac / 4, frac):
+        scaled = copy.deepcopy(base)
+        scaled["days"], scaled["households"]["sample_fraction"] = days, f
+        counts: list[int] = []
+        cost = breakdown(scaled, params, [t.item for t in cal.targets], cal.record, repeats, counts)
+        points.append((sum(counts) / len(counts), sum(cost.values())))
+    (n0, c0), (n1, c1) = points
+    per_household = (c1 - c0) / (n1 - n0)
+    fixed = c1 - per_household * n1
+    return {
+        "days": days,
+        "sample_fractions": [frac / 4, frac],
+        "households_per_run": [round(n0), round(n1)],
+        "cpu_s_per_run": [round(c0, 4), round(c1, 4)],
+        "fixed_cpu_s_per_run": round(fixed, 4),
+        "cpu_ms_per_1000_households": round(per_household * 1e6, 3),
+        "fixed_share_at_calibration_scale": round(fixed / c1, 3),
+        f"runs_per_s_{workers}_workers_if_households_cost_nothing": round(workers / fixed, 2) if fixed > 0 else None,
+    }
 
 
 def window(base: dict, cal, params, days: int, workers: int, repeats: int) -> dict:
@@ -166,6 +205,7 @@ def main() -> None:
     if not a.quick and long_days not in windows:
         windows.append(long_days)
     results = [window(base, cal, params, d, a.workers, a.repeats) for d in windows]
+    scale = scaling(base, cal, params[: 2 if a.quick else 8], windows[-1], a.workers, a.repeats)
     result = {
         "scenario": str(SCENARIO.relative_to(ROOT)),
         "sample_fraction": frac,
@@ -178,6 +218,7 @@ def main() -> None:
         f"runs_per_s_{a.workers}_workers": results[0][f"runs_per_s_{a.workers}_workers"],
         "cost_per_run_s": results[0]["cpu_s_per_run"],
         "windows": results,
+        "scaling": scale,
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
@@ -192,6 +233,13 @@ def main() -> None:
             f"{r[f'cpu_bound_runs_per_s_{a.workers}_workers']:.2f} CPU-bound); "
             "one run, CPU: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in r["cpu_s_per_run"].items())
         )
+    free = scale[f"runs_per_s_{a.workers}_workers_if_households_cost_nothing"]
+    print(
+        f"{scale['days']} days, scaling: {scale['fixed_cpu_s_per_run'] * 1000:.0f} ms of a run's CPU does not "
+        f"depend on the households ({scale['fixed_share_at_calibration_scale']:.0%} at "
+        f"{scale['households_per_run'][1]:,} households), plus {scale['cpu_ms_per_1000_households']:.1f} ms per "
+        f"1,000 households; with households free, {free} runs/s on {a.workers} workers"
+    )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,12 @@ def test_bench_calibrate_quick(tmp_path: Path) -> None:
     assert r["runs"] == 4 and r["sample_fraction"] == 0.02
     assert positive(r["runs_per_s_1_worker"], r["runs_per_s_2_workers"])
     assert r["cost_per_run_s"] and positive(*r["cost_per_run_s"].values())
+    sc = r["scaling"]
+    small, full = sc["households_per_run"]
+    assert sc["sample_fractions"] == [0.005, 0.02] and 0 < small < full
+    # the fit goes through both measured points
+    fixed, slope = sc["fixed_cpu_s_per_run"], sc["cpu_ms_per_1000_households"] / 1e6
+    assert sc["cpu_s_per_run"] == pytest.approx([fixed + slope * small, fixed + slope * full], abs=2e-3)
 
 
 def test_bench_full_scale_quick(tmp_path: Path) -> None:
