@@ -117,6 +117,7 @@ def test_npe_coverage_at_50_80_90_is_reported_from_one_fit_on_the_same_truths(tm
     assert "50%" in text and "90%" in text and "npe" in text
 
 
+@pytest.mark.slow
 def test_quick_command_line_runs_npe_beside_mcmc(tmp_path: Path) -> None:
     pytest.importorskip("sbi")
     import os

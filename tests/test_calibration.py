@@ -53,6 +53,7 @@ def _config(**changes: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- recovery
 
 
+@pytest.mark.slow
 def test_recovery_true_values_lie_inside_the_90_percent_intervals(tmp_path: Path) -> None:
     s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=101), _config())
     result = calibrate(cd.load_case(s, c), tmp_path / "out", workers=1, progress=None)
@@ -90,6 +91,7 @@ def _wide_case(tmp_path: Path, budget: dict[str, Any]):
     return cd.load_case(s, c)
 
 
+@pytest.mark.slow
 def test_rejection_keeps_exactly_the_draws_inside_every_tolerance_and_resumes_to_the_same_table(
     tmp_path: Path,
 ) -> None:
@@ -206,6 +208,7 @@ def _populations(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_ends_at_the_uninterrupted_posterior(tmp_path: Path) -> None:
     config = _config(quick={"population": 8, "generations": 2, "max_runs": 200, "predictive_draws": 2})
     s, c = _write_case(tmp_path / "case", cd.record(TRUTH, seed=202), config)
@@ -284,6 +287,7 @@ def _headline_row(p: pd.DataFrame) -> pd.Series:
     ].iloc[0]
 
 
+@pytest.mark.slow
 def test_posterior_thesis_probabilities_sum_to_one_and_follow_the_record(tmp_path: Path) -> None:
     # Since blame goes first to the perpetrator (ODD 7.8.1), strike harm blamed on HTS no longer
     # outweighs harm blamed on the regime: what pulls the other way is fear's withdrawal (suppression).
@@ -677,6 +681,7 @@ def test_the_hand_written_folder_is_readable_and_applies(tmp_path: Path, run_cli
     assert load_scenario(calibrated).scenario.flight.exposure_rate == pytest.approx(TRUTH["flight.exposure_rate"])
 
 
+@pytest.mark.slow
 def test_method_option_overrides_the_file_and_is_recorded(tmp_path: Path, run_cli) -> None:
     budget = {"method": "smc", "population": 1000, "generations": 1, "max_runs": 120, "predictive_draws": 4}
     cal = _wide_case(tmp_path, budget)

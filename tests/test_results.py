@@ -112,6 +112,7 @@ def test_kind_of_and_bad_folders(tmp_path: Path):
         results.load(broken)
 
 
+@pytest.mark.slow
 def test_sim_plot_run_folder(tmp_path: Path):
     out = tmp_path / "figs"
     proc = sim_cli("plot", data.idlib_run(), "--out", out)
