@@ -21,7 +21,7 @@ days), it reports
   target values from the tables).
 
 For the last window it also reports how a run's CPU scales with the households (``scaling``):
-the same split at a quarter of the sample fraction, fitted as a line in the households per run.
+its split and the same at a quarter of the sample fraction, fitted as a line in the households per run.
 Its intercept, the CPU a run costs with no households at all, bounds what any speed-up of the
 household step alone can reach.
 
@@ -53,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "idlib_2017_2018.yaml"
 CONFIG = ROOT / "scenarios" / "calibration" / "idlib_2017_2018.yaml"
 TARGET_RUNS_PER_S = 15.0
+#: Parameter draws behind each cost split (the minimum over ``--repeats`` passes is reported).
+COST_DRAWS = 8
 
 _MODEL: TargetModel | None = None
 
@@ -128,21 +130,19 @@ def breakdown(
     return best
 
 
-def scaling(base: dict, cal, params, days: int, workers: int, repeats: int) -> dict:
-    """How one run's CPU grows with the households: the cost split at the calibration scale and at a
-    quarter of it (same parameter draws and seeds), fitted as a line in the households per run. Its
-    intercept is what a run costs with no households at all (the towns, actors, collection and
-    statistics: Python and numpy call overhead, the same at any scale), so ``workers`` over it bounds
-    the runs per second that any speed-up of the household step alone could reach."""
+def scaling(base: dict, cal, params, days: int, workers: int, repeats: int, full: tuple[float, float]) -> dict:
+    """How one run's CPU grows with the households: ``full`` (households and CPU seconds per run at the
+    calibration scale, from :func:`window`) and the cost split of the same draws and seeds at a quarter
+    of that scale, fitted as a line in the households per run. Its intercept is what a run costs with
+    no households at all (the towns, actors, collection and statistics: Python and numpy call overhead,
+    the same at any scale), so ``workers`` over it bounds the runs per second that any speed-up of the
+    household step alone could reach."""
     frac = base["households"]["sample_fraction"]
-    points = []
-    for f in (frac / 4, frac):
-        scaled = copy.deepcopy(base)
-        scaled["days"], scaled["households"]["sample_fraction"] = days, f
-        counts: list[int] = []
-        cost = breakdown(scaled, params, [t.item for t in cal.targets], cal.record, repeats, counts)
-        points.append((sum(counts) / len(counts), sum(cost.values())))
-    (n0, c0), (n1, c1) = points
+    quarter = copy.deepcopy(base)
+    quarter["days"], quarter["households"]["sample_fraction"] = days, frac / 4
+    counts: list[int] = []
+    cost = breakdown(quarter, params[:COST_DRAWS], [t.item for t in cal.targets], cal.record, repeats, counts)
+    (n0, c0), (n1, c1) = (sum(counts) / len(counts), sum(cost.values())), full
     per_household = (c1 - c0) / (n1 - n0)
     fixed = c1 - per_household * n1
     return {
@@ -157,12 +157,14 @@ def scaling(base: dict, cal, params, days: int, workers: int, repeats: int) -> d
     }
 
 
-def window(base: dict, cal, params, days: int, workers: int, repeats: int) -> dict:
-    """Throughput and cost split for one window of ``days`` days."""
+def window(base: dict, cal, params, days: int, workers: int, repeats: int) -> tuple[dict, tuple[float, float]]:
+    """Throughput and cost split for one window of ``days`` days; and its point for :func:`scaling`
+    (households and CPU seconds per run)."""
     base = copy.deepcopy(base)
     base["days"] = days
     model = TargetModel(base, cal.targets, target_value, cal.record)
-    cost = breakdown(base, params[: min(8, len(params))], [t.item for t in cal.targets], cal.record, repeats)
+    counts: list[int] = []
+    cost = breakdown(base, params[:COST_DRAWS], [t.item for t in cal.targets], cal.record, repeats, counts)
     total = sum(cost.values())
     one = throughput(model, params, 1)
     many = throughput(model, params, workers) if workers > 1 else one
@@ -175,7 +177,7 @@ def window(base: dict, cal, params, days: int, workers: int, repeats: int) -> di
         # What the CPU cost allows on an otherwise idle machine (the wall-clock rates above fall with load).
         f"cpu_bound_runs_per_s_{workers}_workers": round(workers / total, 2),
         "cost_shares": {k: round(v / total, 3) for k, v in cost.items()},
-    }
+    }, (sum(counts) / len(counts), total)
 
 
 def main() -> None:
@@ -204,8 +206,10 @@ def main() -> None:
     long_days = int(a.days if a.days is not None else base["days"])
     if not a.quick and long_days not in windows:
         windows.append(long_days)
-    results = [window(base, cal, params, d, a.workers, a.repeats) for d in windows]
-    scale = scaling(base, cal, params[: 2 if a.quick else 8], windows[-1], a.workers, a.repeats)
+    measured = [window(base, cal, params, d, a.workers, a.repeats) for d in windows]
+    results = [r for r, _ in measured]
+    # the last window's cost split is the calibration-scale point of the scaling fit
+    scale = scaling(base, cal, params, windows[-1], a.workers, a.repeats, measured[-1][1])
     result = {
         "scenario": str(SCENARIO.relative_to(ROOT)),
         "sample_fraction": frac,
