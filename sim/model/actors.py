@@ -268,17 +268,17 @@ class RegimeFront(mesa.Agent):
         cfg = s.scenario.front
         if not cfg.enabled:
             return
-        for town in np.flatnonzero(ts.front == REGIME):
+        for town in (ts.front == REGIME).nonzero()[0]:
             flight(s, fallen_town=int(town))  # those still in a taken town leave at flight.capture_rate
         changes = list(self.events.get(s.day, []))
-        contested = np.flatnonzero(ts.front == CONTESTED)
+        contested = (ts.front == CONTESTED).nonzero()[0]
         u = self.stream.random(ts.n)
         if cfg.fall_rate > 0:
             for t in contested:
                 if u[t] < cfg.fall_rate:
                     changes.append((int(t), REGIME))
                     near = (ts.front == OPPOSITION) & (s.geo.distance_km[t] <= cfg.range_km)
-                    changes += [(int(j), CONTESTED) for j in np.flatnonzero(near)]
+                    changes += [(int(j), CONTESTED) for j in near.nonzero()[0]]
         for town, code in changes:
             if ts.front[town] >= code:
                 continue
@@ -417,7 +417,7 @@ class HTS(mesa.Agent):
             mult = cfg.governance_body.takeover_multiplier
         p = cfg.takeover_rate * mult * np.maximum(pressure - cfg.takeover_threshold, 0.0)
         u = self.stream.random(ts.n)
-        taken = np.flatnonzero((u < p) & ts.independent & ts.open & ts.hts_holds)
+        taken = ((u < p) & ts.independent & ts.open & ts.hts_holds).nonzero()[0]
         for t in taken:
             ts.independent[t] = False
             ts.council[t] *= 1 - cfg.takeover_council_loss
@@ -442,7 +442,7 @@ class HTS(mesa.Agent):
             arrest_constant=s.scenario.protest.arrest_constant,
             crowd_scale=s.scenario.protest.crowd_scale,
         )
-        protesters = np.flatnonzero(hh.protesting)
+        protesters = hh.protesting.nonzero()[0]
         if len(protesters) and cfg.repression > 0:
             p = ts.p_arrest[hh.town[protesters]] * cfg.repression
             arrested = protesters[self.rng_arrest.random(len(protesters)) < p]
@@ -456,7 +456,7 @@ class HTS(mesa.Agent):
                 arrested_persons = np.bincount(hh.town[arrested], weights=hh.persons[arrested], minlength=ts.n)
                 households = np.maximum(ts.present / s.unit_size, 1.0)
                 ts.repression += ts.arrests_today / households
-                for t in np.flatnonzero(ts.arrests_today):
+                for t in ts.arrests_today.nonzero()[0]:
                     s.record_event(
                         "arrests", int(t), count=int(ts.arrests_today[t]), persons=float(arrested_persons[t]) * s.weight
                     )
@@ -616,7 +616,7 @@ class Conflict(mesa.Agent):
 
     def members(self, root: int) -> np.ndarray:
         """Group indices of the side whose first member is ``root``."""
-        return np.flatnonzero(self.side == root)
+        return (self.side == root).nonzero()[0]
 
     def side_name(self, code: int) -> str:
         """Name of the side with controller code ``code``: 'HTS', a group, or 'A + B' for a coalition."""
@@ -733,7 +733,7 @@ class Conflict(mesa.Agent):
                     self._merge(*found)
                     local, hts, sides, hostile = self._strengths()
             self._start_fights(u[:, 0], hts, sides, hostile)
-            for t in np.flatnonzero(ts.controller == HELD_CONTESTED):
+            for t in (ts.controller == HELD_CONTESTED).nonzero()[0]:
                 self._fight(int(t), u[t, 1], u[t, 2], local, hts, sides)
         else:
             hts = control.hts_local_strength(
@@ -759,9 +759,9 @@ class Conflict(mesa.Agent):
             best_ratio = ratio[np.arange(ts.n), best]
             strong = (best_ratio >= r.contest_threshold) & (best_ratio > 0)
             start = ts.hts_holds & ts.open & strong & (u < r.attack_rate)
-            for t in np.flatnonzero(start):
+            for t in start.nonzero()[0]:
                 self._contest(int(t), GROUP0 + int(best[t]), HTS_HOLDS)
-        rival_held = np.flatnonzero((ts.controller >= GROUP0) & ts.open)
+        rival_held = ((ts.controller >= GROUP0) & ts.open).nonzero()[0]
         if not len(rival_held):
             return
         # Each held town's holder side, and its strength there (fights started below change no strengths).
@@ -791,7 +791,7 @@ class Conflict(mesa.Agent):
             best = np.argmax(ratio, axis=1)
             best_ratio = ratio[np.arange(len(rival_held)), best]
             attack = (best_ratio >= r.contest_threshold) & (best_ratio > 0) & (u[rival_held] < r.rival_attack_rate)
-            for i in np.flatnonzero(attack):
+            for i in attack.nonzero()[0]:
                 t = rival_held[i]
                 if ts.controller[t] == HELD_CONTESTED:  # HTS attacked it today
                     continue
@@ -810,15 +810,15 @@ class Conflict(mesa.Agent):
         ts = s.town_state
         r = s.scenario.rivals
         defence = ts.protest_memory * ts.council * ts.independent * ts.open
-        roots = np.flatnonzero(self.side == np.arange(len(self.side)))
+        roots = (self.side == np.arange(len(self.side))).nonzero()[0]
         # The holder's local strength: HTS where it holds the town, the holding group's side where a group does.
         armed = np.where(ts.hts_holds, hts, 0.0)
-        for t in np.flatnonzero(ts.controller >= GROUP0):
+        for t in (ts.controller >= GROUP0).nonzero()[0]:
             armed[t] = sides[t, int(self.side[int(ts.controller[t]) - GROUP0])]
         if r.local_rate > 0:
             p = control.local_hazard(defence, armed, r.local_rate, r.local_armed_weight)
             held = ts.open & ((ts.controller == HTS_HOLDS) | (ts.controller >= GROUP0))
-            for t in np.flatnonzero(held & (u_local < p)):
+            for t in (held & (u_local < p)).nonzero()[0]:
                 towns.change_controller(s, int(t), LOCAL, "armed groups sent away by the council and protest")
         if r.local_retake_rate <= 0 or not (ts.controller == LOCAL).any():
             return
@@ -835,7 +835,7 @@ class Conflict(mesa.Agent):
                 r.support_weight,
             )
             sides_back = sides
-        for t in np.flatnonzero((ts.controller == LOCAL) & ts.open):
+        for t in ((ts.controller == LOCAL) & ts.open).nonzero()[0]:
             rival = sides_back[t, roots] if len(roots) else np.zeros(0)
             best = int(roots[int(np.argmax(rival))]) if len(roots) else -1
             a_rival = float(rival.max()) if len(roots) else 0.0
@@ -920,7 +920,7 @@ class Conflict(mesa.Agent):
             killed = kill_persons(s, town, int(self.fight_stream.poisson(expected)), self.fight_stream, harm=False)
             ts.killed_today[town] += killed
             self.killed_cum += killed
-        here = np.flatnonzero((hh.town == town) & (hh.persons > 0))
+        here = ((hh.town == town) & (hh.persons > 0)).nonzero()[0]
         if r.fight_harm > 0 and len(here):
             gain = np.float32(rules.saturating_gain(s.scenario.fear.rate * r.fight_harm))
             hh.fear[here] += (1 - hh.fear[here]) * gain

@@ -523,8 +523,8 @@ class Collector:
         self.under = np.zeros((days, len(self.controllers) if full else 0))
         self.days_done = 0
         self._home_resisting = state.resisting[state.hh.home]  # homes never change
-        self._res = np.flatnonzero(state.resisting)  # towns fixed for the run: index arrays once
-        self._other = np.flatnonzero(~state.resisting)
+        self._res = state.resisting.nonzero()[0]  # towns fixed for the run: index arrays once
+        self._other = (~state.resisting).nonzero()[0]
         # Of each town's persons, the share displaced there before day 0 (hosted_before_start).
         scale = state.scenario.households.displaced_before_scale
         towns = state.scenario.towns

@@ -190,8 +190,8 @@ def coalition_candidate(
     ok = (members.sum(axis=1) >= 2) & (alone < contest_threshold) & (combined >= match)
     if not ok.any():
         return None
-    town = int(np.flatnonzero(ok)[np.argmax(combined[ok])])
-    return town, [int(s) for s in np.flatnonzero(members[town])]
+    town = int(ok.nonzero()[0][np.argmax(combined[ok])])
+    return town, [int(s) for s in members[town].nonzero()[0]]
 
 
 def attack_ratio(attacker: np.ndarray, defender: np.ndarray) -> np.ndarray:

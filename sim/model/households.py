@@ -115,7 +115,7 @@ def aggregate(state: ModelState) -> None:
     ts = state.town_state
     hh = state.hh
     n = ts.n
-    state.displaced_idx = np.flatnonzero(hh.displaced)
+    state.displaced_idx = hh.displaced.nonzero()[0]
     by = np.bincount(hh.town.astype(np.intp) * 3 + hh.stance, weights=hh.persons, minlength=3 * n).reshape(n, 3)
     present = by.sum(axis=1)
     ts.present = present
@@ -123,7 +123,7 @@ def aggregate(state: ModelState) -> None:
     ts.coop_share = by[:, COOPERATE] / safe
     ts.resist_share = by[:, RESIST] / safe
     state.by_stance = by
-    protesting = np.flatnonzero(hh.protesting)
+    protesting = hh.protesting.nonzero()[0]
     protest = np.bincount(hh.town[protesting], weights=hh.persons[protesting], minlength=n)
     state.protest_persons = protest
     ts.protest_share = protest / safe
@@ -159,7 +159,7 @@ def _record_flows(state: ModelState, kind: str, flows: np.ndarray, n: int, *, co
 
     The rows :meth:`ModelState.record_event` appends one at a time, appended at once.
     """
-    k = np.flatnonzero(flows)
+    k = flows.nonzero()[0]
     if not len(k):
         return
     day = state.day
@@ -192,7 +192,7 @@ def kill_persons(state: ModelState, town: int, k: int, rng: np.random.Generator,
     if k <= 0:
         return 0.0
     hh = state.hh
-    idx = np.flatnonzero((hh.town == town) & (hh.persons > 0))
+    idx = ((hh.town == town) & (hh.persons > 0)).nonzero()[0]
     if not len(idx):
         return 0.0
     p = hh.persons[idx].astype(float)
@@ -263,7 +263,7 @@ def expected_recruits(state: ModelState) -> tuple[float, np.ndarray]:
     p = np.where(eligible, rules.recruit_probability(hh.g_regime, rates[hh.town, hh.stance]), 0).astype(np.float64)
     hts = float(p[hh.stance == COOPERATE].sum()) * state.weight
     rivals = np.zeros(len(groups))
-    res = np.flatnonzero(hh.stance == RESIST)
+    res = (hh.stance == RESIST).nonzero()[0]
     if len(res) and groups:
         group = _rival_group_of(state, res)
         rivals = np.bincount(group, weights=p[res], minlength=len(groups)) * state.weight
@@ -316,7 +316,7 @@ def step_households(state: ModelState) -> None:
     # Exposure is the town's harm plus the household's own; most households have
     # no personal harm, so their daily gains are computed once per town.
     e_town = ts.exposure_eff.astype(F32)
-    personal = np.flatnonzero(hh.harm > 0)
+    personal = (hh.harm > 0).nonzero()[0]
     exposure = e_town[town]
     exposure[personal] += hh.harm[personal]
     e_personal = exposure[personal]
@@ -356,7 +356,7 @@ def step_households(state: ModelState) -> None:
     # --- stance: a share of households reconsider each day --------------------------
     ch = sc.choice
     u_rev = rng.random(n, dtype=F32)
-    revising = np.flatnonzero((u_rev < ch.revision_rate) & alive)
+    revising = ((u_rev < ch.revision_rate) & alive).nonzero()[0]
     if len(revising):
         t_rev = town[revising]
         u_r, u_n, u_c = rules.stance_utilities(
@@ -376,7 +376,7 @@ def step_households(state: ModelState) -> None:
     # Protest against HTS is protest against its rule: only where HTS holds the town (ODD 7.8.3).
     eligible = alive & (hh.stance == RESIST) & (hh.jailed_until <= day) & (ts.open & ts.hts_holds)[town]
     # The rule is elementwise: evaluated for the eligible households only, the others stay home.
-    who = np.flatnonzero(eligible)
+    who = eligible.nonzero()[0]
     t_who = town[who]
     protesting = np.zeros(n, bool)
     protesting[who] = rules.protest_decision(
@@ -399,7 +399,7 @@ def step_households(state: ModelState) -> None:
     p_ret_home = (
         fl.return_rate * rules.town_safety(ts.exposure_eff, ts.front_proximity, fl.safety_harm_scale) * ts.open
     ).astype(F32)
-    away = np.flatnonzero(hh.displaced)  # the rule for the displaced only (few): the same households, in order
+    away = hh.displaced.nonzero()[0]  # the rule for the displaced only (few): the same households, in order
     home = hh.home[away]
     returning = away[alive[away] & (u_ret[away] < p_ret_home[home]) & (hh.town[away] != home)]
     if len(returning):
@@ -412,7 +412,7 @@ def step_households(state: ModelState) -> None:
     # households drawing below that bound can be recruited: the rule is evaluated for those only.
     g = hh.g_regime
     bound = F32(max(g.max(), -g.min(), 0)) * np.abs(rate_table).max() if n else F32(0)
-    low = np.flatnonzero(u_rec < bound)
+    low = (u_rec < bound).nonzero()[0]
     p_rec = rules.recruit_probability(g[low], rate_table.ravel()[town[low].astype(np.int32) * 3 + hh.stance[low]])
     recruits = low[(u_rec[low] < p_rec) & (hh.recruited[low] == NOT_RECRUITED) & alive[low]]
     enlist(state, recruits)
@@ -451,7 +451,7 @@ def flight(
     hh = state.hh
     ts = state.town_state
     if fallen_town >= 0:
-        here = np.flatnonzero((hh.town == fallen_town) & (hh.persons > 0))
+        here = ((hh.town == fallen_town) & (hh.persons > 0)).nonzero()[0]
         if not len(here):
             return
         rate = state.scenario.flight.capture_rate
@@ -463,7 +463,7 @@ def flight(
         u_dest = u[go] / rate
         reason = "front"
     elif contested_town >= 0:
-        here = np.flatnonzero((hh.town == contested_town) & (hh.persons > 0))
+        here = ((hh.town == contested_town) & (hh.persons > 0)).nonzero()[0]
         p = state.scenario.rivals.fight_flight
         if not len(here) or p <= 0:
             return
@@ -482,7 +482,7 @@ def flight(
             (fl.front_rate * ts.front_proximity * ts.open).astype(F32)[hh.town],
             exposure_rate=fl.exposure_rate * state.scenario.mechanisms.exit,
         )
-        candidates = np.flatnonzero(u_flee < hazard)  # P(flee) <= hazard
+        candidates = (u_flee < hazard).nonzero()[0]  # P(flee) <= hazard
         p_flee = rules.flee_probability(hazard[candidates])
         fleeing_mask = (u_flee[candidates] < p_flee) & (hh.persons[candidates] > 0)
         fleeing = candidates[fleeing_mask]
@@ -701,7 +701,7 @@ class _ProtestState:
                 break
         if not full:
             return ps, None, None, None, None
-        cand = np.flatnonzero(mask)
+        cand = mask.nonzero()[0]
         would = iterate.would
         x, k = iterate.outputs()
         a = (self.repression * p_arrest)[town]
@@ -741,7 +741,7 @@ class _VectorIteration:
         self.would = would = (
             self.drive + self.spread_out(s.pr.peer_weight * ps) - self.risk * self.spread_out(p_arrest) > self.threshold
         )
-        idx = np.flatnonzero(would)
+        idx = would.nonzero()[0]
         town = self.town[idx]
         k = (s.repression * p_arrest * jail)[town] * self.spread[idx] / (1 + jail * r)
         x = self.p_res[idx] / (1 + k)
@@ -796,7 +796,7 @@ class _SegmentIteration:
             np.multiply(self.risk[seg], p_arrest[t], out=b2)
             np.subtract(b, b2, out=b)
             np.greater(b, self.threshold[seg], out=w)
-            idx = np.flatnonzero(w)
+            idx = w.nonzero()[0]
             k = kt[t] * self.spread[seg][idx] / jr
             x = self.p_res[seg][idx] / (1 + k)
             self.sub[t] = (seg.start + idx, k, x)
