@@ -140,6 +140,69 @@ def test_sim_plot_sweep_and_thesis_folders(tmp_path: Path):
     assert all(p.exists() for p in files)
 
 
+def test_figures_shared_out_among_processes_are_the_serial_figures(tmp_path: Path, monkeypatch):
+    """Forked children draw some of a folder's figures alongside the parent: the same files, byte for byte."""
+    shared = figures.standard_figures(data.thesis_folder(), tmp_path / "shared")
+    monkeypatch.setattr(figures, "_cpus", lambda: 1)  # one CPU: everything drawn in this process
+    serial = figures.standard_figures(data.thesis_folder(), tmp_path / "serial")
+    assert [p.name for p in shared] == [p.name for p in serial] == ["effects.png", "ablation.png", "heatmap.png"]
+    for a, b in zip(shared, serial, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def _drawn_by(folder: Path) -> dict[str, int]:
+    return {p.stem: int(p.read_text()) for p in folder.glob("*.pid")}
+
+
+NEEDS_FORK = pytest.mark.skipif(
+    figures._cpus() < 2 or not sys.platform.startswith("linux"), reason="figures are shared out with fork on 2+ CPUs"
+)
+
+
+@NEEDS_FORK
+def test_sharing_out_draws_each_figure_once_and_redraws_here_what_a_child_could_not(tmp_path: Path):
+    import os
+    import time
+
+    parent = os.getpid()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def draw(i: int) -> None:
+        time.sleep(0.05)  # long enough for a child to take some items
+        if i == 3 and os.getpid() != parent:
+            raise RuntimeError("only the parent can draw item 3")
+        (marks / f"{i}.pid").write_text(str(os.getpid()))
+
+    left = figures._share_out(list(range(8)), draw)
+    for i in left:  # what _save_jobs does with them
+        draw(i)
+    by = _drawn_by(marks)
+    assert sorted(map(int, by)) == list(range(8))  # every item, once (a second draw would be a second writer)
+    assert len(set(by.values())) >= 2  # shared out: at least one child drew
+    assert by["3"] == parent and set(left) <= {3}  # left over only if a child took it, and then drawn here
+
+
+@NEEDS_FORK
+def test_an_error_in_this_process_stops_the_children_before_it_propagates(tmp_path: Path):
+    import os
+    import time
+
+    parent = os.getpid()
+
+    def draw(i: int) -> None:
+        if os.getpid() == parent:
+            raise OSError("disk full")
+        time.sleep(0.1)
+        (tmp_path / f"{i}.png").write_text("x")
+
+    with pytest.raises(OSError, match="disk full"):
+        figures._share_out(list(range(50)), draw)
+    after = sorted(p.name for p in tmp_path.iterdir())
+    time.sleep(0.3)  # no child is left to write anything
+    assert sorted(p.name for p in tmp_path.iterdir()) == after and len(after) < 50
+
+
 def test_sim_plot_bad_input(tmp_path: Path):
     proc = sim_cli("plot", tmp_path)
     assert proc.returncode == 2

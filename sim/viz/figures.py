@@ -134,13 +134,80 @@ def thesis_figures(thesis: ThesisFolder) -> list[FigureJob]:
     return jobs
 
 
+#: Figures that take seconds each (60 record panels, 30 towns' small multiples): drawn first when
+#: figures are shared out among processes, so that none of them is left for the end.
+HEAVY_FIRST = ("record", "towns_")
+
+
 def _save_jobs(jobs: list[FigureJob], out: Path) -> list[Path]:
-    written = []
-    for name, make in jobs:
-        path = out / f"{name}.png"
-        write_atomic(path, lambda tmp, make=make: plt.close(make(tmp)))  # never a half-written PNG
-        written.append(path)
-    return written
+    """Write each job's PNG to ``out``; the list of files, in the jobs' order.
+
+    With several figures to draw, forked processes (one per further CPU) draw them alongside this
+    one, each taking the next figure not yet taken (:func:`_share_out`). A figure a child could not
+    draw is drawn again here, so its error surfaces as it would have. Every PNG is written atomically.
+    """
+    paths = [out / f"{name}.png" for name, _ in jobs]
+
+    def draw(i: int) -> None:
+        write_atomic(paths[i], lambda tmp: plt.close(jobs[i][1](tmp)))  # never a half-written PNG
+
+    order = sorted(range(len(jobs)), key=lambda i: not jobs[i][0].startswith(HEAVY_FIRST))
+    for i in _share_out(order, draw):
+        draw(i)
+    return paths
+
+
+def _share_out(order: list[int], draw: Callable[[int], None]) -> list[int]:
+    """Draw the items of ``order`` with forked children alongside this process; return those left to draw
+    here (a child failed on them or was lost), in ``order``.
+
+    Each process takes the next item from a counter in shared memory. Where forking is not safe or
+    useful (see :func:`_in_background`), or with fewer than two items, nothing is drawn here and every
+    item is returned. An error in this process stops the children from taking more items and waits for
+    them (no child writes after this function returns), then propagates.
+    """
+    import multiprocessing as mp
+    import sys
+
+    cpus = _cpus()
+    if len(order) < 2 or not sys.platform.startswith("linux") or cpus <= 1 or _other_threads():
+        return list(order)
+    ctx = mp.get_context("fork")
+    taken = ctx.Value("i", 0)  # the next position in ``order``; its lock guards it
+    stop = ctx.Value("b", 0, lock=False)
+    drawn = ctx.Array("b", len(order), lock=False)  # 1: drawn and written
+
+    def take() -> int | None:
+        with taken.get_lock():
+            k = taken.value
+            if k >= len(order) or stop.value:
+                return None
+            taken.value = k + 1
+            return k
+
+    def child() -> None:
+        try:
+            while (k := take()) is not None:
+                try:
+                    draw(order[k])
+                    drawn[k] = 1
+                except Exception:  # the parent draws it again and reports
+                    pass
+        finally:
+            os._exit(0)
+
+    procs = [ctx.Process(target=child, daemon=True) for _ in range(min(cpus, len(order)) - 1)]
+    for proc in procs:
+        proc.start()
+    try:
+        while (k := take()) is not None:
+            draw(order[k])
+            drawn[k] = 1
+    finally:
+        stop.value = 1
+        for proc in procs:
+            proc.join()
+    return [order[k] for k in range(len(order)) if not drawn[k]]
 
 
 def standard_figures(path: str | Path, out: str | Path | None = None) -> list[Path]:
