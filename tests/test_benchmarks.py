@@ -94,20 +94,6 @@ def test_bench_run_quick(tmp_path: Path) -> None:
     assert m["rest_s"] == pytest.approx(m["command_s"] - m["simulation_s"], abs=2e-3)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity (Linux)")
-def test_bench_plot_quick(tmp_path: Path) -> None:
-    """``sim plot`` shared out among processes against the same command on one CPU: the same files."""
-    r = run_quick("bench_plot", tmp_path)
-    assert r["quick"] is True and len(r["passes"]["shared_s"]) == len(r["passes"]["one_cpu_s"]) == 1
-    assert r["scenario"] == "scenarios/synthetic_grid.yaml"
-    assert {"summary.png", "towns_cooperation.png", "towns_protest.png"} <= set(r["figures"])
-    assert r["same_files"] is True  # shared out or not, the figures are the same bytes
-    m = r["median"]
-    assert positive(m["shared_s"], m["one_cpu_s"], r["speedup_one_cpu_over_shared"])
-    assert r["speedup_one_cpu_over_shared"] == pytest.approx(m["one_cpu_s"] / m["shared_s"], abs=2e-3)
-
-
 # bench_coverage's quick mode (mcmc and npe side by side, one run) is tested in test_benchmarks_coverage.py:
 # test_quick_command_line_runs_npe_beside_mcmc.
 

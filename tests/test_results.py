@@ -143,10 +143,18 @@ def test_sim_plot_sweep_and_thesis_folders(tmp_path: Path):
 @pytest.fixture
 def forks_allowed(monkeypatch):
     """Share figures out even though this test process (a pytest-xdist worker) may run other threads, which makes
-    :func:`sim.viz.figures._share_out` draw everything here instead; the children draw and exit, nothing more.
-    That the figures shared out are the serial ones byte for byte is checked end to end, on ``sim plot`` in fresh
-    processes, by ``benchmarks/bench_plot.py --quick`` (tests/test_benchmarks.py)."""
+    :func:`sim.viz.figures._share_out` draw everything here instead; the children draw and exit, nothing more."""
     monkeypatch.setattr(figures, "_other_threads", lambda: [])
+
+
+def test_figures_shared_out_among_processes_are_the_serial_figures(tmp_path: Path, monkeypatch, forks_allowed):
+    """Forked children draw some of a folder's figures alongside the parent: the same files, byte for byte."""
+    shared = figures.standard_figures(data.thesis_folder(), tmp_path / "shared")
+    monkeypatch.setattr(figures, "_cpus", lambda: 1)  # one CPU: everything drawn in this process
+    serial = figures.standard_figures(data.thesis_folder(), tmp_path / "serial")
+    assert [p.name for p in shared] == [p.name for p in serial] == ["effects.png", "ablation.png", "heatmap.png"]
+    for a, b in zip(shared, serial, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
 
 
 def _drawn_by(folder: Path) -> dict[str, int]:
