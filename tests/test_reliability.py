@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import results_data as data
 
 from sim.scenario.loader import ScenarioError, read_yaml
 
@@ -365,15 +366,6 @@ def a_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, sim_command) -> Path:
-    """A real run folder of the tiny scenario, for commands that read one (read-only)."""
-    root = tmp_path_factory.mktemp("run")
-    res = run_sim(sim_command, "run", TINY, "--out", root, "--run-id", "one", cwd=root)
-    assert res.returncode == 0, res.stderr
-    return root / "tiny" / "one"
-
-
 def sweep_file(tmp_path: Path, name: str = "tiny_sweep", **extra: object) -> Path:
     """A small factorial sweep of the tiny scenario: 4 points x 2 replicates, 2 runs per part."""
     text = (
@@ -397,11 +389,11 @@ OUT_COMMANDS = {
 
 @pytest.mark.parametrize("where", ["is-a-file", "under-a-file", "unwritable"])
 @pytest.mark.parametrize("command", sorted(OUT_COMMANDS))
-def test_a_bad_output_location_is_refused_before_any_compute(request, tmp_path, sim_command, a_file, command, where):
+def test_a_bad_output_location_is_refused_before_any_compute(tmp_path, sim_command, a_file, command, where):
     out = {"is-a-file": a_file, "under-a-file": a_file / "deeper" / "out", "unwritable": Path("/proc/sim-out")}[where]
     args = OUT_COMMANDS[command](tmp_path, out)
-    if command == "plot":  # a real run folder to plot
-        args[1] = request.getfixturevalue("tiny_run")
+    if command == "plot":  # a real run folder to plot (the session's grid run, read-only)
+        args[1] = data.grid_run()
     t0 = time.perf_counter()
     res = run_sim(sim_command, *args, cwd=tmp_path)
     elapsed = time.perf_counter() - t0

@@ -26,11 +26,11 @@ def plot_command(
 
     if not results_dir.exists():  # before the figures' import cost
         fail(f"{results_dir}: no such folder")
-    from sim.viz.figures import standard_figures
-
     target = out if out is not None else results_dir / "figures"
     if out is not None or results_dir.is_dir():
-        output_ok("--out", target)
+        output_ok("--out", target)  # before the figures' import cost too
+    from sim.viz.figures import standard_figures
+
     created = [p for p in (target, *target.parents) if not p.exists()]
     try:
         files = standard_figures(results_dir, out)
