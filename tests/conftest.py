@@ -210,14 +210,16 @@ def dask_cluster(tmp_path: Path) -> Iterable[Callable[..., Any]]:
 #: * ``browser``: each drives headless chromium against its own ``sim app`` server with
 #:   step deadlines; two at once on two cores starve each other's page.
 #: * ``dask``: each starts a scheduler and worker processes and kills a worker mid-run.
-#: * ``cli``, ``npe_toy`` (and ``npe_method``, marked in its modules): the tests share an
+#: * ``cli``, ``npe_toy``, ``installed`` (and ``npe_method``, marked in its modules): the tests share an
 #:   expensive module or process fixture (the matrix of bad ``sim run`` invocations, a
-#:   fitted ensemble) that is then built once, not once per worker.
+#:   fitted ensemble, the wheel built and installed in a fresh environment) that is then built once,
+#:   not once per worker.
 XDIST_GROUPS: dict[str, Callable[[pytest.Item], bool]] = {
     "browser": lambda item: item.get_closest_marker("browser") is not None,
     "dask": lambda item: "dask_cluster" in getattr(item, "fixturenames", ()),
     "cli": lambda item: item.path.name == "test_cli.py",
     "npe_toy": lambda item: item.path.name == "test_npe.py",
+    "installed": lambda item: "installed" in getattr(item, "fixturenames", ()),
 }
 
 
