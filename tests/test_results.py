@@ -161,9 +161,7 @@ def _drawn_by(folder: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in folder.glob("*.pid")}
 
 
-NEEDS_FORK = pytest.mark.skipif(
-    figures._cpus() < 2 or not sys.platform.startswith("linux"), reason="figures are shared out with fork on 2+ CPUs"
-)
+NEEDS_FORK = pytest.mark.skipif(not figures.fork_available(), reason="figures are shared out with fork on 2+ CPUs")
 
 
 @NEEDS_FORK

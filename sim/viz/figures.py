@@ -162,15 +162,13 @@ def _share_out(order: list[int], draw: Callable[[int], None]) -> list[int]:
     here (a child failed on them or was lost), in ``order``.
 
     Each process takes the next item from a counter in shared memory. Where forking is not safe or
-    useful (see :func:`_in_background`), or with fewer than two items, nothing is drawn here and every
+    useful (:func:`_may_fork`), or with fewer than two items, nothing is drawn here and every
     item is returned. An error in this process stops the children from taking more items and waits for
     them (no child writes after this function returns), then propagates.
     """
     import multiprocessing as mp
-    import sys
 
-    cpus = _cpus()
-    if len(order) < 2 or not sys.platform.startswith("linux") or cpus <= 1 or _other_threads():
+    if len(order) < 2 or not _may_fork():
         return list(order)
     ctx = mp.get_context("fork")
     taken = ctx.Value("i", 0)  # the next position in ``order``; its lock guards it
@@ -196,7 +194,7 @@ def _share_out(order: list[int], draw: Callable[[int], None]) -> list[int]:
         finally:
             os._exit(0)
 
-    procs = [ctx.Process(target=child, daemon=True) for _ in range(min(cpus, len(order)) - 1)]
+    procs = [ctx.Process(target=child, daemon=True) for _ in range(min(_cpus(), len(order)) - 1)]
     for proc in procs:
         proc.start()
     try:
@@ -321,17 +319,15 @@ BACKGROUND_TIMEOUT_S = 300.0
 def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
     """Start ``draw`` in a forked process while this one goes on; return the function that waits for it.
 
-    Where ``fork`` is not the safe default (anything but Linux), only one CPU is available, or
-    this process runs other Python threads (a Jupyter kernel, the app's server: a fork could
-    copy a lock another thread holds), ``draw`` runs here at once. A child that fails, or has
+    Where forking is not safe or useful (:func:`_may_fork`: not Linux, one CPU, or other Python
+    threads in this process), ``draw`` runs here at once. A child that fails, or has
     not finished after ``BACKGROUND_TIMEOUT_S``, is not trusted: ``wait()`` stops it and draws
     again here, so an error surfaces as any other would (the child prints nothing).
     ``wait(abandon=True)`` stops the child without drawing (this process is already failing).
     """
     import multiprocessing as mp
-    import sys
 
-    if not sys.platform.startswith("linux") or _cpus() <= 1 or _other_threads():
+    if not _may_fork():
         draw()
         return lambda abandon=False: None
 
@@ -354,6 +350,20 @@ def _in_background(draw: Callable[[], Any]) -> Callable[..., None]:
             draw()
 
     return wait
+
+
+def fork_available() -> bool:
+    """Whether drawing in forked processes can help here: Linux (where ``fork`` is the safe default) and
+    more than one CPU."""
+    import sys
+
+    return sys.platform.startswith("linux") and _cpus() > 1
+
+
+def _may_fork() -> bool:
+    """:func:`fork_available`, and no other Python thread runs in this process (a Jupyter kernel, the
+    app's server: a fork could copy a lock another thread holds)."""
+    return fork_available() and not _other_threads()
 
 
 def _other_threads() -> list[Any]:
