@@ -137,8 +137,11 @@ class DaskCluster:
             parts.append(f"--- {log.name}\n" + log.read_text(errors="replace")[-2000:])
         return "\n".join(parts)
 
-    def stop(self) -> None:
-        """Stop every process started here (SIGTERM, then SIGKILL after 10 s)."""
+    def stop(self, grace: float = 3.0) -> None:
+        """Stop every process started here: SIGTERM to all, then SIGKILL to whatever is still running
+        ``grace`` seconds later (one deadline for all of them: a worker busy in a task, or still
+        importing on a loaded machine, may ignore SIGTERM, and waiting 10 s for each in turn made a
+        test's teardown take 20 s)."""
         procs = [*self.workers, *([self.scheduler] if self.scheduler else [])]
         for proc in procs:
             if proc.poll() is None:
@@ -146,9 +149,10 @@ class DaskCluster:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        deadline = time.monotonic() + grace
         for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
