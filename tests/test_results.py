@@ -147,6 +147,10 @@ def forks_allowed(monkeypatch):
     monkeypatch.setattr(figures, "_other_threads", lambda: [])
 
 
+NEEDS_FORK = pytest.mark.skipif(not figures.fork_available(), reason="figures are shared out with fork on 2+ CPUs")
+
+
+@NEEDS_FORK
 def test_figures_shared_out_among_processes_are_the_serial_figures(tmp_path: Path, monkeypatch, forks_allowed):
     """Forked children draw some of a folder's figures alongside the parent: the same files, byte for byte."""
     shared = figures.standard_figures(data.thesis_folder(), tmp_path / "shared")
@@ -159,9 +163,6 @@ def test_figures_shared_out_among_processes_are_the_serial_figures(tmp_path: Pat
 
 def _drawn_by(folder: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text()) for p in folder.glob("*.pid")}
-
-
-NEEDS_FORK = pytest.mark.skipif(not figures.fork_available(), reason="figures are shared out with fork on 2+ CPUs")
 
 
 @NEEDS_FORK
